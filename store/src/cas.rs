@@ -1,0 +1,262 @@
+//! The content-addressed file store.
+
+use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
+use rustix::io::Errno;
+
+use crate::StoreError;
+
+/// The blake3 hash of a file's content, which is its name in the store.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileHash([u8; 32]);
+
+impl FileHash {
+    pub fn of(data: &[u8]) -> Self {
+        FileHash(*blake3::hash(data).as_bytes())
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        FileHash(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn to_hex(&self) -> String {
+        blake3::Hash::from_bytes(self.0).to_hex().to_string()
+    }
+}
+
+impl fmt::Debug for FileHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FileHash({})", self.to_hex())
+    }
+}
+
+/// Whether a commit created the file or found it already there (a deduplication hit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Created,
+    AlreadyPresent,
+}
+
+/// The file store under `<store>/v1`: `files/<2 hex>/<62 hex>[-exec]` and a `tmp/` directory
+/// on the same filesystem for files being written.
+pub struct Cas {
+    files_dir: PathBuf,
+    tmp_dir: PathBuf,
+    /// Directory handles so each per-file syscall resolves a short relative name.
+    files_fd: OwnedFd,
+    tmp_fd: OwnedFd,
+    /// Unique per process and open, so temp names never collide between concurrent installs.
+    temp_prefix: String,
+    temp_counter: AtomicU64,
+    /// Cleared the first time `renameat2(RENAME_NOREPLACE)` is refused by the filesystem.
+    rename_noreplace: AtomicBool,
+}
+
+impl Cas {
+    pub fn open(version_root: &Path) -> Result<Self, StoreError> {
+        let files_dir = version_root.join("files");
+        let tmp_dir = version_root.join("tmp");
+        let ready_marker = files_dir.join(".shards-ready");
+        if !ready_marker.exists() {
+            for shard in 0..=255u8 {
+                let dir = files_dir.join(format!("{shard:02x}"));
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| StoreError::io("create store directory", &dir, e))?;
+            }
+            std::fs::write(&ready_marker, b"")
+                .map_err(|e| StoreError::io("write", &ready_marker, e))?;
+        }
+        std::fs::create_dir_all(&tmp_dir)
+            .map_err(|e| StoreError::io("create store directory", &tmp_dir, e))?;
+        let open_dir = |path: &Path| {
+            rustix::fs::open(path, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| StoreError::io("open store directory", path, e.into()))
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        Ok(Cas {
+            files_fd: open_dir(&files_dir)?,
+            tmp_fd: open_dir(&tmp_dir)?,
+            files_dir,
+            tmp_dir,
+            temp_prefix: format!("{}-{nanos:x}-", std::process::id()),
+            temp_counter: AtomicU64::new(0),
+            rename_noreplace: AtomicBool::new(true),
+        })
+    }
+
+    /// The file's name relative to the `files` directory.
+    pub fn relative_path(hash: &FileHash, executable: bool) -> String {
+        let hex = hash.to_hex();
+        let suffix = if executable { "-exec" } else { "" };
+        format!("{}/{}{suffix}", &hex[..2], &hex[2..])
+    }
+
+    pub fn file_path(&self, hash: &FileHash, executable: bool) -> PathBuf {
+        self.files_dir.join(Self::relative_path(hash, executable))
+    }
+
+    pub fn files_dir(&self) -> &Path {
+        &self.files_dir
+    }
+
+    /// The `files` directory handle, for `linkat`/`openat` relative to it.
+    pub fn files_dir_fd(&self) -> BorrowedFd<'_> {
+        self.files_fd.as_fd()
+    }
+
+    pub fn contains(&self, hash: &FileHash, executable: bool) -> bool {
+        let name = Self::relative_path(hash, executable);
+        rustix::fs::statat(&self.files_fd, name.as_str(), AtFlags::empty()).is_ok()
+    }
+
+    /// Hashes `data` and writes it to a private temp file (created with `O_EXCL`). Nothing is
+    /// visible under a CAS name until [`StagedFile::commit`].
+    pub fn stage(&self, data: &[u8], executable: bool) -> Result<StagedFile, StoreError> {
+        let hash = FileHash::of(data);
+        let number = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        let temp_name = format!("{}{number:x}", self.temp_prefix);
+        let mode = Mode::from_raw_mode(if executable { 0o755 } else { 0o644 });
+        let file = rustix::fs::openat(
+            &self.tmp_fd,
+            temp_name.as_str(),
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+            mode,
+        )
+        .map_err(|e| StoreError::io("create temp file", self.tmp_dir.join(&temp_name), e.into()))?;
+        let staged = StagedFile { temp_name, hash, executable, size: data.len() as u64 };
+        if let Err(error) = write_all(&file, data) {
+            drop(file);
+            let path = self.tmp_dir.join(&staged.temp_name);
+            staged.discard(self);
+            return Err(StoreError::io("write temp file", path, error.into()));
+        }
+        Ok(staged)
+    }
+
+    fn commit(&self, staged: &StagedFile) -> Result<CommitOutcome, StoreError> {
+        let target = Self::relative_path(&staged.hash, staged.executable);
+        let source = staged.temp_name.as_str();
+        if self.rename_noreplace.load(Ordering::Relaxed) {
+            match rustix::fs::renameat_with(
+                &self.tmp_fd,
+                source,
+                &self.files_fd,
+                target.as_str(),
+                RenameFlags::NOREPLACE,
+            ) {
+                Ok(()) => return Ok(CommitOutcome::Created),
+                Err(Errno::EXIST) => {
+                    let _ = rustix::fs::unlinkat(&self.tmp_fd, source, AtFlags::empty());
+                    return Ok(CommitOutcome::AlreadyPresent);
+                }
+                Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
+                    self.rename_noreplace.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(self.commit_error(&target, e)),
+            }
+        }
+        // Fallback for filesystems without RENAME_NOREPLACE: link never replaces either.
+        let outcome = match rustix::fs::linkat(
+            &self.tmp_fd,
+            source,
+            &self.files_fd,
+            target.as_str(),
+            AtFlags::empty(),
+        ) {
+            Ok(()) => CommitOutcome::Created,
+            Err(Errno::EXIST) => CommitOutcome::AlreadyPresent,
+            Err(e) => return Err(self.commit_error(&target, e)),
+        };
+        let _ = rustix::fs::unlinkat(&self.tmp_fd, source, AtFlags::empty());
+        Ok(outcome)
+    }
+
+    fn commit_error(&self, target: &str, errno: Errno) -> StoreError {
+        StoreError::io("move a file into the store at", self.files_dir.join(target), errno.into())
+    }
+}
+
+fn write_all(file: &OwnedFd, mut data: &[u8]) -> rustix::io::Result<()> {
+    while !data.is_empty() {
+        match rustix::io::write(file, data) {
+            Ok(0) => return Err(Errno::IO),
+            Ok(n) => data = &data[n..],
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A file written to the store's temp directory, complete and hashed, not yet visible.
+#[derive(Debug)]
+#[must_use = "a staged file must be committed or discarded"]
+pub struct StagedFile {
+    temp_name: String,
+    hash: FileHash,
+    executable: bool,
+    size: u64,
+}
+
+impl StagedFile {
+    pub fn hash(&self) -> FileHash {
+        self.hash
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn executable(&self) -> bool {
+        self.executable
+    }
+
+    /// Moves the file under its CAS name without ever replacing an existing one.
+    pub fn commit(self, cas: &Cas) -> Result<CommitOutcome, StoreError> {
+        cas.commit(&self)
+    }
+
+    /// Removes the temp file (for a package that failed verification).
+    pub fn discard(self, cas: &Cas) {
+        let _ = rustix::fs::unlinkat(&cas.tmp_fd, self.temp_name.as_str(), AtFlags::empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_files_appear_only_on_commit_and_deduplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let staged = cas.stage(b"hello", false).unwrap();
+        let hash = staged.hash();
+        assert!(!cas.contains(&hash, false));
+        assert_eq!(staged.commit(&cas).unwrap(), CommitOutcome::Created);
+        assert_eq!(std::fs::read(cas.file_path(&hash, false)).unwrap(), b"hello");
+
+        let again = cas.stage(b"hello", false).unwrap();
+        assert_eq!(again.commit(&cas).unwrap(), CommitOutcome::AlreadyPresent);
+        let executable = cas.stage(b"hello", true).unwrap();
+        assert_eq!(executable.commit(&cas).unwrap(), CommitOutcome::Created);
+        assert!(cas.file_path(&hash, true).to_string_lossy().ends_with("-exec"));
+
+        let discarded = cas.stage(b"bad", false).unwrap();
+        let bad_hash = discarded.hash();
+        discarded.discard(&cas);
+        assert!(!cas.contains(&bad_hash, false));
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+}

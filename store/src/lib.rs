@@ -1,0 +1,52 @@
+//! flowpm's package store: a content-addressed file store (CAS) and an index of packages.
+//!
+//! Files are named by the blake3 hash of their content (`v1/files/ab/cdef…`, with `-exec` for
+//! executables, since a hardlinked file shares its mode with every project that links it).
+//! A file only ever appears under its final name complete: writers fill a private temp file
+//! and rename it into place without replacing ([`Cas::stage`], [`StagedFile::commit`]). The
+//! index ([`Index`]) maps a package's tarball identity (its `integrity`) to the list of files it
+//! unpacks to, and is written only after every listed file is in the CAS, so an index hit is
+//! always a complete package.
+//!
+//! The store knows nothing about semver, lockfiles or node_modules.
+
+mod cas;
+mod error;
+mod index;
+mod package_files;
+
+pub use cas::{Cas, CommitOutcome, FileHash, StagedFile};
+pub use error::StoreError;
+pub use index::{Index, IndexBatch};
+pub use package_files::{FileEntry, PackageFiles};
+
+use std::path::{Path, PathBuf};
+
+/// The store directory with its CAS and index opened.
+pub struct Store {
+    root: PathBuf,
+    cas: Cas,
+    index: Index,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        let version_root = root.join("v1");
+        let cas = Cas::open(&version_root)?;
+        let index = Index::open(&version_root.join("index"))?;
+        Ok(Self { root: root.to_path_buf(), cas, index })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn cas(&self) -> &Cas {
+        &self.cas
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+}

@@ -1,0 +1,101 @@
+//! The value stored in the index for one package: the files its tarball unpacked to.
+
+use crate::FileHash;
+
+/// One file of a package, as unpacked from its tarball.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Path inside the package, `/`-separated, already validated (no `..`, not absolute).
+    pub path: String,
+    pub hash: FileHash,
+    /// `0o644` or `0o755`.
+    pub mode: u32,
+    pub size: u64,
+}
+
+impl FileEntry {
+    pub fn is_executable(&self) -> bool {
+        self.mode & 0o111 != 0
+    }
+}
+
+/// All files of one package.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PackageFiles {
+    pub files: Vec<FileEntry>,
+}
+
+const FORMAT_VERSION: u8 = 1;
+
+impl PackageFiles {
+    /// Compact binary form: version byte, count, then per file
+    /// `path_len u16 | path | hash 32 | mode u32 | size u64`, little-endian.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(5 + self.files.iter().map(|f| 46 + f.path.len()).sum::<usize>());
+        out.push(FORMAT_VERSION);
+        out.extend_from_slice(&(self.files.len() as u32).to_le_bytes());
+        for file in &self.files {
+            out.extend_from_slice(&(file.path.len() as u16).to_le_bytes());
+            out.extend_from_slice(file.path.as_bytes());
+            out.extend_from_slice(file.hash.as_bytes());
+            out.extend_from_slice(&file.mode.to_le_bytes());
+            out.extend_from_slice(&file.size.to_le_bytes());
+        }
+        out
+    }
+
+    /// The inverse of [`PackageFiles::encode`]; `None` if the bytes are not a valid entry.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let mut reader = Reader(bytes);
+        if reader.take(1)?[0] != FORMAT_VERSION {
+            return None;
+        }
+        let count = u32::from_le_bytes(reader.take(4)?.try_into().ok()?) as usize;
+        let mut files = Vec::with_capacity(count.min(1 << 16));
+        for _ in 0..count {
+            let path_len = u16::from_le_bytes(reader.take(2)?.try_into().ok()?) as usize;
+            let path = std::str::from_utf8(reader.take(path_len)?).ok()?.to_owned();
+            let hash = FileHash::from_bytes(reader.take(32)?.try_into().ok()?);
+            let mode = u32::from_le_bytes(reader.take(4)?.try_into().ok()?);
+            let size = u64::from_le_bytes(reader.take(8)?.try_into().ok()?);
+            files.push(FileEntry { path, hash, mode, size });
+        }
+        reader.0.is_empty().then_some(PackageFiles { files })
+    }
+
+    pub fn total_size(&self) -> u64 {
+        self.files.iter().map(|file| file.size).sum()
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_truncation() {
+        let files = PackageFiles {
+            files: vec![
+                FileEntry { path: "package.json".into(), hash: FileHash::of(b"{}"), mode: 0o644, size: 2 },
+                FileEntry { path: "bin/cli.js".into(), hash: FileHash::of(b"x"), mode: 0o755, size: 1 },
+            ],
+        };
+        let bytes = files.encode();
+        assert_eq!(PackageFiles::decode(&bytes), Some(files));
+        assert_eq!(PackageFiles::decode(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(PackageFiles::decode(&[2, 0, 0, 0, 0]), None);
+    }
+}
