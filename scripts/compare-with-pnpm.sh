@@ -50,7 +50,8 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+  # Print this file's header comment (line 2 up to the first non-comment line).
+  sed -n '2,/^[^#]/p' "$0" | sed -n 's/^# \{0,1\}//p'
   exit 2
 }
 
@@ -61,7 +62,7 @@ usage() {
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-PROJECT_DIR="$(cd "$1" && pwd)" || { echo "error: no such directory: $1" >&2; exit 2; }
+PROJECT_DIR="$(cd "$1" 2>/dev/null && pwd)" || { echo "error: no such directory: $1" >&2; exit 2; }
 for f in package.json pnpm-lock.yaml; do
   [[ -f "$PROJECT_DIR/$f" ]] || { echo "error: $PROJECT_DIR/$f is missing" >&2; exit 2; }
 done
@@ -70,7 +71,7 @@ FLOWPM="${2:-$REPO_ROOT/target/release/flowpm}"
 # Resolve a relative path (or bare command name) to an absolute one, since
 # the installs run from other directories.
 if [[ "$FLOWPM" == */* ]]; then
-  FLOWPM="$(cd "$(dirname "$FLOWPM")" && pwd)/$(basename "$FLOWPM")"
+  FLOWPM="$(cd "$(dirname "$FLOWPM")" 2>/dev/null && pwd)/$(basename "$FLOWPM")" || FLOWPM=""
 else
   FLOWPM="$(command -v "$FLOWPM" || true)"
 fi
@@ -163,7 +164,7 @@ run_install flowpm "$FLOWPM" install --frozen-lockfile \
 
 PY="$WORK/manifest.py"
 cat >"$PY" <<'PYEOF'
-import hashlib, os, re, stat, sys
+import hashlib, os, re, stat, sys, time
 from concurrent.futures import ThreadPoolExecutor
 
 # Files pnpm writes for its own bookkeeping (not package content). Paths are
@@ -184,6 +185,7 @@ def esc(s):
     return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 def manifest(root, out):
+    t0 = time.monotonic()
     root = os.path.abspath(root)
     root_b = os.fsencode(root)
     ignore_bin = os.environ.get("IGNORE_BIN_SHIM_CONTENT") == "1"
@@ -231,7 +233,8 @@ def manifest(root, out):
         for rel in sorted(entries):
             fh.write("\t".join([esc(rel)] + entries[rel]) + "\n")
     note = f", {len(normalized)} with the project path normalized" if normalized else ""
-    print(f"manifest {out}: {len(entries)} entries ({len(files)} files{note})")
+    print(f"manifest {out}: {len(entries)} entries ({len(files)} files{note}) "
+          f"in {time.monotonic() - t0:.1f}s")
 
 def load(path):
     d = {}

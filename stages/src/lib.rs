@@ -1,1 +1,42 @@
+//! flowpm's install engine: the stages of a frozen-lockfile install and the synchronous API
+//! that runs them ([`install`]).
+//!
+//! ```no_run
+//! use flowpm_stages::{InstallOptions, SilentReporter, install};
+//!
+//! let options = InstallOptions { project_dir: "path/to/project".into(), frozen_lockfile: true, ..Default::default() };
+//! let report = install(&options, &SilentReporter)?;
+//! println!("{} packages, {} downloaded", report.packages, report.fetched);
+//! # Ok::<(), flowpm_stages::InstallError>(())
+//! ```
+//!
+//! Stages never spawn threads: `flowpm-pipeline` does. Each stage module has a `run_*` loop
+//! that a pipeline thread calls; they exchange the types in [`messages`].
 
+mod bins;
+pub mod capacity;
+pub mod config;
+pub mod decode;
+pub mod dep_path;
+mod error;
+pub mod fetch;
+pub mod hoist;
+mod http;
+mod index;
+mod install;
+pub mod integrity;
+pub mod link;
+pub mod lockfile;
+pub mod manifest;
+pub mod messages;
+mod metadata;
+pub mod plan;
+pub mod platform;
+mod report;
+pub mod write;
+
+pub use error::InstallError;
+pub use flowpm_pipeline::{CancelToken, StageSnapshot};
+pub use install::{InstallOptions, install, store_dir_for};
+pub use link::ImportMethod;
+pub use report::{InstallReport, Reporter, SilentReporter};

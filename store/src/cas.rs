@@ -144,6 +144,17 @@ impl Cas {
         Ok(staged)
     }
 
+    /// Removes temp files this process left behind (after a failed run). Files of other
+    /// processes are left alone: they may still be writing them.
+    pub fn remove_own_temp_files(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.tmp_dir) else { return };
+        for entry in entries.flatten() {
+            if entry.file_name().to_str().is_some_and(|name| name.starts_with(&self.temp_prefix)) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
     fn commit(&self, staged: &StagedFile) -> Result<CommitOutcome, StoreError> {
         let target = Self::relative_path(&staged.hash, staged.executable);
         let source = staged.temp_name.as_str();

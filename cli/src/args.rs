@@ -1,0 +1,98 @@
+//! Command-line arguments (argh).
+
+use std::path::PathBuf;
+
+use argh::FromArgs;
+
+/// flowpm: a fast JavaScript package manager with pnpm's node_modules layout.
+#[derive(FromArgs, Debug)]
+pub struct Cli {
+    /// print the version and exit
+    #[argh(switch, short = 'v')]
+    pub version: bool,
+
+    /// run as if started in this directory
+    #[argh(option, short = 'C')]
+    pub dir: Option<PathBuf>,
+
+    #[argh(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Command {
+    Install(InstallArgs),
+}
+
+/// install the dependencies of package.json as locked in pnpm-lock.yaml
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "install")]
+pub struct InstallArgs {
+    /// fail if pnpm-lock.yaml does not match package.json instead of updating it
+    #[argh(switch)]
+    pub frozen_lockfile: bool,
+    /// use only the store; fail if a package would need downloading
+    #[argh(switch)]
+    pub offline: bool,
+    /// install only dependencies and optionalDependencies (no devDependencies)
+    #[argh(switch, short = 'P')]
+    pub prod: bool,
+    /// the npm registry URL (default: npm_config_registry, .npmrc, npm's setting)
+    #[argh(option)]
+    pub registry: Option<String>,
+    /// the store directory (default: .npmrc store-dir, else $XDG_DATA_HOME/flowpm/store)
+    #[argh(option)]
+    pub store_dir: Option<PathBuf>,
+    /// how files get into node_modules: auto (clone, else hardlink), clone, hardlink or copy
+    #[argh(option, default = "String::from(\"auto\")")]
+    pub package_import_method: String,
+    /// output: default (progress on a terminal, one summary line), silent, or ndjson
+    #[argh(option, default = "String::from(\"default\")")]
+    pub reporter: String,
+}
+
+/// Rewrites arguments into what argh accepts: `--flag=value` becomes `--flag value` (argh only
+/// takes the latter; scripts written for pnpm use both), and the alias `i` becomes `install`.
+/// A lone `--` ends option processing.
+pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut options_done = false;
+    let mut command_seen = false;
+    let mut takes_value = false;
+    for arg in args {
+        let is_value = std::mem::replace(&mut takes_value, arg == "-C" || arg == "--dir");
+        if !command_seen && !is_value && !arg.starts_with('-') {
+            command_seen = true;
+            if arg == "i" {
+                out.push("install".to_owned());
+                continue;
+            }
+        }
+        if !options_done && arg == "--" {
+            options_done = true;
+        }
+        match arg.split_once('=') {
+            Some((flag, value)) if !options_done && flag.starts_with("--") && flag.len() > 2 => {
+                out.push(flag.to_owned());
+                out.push(value.to_owned());
+            }
+            _ => out.push(arg),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_flag_equals_value_and_expands_aliases() {
+        let args = ["-C", "i", "i", "--registry=http://127.0.0.1:1/?a=b", "--prod", "--", "--x=y"].map(String::from);
+        assert_eq!(
+            normalize_args(args),
+            ["-C", "i", "install", "--registry", "http://127.0.0.1:1/?a=b", "--prod", "--", "--x=y"]
+        );
+    }
+}

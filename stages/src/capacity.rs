@@ -1,0 +1,29 @@
+//! Every channel bound and pool size of the install engine, in one place, with why.
+//!
+//! Bounds are in items. Memory in flight is at most about
+//! `FILE_QUEUE * average file size + FETCH_THREADS * largest file`, independent of lockfile size.
+
+/// Concurrent downloads. Network latency, not CPU, bounds a cold install: bun uses 48 requests,
+/// pnpm 16. Each fetch thread also inflates and untars its stream, so more threads than this
+/// mostly add contention on 2 cores. See PERF.md for the measurement.
+pub const FETCH_THREADS: usize = 24;
+
+/// Hash+write workers. Writing is syscall-bound (open, write, close, rename per file); a few
+/// more threads than cores keep the disk queue busy while others hash.
+pub const WRITE_THREADS: usize = 3;
+
+/// Import (hardlink) workers: purely syscall-bound.
+pub const IMPORT_THREADS: usize = 2;
+
+/// Decoded files waiting for a writer. Each holds one owned buffer; typical npm files are a few
+/// KB, so 1024 entries is a few MB.
+pub const FILE_QUEUE: usize = 1024;
+
+/// Stored packages waiting for import and for the index writer. Small messages (a file list).
+pub const IMPORT_QUEUE: usize = 256;
+pub const INDEX_QUEUE: usize = 256;
+
+/// The index writer commits after this many packages or this long since the last commit, so a
+/// large install makes few fsyncs and a slow one still persists progress.
+pub const INDEX_BATCH: usize = 256;
+pub const INDEX_BATCH_MILLIS: u64 = 250;

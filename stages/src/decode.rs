@@ -1,0 +1,161 @@
+//! The decode step: a tarball byte stream -> validated file entries, one owned buffer each.
+//!
+//! Runs on the fetch threads, directly on the HTTP body (or on a file, for benchmarks), so a
+//! package is unpacked while it downloads. The integrity hash covers the raw compressed bytes;
+//! it is only known at the end of the stream, which is why writers stage files privately until
+//! the package is verified.
+
+use std::io::Read;
+
+use flate2::read::GzDecoder;
+
+use crate::integrity::{HashingReader, Integrity};
+
+/// One file of a package, owned, ready for the write pool.
+#[derive(Debug)]
+pub struct DecodedFile {
+    /// Validated, `/`-separated, relative to the package root.
+    pub path: String,
+    /// `0o755` if the tarball gave any execute bit, else `0o644`.
+    pub mode: u32,
+    pub data: Vec<u8>,
+}
+
+/// Caps that stop a hostile tarball (decompression bomb, huge declared sizes).
+#[derive(Clone, Debug)]
+pub struct DecodeLimits {
+    pub max_file_size: u64,
+    pub max_total_size: u64,
+    pub max_entries: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        // The largest files on npm are native binaries of a few hundred MB.
+        DecodeLimits { max_file_size: 1 << 30, max_total_size: 4 << 30, max_entries: 500_000 }
+    }
+}
+
+#[derive(Debug)]
+pub enum DecodeError {
+    /// Reading or inflating failed (truncated body, reset connection, corrupt gzip): retryable.
+    Io(std::io::Error),
+    /// The tarball is well-formed but unacceptable: not retryable.
+    BadEntry(String),
+    IntegrityMismatch { expected: String, actual: String },
+    /// The consumer stopped taking entries (the run is ending).
+    Stopped,
+}
+
+/// What a decoded tarball contained.
+#[derive(Debug, Default)]
+pub struct DecodeSummary {
+    pub files: usize,
+    pub unpacked_bytes: u64,
+    pub compressed_bytes: u64,
+    /// Links, devices and other entries that are not materialised.
+    pub skipped_entries: usize,
+}
+
+/// Streams `reader` through gzip and tar, hands each regular file to `sink`, and checks
+/// `expected` over every byte of the stream.
+pub fn decode_tarball<R: Read>(
+    reader: R,
+    expected: Option<&Integrity>,
+    limits: &DecodeLimits,
+    mut sink: impl FnMut(DecodedFile) -> Result<(), ()>,
+) -> Result<DecodeSummary, DecodeError> {
+    let hashing = HashingReader::new(reader, expected.map(Integrity::hasher));
+    let mut archive = tar::Archive::new(GzDecoder::new(hashing));
+    let mut summary = DecodeSummary::default();
+    let entries = archive.entries().map_err(DecodeError::Io)?;
+    for entry in entries {
+        let mut entry = entry.map_err(DecodeError::Io)?;
+        let kind = entry.header().entry_type();
+        if !(kind.is_file() || kind == tar::EntryType::Continuous) {
+            if !kind.is_dir() {
+                summary.skipped_entries += 1;
+            }
+            continue;
+        }
+        let raw_path = entry.path_bytes();
+        let path = package_relative_path(&raw_path).map_err(DecodeError::BadEntry)?;
+        let size = entry.header().entry_size().map_err(DecodeError::Io)?;
+        if size > limits.max_file_size {
+            return Err(DecodeError::BadEntry(format!(
+                "`{path}` declares {size} bytes, over the {} byte limit",
+                limits.max_file_size
+            )));
+        }
+        summary.unpacked_bytes += size;
+        summary.files += 1;
+        if summary.unpacked_bytes > limits.max_total_size || summary.files > limits.max_entries {
+            return Err(DecodeError::BadEntry(format!(
+                "unpacks to more than {} bytes or {} files",
+                limits.max_total_size, limits.max_entries
+            )));
+        }
+        let mode = if entry.header().mode().map_err(DecodeError::Io)? & 0o111 != 0 { 0o755 } else { 0o644 };
+        // Grow past 16 MiB only as bytes actually arrive, so a lying header cannot make us
+        // allocate its declared size up front.
+        let mut data = Vec::with_capacity(size.min(16 << 20) as usize);
+        entry.read_to_end(&mut data).map_err(DecodeError::Io)?;
+        if data.len() as u64 != size {
+            return Err(DecodeError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("`{path}` is truncated"),
+            )));
+        }
+        sink(DecodedFile { path, mode, data }).map_err(|()| DecodeError::Stopped)?;
+    }
+    // Read to the very end: the integrity hash covers the gzip trailer and any padding.
+    let mut gzip = archive.into_inner();
+    std::io::copy(&mut gzip, &mut std::io::sink()).map_err(DecodeError::Io)?;
+    let (actual, compressed_bytes) = gzip.into_inner().finish().map_err(DecodeError::Io)?;
+    summary.compressed_bytes = compressed_bytes;
+    if let (Some(expected), Some(actual)) = (expected, actual)
+        && *expected != actual
+    {
+        return Err(DecodeError::IntegrityMismatch { expected: expected.to_sri(), actual: actual.to_sri() });
+    }
+    Ok(summary)
+}
+
+/// Strips the first path component (npm tarballs use `package/`, some use another name) and
+/// rejects paths that would leave the package directory.
+pub fn package_relative_path(raw: &[u8]) -> Result<String, String> {
+    let text = std::str::from_utf8(raw)
+        .map_err(|_| format!("entry name `{}` is not UTF-8", String::from_utf8_lossy(raw)))?;
+    if text.starts_with('/') {
+        return Err(format!("entry `{text}` has an absolute path"));
+    }
+    let stripped = text.split_once('/').map_or(text, |(_, rest)| rest);
+    let mut parts = Vec::new();
+    for part in stripped.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err(format!("entry `{text}` escapes the package directory")),
+            _ if part.contains('\0') => return Err(format!("entry `{text}` contains a NUL byte")),
+            _ => parts.push(part),
+        }
+    }
+    if parts.is_empty() {
+        return Err(format!("entry `{text}` names no file"));
+    }
+    Ok(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_entry_paths() {
+        assert_eq!(package_relative_path(b"package/lib/a.js").unwrap(), "lib/a.js");
+        assert_eq!(package_relative_path(b"other/./x//y.js").unwrap(), "x/y.js");
+        assert!(package_relative_path(b"package/../../etc/passwd").is_err());
+        assert!(package_relative_path(b"/etc/passwd").is_err());
+        assert!(package_relative_path(b"package/").is_err());
+        assert!(package_relative_path(b"package/\xff.js").is_err());
+    }
+}

@@ -1,0 +1,162 @@
+//! The fetch stage: download each tarball (with retries) and decode it as it streams, handing
+//! each file to the write pool.
+
+use std::io::Read;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use flowpm_pipeline::{Receiver, Sender, StageContext};
+
+use crate::config::NpmConfig;
+use crate::decode::{DecodeError, DecodeLimits, decode_tarball};
+use crate::http::{HttpClient, HttpFailure};
+use crate::messages::{Attempt, FileJob, PackageUnit};
+use crate::report::Reporter;
+use crate::write::{Finalizer, finalize};
+use crate::InstallError;
+
+/// Attempts per tarball: the first try and three retries.
+const MAX_ATTEMPTS: u32 = 4;
+/// Backoff before retry n is `BASE * 4^(n-1)`: 200 ms, 800 ms, 3.2 s.
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// A `Retry-After` longer than this is capped: a package manager should not hang for minutes.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// Shared by every fetch thread.
+pub struct Fetcher<'a> {
+    pub config: Arc<NpmConfig>,
+    /// Created on first use, so installs that fetch nothing never load the CA bundle.
+    pub client: OnceLock<Result<HttpClient, String>>,
+    pub limits: DecodeLimits,
+    pub offline: bool,
+    pub reporter: &'a dyn Reporter,
+}
+
+impl Fetcher<'_> {
+    fn client(&self) -> Result<&HttpClient, InstallError> {
+        self.client
+            .get_or_init(|| HttpClient::new(self.config.clone()).map_err(|error| error.to_string()))
+            .as_ref()
+            .map_err(|message| InstallError::Config(message.clone()))
+    }
+
+    /// The tarball URL: the lockfile's, else `<registry>/<name>/-/<basename>-<version>.tgz`.
+    pub fn tarball_url(&self, unit: &PackageUnit) -> Result<String, InstallError> {
+        if let Some(url) = &unit.tarball {
+            return Ok(url.clone());
+        }
+        let registry = self.config.registry_for(&unit.name)?;
+        let basename = unit.name.rsplit('/').next().unwrap_or(&unit.name);
+        Ok(format!("{registry}{}/-/{basename}-{}.tgz", unit.name, unit.version))
+    }
+}
+
+/// One fetch thread: takes units until the queue closes.
+pub fn run_fetch_worker(
+    context: &StageContext,
+    input: &Receiver<Arc<PackageUnit>>,
+    fetcher: &Fetcher<'_>,
+    files: &Sender<FileJob>,
+    finalizer: &Finalizer<'_>,
+) -> Result<(), InstallError> {
+    while let Some(unit) = context.recv(input) {
+        if fetcher.offline {
+            return Err(InstallError::Offline { package: unit.label() });
+        }
+        let url = fetcher.tarball_url(&unit)?;
+        if !fetch_unit(context, fetcher, &unit, &url, files, finalizer)? {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Downloads and decodes one tarball, retrying transient failures. Returns false when the run
+/// is ending (downstream gone).
+fn fetch_unit(
+    context: &StageContext,
+    fetcher: &Fetcher<'_>,
+    unit: &Arc<PackageUnit>,
+    url: &str,
+    files: &Sender<FileJob>,
+    finalizer: &Finalizer<'_>,
+) -> Result<bool, InstallError> {
+    let client = fetcher.client()?;
+    let fetch_error = |cause: String| InstallError::Fetch { package: unit.label(), url: url.to_owned(), cause };
+    let mut attempt_number = 0;
+    loop {
+        attempt_number += 1;
+        let last = attempt_number >= MAX_ATTEMPTS;
+        let (body, _length) = match client.get(url) {
+            Ok(response) => response,
+            Err(HttpFailure { message, retryable, retry_after }) => {
+                if !retryable || last {
+                    let tries = if attempt_number > 1 { format!(" (after {attempt_number} attempts)") } else { String::new() };
+                    return Err(fetch_error(format!("{message}{tries}")));
+                }
+                backoff(context, attempt_number, retry_after);
+                continue;
+            }
+        };
+        let attempt = Arc::new(Attempt::new(unit.clone()));
+        let counted = CountingReader { inner: body, reporter: fetcher.reporter };
+        let mut sequence = 0u32;
+        let result = decode_tarball(counted, unit.integrity.as_ref(), &fetcher.limits, |file| {
+            attempt.expect_file();
+            let job = FileJob { attempt: attempt.clone(), sequence, file };
+            sequence += 1;
+            context.send(files, job).map_err(|_| {
+                // The job was dropped unsent: give its token back.
+                attempt.file_failed();
+            })
+        });
+        let verified = result.is_ok();
+        if attempt.decoder_done(verified) {
+            finalize(context, &attempt, finalizer)?;
+        }
+        match result {
+            Ok(summary) => {
+                context.record_item(summary.compressed_bytes);
+                return Ok(true);
+            }
+            Err(DecodeError::Stopped) => return Ok(false),
+            Err(DecodeError::IntegrityMismatch { expected, actual }) => {
+                return Err(InstallError::IntegrityMismatch { package: unit.label(), url: url.to_owned(), expected, actual });
+            }
+            Err(DecodeError::BadEntry(cause)) => {
+                return Err(InstallError::BadTarball { package: unit.label(), url: url.to_owned(), cause });
+            }
+            Err(DecodeError::Io(error)) => {
+                if last {
+                    return Err(fetch_error(format!("{error} (after {attempt_number} attempts)")));
+                }
+                backoff(context, attempt_number, None);
+            }
+        }
+    }
+}
+
+fn backoff(context: &StageContext, attempt_number: u32, retry_after: Option<Duration>) {
+    let delay = retry_after
+        .map(|delay| delay.min(MAX_RETRY_AFTER))
+        .unwrap_or(BACKOFF_BASE * 4u32.pow(attempt_number.saturating_sub(1)));
+    // Sleep in slices so a cancelled run does not wait out the backoff.
+    let deadline = std::time::Instant::now() + delay;
+    while !context.is_cancelled() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20).min(deadline - std::time::Instant::now()));
+    }
+}
+
+/// Reports downloaded bytes for progress as they stream.
+struct CountingReader<'a, R> {
+    inner: R,
+    reporter: &'a dyn Reporter,
+}
+
+impl<R: Read> Read for CountingReader<'_, R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buffer)?;
+        self.reporter.on_downloaded(n as u64);
+        Ok(n)
+    }
+}

@@ -1,0 +1,128 @@
+//! The shared HTTP client: one ureq agent (keep-alive pool) for every fetch thread, trusting the
+//! system CA bundle plus `.npmrc` `cafile` and `NODE_EXTRA_CA_CERTS`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+
+use crate::InstallError;
+use crate::config::NpmConfig;
+
+/// Connections kept alive per registry host: at least the number of fetch threads.
+const IDLE_CONNECTIONS_PER_HOST: usize = 64;
+
+pub struct HttpClient {
+    agent: ureq::Agent,
+    config: Arc<NpmConfig>,
+}
+
+/// A failed request, and whether trying again may help.
+#[derive(Debug)]
+pub struct HttpFailure {
+    pub message: String,
+    pub retryable: bool,
+    /// From a `Retry-After` header (429 and 503).
+    pub retry_after: Option<Duration>,
+}
+
+impl HttpClient {
+    pub fn new(config: Arc<NpmConfig>) -> Result<Self, InstallError> {
+        let roots = load_root_certificates(&config.extra_ca_files())?;
+        let tls = TlsConfig::builder().root_certs(roots).build();
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .http_status_as_error(false)
+            .max_idle_connections(IDLE_CONNECTIONS_PER_HOST * 4)
+            .max_idle_connections_per_host(IDLE_CONNECTIONS_PER_HOST)
+            .timeout_connect(Some(Duration::from_secs(15)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .timeout_per_read(Some(Duration::from_secs(60)))
+            .user_agent(concat!("flowpm/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Ok(HttpClient { agent, config })
+    }
+
+    /// Starts a GET and returns the body as a stream once the status is 200.
+    pub fn get(&self, url: &str) -> Result<(impl Read + Send + 'static, Option<u64>), HttpFailure> {
+        let mut request = self.agent.get(url);
+        if let Some(authorization) = self.config.authorization_for(url) {
+            request = request.header("authorization", authorization);
+        }
+        let response = request.call().map_err(|error| {
+            let retryable = !matches!(error, ureq::Error::BadUri(_) | ureq::Error::HostNotFound);
+            HttpFailure { message: error.to_string(), retryable, retry_after: None }
+        })?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let reason = response.status().canonical_reason().unwrap_or("");
+            return Err(HttpFailure {
+                message: format!("HTTP {status} {reason}").trim_end().to_owned(),
+                retryable: status >= 500 || status == 429 || status == 408,
+                retry_after,
+            });
+        }
+        let length = response
+            .headers()
+            .get("content-length")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse().ok());
+        let body = response.into_body().into_with_config().limit(u64::MAX).reader();
+        Ok((body, length))
+    }
+}
+
+/// The system bundle (`SSL_CERT_FILE`, else the Debian/Fedora/Alpine bundle paths, else every
+/// PEM in `SSL_CERT_DIR` or `/etc/ssl/certs`) plus the extra files. With nothing found, the
+/// compiled-in Mozilla roots.
+fn load_root_certificates(extra: &[PathBuf]) -> Result<RootCerts, InstallError> {
+    let mut certificates: Vec<Certificate<'static>> = Vec::new();
+    let bundle = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from).into_iter().chain(
+        ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"]
+            .into_iter()
+            .map(PathBuf::from),
+    );
+    if let Some(path) = bundle.into_iter().find(|path| path.is_file()) {
+        add_pem_file(&path, &mut certificates)?;
+    } else {
+        let dir = std::env::var_os("SSL_CERT_DIR").map_or_else(|| PathBuf::from("/etc/ssl/certs"), PathBuf::from);
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.extension().is_some_and(|ext| ext == "pem" || ext == "crt") {
+                    add_pem_file(&path, &mut certificates)?;
+                }
+            }
+        }
+    }
+    for path in extra {
+        add_pem_file(path, &mut certificates)?;
+    }
+    if certificates.is_empty() {
+        return Ok(RootCerts::WebPki);
+    }
+    Ok(RootCerts::Specific(Arc::new(certificates)))
+}
+
+fn add_pem_file(path: &Path, certificates: &mut Vec<Certificate<'static>>) -> Result<(), InstallError> {
+    let pem = std::fs::read(path).map_err(|error| InstallError::io("read CA certificates from", path, error))?;
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(certificate)) => certificates.push(certificate.to_owned()),
+            Ok(_) => {}
+            Err(error) => {
+                return Err(InstallError::InvalidFile { path: path.to_path_buf(), message: error.to_string() });
+            }
+        }
+    }
+    Ok(())
+}

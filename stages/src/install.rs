@@ -1,0 +1,294 @@
+//! The install: read, plan, run the pipeline, link bins, write metadata.
+//!
+//! ```text
+//!            ┌────────────── link (1 thread): directories + symlinks, from the plan ─────────────┐
+//! plan ──┬── fetch (N threads: HTTP + gunzip + untar) ──FileJob──> write (hash + O_EXCL) ──┐      │
+//!        │                                                        finalise (verified?) ────┼─> index (1 thread, LMDB)
+//!        └── index hits ───────────────────────────────────────────────────────────────────┴─> import (hardlink/clone/copy)
+//! ```
+//! then `.bin` shims and metadata once every package is imported.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use flowpm_pipeline::{CancelToken, PipelineError, bounded, unbounded};
+use flowpm_store::Store;
+
+use crate::capacity::{FETCH_THREADS, FILE_QUEUE, IMPORT_QUEUE, IMPORT_THREADS, INDEX_QUEUE, WRITE_THREADS};
+use crate::config::{ConfigOverrides, NpmConfig};
+use crate::decode::DecodeLimits;
+use crate::dep_path::VIRTUAL_STORE_DIR_MAX_LENGTH;
+use crate::fetch::{Fetcher, run_fetch_worker};
+use crate::hoist::hoist;
+use crate::index::run_index_writer;
+use crate::integrity::Integrity;
+use crate::link::{ImportMethod, Importer, Layout, run_import_worker};
+use crate::lockfile::Lockfile;
+use crate::manifest::Manifest;
+use crate::messages::{PackageUnit, StoredPackage};
+use crate::metadata::{ModulesSettings, invalidate, is_up_to_date, write_metadata};
+use crate::plan::{InstallPlan, PlanOptions, check_up_to_date, plan};
+use crate::platform::Platform;
+use crate::report::{InstallReport, Reporter};
+use crate::write::{Finalizer, run_write_worker};
+use crate::InstallError;
+
+/// What to install and how. `Default` gives a plain `flowpm install` of the current directory.
+#[derive(Debug, Clone)]
+pub struct InstallOptions {
+    pub project_dir: PathBuf,
+    /// Fail instead of updating the lockfile when it does not match package.json.
+    pub frozen_lockfile: bool,
+    /// Never touch the network.
+    pub offline: bool,
+    /// Skip devDependencies.
+    pub production_only: bool,
+    pub registry: Option<String>,
+    pub store_dir: Option<PathBuf>,
+    pub import_method: ImportMethod,
+    /// Lets an embedding program abort the install from another thread.
+    pub cancel: CancelToken,
+}
+
+impl Default for InstallOptions {
+    fn default() -> Self {
+        InstallOptions {
+            project_dir: PathBuf::from("."),
+            frozen_lockfile: false,
+            offline: false,
+            production_only: false,
+            registry: None,
+            store_dir: None,
+            import_method: ImportMethod::Auto,
+            cancel: CancelToken::new(),
+        }
+    }
+}
+
+/// Installs the project's dependencies from its `pnpm-lock.yaml`. Synchronous: returns when
+/// `node_modules` is complete, or with the first error.
+pub fn install(options: &InstallOptions, reporter: &dyn Reporter) -> Result<InstallReport, InstallError> {
+    let started = Instant::now();
+    let project_dir = std::path::absolute(&options.project_dir)
+        .map_err(|e| InstallError::io("resolve", &options.project_dir, e))?;
+    let manifest = Manifest::read(&project_dir.join("package.json"))?;
+    let lockfile_path = project_dir.join("pnpm-lock.yaml");
+    let Some((lockfile, lockfile_text)) = Lockfile::read(&lockfile_path)? else {
+        return Err(InstallError::NoLockfile {
+            dir: project_dir,
+            reason: "resolving without a lockfile is not implemented yet; create one with `pnpm install --lockfile-only`",
+        });
+    };
+    check_up_to_date(&manifest, &lockfile).map_err(|error| match (options.frozen_lockfile, error) {
+        (true, error) => error,
+        (false, InstallError::LockfileOutdated { reason }) => InstallError::LockfileOutdated {
+            reason: format!("{reason}; updating the lockfile is not implemented yet"),
+        },
+        (false, error) => error,
+    })?;
+    let plan = plan(
+        &lockfile,
+        &PlanOptions {
+            production_only: options.production_only,
+            platform: Platform::host(),
+            virtual_store_dir_max_length: VIRTUAL_STORE_DIR_MAX_LENGTH,
+        },
+    )?;
+    let layout = Layout::new(&project_dir, &plan);
+    if is_up_to_date(&layout, &lockfile_text, options.production_only) {
+        return Ok(InstallReport {
+            packages: plan.snapshots.len(),
+            skipped_optional: plan.skipped.len(),
+            up_to_date: true,
+            elapsed: started.elapsed(),
+            ..InstallReport::default()
+        });
+    }
+
+    let config = Arc::new(NpmConfig::load(
+        &project_dir,
+        &ConfigOverrides { registry: options.registry.clone(), store_dir: options.store_dir.clone() },
+    )?);
+    let store_dir = config.store_dir(&project_dir);
+    let store = Store::open(&store_dir)?;
+    let units = group_units(&plan)?;
+    let cached = store.index().get_many(units.iter().map(|unit| unit.key.as_str()))?;
+    let mut warm = Vec::new();
+    let mut cold = Vec::new();
+    for (unit, files) in units.into_iter().zip(cached) {
+        match files {
+            Some(files) => warm.push(StoredPackage { unit, files: Arc::new(files) }),
+            None => cold.push(unit),
+        }
+    }
+    let mut warnings = Vec::new();
+    for unit in &cold {
+        if unit.integrity.is_none() {
+            let warning = format!("{}: the lockfile has no integrity for it; its tarball cannot be verified", unit.label());
+            reporter.on_warning(&warning);
+            warnings.push(warning);
+        }
+    }
+    reporter.on_plan(plan.snapshots.len(), cold.len());
+
+    invalidate(&layout)?;
+    let hoisted = hoist(&plan);
+    layout.prune(&hoisted)?;
+    let result = run_pipeline(options, &config, &store, &layout, &hoisted, warm, cold, reporter);
+    let (stages, counts) = match result {
+        Ok(done) => done,
+        Err(error) => {
+            store.cas().remove_own_temp_files();
+            return Err(error);
+        }
+    };
+
+    warnings.extend(crate::bins::link_bins(&layout, &hoisted)?);
+    write_metadata(
+        &layout,
+        &hoisted,
+        &ModulesSettings { production_only: options.production_only, store_dir: &store_dir, skipped: &plan.skipped },
+        &lockfile_text,
+    )?;
+    Ok(InstallReport {
+        packages: plan.snapshots.len(),
+        fetched: counts.fetched,
+        reused: counts.reused,
+        skipped_optional: plan.skipped.len(),
+        files_imported: counts.files_imported,
+        files_written: counts.files_written,
+        bytes_downloaded: counts.bytes_downloaded,
+        bytes_imported: counts.bytes_imported,
+        elapsed: started.elapsed(),
+        up_to_date: false,
+        stages,
+        warnings,
+    })
+}
+
+/// Snapshots that share a tarball (peer variants of one package) share one unit.
+fn group_units(plan: &InstallPlan) -> Result<Vec<Arc<PackageUnit>>, InstallError> {
+    let mut by_key: HashMap<String, PackageUnit> = HashMap::new();
+    let mut order = Vec::new();
+    for (index, snapshot) in plan.snapshots.iter().enumerate() {
+        let key = snapshot.index_key();
+        if let Some(unit) = by_key.get_mut(&key) {
+            unit.snapshots.push(index);
+            continue;
+        }
+        let integrity = match &snapshot.integrity {
+            Some(text) => Some(Integrity::parse(text).ok_or_else(|| InstallError::BadIntegrity {
+                package: snapshot.dep_path.clone(),
+                integrity: text.clone(),
+            })?),
+            None => None,
+        };
+        order.push(key.clone());
+        by_key.insert(
+            key.clone(),
+            PackageUnit {
+                key,
+                name: snapshot.name.clone(),
+                version: snapshot.version.clone(),
+                integrity,
+                tarball: snapshot.tarball.clone(),
+                snapshots: vec![index],
+            },
+        );
+    }
+    Ok(order.into_iter().map(|key| Arc::new(by_key.remove(&key).expect("key was inserted"))).collect())
+}
+
+#[derive(Default)]
+struct Counts {
+    fetched: usize,
+    reused: usize,
+    files_imported: u64,
+    files_written: u64,
+    bytes_downloaded: u64,
+    bytes_imported: u64,
+}
+
+/// Runs the stages on their threads until every package is imported.
+#[allow(clippy::too_many_arguments)]
+fn run_pipeline(
+    options: &InstallOptions,
+    config: &Arc<NpmConfig>,
+    store: &Store,
+    layout: &Layout<'_>,
+    hoisted: &[crate::hoist::Hoisted],
+    warm: Vec<StoredPackage>,
+    cold: Vec<Arc<PackageUnit>>,
+    reporter: &dyn Reporter,
+) -> Result<(Vec<flowpm_pipeline::StageSnapshot>, Counts), InstallError> {
+    let mut counts = Counts { fetched: cold.len(), reused: warm.len(), ..Counts::default() };
+    let files_written = AtomicU64::new(0);
+    let importer = Importer::new(layout, store.cas(), reporter, options.import_method);
+    let fetcher = Fetcher {
+        config: config.clone(),
+        client: OnceLock::new(),
+        limits: DecodeLimits::default(),
+        offline: options.offline,
+        reporter,
+    };
+    let outcome = flowpm_pipeline::run(&options.cancel, |pipeline| {
+        // The work list is the plan itself (bounded by the lockfile), so it is queued whole.
+        let (unit_sender, unit_receiver) = unbounded::<Arc<PackageUnit>>();
+        let (file_sender, file_receiver) = bounded(FILE_QUEUE);
+        let (import_sender, import_receiver) = bounded::<StoredPackage>(IMPORT_QUEUE);
+        let (index_sender, index_receiver) = bounded::<StoredPackage>(INDEX_QUEUE);
+        let fetch_threads = FETCH_THREADS.min(cold.len());
+        for unit in cold {
+            let _ = unit_sender.send(unit);
+        }
+        drop(unit_sender);
+
+        pipeline.spawn("link", 1, |context| layout.create_links(hoisted, context));
+        if fetch_threads > 0 {
+            // Writers and fetch threads share the finaliser; its senders close the import and
+            // index queues when the last of those threads exits.
+            let finalizer = Arc::new(Finalizer {
+                cas: store.cas(),
+                import: import_sender.clone(),
+                index: index_sender,
+                reporter,
+                files_written: &files_written,
+            });
+            let fetch_finalizer = finalizer.clone();
+            let fetcher = &fetcher;
+            pipeline.spawn("fetch", fetch_threads, move |context| {
+                run_fetch_worker(context, &unit_receiver, fetcher, &file_sender, &fetch_finalizer)
+            });
+            pipeline.spawn("write", WRITE_THREADS, move |context| run_write_worker(context, &file_receiver, &finalizer));
+            pipeline.spawn("index", 1, move |context| run_index_writer(context, &index_receiver, store.index()));
+        } else {
+            drop(index_sender);
+        }
+        let importer = &importer;
+        pipeline.spawn("import", IMPORT_THREADS, move |context| run_import_worker(context, &import_receiver, importer));
+        // Index hits go straight to the importers.
+        for stored in warm {
+            if import_sender.send(stored).is_err() {
+                break;
+            }
+        }
+    });
+    let outcome = outcome.map_err(|error| match error {
+        PipelineError::Stage { error, .. } => error,
+        PipelineError::Panicked { stage, message } => InstallError::Internal(format!("the {stage} stage panicked: {message}")),
+        PipelineError::Cancelled => InstallError::Cancelled,
+    })?;
+    counts.files_written = files_written.load(Ordering::Relaxed);
+    counts.files_imported = importer.files_imported.load(Ordering::Relaxed);
+    counts.bytes_imported = importer.bytes_imported.load(Ordering::Relaxed);
+    counts.bytes_downloaded = outcome.stage("fetch").map_or(0, |stage| stage.bytes);
+    Ok((outcome.stages, counts))
+}
+
+/// Where the store is for a project, as `install` would use it (for `flowpm store path`).
+pub fn store_dir_for(project_dir: &Path, overrides: &ConfigOverrides) -> Result<PathBuf, InstallError> {
+    Ok(NpmConfig::load(project_dir, overrides)?.store_dir(project_dir))
+}

@@ -1,0 +1,383 @@
+//! The link stage: the `node_modules` layout of pnpm's isolated linker.
+//!
+//! ```text
+//! node_modules/<alias>                          -> .pnpm/<dir>/node_modules/<name>   (direct)
+//! node_modules/.pnpm/<dir>/node_modules/<name>/  the package's files (imported from the CAS)
+//! node_modules/.pnpm/<dir>/node_modules/<dep>   -> ../../<dep dir>/node_modules/<dep name>
+//! node_modules/.pnpm/node_modules/<alias>       -> ../<dir>/node_modules/<name>      (hoisted)
+//! ```
+//!
+//! Directories and symlinks depend only on the plan, so [`Layout::create_links`] runs as soon as
+//! the plan exists, in parallel with downloads; files are imported per package as each one
+//! becomes available ([`run_import_worker`]).
+
+use std::collections::HashSet;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use flowpm_pipeline::{Receiver, StageContext};
+use flowpm_store::{Cas, FileEntry, PackageFiles};
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::hoist::Hoisted;
+use crate::messages::StoredPackage;
+use crate::plan::{DirectTarget, InstallPlan, SnapshotPlan};
+use crate::report::Reporter;
+use crate::InstallError;
+
+/// Paths of one project's `node_modules`.
+pub struct Layout<'a> {
+    pub project_dir: PathBuf,
+    pub modules_dir: PathBuf,
+    pub virtual_store_dir: PathBuf,
+    pub plan: &'a InstallPlan,
+}
+
+impl<'a> Layout<'a> {
+    pub fn new(project_dir: &Path, plan: &'a InstallPlan) -> Self {
+        let modules_dir = project_dir.join("node_modules");
+        let virtual_store_dir = modules_dir.join(".pnpm");
+        Layout { project_dir: project_dir.to_path_buf(), modules_dir, virtual_store_dir, plan }
+    }
+
+    /// `node_modules/.pnpm/<dir>/node_modules`: the directory a snapshot's code resolves from.
+    pub fn snapshot_modules_dir(&self, snapshot: &SnapshotPlan) -> PathBuf {
+        self.virtual_store_dir.join(&snapshot.dir_name).join("node_modules")
+    }
+
+    /// `node_modules/.pnpm/<dir>/node_modules/<name>`: where a snapshot's files live.
+    pub fn package_dir(&self, snapshot: &SnapshotPlan) -> PathBuf {
+        self.snapshot_modules_dir(snapshot).join(&snapshot.name)
+    }
+
+    /// `node_modules/.pnpm/node_modules`: where everything is hoisted.
+    pub fn hoist_dir(&self) -> PathBuf {
+        self.virtual_store_dir.join("node_modules")
+    }
+
+    /// Removes what an earlier install left that this plan does not have (only inside
+    /// `node_modules`), so switching lockfiles never leaves stale packages resolvable.
+    pub fn prune(&self, hoisted: &[Hoisted]) -> Result<(), InstallError> {
+        let wanted_dirs: HashSet<&str> = self.plan.snapshots.iter().map(|s| s.dir_name.as_str()).collect();
+        for name in list_dir(&self.virtual_store_dir)? {
+            let keep = name == "node_modules" || name == "lock.yaml" || wanted_dirs.contains(name.as_str());
+            if !keep {
+                remove_any(&self.virtual_store_dir.join(&name))?;
+            }
+        }
+        let direct: HashSet<&str> = self.plan.direct.iter().map(|d| d.alias.as_str()).collect();
+        prune_links(&self.modules_dir, &direct)?;
+        let hoisted_names: HashSet<&str> = hoisted.iter().map(|h| h.alias.as_str()).collect();
+        prune_links(&self.hoist_dir(), &hoisted_names)?;
+        // Shims are regenerated from scratch.
+        remove_any(&self.modules_dir.join(".bin"))?;
+        remove_any(&self.hoist_dir().join(".bin"))?;
+        Ok(())
+    }
+
+    /// Creates every directory and symlink of the layout. Needs only the plan.
+    pub fn create_links(&self, hoisted: &[Hoisted], context: &StageContext) -> Result<(), InstallError> {
+        let mut created = HashSet::new();
+        let mut mkdir = |dir: PathBuf| -> Result<(), InstallError> {
+            if created.insert(dir.clone()) {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .create(&dir)
+                    .map_err(|e| InstallError::io("create directory", &dir, e))?;
+            }
+            Ok(())
+        };
+        mkdir(self.hoist_dir())?;
+        for snapshot in &self.plan.snapshots {
+            if context.is_cancelled() {
+                return Ok(());
+            }
+            let modules = self.snapshot_modules_dir(snapshot);
+            mkdir(modules.clone())?;
+            for (alias, child) in &snapshot.dependencies {
+                if *alias == snapshot.name {
+                    continue; // the package's own directory is there
+                }
+                if let Some(scope) = scope_of(alias) {
+                    mkdir(modules.join(scope))?;
+                }
+                let target = self.package_dir(&self.plan.snapshots[*child]);
+                link(&modules.join(alias), &target, &snapshot.name)?;
+                context.record_item(0);
+            }
+        }
+        for direct in &self.plan.direct {
+            if let Some(scope) = scope_of(&direct.alias) {
+                mkdir(self.modules_dir.join(scope))?;
+            }
+            let target = match &direct.target {
+                DirectTarget::Snapshot(index) => self.package_dir(&self.plan.snapshots[*index]),
+                DirectTarget::Link(path) => normalize(&self.project_dir.join(path)),
+            };
+            link(&self.modules_dir.join(&direct.alias), &target, &direct.alias)?;
+            context.record_item(0);
+        }
+        let hoist_dir = self.hoist_dir();
+        for entry in hoisted {
+            if let Some(scope) = scope_of(&entry.alias) {
+                mkdir(hoist_dir.join(scope))?;
+            }
+            let target = self.package_dir(&self.plan.snapshots[entry.snapshot]);
+            link(&hoist_dir.join(&entry.alias), &target, &entry.alias)?;
+            context.record_item(0);
+        }
+        Ok(())
+    }
+}
+
+fn scope_of(alias: &str) -> Option<&str> {
+    alias.starts_with('@').then(|| alias.split_once('/').map(|(scope, _)| scope)).flatten()
+}
+
+/// Makes `link_path` a symlink to `target` (given as a path; stored relative, as pnpm does).
+fn link(link_path: &Path, target: &Path, package: &str) -> Result<(), InstallError> {
+    let parent = link_path.parent().unwrap_or(Path::new("."));
+    let relative = relative_path(parent, target);
+    let error = |action, source| InstallError::Link { package: package.to_owned(), action, path: link_path.to_path_buf(), source };
+    match std::os::unix::fs::symlink(&relative, link_path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if std::fs::read_link(link_path).is_ok_and(|existing| existing == relative) {
+                return Ok(());
+            }
+            remove_any(link_path)?;
+            std::os::unix::fs::symlink(&relative, link_path).map_err(|e| error("create symlink", e))
+        }
+        Err(e) => Err(error("create symlink", e)),
+    }
+}
+
+/// `to` relative to the directory `from` (both absolute or both relative to one base).
+pub fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<Component> = from.components().collect();
+    let to: Vec<Component> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut relative = PathBuf::new();
+    for _ in common..from.len() {
+        relative.push("..");
+    }
+    for component in &to[common..] {
+        relative.push(component.as_os_str());
+    }
+    if relative.as_os_str().is_empty() {
+        relative.push(".");
+    }
+    relative
+}
+
+/// Resolves `.` and `..` lexically (for `link:` targets, which may not exist yet).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+fn list_dir(dir: &Path) -> Result<Vec<String>, InstallError> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => Ok(entries.flatten().filter_map(|e| e.file_name().into_string().ok()).collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(InstallError::io("read directory", dir, e)),
+    }
+}
+
+/// Removes symlinks in `dir` (and in its `@scope` subdirectories) whose alias is not wanted.
+fn prune_links(dir: &Path, wanted: &HashSet<&str>) -> Result<(), InstallError> {
+    for name in list_dir(dir)? {
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = dir.join(&name);
+        if name.starts_with('@') && !path.is_symlink() {
+            for inner in list_dir(&path)? {
+                if !wanted.contains(format!("{name}/{inner}").as_str()) {
+                    remove_any(&path.join(inner))?;
+                }
+            }
+        } else if path.is_symlink() && !wanted.contains(name.as_str()) {
+            remove_any(&path)?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_any(path: &Path) -> Result<(), InstallError> {
+    let result = match std::fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => Err(e),
+    };
+    result.map_err(|e| InstallError::io("remove", path, e))
+}
+
+/// How files get from the store into `node_modules` (`--package-import-method`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImportMethod {
+    /// Clone if the filesystem supports it, else hardlink, else copy (pnpm's default).
+    Auto,
+    Clone,
+    Hardlink,
+    Copy,
+}
+
+const METHOD_UNDECIDED: u8 = 0;
+const METHOD_CLONE: u8 = 1;
+const METHOD_HARDLINK: u8 = 2;
+const METHOD_COPY: u8 = 3;
+
+/// Imports packages' files, shared by the import threads.
+pub struct Importer<'a> {
+    pub layout: &'a Layout<'a>,
+    pub cas: &'a Cas,
+    pub reporter: &'a dyn Reporter,
+    requested: ImportMethod,
+    /// For `Auto`: the method that worked, found on the first file and then reused.
+    decided: AtomicU8,
+    pub files_imported: AtomicU64,
+    pub bytes_imported: AtomicU64,
+}
+
+impl<'a> Importer<'a> {
+    pub fn new(layout: &'a Layout<'a>, cas: &'a Cas, reporter: &'a dyn Reporter, method: ImportMethod) -> Self {
+        let decided = match method {
+            ImportMethod::Auto => METHOD_UNDECIDED,
+            ImportMethod::Clone => METHOD_CLONE,
+            ImportMethod::Hardlink => METHOD_HARDLINK,
+            ImportMethod::Copy => METHOD_COPY,
+        };
+        Importer {
+            layout,
+            cas,
+            reporter,
+            requested: method,
+            decided: AtomicU8::new(decided),
+            files_imported: AtomicU64::new(0),
+            bytes_imported: AtomicU64::new(0),
+        }
+    }
+
+    /// Fills `.pnpm/<dir>/node_modules/<name>/` with the package's files.
+    pub fn import(&self, snapshot: &SnapshotPlan, files: &PackageFiles) -> Result<(), InstallError> {
+        let package_dir = self.layout.package_dir(snapshot);
+        let io_error = |action, path: &Path, source: std::io::Error| InstallError::Link {
+            package: snapshot.dep_path.clone(),
+            action,
+            path: path.to_path_buf(),
+            source,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .create(&package_dir)
+            .map_err(|e| io_error("create directory", &package_dir, e))?;
+        let dir = rustix::fs::open(&package_dir, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| io_error("open directory", &package_dir, e.into()))?;
+        let mut made_dirs: HashSet<&str> = HashSet::new();
+        for file in &files.files {
+            if let Some((parent, _)) = file.path.rsplit_once('/') {
+                make_parents(&dir, parent, &mut made_dirs).map_err(|e| io_error("create directory", &package_dir.join(parent), e.into()))?;
+            }
+            self.import_file(&dir, file).map_err(|e| io_error("import file", &package_dir.join(&file.path), e.into()))?;
+            self.bytes_imported.fetch_add(file.size, Ordering::Relaxed);
+        }
+        self.files_imported.fetch_add(files.files.len() as u64, Ordering::Relaxed);
+        self.reporter.on_imported(&snapshot.name);
+        Ok(())
+    }
+
+    fn import_file(&self, dir: &OwnedFd, file: &FileEntry) -> rustix::io::Result<()> {
+        let source = Cas::relative_path(&file.hash, file.is_executable());
+        let destination = file.path.as_str();
+        loop {
+            let method = self.decided.load(Ordering::Relaxed);
+            let result = match method {
+                METHOD_UNDECIDED | METHOD_CLONE => self.clone_file(&source, dir, destination, file.mode),
+                METHOD_HARDLINK => rustix::fs::linkat(self.cas.files_dir_fd(), source.as_str(), dir, destination, AtFlags::empty()),
+                _ => self.copy_file(&source, dir, destination, file.mode),
+            };
+            match result {
+                Ok(()) => {
+                    if method == METHOD_UNDECIDED {
+                        self.decided.store(METHOD_CLONE, Ordering::Relaxed);
+                    }
+                    return Ok(());
+                }
+                // A file left by an earlier install: replace it.
+                Err(Errno::EXIST) => rustix::fs::unlinkat(dir, destination, AtFlags::empty())?,
+                // Reflinks unsupported here: fall back to hardlinks (only when allowed).
+                Err(Errno::OPNOTSUPP | Errno::XDEV | Errno::INVAL | Errno::NOTTY | Errno::NOSYS | Errno::PERM)
+                    if method == METHOD_UNDECIDED =>
+                {
+                    let _ = rustix::fs::unlinkat(dir, destination, AtFlags::empty());
+                    self.decided.store(METHOD_HARDLINK, Ordering::Relaxed);
+                }
+                // Store on another filesystem, or the file has too many links: copy.
+                Err(Errno::XDEV | Errno::MLINK) if method == METHOD_HARDLINK && self.requested != ImportMethod::Hardlink => {
+                    self.decided.store(METHOD_COPY, Ordering::Relaxed);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    fn clone_file(&self, source: &str, dir: &OwnedFd, destination: &str, mode: u32) -> rustix::io::Result<()> {
+        let source_fd = rustix::fs::openat(self.cas.files_dir_fd(), source, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+        let target = create_exclusive(dir, destination, mode)?;
+        rustix::fs::ioctl_ficlone(&target, &source_fd)
+    }
+
+    fn copy_file(&self, source: &str, dir: &OwnedFd, destination: &str, mode: u32) -> rustix::io::Result<()> {
+        let source_fd = rustix::fs::openat(self.cas.files_dir_fd(), source, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+        let target = create_exclusive(dir, destination, mode)?;
+        let mut reader = std::fs::File::from(source_fd);
+        let mut writer = std::fs::File::from(target);
+        std::io::copy(&mut reader, &mut writer).map(|_| ()).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+    }
+}
+
+fn create_exclusive(dir: &OwnedFd, name: &str, mode: u32) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(dir, name, OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC, Mode::from_raw_mode(mode))
+}
+
+/// `mkdir -p` of `relative` under `dir`, remembering what exists to save syscalls.
+fn make_parents<'p>(dir: &OwnedFd, relative: &'p str, made: &mut HashSet<&'p str>) -> rustix::io::Result<()> {
+    if made.contains(relative) {
+        return Ok(());
+    }
+    if let Some((parent, _)) = relative.rsplit_once('/') {
+        make_parents(dir, parent, made)?;
+    }
+    match rustix::fs::mkdirat(dir.as_fd(), relative, Mode::from_raw_mode(0o755)) {
+        Ok(()) | Err(Errno::EXIST) => {
+            made.insert(relative);
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// One import thread: imports stored packages into every snapshot that uses them.
+pub fn run_import_worker(context: &StageContext, input: &Receiver<StoredPackage>, importer: &Importer<'_>) -> Result<(), InstallError> {
+    while let Some(stored) = context.recv(input) {
+        for &index in &stored.unit.snapshots {
+            importer.import(&importer.layout.plan.snapshots[index], &stored.files)?;
+            context.record_item(stored.files.total_size());
+        }
+    }
+    Ok(())
+}
+

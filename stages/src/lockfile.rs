@@ -1,0 +1,253 @@
+//! `pnpm-lock.yaml` version 9: the subset of its schema an install reads.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::InstallError;
+
+/// A parsed `pnpm-lock.yaml`, kept as pnpm wrote it (keys are depPaths).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lockfile {
+    pub lockfile_version: LockfileVersion,
+    #[serde(default)]
+    pub settings: Option<LockfileSettings>,
+    #[serde(default)]
+    pub overrides: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub importers: BTreeMap<String, Importer>,
+    #[serde(default)]
+    pub packages: BTreeMap<String, PackageEntry>,
+    #[serde(default)]
+    pub snapshots: BTreeMap<String, SnapshotEntry>,
+}
+
+/// pnpm writes `'9.0'` (a string); older tools sometimes wrote a number.
+#[derive(Debug, Default, Deserialize)]
+#[serde(untagged)]
+pub enum LockfileVersion {
+    Text(String),
+    Number(f64),
+    #[default]
+    Missing,
+}
+
+impl LockfileVersion {
+    pub fn as_text(&self) -> String {
+        match self {
+            LockfileVersion::Text(text) => text.clone(),
+            LockfileVersion::Number(number) => number.to_string(),
+            LockfileVersion::Missing => "(missing)".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockfileSettings {
+    #[serde(default)]
+    pub auto_install_peers: Option<bool>,
+    #[serde(default)]
+    pub exclude_links_from_lockfile: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Importer {
+    #[serde(default)]
+    pub dependencies: BTreeMap<String, ImporterDependency>,
+    #[serde(default)]
+    pub dev_dependencies: BTreeMap<String, ImporterDependency>,
+    #[serde(default)]
+    pub optional_dependencies: BTreeMap<String, ImporterDependency>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ImporterDependency {
+    pub specifier: String,
+    pub version: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageEntry {
+    #[serde(default)]
+    pub resolution: Resolution,
+    /// Present when the key is not `name@version` (tarball and git dependencies).
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub has_bin: bool,
+    #[serde(default)]
+    pub os: Option<Vec<String>>,
+    #[serde(default)]
+    pub cpu: Option<Vec<String>>,
+    #[serde(default)]
+    pub libc: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Resolution {
+    #[serde(default)]
+    pub integrity: Option<String>,
+    #[serde(default)]
+    pub tarball: Option<String>,
+    /// `directory` / `git` resolutions: recognised so they can be reported as unsupported.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotEntry {
+    #[serde(default)]
+    pub dependencies: BTreeMap<String, String>,
+    #[serde(default)]
+    pub optional_dependencies: BTreeMap<String, String>,
+    #[serde(default)]
+    pub optional: bool,
+}
+
+/// Large lockfiles exceed serde-saphyr's default event budget (1M events): a 5,000-package
+/// lockfile is ~400k events, so allow ample headroom while still bounding hostile input.
+const MAX_EVENTS: usize = 50_000_000;
+
+impl Lockfile {
+    pub fn parse(text: &str, path: &Path) -> Result<Self, InstallError> {
+        let mut budget = serde_saphyr::Budget::default();
+        budget.max_events = MAX_EVENTS;
+        let mut options = serde_saphyr::Options::default();
+        options.budget = Some(budget);
+        let lockfile: Lockfile = serde_saphyr::from_str_with_options(text, options).map_err(|error| {
+            InstallError::InvalidFile { path: path.to_path_buf(), message: error.to_string() }
+        })?;
+        let version = lockfile.lockfile_version.as_text();
+        if !(version == "9" || version.starts_with("9.")) {
+            return Err(InstallError::UnsupportedLockfileVersion { path: path.to_path_buf(), version });
+        }
+        Ok(lockfile)
+    }
+
+    pub fn read(path: &Path) -> Result<Option<(Self, String)>, InstallError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(InstallError::io("read", path, error)),
+        };
+        let lockfile = Self::parse(&text, path)?;
+        Ok(Some((lockfile, text)))
+    }
+}
+
+/// Splits a depPath like `@scope/name@1.0.0(peer@2.0.0)` into name and version-with-peers.
+pub fn split_dep_path(dep_path: &str) -> Option<(&str, &str)> {
+    let at = dep_path.get(1..)?.find('@')? + 1;
+    Some((&dep_path[..at], &dep_path[at + 1..]))
+}
+
+/// The `packages:` key of a snapshot: its depPath without the peer suffix.
+pub fn package_key(dep_path: &str) -> &str {
+    // The version part never contains '(' except as the peer suffix; names cannot contain it.
+    match dep_path.find('(') {
+        Some(paren) => &dep_path[..paren],
+        None => dep_path,
+    }
+}
+
+/// Resolves a dependency reference found under `alias` (a snapshot's or importer's
+/// `dependencies`) to the snapshot key it points to, following pnpm's `refToRelative`:
+/// a bare version `1.0.0(peer@2)` belongs to `alias`; `name@1.0.0` is an alias target.
+/// `link:` references have no snapshot.
+pub fn reference_to_dep_path(alias: &str, reference: &str) -> Option<String> {
+    if reference.starts_with("link:") {
+        return None;
+    }
+    if reference.starts_with('@') {
+        return Some(reference.to_owned());
+    }
+    let Some(at) = reference.find('@') else {
+        return Some(format!("{alias}@{reference}"));
+    };
+    let before = |c: char| reference.find(c).is_none_or(|index| at < index);
+    if before(':') && before('(') {
+        Some(reference.to_owned())
+    } else {
+        Some(format!("{alias}@{reference}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_and_resolves_dep_paths() {
+        assert_eq!(split_dep_path("@babel/core@7.0.0"), Some(("@babel/core", "7.0.0")));
+        assert_eq!(split_dep_path("a@1.0.0(b@2.0.0)"), Some(("a", "1.0.0(b@2.0.0)")));
+        assert_eq!(package_key("a@1.0.0(b@2.0.0)(c@1.0.0)"), "a@1.0.0");
+        assert_eq!(reference_to_dep_path("a", "1.0.0").as_deref(), Some("a@1.0.0"));
+        assert_eq!(reference_to_dep_path("a", "1.0.0(b@2.0.0)").as_deref(), Some("a@1.0.0(b@2.0.0)"));
+        assert_eq!(reference_to_dep_path("foo", "lodash@4.17.21").as_deref(), Some("lodash@4.17.21"));
+        assert_eq!(reference_to_dep_path("foo", "@s/x@1.0.0").as_deref(), Some("@s/x@1.0.0"));
+        assert_eq!(
+            reference_to_dep_path("x", "https://h.invalid/x.tgz").as_deref(),
+            Some("x@https://h.invalid/x.tgz")
+        );
+        assert_eq!(reference_to_dep_path("x", "link:../x"), None);
+    }
+
+    #[test]
+    fn parses_a_v9_lockfile_and_rejects_other_versions() {
+        let text = r#"lockfileVersion: '9.0'
+
+settings:
+  autoInstallPeers: true
+  excludeLinksFromLockfile: false
+
+importers:
+
+  .:
+    dependencies:
+      react-dom:
+        specifier: ^18.2.0
+        version: 18.2.0(react@18.2.0)
+
+packages:
+
+  react-dom@18.2.0:
+    resolution: {integrity: sha512-abc}
+    peerDependencies:
+      react: ^18.2.0
+
+  '@esbuild/linux-x64@0.20.0':
+    resolution: {integrity: sha512-def}
+    engines: {node: '>=12'}
+    cpu: [x64]
+    os: [linux]
+
+snapshots:
+
+  react-dom@18.2.0(react@18.2.0):
+    dependencies:
+      react: 18.2.0
+
+  '@esbuild/linux-x64@0.20.0':
+    optional: true
+"#;
+        let lockfile = Lockfile::parse(text, Path::new("pnpm-lock.yaml")).unwrap();
+        let importer = &lockfile.importers["."];
+        assert_eq!(importer.dependencies["react-dom"].version, "18.2.0(react@18.2.0)");
+        let esbuild = &lockfile.packages["@esbuild/linux-x64@0.20.0"];
+        assert_eq!(esbuild.cpu.as_deref(), Some(&["x64".to_owned()][..]));
+        assert!(lockfile.snapshots["@esbuild/linux-x64@0.20.0"].optional);
+
+        let error = Lockfile::parse("lockfileVersion: '6.0'\n", Path::new("x/pnpm-lock.yaml")).unwrap_err();
+        assert!(error.to_string().contains("x/pnpm-lock.yaml"), "{error}");
+        let error = Lockfile::parse("lockfileVersion: [\n", Path::new("pnpm-lock.yaml")).unwrap_err();
+        assert!(error.to_string().contains("pnpm-lock.yaml"), "{error}");
+    }
+}

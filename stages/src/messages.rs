@@ -1,0 +1,109 @@
+//! The messages that flow between stages, and who owns what.
+//!
+//! ```text
+//!  plan ──PackageUnit──> fetch (+decode) ──FileJob──> write ──StoredPackage──> import
+//!    │                                                  └──StoredPackage──> index
+//!    └──StoredPackage (warm: index hit)──────────────────────────────────> import
+//! ```
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use flowpm_store::{PackageFiles, StagedFile};
+
+use crate::decode::DecodedFile;
+use crate::integrity::Integrity;
+
+/// One tarball to obtain, with every snapshot (peer variant) that uses its files.
+/// Sent by the coordinator to the fetch pool; shared read-only afterwards.
+#[derive(Debug)]
+pub struct PackageUnit {
+    /// The store index key (the integrity string, else the tarball URL).
+    pub key: String,
+    pub name: String,
+    pub version: String,
+    pub integrity: Option<Integrity>,
+    /// The lockfile's `resolution.tarball`, if any; otherwise the registry URL is derived.
+    pub tarball: Option<String>,
+    /// Indexes into the plan's snapshots.
+    pub snapshots: Vec<usize>,
+}
+
+impl PackageUnit {
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+}
+
+/// One download attempt of a unit. Files are staged (written to private temp files) while the
+/// tarball streams; only when the decoder has verified the whole tarball *and* every file is
+/// staged does the attempt get finalised: committed to the CAS if verified, discarded if not.
+/// A retry after a truncated body starts a new attempt, so half-written ones never mix in.
+pub struct Attempt {
+    pub unit: Arc<PackageUnit>,
+    /// Files sent to writers and not yet staged, plus one token held by the decoder until it
+    /// has seen the end of the stream. Whoever brings it to zero finalises.
+    outstanding: AtomicUsize,
+    verified: AtomicBool,
+    staged: Mutex<Vec<StagedEntry>>,
+}
+
+/// A staged file of an attempt, with its order in the tarball (a later duplicate entry wins).
+pub struct StagedEntry {
+    pub sequence: u32,
+    pub path: String,
+    pub mode: u32,
+    pub file: StagedFile,
+}
+
+impl Attempt {
+    pub fn new(unit: Arc<PackageUnit>) -> Self {
+        Attempt { unit, outstanding: AtomicUsize::new(1), verified: AtomicBool::new(false), staged: Mutex::new(Vec::new()) }
+    }
+
+    /// Called by the decoder before it hands a file to the write pool.
+    pub fn expect_file(&self) {
+        self.outstanding.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Called by a writer once the file is staged. Returns true if the caller must finalise.
+    pub fn file_staged(&self, entry: StagedEntry) -> bool {
+        self.staged.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
+        self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    /// Called by a writer whose file could not be staged (the run is failing anyway).
+    pub fn file_failed(&self) -> bool {
+        self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    /// Called by the decoder at the end of the stream. Returns true if the caller must finalise.
+    pub fn decoder_done(&self, verified: bool) -> bool {
+        self.verified.store(verified, Ordering::Release);
+        self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    pub fn is_verified(&self) -> bool {
+        self.verified.load(Ordering::Acquire)
+    }
+
+    pub fn take_staged(&self) -> Vec<StagedEntry> {
+        std::mem::take(&mut *self.staged.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// One file on its way from the decoder to a writer. The writer owns `file.data` and drops it
+/// as soon as the file is staged.
+pub struct FileJob {
+    pub attempt: Arc<Attempt>,
+    pub sequence: u32,
+    pub file: DecodedFile,
+}
+
+/// A package whose files are all in the CAS. Sent by the finaliser (a writer or the decoder) to
+/// the import pool and the index writer, and by the coordinator for index hits.
+#[derive(Clone)]
+pub struct StoredPackage {
+    pub unit: Arc<PackageUnit>,
+    pub files: Arc<PackageFiles>,
+}

@@ -1,0 +1,134 @@
+//! The metadata files pnpm keeps in `node_modules`, and the no-op check built on them.
+//!
+//! `node_modules/.pnpm/lock.yaml` is a byte copy of the lockfile that was installed. It is
+//! removed when an install starts changing `node_modules` and written last, after everything
+//! else: its presence means the tree is complete for that lockfile (for pnpm as well).
+
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::hoist::Hoisted;
+use crate::link::Layout;
+use crate::InstallError;
+
+/// Settings recorded in `.modules.yaml` that change the tree when they change.
+pub struct ModulesSettings<'a> {
+    pub production_only: bool,
+    pub store_dir: &'a Path,
+    pub skipped: &'a [String],
+}
+
+pub fn lock_copy_path(layout: &Layout<'_>) -> std::path::PathBuf {
+    layout.virtual_store_dir.join("lock.yaml")
+}
+
+pub fn modules_yaml_path(layout: &Layout<'_>) -> std::path::PathBuf {
+    layout.modules_dir.join(".modules.yaml")
+}
+
+/// True when `node_modules` already holds a complete install of `lockfile_text` with the same
+/// settings and every package directory is still there.
+pub fn is_up_to_date(layout: &Layout<'_>, lockfile_text: &str, production_only: bool) -> bool {
+    let Ok(installed) = std::fs::read(lock_copy_path(layout)) else { return false };
+    if installed != lockfile_text.as_bytes() {
+        return false;
+    }
+    let Ok(modules) = std::fs::read(modules_yaml_path(layout)) else { return false };
+    let Ok(modules) = serde_json::from_slice::<serde_json::Value>(&modules) else { return false };
+    let dev_included = modules["included"]["devDependencies"].as_bool().unwrap_or(true);
+    if dev_included == production_only {
+        return false;
+    }
+    // One stat per package: catches deleted directories, as pnpm does.
+    let snapshots_present = layout.plan.snapshots.iter().all(|s| layout.package_dir(s).is_dir());
+    let direct_present = layout.plan.direct.iter().all(|d| layout.modules_dir.join(&d.alias).symlink_metadata().is_ok());
+    snapshots_present && direct_present
+}
+
+/// Removes the completion marker before the tree is modified.
+pub fn invalidate(layout: &Layout<'_>) -> Result<(), InstallError> {
+    let path = lock_copy_path(layout);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(InstallError::io("remove", &path, e)),
+    }
+}
+
+/// Writes `.modules.yaml` (JSON, as pnpm 12 writes it) and then the lockfile copy.
+pub fn write_metadata(
+    layout: &Layout<'_>,
+    hoisted: &[Hoisted],
+    settings: &ModulesSettings<'_>,
+    lockfile_text: &str,
+) -> Result<(), InstallError> {
+    let mut hoisted_map = serde_json::Map::new();
+    for entry in hoisted {
+        let dep_path = &layout.plan.snapshots[entry.snapshot].dep_path;
+        let aliases = hoisted_map.entry(dep_path.clone()).or_insert_with(|| json!({}));
+        aliases[entry.alias.as_str()] = json!("private");
+    }
+    let mut skipped = settings.skipped.to_vec();
+    skipped.sort();
+    let modules = json!({
+        "hoistedDependencies": hoisted_map,
+        "hoistPattern": ["*"],
+        "included": {
+            "dependencies": true,
+            "devDependencies": !settings.production_only,
+            "optionalDependencies": true,
+        },
+        "layoutVersion": 5,
+        "nodeLinker": "isolated",
+        "packageManager": concat!("flowpm@", env!("CARGO_PKG_VERSION")),
+        "pendingBuilds": [],
+        "prunedAt": http_date(std::time::SystemTime::now()),
+        "publicHoistPattern": [],
+        "skipped": skipped,
+        "storeDir": settings.store_dir.display().to_string(),
+        "virtualStoreDir": ".pnpm",
+        "virtualStoreDirMaxLength": crate::dep_path::VIRTUAL_STORE_DIR_MAX_LENGTH,
+        "allowBuilds": {},
+    });
+    let text = serde_json::to_string_pretty(&modules).map_err(|e| InstallError::Internal(e.to_string()))?;
+    write_atomically(&modules_yaml_path(layout), text.as_bytes())?;
+    write_atomically(&lock_copy_path(layout), lockfile_text.as_bytes())
+}
+
+fn write_atomically(path: &Path, content: &[u8]) -> Result<(), InstallError> {
+    let temp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&temp, content).map_err(|e| InstallError::io("write", &temp, e))?;
+    std::fs::rename(&temp, path).map_err(|e| InstallError::io("write", path, e))
+}
+
+/// `Sat, 21 Nov 2026 12:17:05 GMT`, as JavaScript's `toUTCString`.
+fn http_date(time: std::time::SystemTime) -> String {
+    let seconds = time.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let days = seconds / 86_400;
+    let (hour, minute, second) = ((seconds / 3600) % 24, (seconds / 60) % 60, seconds % 60);
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let month_name = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][(month - 1) as usize];
+    format!("{weekday}, {day:02} {month_name} {year} {hour:02}:{minute:02}:{second:02} GMT")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_dates_like_javascript() {
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_263_425);
+        assert_eq!(http_date(time), "Sat, 21 Nov 2026 12:17:05 GMT");
+    }
+}

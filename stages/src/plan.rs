@@ -1,0 +1,390 @@
+//! The plan stage: from `package.json` and the lockfile to the exact set of snapshots to install
+//! and the edges between them. Everything the linker needs for directories and symlinks is known
+//! here, before any tarball is fetched.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::dep_path::dep_path_to_filename;
+use crate::lockfile::{Importer, ImporterDependency, Lockfile, package_key, reference_to_dep_path, split_dep_path};
+use crate::manifest::Manifest;
+use crate::platform::Platform;
+use crate::InstallError;
+
+/// Which group of the importer a direct dependency belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DependencyGroup {
+    Production,
+    Development,
+    Optional,
+}
+
+impl DependencyGroup {
+    pub fn lockfile_key(self) -> &'static str {
+        match self {
+            DependencyGroup::Production => "dependencies",
+            DependencyGroup::Development => "devDependencies",
+            DependencyGroup::Optional => "optionalDependencies",
+        }
+    }
+}
+
+/// One package instance to install: a lockfile snapshot.
+#[derive(Debug, Clone)]
+pub struct SnapshotPlan {
+    /// The snapshot key, e.g. `react-dom@18.2.0(react@18.2.0)`.
+    pub dep_path: String,
+    pub name: String,
+    /// The version without peer suffix (or the tarball URL for tarball dependencies).
+    pub version: String,
+    /// `node_modules/.pnpm/<dir_name>`.
+    pub dir_name: String,
+    pub integrity: Option<String>,
+    /// `resolution.tarball` when the lockfile gives one; otherwise derived from the registry.
+    pub tarball: Option<String>,
+    /// Dependencies as (alias, index into [`InstallPlan::snapshots`]).
+    pub dependencies: Vec<(String, usize)>,
+    pub has_bin: bool,
+    pub optional: bool,
+}
+
+impl SnapshotPlan {
+    /// The key of this package's files in the store index: snapshots that differ only by peer
+    /// suffix share one tarball, hence one entry.
+    pub fn index_key(&self) -> String {
+        match (&self.integrity, &self.tarball) {
+            (Some(integrity), _) => integrity.clone(),
+            (None, Some(tarball)) => tarball.clone(),
+            (None, None) => format!("{}@{}", self.name, self.version),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum DirectTarget {
+    Snapshot(usize),
+    /// `link:<path>`: a symlink to a directory of the project.
+    Link(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct DirectDependency {
+    pub alias: String,
+    pub group: DependencyGroup,
+    pub target: DirectTarget,
+}
+
+#[derive(Debug, Default)]
+pub struct InstallPlan {
+    pub snapshots: Vec<SnapshotPlan>,
+    pub direct: Vec<DirectDependency>,
+    /// Optional snapshots left out because they do not support this platform.
+    pub skipped: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    pub production_only: bool,
+    pub platform: Platform,
+    pub virtual_store_dir_max_length: usize,
+}
+
+/// Checks that the lockfile's importer matches `package.json` exactly (pnpm's frozen check):
+/// same dependency names in each group with the same specifiers.
+pub fn check_up_to_date(manifest: &Manifest, lockfile: &Lockfile) -> Result<(), InstallError> {
+    let empty = Importer::default();
+    let importer = lockfile.importers.get(".").unwrap_or(&empty);
+    for (group, wanted) in manifest_groups(manifest) {
+        let locked = importer_group(importer, group);
+        for (name, specifier) in &wanted {
+            match locked.get(*name) {
+                None => {
+                    return Err(InstallError::LockfileOutdated {
+                        reason: format!("`{name}` ({}) is in package.json but not in the lockfile", group.lockfile_key()),
+                    });
+                }
+                Some(entry) if entry.specifier != **specifier => {
+                    return Err(InstallError::LockfileOutdated {
+                        reason: format!(
+                            "`{name}` ({}) is `{specifier}` in package.json but `{}` in the lockfile",
+                            group.lockfile_key(),
+                            entry.specifier
+                        ),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(name) = locked.keys().find(|name| !wanted.contains_key(name.as_str())) {
+            return Err(InstallError::LockfileOutdated {
+                reason: format!("`{name}` ({}) is in the lockfile but not in package.json", group.lockfile_key()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// package.json groups as pnpm sees them: a name in `optionalDependencies` is optional only,
+/// and one in `dependencies` is not also a dev dependency.
+fn manifest_groups(manifest: &Manifest) -> Vec<(DependencyGroup, BTreeMap<&str, &String>)> {
+    let optional: BTreeMap<&str, &String> =
+        manifest.optional_dependencies.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let production: BTreeMap<&str, &String> = manifest
+        .dependencies
+        .iter()
+        .filter(|(name, _)| !optional.contains_key(name.as_str()))
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    let development: BTreeMap<&str, &String> = manifest
+        .dev_dependencies
+        .iter()
+        .filter(|(name, _)| !optional.contains_key(name.as_str()) && !production.contains_key(name.as_str()))
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    vec![
+        (DependencyGroup::Production, production),
+        (DependencyGroup::Development, development),
+        (DependencyGroup::Optional, optional),
+    ]
+}
+
+fn importer_group(importer: &Importer, group: DependencyGroup) -> &BTreeMap<String, ImporterDependency> {
+    match group {
+        DependencyGroup::Production => &importer.dependencies,
+        DependencyGroup::Development => &importer.dev_dependencies,
+        DependencyGroup::Optional => &importer.optional_dependencies,
+    }
+}
+
+/// Builds the install plan: every snapshot reachable from the importer's (filtered) direct
+/// dependencies, minus optional ones this platform cannot run.
+pub fn plan(lockfile: &Lockfile, options: &PlanOptions) -> Result<InstallPlan, InstallError> {
+    let empty = Importer::default();
+    let importer = lockfile.importers.get(".").unwrap_or(&empty);
+    let mut builder = PlanBuilder { lockfile, options, plan: InstallPlan::default(), index: HashMap::new() };
+
+    let mut groups = vec![DependencyGroup::Production, DependencyGroup::Optional];
+    if !options.production_only {
+        groups.insert(1, DependencyGroup::Development);
+    }
+    for group in groups {
+        for (alias, dependency) in importer_group(importer, group) {
+            validate_package_name(alias)?;
+            let target = match reference_to_dep_path(alias, &dependency.version) {
+                None => DirectTarget::Link(dependency.version.trim_start_matches("link:").to_owned()),
+                Some(dep_path) => match builder.visit(&dep_path, "the project")? {
+                    Some(index) => DirectTarget::Snapshot(index),
+                    None => continue,
+                },
+            };
+            builder.plan.direct.push(DirectDependency { alias: alias.clone(), group, target });
+        }
+    }
+    Ok(builder.plan)
+}
+
+struct PlanBuilder<'a> {
+    lockfile: &'a Lockfile,
+    options: &'a PlanOptions,
+    plan: InstallPlan,
+    /// depPath -> index in `plan.snapshots`, or `None` when skipped for the platform.
+    index: HashMap<String, Option<usize>>,
+}
+
+impl PlanBuilder<'_> {
+    /// Adds `dep_path` and everything it depends on (iteratively: graphs can be deep and cyclic).
+    fn visit(&mut self, dep_path: &str, needed_by: &str) -> Result<Option<usize>, InstallError> {
+        let root = self.add(dep_path, needed_by)?;
+        let mut pending: Vec<usize> = root.into_iter().collect();
+        while let Some(index) = pending.pop() {
+            let dep_path = self.plan.snapshots[index].dep_path.clone();
+            let snapshot = &self.lockfile.snapshots[&dep_path];
+            let mut dependencies = Vec::new();
+            for (alias, reference) in snapshot.dependencies.iter().chain(&snapshot.optional_dependencies) {
+                validate_package_name(alias)?;
+                let Some(child) = reference_to_dep_path(alias, reference) else { continue };
+                let known = self.index.contains_key(&child);
+                if let Some(child_index) = self.add(&child, &dep_path)? {
+                    if !known {
+                        pending.push(child_index);
+                    }
+                    dependencies.push((alias.clone(), child_index));
+                }
+            }
+            self.plan.snapshots[index].dependencies = dependencies;
+        }
+        Ok(root)
+    }
+
+    /// Registers one snapshot without its edges; `None` if skipped for the platform.
+    fn add(&mut self, dep_path: &str, needed_by: &str) -> Result<Option<usize>, InstallError> {
+        if let Some(known) = self.index.get(dep_path) {
+            return Ok(*known);
+        }
+        let missing = |section| InstallError::LockfileMissingEntry {
+            dep_path: dep_path.to_owned(),
+            needed_by: needed_by.to_owned(),
+            section,
+        };
+        let snapshot = self.lockfile.snapshots.get(dep_path).ok_or_else(|| missing("snapshots"))?;
+        let key = package_key(dep_path);
+        let package = self.lockfile.packages.get(key).ok_or_else(|| missing("packages"))?;
+        let (key_name, key_version) = split_dep_path(key).ok_or_else(|| InstallError::UnsupportedReference {
+            package: needed_by.to_owned(),
+            reference: dep_path.to_owned(),
+            why: "a depPath must look like name@version",
+        })?;
+        let name = package.name.clone().unwrap_or_else(|| key_name.to_owned());
+        validate_package_name(&name)?;
+        if let Some(kind) = &package.resolution.kind {
+            return Err(InstallError::UnsupportedReference {
+                package: name,
+                reference: dep_path.to_owned(),
+                why: if kind == "directory" { "directory dependencies are not supported yet" } else { "git dependencies are not supported yet" },
+            });
+        }
+        let supported = self.options.platform.supports(
+            package.os.as_deref(),
+            package.cpu.as_deref(),
+            package.libc.as_deref(),
+        );
+        if !supported && snapshot.optional {
+            self.index.insert(dep_path.to_owned(), None);
+            self.plan.skipped.push(dep_path.to_owned());
+            return Ok(None);
+        }
+        let index = self.plan.snapshots.len();
+        self.plan.snapshots.push(SnapshotPlan {
+            dep_path: dep_path.to_owned(),
+            dir_name: dep_path_to_filename(dep_path, self.options.virtual_store_dir_max_length),
+            name,
+            version: package.version.clone().unwrap_or_else(|| key_version.to_owned()),
+            integrity: package.resolution.integrity.clone(),
+            tarball: package.resolution.tarball.clone(),
+            dependencies: Vec::new(),
+            has_bin: package.has_bin,
+            optional: snapshot.optional,
+        });
+        self.index.insert(dep_path.to_owned(), Some(index));
+        Ok(Some(index))
+    }
+}
+
+/// Rejects names that could escape `node_modules` or are not valid npm names, before any
+/// filesystem call uses them.
+pub fn validate_package_name(name: &str) -> Result<(), InstallError> {
+    let invalid = |why| Err(InstallError::InvalidPackageName { name: name.to_owned(), why });
+    if name.is_empty() || name.len() > 214 {
+        return invalid("a name must be 1 to 214 characters long");
+    }
+    let parts: Vec<&str> = match name.strip_prefix('@') {
+        Some(scoped) => match scoped.split_once('/') {
+            Some((scope, base)) => vec![scope, base],
+            None => return invalid("a scoped name must look like @scope/name"),
+        },
+        None => vec![name],
+    };
+    for part in parts {
+        if part.is_empty() || part.starts_with('.') || part.starts_with('_') && part == name {
+            return invalid("a name part cannot be empty or start with `.` or `_`");
+        }
+        if part.chars().any(|c| matches!(c, '/' | '\\' | '%' | ':' | '*' | '?' | '"' | '<' | '>' | '|') || c.is_control() || c.is_whitespace()) {
+            return invalid("a name cannot contain path separators, `%` or special characters");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const LOCKFILE: &str = r#"lockfileVersion: '9.0'
+importers:
+  .:
+    dependencies:
+      a:
+        specifier: ^1.0.0
+        version: 1.0.0
+      alias:
+        specifier: npm:c@^3.0.0
+        version: c@3.0.0
+    devDependencies:
+      d:
+        specifier: 1.0.0
+        version: 1.0.0
+packages:
+  a@1.0.0:
+    resolution: {integrity: sha512-a}
+  b@2.0.0:
+    resolution: {integrity: sha512-b}
+  c@3.0.0:
+    resolution: {integrity: sha512-c}
+    hasBin: true
+  d@1.0.0:
+    resolution: {integrity: sha512-d}
+  win@1.0.0:
+    resolution: {integrity: sha512-w}
+    os: [win32]
+snapshots:
+  a@1.0.0:
+    dependencies:
+      b: 2.0.0
+    optionalDependencies:
+      win: 1.0.0
+  b@2.0.0:
+    dependencies:
+      a: 1.0.0
+  c@3.0.0: {}
+  d@1.0.0: {}
+  win@1.0.0:
+    optional: true
+"#;
+
+    fn options(production_only: bool) -> PlanOptions {
+        PlanOptions {
+            production_only,
+            platform: Platform { os: "linux".into(), cpu: "x64".into(), libc: Some("glibc".into()) },
+            virtual_store_dir_max_length: 120,
+        }
+    }
+
+    #[test]
+    fn plans_cycles_aliases_and_skips_foreign_optional_packages() {
+        let lockfile = Lockfile::parse(LOCKFILE, Path::new("pnpm-lock.yaml")).unwrap();
+        let plan = plan(&lockfile, &options(false)).unwrap();
+        let names: Vec<_> = plan.snapshots.iter().map(|s| s.dep_path.as_str()).collect();
+        assert_eq!(names, ["a@1.0.0", "b@2.0.0", "c@3.0.0", "d@1.0.0"]);
+        assert_eq!(plan.skipped, ["win@1.0.0"]);
+        assert_eq!(plan.snapshots[0].dependencies, [("b".to_owned(), 1)]);
+        assert_eq!(plan.snapshots[1].dependencies, [("a".to_owned(), 0)]);
+        let alias = plan.direct.iter().find(|d| d.alias == "alias").unwrap();
+        assert!(matches!(alias.target, DirectTarget::Snapshot(2)));
+
+        let production = super::plan(&lockfile, &options(true)).unwrap();
+        assert!(production.snapshots.iter().all(|s| s.name != "d"));
+    }
+
+    #[test]
+    fn frozen_check_names_the_mismatching_dependency() {
+        let lockfile = Lockfile::parse(LOCKFILE, Path::new("pnpm-lock.yaml")).unwrap();
+        let mut manifest = Manifest::default();
+        manifest.dependencies.insert("a".into(), "^1.0.0".into());
+        manifest.dependencies.insert("alias".into(), "npm:c@^3.0.0".into());
+        manifest.dev_dependencies.insert("d".into(), "1.0.0".into());
+        check_up_to_date(&manifest, &lockfile).unwrap();
+        manifest.dependencies.insert("a".into(), "^1.1.0".into());
+        let error = check_up_to_date(&manifest, &lockfile).unwrap_err().to_string();
+        assert!(error.contains("`a` (dependencies) is `^1.1.0` in package.json but `^1.0.0`"), "{error}");
+    }
+
+    #[test]
+    fn rejects_path_tricks_in_names() {
+        for bad in ["..", "../x", "@s/..", "a/b", "%2e%2e", "@scope", ".hidden", ""] {
+            assert!(validate_package_name(bad).is_err(), "{bad}");
+        }
+        for good in ["lodash", "@babel/core", "JSONStream", "a.b-c_d"] {
+            validate_package_name(good).unwrap();
+        }
+    }
+}

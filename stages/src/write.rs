@@ -1,0 +1,83 @@
+//! The write stage: a pool that hashes each file (blake3) and writes it to a private temp file
+//! in the store (created with `O_EXCL`), then the finaliser that moves a verified package's
+//! files under their CAS names and announces the package to the import and index stages.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use flowpm_pipeline::{Receiver, Sender, StageContext};
+use flowpm_store::{Cas, CommitOutcome, FileEntry, PackageFiles};
+
+use crate::messages::{Attempt, FileJob, StagedEntry, StoredPackage};
+use crate::report::Reporter;
+use crate::InstallError;
+
+/// Where finalised packages go, shared by writers and fetch threads.
+pub struct Finalizer<'a> {
+    pub cas: &'a Cas,
+    pub import: Sender<StoredPackage>,
+    pub index: Sender<StoredPackage>,
+    pub reporter: &'a dyn Reporter,
+    /// Files that were new to the store.
+    pub files_written: &'a AtomicU64,
+}
+
+/// One write thread: stages files until the queue closes.
+pub fn run_write_worker(
+    context: &StageContext,
+    input: &Receiver<FileJob>,
+    finalizer: &Finalizer<'_>,
+) -> Result<(), InstallError> {
+    while let Some(FileJob { attempt, sequence, file }) = context.recv(input) {
+        let executable = file.mode & 0o111 != 0;
+        let staged = match finalizer.cas.stage(&file.data, executable) {
+            Ok(staged) => staged,
+            Err(error) => {
+                attempt.file_failed();
+                return Err(error.into());
+            }
+        };
+        context.record_item(file.data.len() as u64);
+        drop(file.data);
+        let entry = StagedEntry { sequence, path: file.path, mode: file.mode, file: staged };
+        if attempt.file_staged(entry) {
+            finalize(context, &attempt, finalizer)?;
+        }
+    }
+    Ok(())
+}
+
+/// Commits or discards an attempt's staged files; called exactly once per attempt, by whoever
+/// released its last outstanding token.
+pub fn finalize(context: &StageContext, attempt: &Attempt, finalizer: &Finalizer<'_>) -> Result<(), InstallError> {
+    let mut staged = attempt.take_staged();
+    if !attempt.is_verified() {
+        for entry in staged {
+            entry.file.discard(finalizer.cas);
+        }
+        return Ok(());
+    }
+    // Tarball order decides between duplicate paths: the last entry wins, as when untarring.
+    staged.sort_unstable_by(|a, b| a.path.cmp(&b.path).then(a.sequence.cmp(&b.sequence)));
+    let mut files = Vec::with_capacity(staged.len());
+    let mut entries = staged.into_iter().peekable();
+    while let Some(entry) = entries.next() {
+        if entries.peek().is_some_and(|next| next.path == entry.path) {
+            entry.file.discard(finalizer.cas);
+            continue;
+        }
+        let hash = entry.file.hash();
+        let size = entry.file.size();
+        if entry.file.commit(finalizer.cas)? == CommitOutcome::Created {
+            finalizer.files_written.fetch_add(1, Ordering::Relaxed);
+        }
+        files.push(FileEntry { path: entry.path, hash, mode: entry.mode, size });
+    }
+    finalizer.reporter.on_fetched(&attempt.unit.name);
+    let stored = StoredPackage { unit: attempt.unit.clone(), files: Arc::new(PackageFiles { files }) };
+    if context.send(&finalizer.index, stored.clone()).is_err() {
+        return Ok(());
+    }
+    let _ = context.send(&finalizer.import, stored);
+    Ok(())
+}
