@@ -89,10 +89,28 @@ mod tests {
 
     #[test]
     fn splits_flag_equals_value_and_expands_aliases() {
-        let args = ["-C", "i", "i", "--registry=http://127.0.0.1:1/?a=b", "--prod", "--", "--x=y"].map(String::from);
+        let args = [
+            "-C",
+            "i",
+            "i",
+            "--registry=http://127.0.0.1:1/?a=b",
+            "--prod",
+            "--",
+            "--x=y",
+        ]
+        .map(String::from);
         assert_eq!(
             normalize_args(args),
-            ["-C", "i", "install", "--registry", "http://127.0.0.1:1/?a=b", "--prod", "--", "--x=y"]
+            [
+                "-C",
+                "i",
+                "install",
+                "--registry",
+                "http://127.0.0.1:1/?a=b",
+                "--prod",
+                "--",
+                "--x=y"
+            ]
         );
     }
 }

@@ -13,7 +13,11 @@ use crate::progress::{Mode, Progress};
 
 fn main() -> ExitCode {
     let raw: Vec<String> = std::env::args().collect();
-    let program = raw.first().map(String::as_str).unwrap_or("flowpm").to_owned();
+    let program = raw
+        .first()
+        .map(String::as_str)
+        .unwrap_or("flowpm")
+        .to_owned();
     let args = normalize_args(raw.into_iter().skip(1));
     let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let cli = match <Cli as argh::FromArgs>::from_args(&[&program], &arg_refs) {
@@ -54,10 +58,15 @@ fn run_install(project_dir: std::path::PathBuf, args: InstallArgs) -> anyhow::Re
         "clone" => ImportMethod::Clone,
         "hardlink" => ImportMethod::Hardlink,
         "copy" => ImportMethod::Copy,
-        other => bail!("--package-import-method must be auto, clone, hardlink or copy, not `{other}`"),
+        other => {
+            bail!("--package-import-method must be auto, clone, hardlink or copy, not `{other}`")
+        }
     };
     let Some(mode) = Mode::parse(&args.reporter) else {
-        bail!("--reporter must be default, silent or ndjson, not `{}`", args.reporter);
+        bail!(
+            "--reporter must be default, silent or ndjson, not `{}`",
+            args.reporter
+        );
     };
     let options = InstallOptions {
         project_dir,

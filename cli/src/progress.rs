@@ -97,7 +97,11 @@ impl Progress {
             Mode::Ndjson => self.event(summary_json(report)),
             Mode::Default => {
                 if report.up_to_date {
-                    println!("Already up to date ({} packages) in {:.2}s", report.packages, report.elapsed.as_secs_f64());
+                    println!(
+                        "Already up to date ({} packages) in {:.2}s",
+                        report.packages,
+                        report.elapsed.as_secs_f64()
+                    );
                 } else {
                     println!(
                         "Installed {} packages ({} downloaded, {} from the store) · {} files · {:.1} MB · {:.2}s",
@@ -155,7 +159,9 @@ impl Reporter for Progress {
         self.packages.store(packages as u64, Ordering::Relaxed);
         self.to_fetch.store(to_fetch as u64, Ordering::Relaxed);
         if self.mode == Mode::Ndjson {
-            self.event(serde_json::json!({"event": "plan", "packages": packages, "to_fetch": to_fetch}));
+            self.event(
+                serde_json::json!({"event": "plan", "packages": packages, "to_fetch": to_fetch}),
+            );
         }
     }
 
@@ -177,7 +183,10 @@ impl Reporter for Progress {
             Mode::Ndjson => self.event(serde_json::json!({"event": "warning", "message": message})),
             Mode::Default => {
                 let _guard = self.output.lock();
-                eprintln!("{}warning: {message}", if self.live { "\r\x1b[2K" } else { "" });
+                eprintln!(
+                    "{}warning: {message}",
+                    if self.live { "\r\x1b[2K" } else { "" }
+                );
             }
         }
     }

@@ -30,7 +30,12 @@ pub struct StageContext {
 
 impl StageContext {
     pub(crate) fn new(metrics: Arc<StageMetrics>, cancel: CancelToken, worker: usize) -> Self {
-        Self { metrics, cancel, worker, waited_ns: Cell::new(0) }
+        Self {
+            metrics,
+            cancel,
+            worker,
+            waited_ns: Cell::new(0),
+        }
     }
 
     /// Index of this thread within its stage's pool, from 0.

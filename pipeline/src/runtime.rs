@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::Instant;
 
+use crate::CancelToken;
 use crate::context::StageContext;
 use crate::metrics::{StageMetrics, StageSnapshot};
-use crate::CancelToken;
 
 /// Why a run failed: the first stage failure, in the order they happened.
 #[derive(Debug)]
@@ -16,7 +16,10 @@ pub enum PipelineError<E> {
     /// A stage returned an error.
     Stage { stage: &'static str, error: E },
     /// A stage panicked; the panic is reported, never swallowed.
-    Panicked { stage: &'static str, message: String },
+    Panicked {
+        stage: &'static str,
+        message: String,
+    },
     /// The run was cancelled from outside and no stage failed.
     Cancelled,
 }
@@ -58,7 +61,10 @@ struct Shared<E> {
 impl<E> Shared<E> {
     /// Keeps the first failure and cancels everything else.
     fn fail(&self, failure: PipelineError<E>) {
-        let mut slot = self.failure.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut slot = self
+            .failure
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         if slot.is_none() {
             *slot = Some(failure);
         }
@@ -89,7 +95,9 @@ impl<'scope, 'env, E: Send + 'scope> Pipeline<'scope, 'env, E> {
             let shared = self.shared.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("flowpm-{name}"))
-                .spawn_scoped(self.scope, move || run_worker(&shared, metrics, worker, &*body))
+                .spawn_scoped(self.scope, move || {
+                    run_worker(&shared, metrics, worker, &*body)
+                })
                 .expect("failed to spawn a pipeline thread");
             self.handles.push(handle);
         }
@@ -111,12 +119,20 @@ fn run_worker<E>(
     let context = StageContext::new(metrics.clone(), shared.cancel.clone(), worker);
     let result = catch_unwind(AssertUnwindSafe(|| body(&context)));
     let elapsed = started.elapsed().as_nanos() as u64;
-    metrics.busy_ns.fetch_add(elapsed.saturating_sub(context.waited_ns()), Ordering::Relaxed);
-    let span = (started + started.elapsed()).duration_since(shared.epoch).as_nanos() as u64;
+    metrics.busy_ns.fetch_add(
+        elapsed.saturating_sub(context.waited_ns()),
+        Ordering::Relaxed,
+    );
+    let span = (started + started.elapsed())
+        .duration_since(shared.epoch)
+        .as_nanos() as u64;
     metrics.wall_ns.fetch_max(span, Ordering::Relaxed);
     match result {
         Ok(Ok(())) => {}
-        Ok(Err(error)) => shared.fail(PipelineError::Stage { stage: metrics.name, error }),
+        Ok(Err(error)) => shared.fail(PipelineError::Stage {
+            stage: metrics.name,
+            error,
+        }),
         Err(panic) => shared.fail(PipelineError::Panicked {
             stage: metrics.name,
             message: panic_message(panic.as_ref()),
@@ -152,7 +168,11 @@ where
         epoch: Instant::now(),
     });
     let value = std::thread::scope(|scope| {
-        let mut pipeline = Pipeline { scope, shared: shared.clone(), handles: Vec::new() };
+        let mut pipeline = Pipeline {
+            scope,
+            shared: shared.clone(),
+            handles: Vec::new(),
+        };
         // A panic in the build closure must still cancel and join the stages it started.
         let value = catch_unwind(AssertUnwindSafe(|| build(&mut pipeline)));
         if value.is_err() {
@@ -173,12 +193,23 @@ where
             });
         }
     };
-    if let Some(failure) = shared.failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    if let Some(failure) = shared
+        .failure
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
         return Err(failure);
     }
     if cancel.is_cancelled() {
         return Err(PipelineError::Cancelled);
     }
-    let stages = shared.stages.lock().unwrap().iter().map(|m| m.snapshot()).collect();
+    let stages = shared
+        .stages
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| m.snapshot())
+        .collect();
     Ok(RunOutcome { value, stages })
 }

@@ -2,7 +2,8 @@
 //! and exec the target with the interpreter named by its shebang.
 //!
 //! Which shims go where:
-//! - `node_modules/.bin`: the bins of the project's direct dependencies;
+//! - `node_modules/.bin`: the bins of the project's direct dependencies and of the peers
+//!   resolved for them (pnpm 12 links `webpack` there for `react-server-dom-webpack`);
 //! - `node_modules/.pnpm/node_modules/.bin`: the bins of hoisted packages;
 //! - `.pnpm/<dir>/node_modules/<name>/node_modules/.bin`: the package's own bins and those of
 //!   its dependencies.
@@ -16,11 +17,11 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::InstallError;
 use crate::hoist::Hoisted;
 use crate::link::{Layout, relative_path};
 use crate::manifest::BinManifest;
 use crate::plan::{DirectTarget, SnapshotPlan};
-use crate::InstallError;
 
 /// The fixed part of every shim, byte for byte as pnpm 12 writes it.
 const SHIM_HEADER: &str = include_str!("shim_header.sh");
@@ -46,8 +47,13 @@ pub fn link_bins(layout: &Layout<'_>, hoisted: &[Hoisted]) -> Result<Vec<String>
         let found = read_bin_commands(&package_dir, &mut warnings);
         for command in &found {
             let target = package_dir.join(&command.path);
-            if let Err(error) = std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)) {
-                warnings.push(format!("{}: bin `{}` points to `{}`: {error}", snapshot.dep_path, command.name, command.path));
+            if let Err(error) =
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
+            {
+                warnings.push(format!(
+                    "{}: bin `{}` points to `{}`: {error}",
+                    snapshot.dep_path, command.name, command.path
+                ));
             }
         }
         if !found.is_empty() {
@@ -57,7 +63,7 @@ pub fn link_bins(layout: &Layout<'_>, hoisted: &[Hoisted]) -> Result<Vec<String>
     if commands.is_empty() {
         return Ok(warnings);
     }
-    let direct: Vec<usize> = plan
+    let mut direct: Vec<usize> = plan
         .direct
         .iter()
         .filter_map(|d| match d.target {
@@ -65,9 +71,26 @@ pub fn link_bins(layout: &Layout<'_>, hoisted: &[Hoisted]) -> Result<Vec<String>
             DirectTarget::Link(_) => None,
         })
         .collect();
+    let peers: Vec<usize> = direct
+        .iter()
+        .flat_map(|&index| {
+            let snapshot = &plan.snapshots[index];
+            snapshot
+                .dependencies
+                .iter()
+                .filter(|(alias, _)| snapshot.peer_names.contains(alias))
+                .map(|(_, child)| *child)
+        })
+        .collect();
+    direct.extend(peers);
     write_bin_dir(layout, &layout.modules_dir.join(".bin"), &direct, &commands)?;
     let hoisted: Vec<usize> = hoisted.iter().map(|h| h.snapshot).collect();
-    write_bin_dir(layout, &layout.hoist_dir().join(".bin"), &hoisted, &commands)?;
+    write_bin_dir(
+        layout,
+        &layout.hoist_dir().join(".bin"),
+        &hoisted,
+        &commands,
+    )?;
     for (index, snapshot) in plan.snapshots.iter().enumerate() {
         let mut providers = vec![index];
         providers.extend(snapshot.dependencies.iter().map(|(_, child)| *child));
@@ -87,12 +110,15 @@ fn write_bin_dir(
     let snapshots = &layout.plan.snapshots;
     let mut chosen: BTreeMap<&str, (usize, &BinCommand)> = BTreeMap::new();
     for &provider in providers {
-        let Some(list) = commands.get(&provider) else { continue };
+        let Some(list) = commands.get(&provider) else {
+            continue;
+        };
         for command in list {
             let replace = match chosen.get(command.name.as_str()) {
                 None => true,
                 Some((current, _)) => {
-                    prefer(&command.name, &snapshots[provider], &snapshots[*current]) == Ordering::Greater
+                    prefer(&command.name, &snapshots[provider], &snapshots[*current])
+                        == Ordering::Greater
                 }
             };
             if replace {
@@ -103,13 +129,21 @@ fn write_bin_dir(
     if chosen.is_empty() {
         return Ok(());
     }
-    std::fs::create_dir_all(bin_dir).map_err(|e| InstallError::io("create directory", bin_dir, e))?;
+    std::fs::create_dir_all(bin_dir)
+        .map_err(|e| InstallError::io("create directory", bin_dir, e))?;
     for (name, (provider, command)) in chosen {
         let snapshot = &snapshots[provider];
         let package_dir = layout.package_dir(snapshot);
-        let shim = shim_text(bin_dir, &package_dir, &layout.snapshot_modules_dir(snapshot), &layout.hoist_dir(), &command.path);
+        let shim = shim_text(
+            bin_dir,
+            &package_dir,
+            &layout.snapshot_modules_dir(snapshot),
+            &layout.hoist_dir(),
+            &command.path,
+        );
         let path = bin_dir.join(name);
-        write_executable(&path, shim.as_bytes()).map_err(|e| InstallError::io("write bin shim", &path, e))?;
+        write_executable(&path, shim.as_bytes())
+            .map_err(|e| InstallError::io("write bin shim", &path, e))?;
     }
     Ok(())
 }
@@ -126,7 +160,10 @@ fn prefer(command: &str, candidate: &SnapshotPlan, current: &SnapshotPlan) -> Or
         // The smaller name wins.
         return current.name.cmp(&candidate.name);
     }
-    match (nodejs_semver::Version::parse(&candidate.version), nodejs_semver::Version::parse(&current.version)) {
+    match (
+        nodejs_semver::Version::parse(&candidate.version),
+        nodejs_semver::Version::parse(&current.version),
+    ) {
         (Ok(a), Ok(b)) => a.cmp(&b),
         _ => Ordering::Less,
     }
@@ -138,7 +175,11 @@ fn write_executable(path: &Path, content: &[u8]) -> std::io::Result<()> {
         return Ok(());
     }
     let _ = std::fs::remove_file(path);
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o755).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o755)
+        .open(path)?;
     std::io::Write::write_all(&mut file, content)?;
     // The umask may have removed bits from 0o755.
     file.set_permissions(std::fs::Permissions::from_mode(0o755))
@@ -147,14 +188,18 @@ fn write_executable(path: &Path, content: &[u8]) -> std::io::Result<()> {
 /// Reads a package's commands from its `package.json` (`bin`, else `directories.bin`).
 pub fn read_bin_commands(package_dir: &Path, warnings: &mut Vec<String>) -> Vec<BinCommand> {
     let manifest_path = package_dir.join("package.json");
-    let manifest: BinManifest = match std::fs::read(&manifest_path).map(|bytes| serde_json::from_slice(&bytes)) {
-        Ok(Ok(manifest)) => manifest,
-        Ok(Err(error)) => {
-            warnings.push(format!("`{}` is not valid JSON: {error}", manifest_path.display()));
-            return Vec::new();
-        }
-        Err(_) => return Vec::new(),
-    };
+    let manifest: BinManifest =
+        match std::fs::read(&manifest_path).map(|bytes| serde_json::from_slice(&bytes)) {
+            Ok(Ok(manifest)) => manifest,
+            Ok(Err(error)) => {
+                warnings.push(format!(
+                    "`{}` is not valid JSON: {error}",
+                    manifest_path.display()
+                ));
+                return Vec::new();
+            }
+            Err(_) => return Vec::new(),
+        };
     let mut commands = Vec::new();
     match &manifest.bin {
         Some(serde_json::Value::String(path)) => {
@@ -190,17 +235,23 @@ pub fn read_bin_commands(package_dir: &Path, warnings: &mut Vec<String>) -> Vec<
 
 /// Every file under `directories.bin`, named by its file name.
 fn directory_commands(package_dir: &Path, dir: &str) -> Vec<(String, String)> {
-    let Some(dir) = clean_relative(dir) else { return Vec::new() };
+    let Some(dir) = clean_relative(dir) else {
+        return Vec::new();
+    };
     let mut found = Vec::new();
     let mut pending = vec![PathBuf::from(&dir)];
     while let Some(relative) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(package_dir.join(&relative)) else { continue };
+        let Ok(entries) = std::fs::read_dir(package_dir.join(&relative)) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let relative = relative.join(entry.file_name());
             match entry.file_type() {
                 Ok(kind) if kind.is_dir() => pending.push(relative),
                 Ok(kind) if kind.is_file() => {
-                    if let (Some(name), Some(path)) = (entry.file_name().to_str(), relative.to_str()) {
+                    if let (Some(name), Some(path)) =
+                        (entry.file_name().to_str(), relative.to_str())
+                    {
                         found.push((name.to_owned(), path.to_owned()));
                     }
                 }
@@ -226,14 +277,29 @@ fn clean_relative(path: &str) -> Option<String> {
 }
 
 /// The full shim for the command at `package_dir/target` placed in `bin_dir`.
-pub fn shim_text(bin_dir: &Path, package_dir: &Path, snapshot_modules: &Path, hoist_dir: &Path, target: &str) -> String {
+pub fn shim_text(
+    bin_dir: &Path,
+    package_dir: &Path,
+    snapshot_modules: &Path,
+    hoist_dir: &Path,
+    target: &str,
+) -> String {
     let target_path = package_dir.join(target);
     let relative_target = relative_path(bin_dir, &target_path).display().to_string();
-    let node_path = [package_dir.join("node_modules"), snapshot_modules.to_path_buf(), hoist_dir.to_path_buf()]
-        .iter()
-        .map(|dir| format!("\"$basedir_abs\"/'{}'", relative_path(bin_dir, dir).display()))
-        .collect::<Vec<_>>()
-        .join(":");
+    let node_path = [
+        package_dir.join("node_modules"),
+        snapshot_modules.to_path_buf(),
+        hoist_dir.to_path_buf(),
+    ]
+    .iter()
+    .map(|dir| {
+        format!(
+            "\"$basedir_abs\"/'{}'",
+            relative_path(bin_dir, dir).display()
+        )
+    })
+    .collect::<Vec<_>>()
+    .join(":");
     let mut shim = String::with_capacity(SHIM_HEADER.len() + 2048);
     shim.push_str(SHIM_HEADER);
     shim.push_str(&format!(
@@ -241,7 +307,11 @@ pub fn shim_text(bin_dir: &Path, package_dir: &Path, snapshot_modules: &Path, ho
     ));
     match interpreter(&target_path) {
         Some((program, arguments)) => {
-            let arguments = if arguments.is_empty() { String::new() } else { format!("{arguments} ") };
+            let arguments = if arguments.is_empty() {
+                String::new()
+            } else {
+                format!("{arguments} ")
+            };
             let t = &relative_target;
             shim.push_str(&format!(
                 "if [ -n \"$exe\" ] && [ -x \"$basedir/{program}.exe\" ]; then\n  exec \"$basedir/{program}.exe\"  {arguments}\"$basedir_win\"/'{t}' \"$@\"\n\
@@ -253,7 +323,9 @@ pub fn shim_text(bin_dir: &Path, package_dir: &Path, snapshot_modules: &Path, ho
             ));
         }
         None => {
-            shim.push_str(&format!("exec \"$basedir_abs\"/'{relative_target}'  \"$@\"\nexit $?\n"));
+            shim.push_str(&format!(
+                "exec \"$basedir_abs\"/'{relative_target}'  \"$@\"\nexit $?\n"
+            ));
         }
     }
     shim.push_str(&format!("# cmd-shim-target={relative_target}\n"));
@@ -264,7 +336,9 @@ pub fn shim_text(bin_dir: &Path, package_dir: &Path, snapshot_modules: &Path, ho
 /// `None` runs the file directly.
 fn interpreter(target: &Path) -> Option<(String, String)> {
     let mut head = [0u8; 512];
-    let read = std::fs::File::open(target).and_then(|mut file| file.read(&mut head)).unwrap_or(0);
+    let read = std::fs::File::open(target)
+        .and_then(|mut file| file.read(&mut head))
+        .unwrap_or(0);
     let first_line = head[..read].split(|&b| b == b'\n').next().unwrap_or(&[]);
     let first_line = String::from_utf8_lossy(first_line);
     if let Some(shebang) = first_line.strip_prefix("#!") {

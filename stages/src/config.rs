@@ -48,7 +48,11 @@ impl NpmConfig {
             config.set("registry", registry.clone(), Path::new("--registry"));
         }
         if let Some(store_dir) = &overrides.store_dir {
-            config.set("store-dir", store_dir.display().to_string(), Path::new("--store-dir"));
+            config.set(
+                "store-dir",
+                store_dir.display().to_string(),
+                Path::new("--store-dir"),
+            );
         }
         Ok(config)
     }
@@ -69,7 +73,10 @@ impl NpmConfig {
             let value = unquote(value.trim());
             let value = expand_env(&value).map_err(|name| InstallError::InvalidFile {
                 path: origin.to_path_buf(),
-                message: format!("line {}: environment variable `{name}` is not set", number + 1),
+                message: format!(
+                    "line {}: environment variable `{name}` is not set",
+                    number + 1
+                ),
             })?;
             self.set(key.trim(), value, origin);
         }
@@ -122,8 +129,12 @@ impl NpmConfig {
         let without_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
         let mut best: Option<(usize, String)> = None;
         for (key, value) in &self.values {
-            let Some(nerfed) = key.strip_prefix("//") else { continue };
-            let Some((prefix, field)) = nerfed.rsplit_once(':') else { continue };
+            let Some(nerfed) = key.strip_prefix("//") else {
+                continue;
+            };
+            let Some((prefix, field)) = nerfed.rsplit_once(':') else {
+                continue;
+            };
             if !without_scheme.starts_with(prefix.trim_end_matches('/')) {
                 continue;
             }
@@ -133,11 +144,17 @@ impl NpmConfig {
                 "_password" => {
                     let user = self.values.get(&format!("//{prefix}:username"))?;
                     let password = decode_base64(value)?;
-                    format!("Basic {}", encode_base64(format!("{user}:{password}").as_bytes()))
+                    format!(
+                        "Basic {}",
+                        encode_base64(format!("{user}:{password}").as_bytes())
+                    )
                 }
                 _ => continue,
             };
-            if best.as_ref().is_none_or(|(length, _)| prefix.len() > *length) {
+            if best
+                .as_ref()
+                .is_none_or(|(length, _)| prefix.len() > *length)
+            {
                 best = Some((prefix.len(), header));
             }
         }
@@ -161,22 +178,35 @@ impl NpmConfig {
     pub fn store_dir(&self, project_dir: &Path) -> PathBuf {
         if let Some(dir) = self.get("store-dir") {
             let dir = expand_home(dir);
-            return if dir.is_absolute() { dir } else { project_dir.join(dir) };
+            return if dir.is_absolute() {
+                dir
+            } else {
+                project_dir.join(dir)
+            };
         }
         if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
             return PathBuf::from(data).join("flowpm/store");
         }
-        home_dir().unwrap_or_else(|| PathBuf::from("/tmp")).join(".local/share/flowpm/store")
+        home_dir()
+            .unwrap_or_else(|| PathBuf::from("/tmp"))
+            .join(".local/share/flowpm/store")
     }
 }
 
 fn with_trailing_slash(url: &str) -> String {
-    if url.ends_with('/') { url.to_owned() } else { format!("{url}/") }
+    if url.ends_with('/') {
+        url.to_owned()
+    } else {
+        format!("{url}/")
+    }
 }
 
 fn unquote(value: &str) -> String {
     let bytes = value.as_bytes();
-    if bytes.len() >= 2 && (bytes[0] == b'"' || bytes[0] == b'\'') && bytes[bytes.len() - 1] == bytes[0] {
+    if bytes.len() >= 2
+        && (bytes[0] == b'"' || bytes[0] == b'\'')
+        && bytes[bytes.len() - 1] == bytes[0]
+    {
         value[1..value.len() - 1].to_owned()
     } else {
         value.to_owned()
@@ -188,7 +218,9 @@ fn expand_env(value: &str) -> Result<String, String> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(start) = rest.find("${") {
-        let Some(end) = rest[start..].find('}') else { break };
+        let Some(end) = rest[start..].find('}') else {
+            break;
+        };
         let name = &rest[start + 2..start + end];
         out.push_str(&rest[..start]);
         out.push_str(&std::env::var(name).map_err(|_| name.to_owned())?);
@@ -206,22 +238,30 @@ fn expand_home(path: &str) -> PathBuf {
 }
 
 fn home_dir() -> Option<PathBuf> {
-    std::env::var_os("HOME").filter(|v| !v.is_empty()).map(PathBuf::from)
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 fn user_config_path() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("NPM_CONFIG_USERCONFIG").or_else(|| std::env::var_os("npm_config_userconfig")) {
+    if let Some(path) = std::env::var_os("NPM_CONFIG_USERCONFIG")
+        .or_else(|| std::env::var_os("npm_config_userconfig"))
+    {
         return Some(PathBuf::from(path));
     }
     home_dir().map(|home| home.join(".npmrc"))
 }
 
 fn global_config_paths() -> Vec<PathBuf> {
-    if let Some(path) = std::env::var_os("NPM_CONFIG_GLOBALCONFIG").or_else(|| std::env::var_os("npm_config_globalconfig")) {
+    if let Some(path) = std::env::var_os("NPM_CONFIG_GLOBALCONFIG")
+        .or_else(|| std::env::var_os("npm_config_globalconfig"))
+    {
         return vec![PathBuf::from(path)];
     }
     let mut paths = vec![PathBuf::from("/etc/npmrc")];
-    if let Some(prefix) = std::env::var_os("PREFIX").or_else(|| std::env::var_os("npm_config_prefix")) {
+    if let Some(prefix) =
+        std::env::var_os("PREFIX").or_else(|| std::env::var_os("npm_config_prefix"))
+    {
         paths.push(PathBuf::from(prefix).join("etc/npmrc"));
     }
     paths
@@ -237,8 +277,12 @@ fn npm_config_get_registry() -> Result<String, String> {
             format!("no registry is configured (--registry, npm_config_registry, .npmrc) and `npm config get registry` could not run: {error}")
         })?;
     let registry = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    if !output.status.success() || !(registry.starts_with("http://") || registry.starts_with("https://")) {
-        return Err("no registry is configured: pass --registry or set `registry=` in .npmrc".to_owned());
+    if !output.status.success()
+        || !(registry.starts_with("http://") || registry.starts_with("https://"))
+    {
+        return Err(
+            "no registry is configured: pass --registry or set `registry=` in .npmrc".to_owned(),
+        );
     }
     Ok(with_trailing_slash(&registry))
 }
@@ -250,7 +294,9 @@ fn encode_base64(bytes: &[u8]) -> String {
 
 fn decode_base64(text: &str) -> Option<String> {
     use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(text).ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
     String::from_utf8(bytes).ok()
 }
 
@@ -264,20 +310,38 @@ mod tests {
         let npmrc = "registry=http://127.0.0.1:1/\n@corp:registry=http://127.0.0.1:2/npm\n\
                      //127.0.0.1:2/:_authToken=broad\n//127.0.0.1:2/npm/:_authToken=specific\n; comment\n";
         config.merge_text(npmrc, Path::new(".npmrc")).unwrap();
-        assert_eq!(config.registry_for("lodash").unwrap(), "http://127.0.0.1:1/");
-        assert_eq!(config.registry_for("@corp/x").unwrap(), "http://127.0.0.1:2/npm/");
         assert_eq!(
-            config.authorization_for("http://127.0.0.1:2/npm/@corp/x/-/x-1.0.0.tgz").as_deref(),
+            config.registry_for("lodash").unwrap(),
+            "http://127.0.0.1:1/"
+        );
+        assert_eq!(
+            config.registry_for("@corp/x").unwrap(),
+            "http://127.0.0.1:2/npm/"
+        );
+        assert_eq!(
+            config
+                .authorization_for("http://127.0.0.1:2/npm/@corp/x/-/x-1.0.0.tgz")
+                .as_deref(),
             Some("Bearer specific")
         );
-        assert_eq!(config.authorization_for("http://127.0.0.1:2/other").as_deref(), Some("Bearer broad"));
+        assert_eq!(
+            config
+                .authorization_for("http://127.0.0.1:2/other")
+                .as_deref(),
+            Some("Bearer broad")
+        );
         assert_eq!(config.authorization_for("http://127.0.0.1:1/lodash"), None);
     }
 
     #[test]
     fn malformed_lines_name_file_and_line() {
         let mut config = NpmConfig::default();
-        let error = config.merge_text("registry=x\nnot a setting\n", Path::new("/p/.npmrc")).unwrap_err();
-        assert_eq!(error.to_string(), "`/p/.npmrc` is not valid: line 2: expected `key=value`, found `not a setting`");
+        let error = config
+            .merge_text("registry=x\nnot a setting\n", Path::new("/p/.npmrc"))
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "`/p/.npmrc` is not valid: line 2: expected `key=value`, found `not a setting`"
+        );
     }
 }

@@ -32,7 +32,11 @@ pub struct DecodeLimits {
 impl Default for DecodeLimits {
     fn default() -> Self {
         // The largest files on npm are native binaries of a few hundred MB.
-        DecodeLimits { max_file_size: 1 << 30, max_total_size: 4 << 30, max_entries: 500_000 }
+        DecodeLimits {
+            max_file_size: 1 << 30,
+            max_total_size: 4 << 30,
+            max_entries: 500_000,
+        }
     }
 }
 
@@ -42,7 +46,10 @@ pub enum DecodeError {
     Io(std::io::Error),
     /// The tarball is well-formed but unacceptable: not retryable.
     BadEntry(String),
-    IntegrityMismatch { expected: String, actual: String },
+    IntegrityMismatch {
+        expected: String,
+        actual: String,
+    },
     /// The consumer stopped taking entries (the run is ending).
     Stopped,
 }
@@ -95,7 +102,11 @@ pub fn decode_tarball<R: Read>(
                 limits.max_total_size, limits.max_entries
             )));
         }
-        let mode = if entry.header().mode().map_err(DecodeError::Io)? & 0o111 != 0 { 0o755 } else { 0o644 };
+        let mode = if entry.header().mode().map_err(DecodeError::Io)? & 0o111 != 0 {
+            0o755
+        } else {
+            0o644
+        };
         // Grow past 16 MiB only as bytes actually arrive, so a lying header cannot make us
         // allocate its declared size up front.
         let mut data = Vec::with_capacity(size.min(16 << 20) as usize);
@@ -116,7 +127,10 @@ pub fn decode_tarball<R: Read>(
     if let (Some(expected), Some(actual)) = (expected, actual)
         && *expected != actual
     {
-        return Err(DecodeError::IntegrityMismatch { expected: expected.to_sri(), actual: actual.to_sri() });
+        return Err(DecodeError::IntegrityMismatch {
+            expected: expected.to_sri(),
+            actual: actual.to_sri(),
+        });
     }
     Ok(summary)
 }
@@ -151,7 +165,10 @@ mod tests {
 
     #[test]
     fn validates_entry_paths() {
-        assert_eq!(package_relative_path(b"package/lib/a.js").unwrap(), "lib/a.js");
+        assert_eq!(
+            package_relative_path(b"package/lib/a.js").unwrap(),
+            "lib/a.js"
+        );
         assert_eq!(package_relative_path(b"other/./x//y.js").unwrap(), "x/y.js");
         assert!(package_relative_path(b"package/../../etc/passwd").is_err());
         assert!(package_relative_path(b"/etc/passwd").is_err());

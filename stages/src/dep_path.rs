@@ -12,7 +12,13 @@ pub const VIRTUAL_STORE_DIR_MAX_LENGTH: usize = 120;
 pub fn dep_path_to_filename(dep_path: &str, max_length: usize) -> String {
     let mut filename: String = unescaped(dep_path)
         .chars()
-        .map(|c| if matches!(c, '\\' | '/' | ':' | '*' | '?' | '"' | '<' | '>' | '|') { '+' } else { c })
+        .map(|c| {
+            if matches!(c, '\\' | '/' | ':' | '*' | '?' | '"' | '<' | '>' | '|') {
+                '+'
+            } else {
+                c
+            }
+        })
         .collect();
     if filename.contains('(') {
         if filename.ends_with(')') {
@@ -61,7 +67,10 @@ mod tests {
         let name = |dep_path| dep_path_to_filename(dep_path, VIRTUAL_STORE_DIR_MAX_LENGTH);
         assert_eq!(name("lodash@4.17.21"), "lodash@4.17.21");
         assert_eq!(name("@babel/core@7.24.0"), "@babel+core@7.24.0");
-        assert_eq!(name("react-dom@18.2.0(react@18.2.0)"), "react-dom@18.2.0_react@18.2.0");
+        assert_eq!(
+            name("react-dom@18.2.0(react@18.2.0)"),
+            "react-dom@18.2.0_react@18.2.0"
+        );
         assert_eq!(
             name("@testing-library/react@14.0.0(react-dom@18.2.0(react@18.2.0))(react@18.2.0)"),
             "@testing-library+react@14.0.0_react-dom@18.2.0_react@18.2.0__react@18.2.0"
@@ -85,7 +94,10 @@ mod tests {
             "@typescript-eslint+eslint-plugin@7.18.0_@typescript-eslint+parser@7.18.0_eslint@8.57.0__185493ac542f00d06fb312518a484c74"
         );
         assert_eq!(
-            dep_path_to_filename("@eslint-community/eslint-utils@4.10.1(eslint@8.57.0(supports-color@7.2.0))", 120),
+            dep_path_to_filename(
+                "@eslint-community/eslint-utils@4.10.1(eslint@8.57.0(supports-color@7.2.0))",
+                120
+            ),
             "@eslint-community+eslint-utils@4.10.1_eslint@8.57.0_supports-color@7.2.0_"
         );
     }

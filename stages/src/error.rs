@@ -20,20 +20,45 @@ pub enum InstallError {
     UnsupportedLockfileVersion { path: PathBuf, version: String },
     #[error("no pnpm-lock.yaml in `{}`: {reason}", dir.display())]
     NoLockfile { dir: PathBuf, reason: &'static str },
-    #[error("pnpm-lock.yaml is not up to date with package.json: {reason} (run `flowpm install` without --frozen-lockfile to update it)")]
+    #[error(
+        "pnpm-lock.yaml is not up to date with package.json: {reason} (run `flowpm install` without --frozen-lockfile to update it)"
+    )]
     LockfileOutdated { reason: String },
-    #[error("pnpm-lock.yaml references `{dep_path}` (needed by {needed_by}) but has no {section} entry for it")]
-    LockfileMissingEntry { dep_path: String, needed_by: String, section: &'static str },
+    #[error(
+        "pnpm-lock.yaml references `{dep_path}` (needed by {needed_by}) but has no {section} entry for it"
+    )]
+    LockfileMissingEntry {
+        dep_path: String,
+        needed_by: String,
+        section: &'static str,
+    },
     #[error("{package}: unsupported dependency reference `{reference}` ({why})")]
-    UnsupportedReference { package: String, reference: String, why: &'static str },
+    UnsupportedReference {
+        package: String,
+        reference: String,
+        why: &'static str,
+    },
     #[error("invalid package name `{name}`: {why}")]
     InvalidPackageName { name: String, why: &'static str },
     #[error("{package}: failed to download {url}: {cause}")]
-    Fetch { package: String, url: String, cause: String },
+    Fetch {
+        package: String,
+        url: String,
+        cause: String,
+    },
     #[error("{package}: integrity check failed for {url}: expected {expected}, got {actual}")]
-    IntegrityMismatch { package: String, url: String, expected: String, actual: String },
+    IntegrityMismatch {
+        package: String,
+        url: String,
+        expected: String,
+        actual: String,
+    },
     #[error("{package}: bad tarball from {url}: {cause}")]
-    BadTarball { package: String, url: String, cause: String },
+    BadTarball {
+        package: String,
+        url: String,
+        cause: String,
+    },
     #[error("{package}: the lockfile gives no usable integrity (`{integrity}`)")]
     BadIntegrity { package: String, integrity: String },
     #[error("{0}")]
@@ -57,7 +82,15 @@ pub enum InstallError {
 }
 
 impl InstallError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        InstallError::Io { action, path: path.into(), source }
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        InstallError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use flowpm_pipeline::{Receiver, Sender, StageContext};
 
+use crate::InstallError;
 use crate::config::NpmConfig;
 use crate::decode::{DecodeError, DecodeLimits, decode_tarball};
 use crate::http::{HttpClient, HttpFailure};
 use crate::messages::{Attempt, FileJob, PackageUnit};
 use crate::report::Reporter;
 use crate::write::{Finalizer, finalize};
-use crate::InstallError;
 
 /// Attempts per tarball: the first try and three retries.
 const MAX_ATTEMPTS: u32 = 4;
@@ -47,7 +47,10 @@ impl Fetcher<'_> {
         }
         let registry = self.config.registry_for(&unit.name)?;
         let basename = unit.name.rsplit('/').next().unwrap_or(&unit.name);
-        Ok(format!("{registry}{}/-/{basename}-{}.tgz", unit.name, unit.version))
+        Ok(format!(
+            "{registry}{}/-/{basename}-{}.tgz",
+            unit.name, unit.version
+        ))
     }
 }
 
@@ -61,7 +64,9 @@ pub fn run_fetch_worker(
 ) -> Result<(), InstallError> {
     while let Some(unit) = context.recv(input) {
         if fetcher.offline {
-            return Err(InstallError::Offline { package: unit.label() });
+            return Err(InstallError::Offline {
+                package: unit.label(),
+            });
         }
         let url = fetcher.tarball_url(&unit)?;
         if !fetch_unit(context, fetcher, &unit, &url, files, finalizer)? {
@@ -82,28 +87,50 @@ fn fetch_unit(
     finalizer: &Finalizer<'_>,
 ) -> Result<bool, InstallError> {
     let client = fetcher.client()?;
-    let fetch_error = |cause: String| InstallError::Fetch { package: unit.label(), url: url.to_owned(), cause };
+    let fetch_error = |cause: String| InstallError::Fetch {
+        package: unit.label(),
+        url: url.to_owned(),
+        cause,
+    };
     let mut attempt_number = 0;
     loop {
         attempt_number += 1;
         let last = attempt_number >= MAX_ATTEMPTS;
         let (body, _length) = match client.get(url) {
             Ok(response) => response,
-            Err(HttpFailure { message, retryable, retry_after }) => {
+            Err(HttpFailure {
+                message,
+                retryable,
+                retry_after,
+            }) => {
                 if !retryable || last {
-                    let tries = if attempt_number > 1 { format!(" (after {attempt_number} attempts)") } else { String::new() };
+                    let tries = if attempt_number > 1 {
+                        format!(" (after {attempt_number} attempts)")
+                    } else {
+                        String::new()
+                    };
                     return Err(fetch_error(format!("{message}{tries}")));
                 }
+                fetcher
+                    .reporter
+                    .on_warning(&format!("{}: {message} from {url}; retrying", unit.label()));
                 backoff(context, attempt_number, retry_after);
                 continue;
             }
         };
         let attempt = Arc::new(Attempt::new(unit.clone()));
-        let counted = CountingReader { inner: body, reporter: fetcher.reporter };
+        let counted = CountingReader {
+            inner: body,
+            reporter: fetcher.reporter,
+        };
         let mut sequence = 0u32;
         let result = decode_tarball(counted, unit.integrity.as_ref(), &fetcher.limits, |file| {
             attempt.expect_file();
-            let job = FileJob { attempt: attempt.clone(), sequence, file };
+            let job = FileJob {
+                attempt: attempt.clone(),
+                sequence,
+                file,
+            };
             sequence += 1;
             context.send(files, job).map_err(|_| {
                 // The job was dropped unsent: give its token back.
@@ -121,15 +148,30 @@ fn fetch_unit(
             }
             Err(DecodeError::Stopped) => return Ok(false),
             Err(DecodeError::IntegrityMismatch { expected, actual }) => {
-                return Err(InstallError::IntegrityMismatch { package: unit.label(), url: url.to_owned(), expected, actual });
+                return Err(InstallError::IntegrityMismatch {
+                    package: unit.label(),
+                    url: url.to_owned(),
+                    expected,
+                    actual,
+                });
             }
             Err(DecodeError::BadEntry(cause)) => {
-                return Err(InstallError::BadTarball { package: unit.label(), url: url.to_owned(), cause });
+                return Err(InstallError::BadTarball {
+                    package: unit.label(),
+                    url: url.to_owned(),
+                    cause,
+                });
             }
             Err(DecodeError::Io(error)) => {
                 if last {
-                    return Err(fetch_error(format!("{error} (after {attempt_number} attempts)")));
+                    return Err(fetch_error(format!(
+                        "{error} (after {attempt_number} attempts)"
+                    )));
                 }
+                fetcher.reporter.on_warning(&format!(
+                    "{}: {error} while reading {url}; retrying",
+                    unit.label()
+                ));
                 backoff(context, attempt_number, None);
             }
         }

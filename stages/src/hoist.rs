@@ -36,16 +36,30 @@ pub fn hoist(plan: &InstallPlan) -> Vec<Hoisted> {
             }
         }
     }
-    let mut order: Vec<usize> = (0..plan.snapshots.len()).filter(|&i| depth[i] != usize::MAX).collect();
+    let mut order: Vec<usize> = (0..plan.snapshots.len())
+        .filter(|&i| depth[i] != usize::MAX)
+        .collect();
     order.sort_by(|&a, &b| {
-        depth[a].cmp(&depth[b]).then_with(|| plan.snapshots[a].dep_path.as_bytes().cmp(plan.snapshots[b].dep_path.as_bytes()))
+        depth[a].cmp(&depth[b]).then_with(|| {
+            plan.snapshots[a]
+                .dep_path
+                .as_bytes()
+                .cmp(plan.snapshots[b].dep_path.as_bytes())
+        })
     });
-    let mut taken: HashSet<&str> = plan.direct.iter().map(|direct| direct.alias.as_str()).collect();
+    let mut taken: HashSet<&str> = plan
+        .direct
+        .iter()
+        .map(|direct| direct.alias.as_str())
+        .collect();
     let mut hoisted = Vec::new();
     for index in order {
         for (alias, child) in &plan.snapshots[index].dependencies {
             if taken.insert(alias.as_str()) {
-                hoisted.push(Hoisted { alias: alias.clone(), snapshot: *child });
+                hoisted.push(Hoisted {
+                    alias: alias.clone(),
+                    snapshot: *child,
+                });
             }
         }
     }

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use flowpm_pipeline::{Receiver, StageContext};
 use flowpm_store::{Index, IndexBatch};
 
+use crate::InstallError;
 use crate::capacity::{INDEX_BATCH, INDEX_BATCH_MILLIS};
 use crate::messages::StoredPackage;
-use crate::InstallError;
 
 pub fn run_index_writer(
     context: &StageContext,

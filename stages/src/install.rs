@@ -17,7 +17,10 @@ use std::time::Instant;
 use flowpm_pipeline::{CancelToken, PipelineError, bounded, unbounded};
 use flowpm_store::Store;
 
-use crate::capacity::{FETCH_THREADS, FILE_QUEUE, IMPORT_QUEUE, IMPORT_THREADS, INDEX_QUEUE, WRITE_THREADS};
+use crate::InstallError;
+use crate::capacity::{
+    FETCH_THREADS, FILE_QUEUE, IMPORT_QUEUE, IMPORT_THREADS, INDEX_QUEUE, WRITE_THREADS,
+};
 use crate::config::{ConfigOverrides, NpmConfig};
 use crate::decode::DecodeLimits;
 use crate::dep_path::VIRTUAL_STORE_DIR_MAX_LENGTH;
@@ -34,7 +37,6 @@ use crate::plan::{InstallPlan, PlanOptions, check_up_to_date, plan};
 use crate::platform::Platform;
 use crate::report::{InstallReport, Reporter};
 use crate::write::{Finalizer, run_write_worker};
-use crate::InstallError;
 
 /// What to install and how. `Default` gives a plain `flowpm install` of the current directory.
 #[derive(Debug, Clone)]
@@ -70,7 +72,10 @@ impl Default for InstallOptions {
 
 /// Installs the project's dependencies from its `pnpm-lock.yaml`. Synchronous: returns when
 /// `node_modules` is complete, or with the first error.
-pub fn install(options: &InstallOptions, reporter: &dyn Reporter) -> Result<InstallReport, InstallError> {
+pub fn install(
+    options: &InstallOptions,
+    reporter: &dyn Reporter,
+) -> Result<InstallReport, InstallError> {
     let started = Instant::now();
     let project_dir = std::path::absolute(&options.project_dir)
         .map_err(|e| InstallError::io("resolve", &options.project_dir, e))?;
@@ -82,12 +87,14 @@ pub fn install(options: &InstallOptions, reporter: &dyn Reporter) -> Result<Inst
             reason: "resolving without a lockfile is not implemented yet; create one with `pnpm install --lockfile-only`",
         });
     };
-    check_up_to_date(&manifest, &lockfile).map_err(|error| match (options.frozen_lockfile, error) {
-        (true, error) => error,
-        (false, InstallError::LockfileOutdated { reason }) => InstallError::LockfileOutdated {
-            reason: format!("{reason}; updating the lockfile is not implemented yet"),
-        },
-        (false, error) => error,
+    check_up_to_date(&manifest, &lockfile).map_err(|error| {
+        match (options.frozen_lockfile, error) {
+            (true, error) => error,
+            (false, InstallError::LockfileOutdated { reason }) => InstallError::LockfileOutdated {
+                reason: format!("{reason}; updating the lockfile is not implemented yet"),
+            },
+            (false, error) => error,
+        }
     })?;
     let plan = plan(
         &lockfile,
@@ -110,24 +117,35 @@ pub fn install(options: &InstallOptions, reporter: &dyn Reporter) -> Result<Inst
 
     let config = Arc::new(NpmConfig::load(
         &project_dir,
-        &ConfigOverrides { registry: options.registry.clone(), store_dir: options.store_dir.clone() },
+        &ConfigOverrides {
+            registry: options.registry.clone(),
+            store_dir: options.store_dir.clone(),
+        },
     )?);
     let store_dir = config.store_dir(&project_dir);
     let store = Store::open(&store_dir)?;
     let units = group_units(&plan)?;
-    let cached = store.index().get_many(units.iter().map(|unit| unit.key.as_str()))?;
+    let cached = store
+        .index()
+        .get_many(units.iter().map(|unit| unit.key.as_str()))?;
     let mut warm = Vec::new();
     let mut cold = Vec::new();
     for (unit, files) in units.into_iter().zip(cached) {
         match files {
-            Some(files) => warm.push(StoredPackage { unit, files: Arc::new(files) }),
+            Some(files) => warm.push(StoredPackage {
+                unit,
+                files: Arc::new(files),
+            }),
             None => cold.push(unit),
         }
     }
     let mut warnings = Vec::new();
     for unit in &cold {
         if unit.integrity.is_none() {
-            let warning = format!("{}: the lockfile has no integrity for it; its tarball cannot be verified", unit.label());
+            let warning = format!(
+                "{}: the lockfile has no integrity for it; its tarball cannot be verified",
+                unit.label()
+            );
             reporter.on_warning(&warning);
             warnings.push(warning);
         }
@@ -137,7 +155,9 @@ pub fn install(options: &InstallOptions, reporter: &dyn Reporter) -> Result<Inst
     invalidate(&layout)?;
     let hoisted = hoist(&plan);
     layout.prune(&hoisted)?;
-    let result = run_pipeline(options, &config, &store, &layout, &hoisted, warm, cold, reporter);
+    let result = run_pipeline(
+        options, &config, &store, &layout, &hoisted, warm, cold, reporter,
+    );
     let (stages, counts) = match result {
         Ok(done) => done,
         Err(error) => {
@@ -150,7 +170,11 @@ pub fn install(options: &InstallOptions, reporter: &dyn Reporter) -> Result<Inst
     write_metadata(
         &layout,
         &hoisted,
-        &ModulesSettings { production_only: options.production_only, store_dir: &store_dir, skipped: &plan.skipped },
+        &ModulesSettings {
+            production_only: options.production_only,
+            store_dir: &store_dir,
+            skipped: &plan.skipped,
+        },
         &lockfile_text,
     )?;
     Ok(InstallReport {
@@ -180,10 +204,14 @@ fn group_units(plan: &InstallPlan) -> Result<Vec<Arc<PackageUnit>>, InstallError
             continue;
         }
         let integrity = match &snapshot.integrity {
-            Some(text) => Some(Integrity::parse(text).ok_or_else(|| InstallError::BadIntegrity {
-                package: snapshot.dep_path.clone(),
-                integrity: text.clone(),
-            })?),
+            Some(text) => {
+                Some(
+                    Integrity::parse(text).ok_or_else(|| InstallError::BadIntegrity {
+                        package: snapshot.dep_path.clone(),
+                        integrity: text.clone(),
+                    })?,
+                )
+            }
             None => None,
         };
         order.push(key.clone());
@@ -199,7 +227,10 @@ fn group_units(plan: &InstallPlan) -> Result<Vec<Arc<PackageUnit>>, InstallError
             },
         );
     }
-    Ok(order.into_iter().map(|key| Arc::new(by_key.remove(&key).expect("key was inserted"))).collect())
+    Ok(order
+        .into_iter()
+        .map(|key| Arc::new(by_key.remove(&key).expect("key was inserted")))
+        .collect())
 }
 
 #[derive(Default)]
@@ -224,7 +255,11 @@ fn run_pipeline(
     cold: Vec<Arc<PackageUnit>>,
     reporter: &dyn Reporter,
 ) -> Result<(Vec<flowpm_pipeline::StageSnapshot>, Counts), InstallError> {
-    let mut counts = Counts { fetched: cold.len(), reused: warm.len(), ..Counts::default() };
+    let mut counts = Counts {
+        fetched: cold.len(),
+        reused: warm.len(),
+        ..Counts::default()
+    };
     let files_written = AtomicU64::new(0);
     let importer = Importer::new(layout, store.cas(), reporter, options.import_method);
     let fetcher = Fetcher {
@@ -260,15 +295,27 @@ fn run_pipeline(
             let fetch_finalizer = finalizer.clone();
             let fetcher = &fetcher;
             pipeline.spawn("fetch", fetch_threads, move |context| {
-                run_fetch_worker(context, &unit_receiver, fetcher, &file_sender, &fetch_finalizer)
+                run_fetch_worker(
+                    context,
+                    &unit_receiver,
+                    fetcher,
+                    &file_sender,
+                    &fetch_finalizer,
+                )
             });
-            pipeline.spawn("write", WRITE_THREADS, move |context| run_write_worker(context, &file_receiver, &finalizer));
-            pipeline.spawn("index", 1, move |context| run_index_writer(context, &index_receiver, store.index()));
+            pipeline.spawn("write", WRITE_THREADS, move |context| {
+                run_write_worker(context, &file_receiver, &finalizer)
+            });
+            pipeline.spawn("index", 1, move |context| {
+                run_index_writer(context, &index_receiver, store.index())
+            });
         } else {
             drop(index_sender);
         }
         let importer = &importer;
-        pipeline.spawn("import", IMPORT_THREADS, move |context| run_import_worker(context, &import_receiver, importer));
+        pipeline.spawn("import", IMPORT_THREADS, move |context| {
+            run_import_worker(context, &import_receiver, importer)
+        });
         // Index hits go straight to the importers.
         for stored in warm {
             if import_sender.send(stored).is_err() {
@@ -278,7 +325,9 @@ fn run_pipeline(
     });
     let outcome = outcome.map_err(|error| match error {
         PipelineError::Stage { error, .. } => error,
-        PipelineError::Panicked { stage, message } => InstallError::Internal(format!("the {stage} stage panicked: {message}")),
+        PipelineError::Panicked { stage, message } => {
+            InstallError::Internal(format!("the {stage} stage panicked: {message}"))
+        }
         PipelineError::Cancelled => InstallError::Cancelled,
     })?;
     counts.files_written = files_written.load(Ordering::Relaxed);
@@ -289,6 +338,9 @@ fn run_pipeline(
 }
 
 /// Where the store is for a project, as `install` would use it (for `flowpm store path`).
-pub fn store_dir_for(project_dir: &Path, overrides: &ConfigOverrides) -> Result<PathBuf, InstallError> {
+pub fn store_dir_for(
+    project_dir: &Path,
+    overrides: &ConfigOverrides,
+) -> Result<PathBuf, InstallError> {
     Ok(NpmConfig::load(project_dir, overrides)?.store_dir(project_dir))
 }

@@ -46,7 +46,9 @@ impl Integrity {
                     _ => return None,
                 };
                 let encoded = rest.split('?').next().unwrap_or(rest);
-                let digest = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+                let digest = base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .ok()?;
                 Some(Integrity { algorithm, digest })
             })
             .max_by_key(|integrity| integrity.algorithm)
@@ -57,7 +59,11 @@ impl Integrity {
     }
 
     pub fn to_sri(&self) -> String {
-        format!("{}-{}", self.algorithm.name(), base64::engine::general_purpose::STANDARD.encode(&self.digest))
+        format!(
+            "{}-{}",
+            self.algorithm.name(),
+            base64::engine::general_purpose::STANDARD.encode(&self.digest)
+        )
     }
 }
 
@@ -108,7 +114,11 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R, hasher: Option<IntegrityHasher>) -> Self {
-        HashingReader { inner, hasher, bytes: 0 }
+        HashingReader {
+            inner,
+            hasher,
+            bytes: 0,
+        }
     }
 
     pub fn bytes(&self) -> u64 {
@@ -140,8 +150,14 @@ mod tests {
     #[test]
     fn parses_the_strongest_hash_and_verifies_streams() {
         let data = b"tarball bytes";
-        let sha512 = Integrity { algorithm: Algorithm::Sha512, digest: Sha512::digest(data).to_vec() };
-        let sha1 = Integrity { algorithm: Algorithm::Sha1, digest: Sha1::digest(data).to_vec() };
+        let sha512 = Integrity {
+            algorithm: Algorithm::Sha512,
+            digest: Sha512::digest(data).to_vec(),
+        };
+        let sha1 = Integrity {
+            algorithm: Algorithm::Sha1,
+            digest: Sha1::digest(data).to_vec(),
+        };
         let both = format!("{} {}", sha1.to_sri(), sha512.to_sri());
         assert_eq!(Integrity::parse(&both), Some(sha512.clone()));
         assert_eq!(Integrity::parse(&sha1.to_sri()), Some(sha1.clone()));

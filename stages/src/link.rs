@@ -21,11 +21,11 @@ use flowpm_store::{Cas, FileEntry, PackageFiles};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
+use crate::InstallError;
 use crate::hoist::Hoisted;
 use crate::messages::StoredPackage;
 use crate::plan::{DirectTarget, InstallPlan, SnapshotPlan};
 use crate::report::Reporter;
-use crate::InstallError;
 
 /// Paths of one project's `node_modules`.
 pub struct Layout<'a> {
@@ -39,12 +39,19 @@ impl<'a> Layout<'a> {
     pub fn new(project_dir: &Path, plan: &'a InstallPlan) -> Self {
         let modules_dir = project_dir.join("node_modules");
         let virtual_store_dir = modules_dir.join(".pnpm");
-        Layout { project_dir: project_dir.to_path_buf(), modules_dir, virtual_store_dir, plan }
+        Layout {
+            project_dir: project_dir.to_path_buf(),
+            modules_dir,
+            virtual_store_dir,
+            plan,
+        }
     }
 
     /// `node_modules/.pnpm/<dir>/node_modules`: the directory a snapshot's code resolves from.
     pub fn snapshot_modules_dir(&self, snapshot: &SnapshotPlan) -> PathBuf {
-        self.virtual_store_dir.join(&snapshot.dir_name).join("node_modules")
+        self.virtual_store_dir
+            .join(&snapshot.dir_name)
+            .join("node_modules")
     }
 
     /// `node_modules/.pnpm/<dir>/node_modules/<name>`: where a snapshot's files live.
@@ -60,9 +67,16 @@ impl<'a> Layout<'a> {
     /// Removes what an earlier install left that this plan does not have (only inside
     /// `node_modules`), so switching lockfiles never leaves stale packages resolvable.
     pub fn prune(&self, hoisted: &[Hoisted]) -> Result<(), InstallError> {
-        let wanted_dirs: HashSet<&str> = self.plan.snapshots.iter().map(|s| s.dir_name.as_str()).collect();
+        let wanted_dirs: HashSet<&str> = self
+            .plan
+            .snapshots
+            .iter()
+            .map(|s| s.dir_name.as_str())
+            .collect();
         for name in list_dir(&self.virtual_store_dir)? {
-            let keep = name == "node_modules" || name == "lock.yaml" || wanted_dirs.contains(name.as_str());
+            let keep = name == "node_modules"
+                || name == "lock.yaml"
+                || wanted_dirs.contains(name.as_str());
             if !keep {
                 remove_any(&self.virtual_store_dir.join(&name))?;
             }
@@ -78,7 +92,11 @@ impl<'a> Layout<'a> {
     }
 
     /// Creates every directory and symlink of the layout. Needs only the plan.
-    pub fn create_links(&self, hoisted: &[Hoisted], context: &StageContext) -> Result<(), InstallError> {
+    pub fn create_links(
+        &self,
+        hoisted: &[Hoisted],
+        context: &StageContext,
+    ) -> Result<(), InstallError> {
         let mut created = HashSet::new();
         let mut mkdir = |dir: PathBuf| -> Result<(), InstallError> {
             if created.insert(dir.clone()) {
@@ -116,7 +134,11 @@ impl<'a> Layout<'a> {
                 DirectTarget::Snapshot(index) => self.package_dir(&self.plan.snapshots[*index]),
                 DirectTarget::Link(path) => normalize(&self.project_dir.join(path)),
             };
-            link(&self.modules_dir.join(&direct.alias), &target, &direct.alias)?;
+            link(
+                &self.modules_dir.join(&direct.alias),
+                &target,
+                &direct.alias,
+            )?;
             context.record_item(0);
         }
         let hoist_dir = self.hoist_dir();
@@ -133,14 +155,22 @@ impl<'a> Layout<'a> {
 }
 
 fn scope_of(alias: &str) -> Option<&str> {
-    alias.starts_with('@').then(|| alias.split_once('/').map(|(scope, _)| scope)).flatten()
+    alias
+        .starts_with('@')
+        .then(|| alias.split_once('/').map(|(scope, _)| scope))
+        .flatten()
 }
 
 /// Makes `link_path` a symlink to `target` (given as a path; stored relative, as pnpm does).
 fn link(link_path: &Path, target: &Path, package: &str) -> Result<(), InstallError> {
     let parent = link_path.parent().unwrap_or(Path::new("."));
     let relative = relative_path(parent, target);
-    let error = |action, source| InstallError::Link { package: package.to_owned(), action, path: link_path.to_path_buf(), source };
+    let error = |action, source| InstallError::Link {
+        package: package.to_owned(),
+        action,
+        path: link_path.to_path_buf(),
+        source,
+    };
     match std::os::unix::fs::symlink(&relative, link_path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -189,7 +219,10 @@ fn normalize(path: &Path) -> PathBuf {
 
 fn list_dir(dir: &Path) -> Result<Vec<String>, InstallError> {
     match std::fs::read_dir(dir) {
-        Ok(entries) => Ok(entries.flatten().filter_map(|e| e.file_name().into_string().ok()).collect()),
+        Ok(entries) => Ok(entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(InstallError::io("read directory", dir, e)),
     }
@@ -253,7 +286,12 @@ pub struct Importer<'a> {
 }
 
 impl<'a> Importer<'a> {
-    pub fn new(layout: &'a Layout<'a>, cas: &'a Cas, reporter: &'a dyn Reporter, method: ImportMethod) -> Self {
+    pub fn new(
+        layout: &'a Layout<'a>,
+        cas: &'a Cas,
+        reporter: &'a dyn Reporter,
+        method: ImportMethod,
+    ) -> Self {
         let decided = match method {
             ImportMethod::Auto => METHOD_UNDECIDED,
             ImportMethod::Clone => METHOD_CLONE,
@@ -272,7 +310,11 @@ impl<'a> Importer<'a> {
     }
 
     /// Fills `.pnpm/<dir>/node_modules/<name>/` with the package's files.
-    pub fn import(&self, snapshot: &SnapshotPlan, files: &PackageFiles) -> Result<(), InstallError> {
+    pub fn import(
+        &self,
+        snapshot: &SnapshotPlan,
+        files: &PackageFiles,
+    ) -> Result<(), InstallError> {
         let package_dir = self.layout.package_dir(snapshot);
         let io_error = |action, path: &Path, source: std::io::Error| InstallError::Link {
             package: snapshot.dep_path.clone(),
@@ -284,17 +326,25 @@ impl<'a> Importer<'a> {
             .recursive(true)
             .create(&package_dir)
             .map_err(|e| io_error("create directory", &package_dir, e))?;
-        let dir = rustix::fs::open(&package_dir, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| io_error("open directory", &package_dir, e.into()))?;
+        let dir = rustix::fs::open(
+            &package_dir,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_error("open directory", &package_dir, e.into()))?;
         let mut made_dirs: HashSet<&str> = HashSet::new();
         for file in &files.files {
             if let Some((parent, _)) = file.path.rsplit_once('/') {
-                make_parents(&dir, parent, &mut made_dirs).map_err(|e| io_error("create directory", &package_dir.join(parent), e.into()))?;
+                make_parents(&dir, parent, &mut made_dirs).map_err(|e| {
+                    io_error("create directory", &package_dir.join(parent), e.into())
+                })?;
             }
-            self.import_file(&dir, file).map_err(|e| io_error("import file", &package_dir.join(&file.path), e.into()))?;
+            self.import_file(&dir, file)
+                .map_err(|e| io_error("import file", &package_dir.join(&file.path), e.into()))?;
             self.bytes_imported.fetch_add(file.size, Ordering::Relaxed);
         }
-        self.files_imported.fetch_add(files.files.len() as u64, Ordering::Relaxed);
+        self.files_imported
+            .fetch_add(files.files.len() as u64, Ordering::Relaxed);
         self.reporter.on_imported(&snapshot.name);
         Ok(())
     }
@@ -305,8 +355,16 @@ impl<'a> Importer<'a> {
         loop {
             let method = self.decided.load(Ordering::Relaxed);
             let result = match method {
-                METHOD_UNDECIDED | METHOD_CLONE => self.clone_file(&source, dir, destination, file.mode),
-                METHOD_HARDLINK => rustix::fs::linkat(self.cas.files_dir_fd(), source.as_str(), dir, destination, AtFlags::empty()),
+                METHOD_UNDECIDED | METHOD_CLONE => {
+                    self.clone_file(&source, dir, destination, file.mode)
+                }
+                METHOD_HARDLINK => rustix::fs::linkat(
+                    self.cas.files_dir_fd(),
+                    source.as_str(),
+                    dir,
+                    destination,
+                    AtFlags::empty(),
+                ),
                 _ => self.copy_file(&source, dir, destination, file.mode),
             };
             match result {
@@ -319,14 +377,21 @@ impl<'a> Importer<'a> {
                 // A file left by an earlier install: replace it.
                 Err(Errno::EXIST) => rustix::fs::unlinkat(dir, destination, AtFlags::empty())?,
                 // Reflinks unsupported here: fall back to hardlinks (only when allowed).
-                Err(Errno::OPNOTSUPP | Errno::XDEV | Errno::INVAL | Errno::NOTTY | Errno::NOSYS | Errno::PERM)
-                    if method == METHOD_UNDECIDED =>
-                {
+                Err(
+                    Errno::OPNOTSUPP
+                    | Errno::XDEV
+                    | Errno::INVAL
+                    | Errno::NOTTY
+                    | Errno::NOSYS
+                    | Errno::PERM,
+                ) if method == METHOD_UNDECIDED => {
                     let _ = rustix::fs::unlinkat(dir, destination, AtFlags::empty());
                     self.decided.store(METHOD_HARDLINK, Ordering::Relaxed);
                 }
                 // Store on another filesystem, or the file has too many links: copy.
-                Err(Errno::XDEV | Errno::MLINK) if method == METHOD_HARDLINK && self.requested != ImportMethod::Hardlink => {
+                Err(Errno::XDEV | Errno::MLINK)
+                    if method == METHOD_HARDLINK && self.requested != ImportMethod::Hardlink =>
+                {
                     self.decided.store(METHOD_COPY, Ordering::Relaxed);
                 }
                 Err(error) => return Err(error),
@@ -334,27 +399,60 @@ impl<'a> Importer<'a> {
         }
     }
 
-    fn clone_file(&self, source: &str, dir: &OwnedFd, destination: &str, mode: u32) -> rustix::io::Result<()> {
-        let source_fd = rustix::fs::openat(self.cas.files_dir_fd(), source, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    fn clone_file(
+        &self,
+        source: &str,
+        dir: &OwnedFd,
+        destination: &str,
+        mode: u32,
+    ) -> rustix::io::Result<()> {
+        let source_fd = rustix::fs::openat(
+            self.cas.files_dir_fd(),
+            source,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         let target = create_exclusive(dir, destination, mode)?;
         rustix::fs::ioctl_ficlone(&target, &source_fd)
     }
 
-    fn copy_file(&self, source: &str, dir: &OwnedFd, destination: &str, mode: u32) -> rustix::io::Result<()> {
-        let source_fd = rustix::fs::openat(self.cas.files_dir_fd(), source, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    fn copy_file(
+        &self,
+        source: &str,
+        dir: &OwnedFd,
+        destination: &str,
+        mode: u32,
+    ) -> rustix::io::Result<()> {
+        let source_fd = rustix::fs::openat(
+            self.cas.files_dir_fd(),
+            source,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         let target = create_exclusive(dir, destination, mode)?;
         let mut reader = std::fs::File::from(source_fd);
         let mut writer = std::fs::File::from(target);
-        std::io::copy(&mut reader, &mut writer).map(|_| ()).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+        std::io::copy(&mut reader, &mut writer)
+            .map(|_| ())
+            .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
     }
 }
 
 fn create_exclusive(dir: &OwnedFd, name: &str, mode: u32) -> rustix::io::Result<OwnedFd> {
-    rustix::fs::openat(dir, name, OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC, Mode::from_raw_mode(mode))
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::from_raw_mode(mode),
+    )
 }
 
 /// `mkdir -p` of `relative` under `dir`, remembering what exists to save syscalls.
-fn make_parents<'p>(dir: &OwnedFd, relative: &'p str, made: &mut HashSet<&'p str>) -> rustix::io::Result<()> {
+fn make_parents<'p>(
+    dir: &OwnedFd,
+    relative: &'p str,
+    made: &mut HashSet<&'p str>,
+) -> rustix::io::Result<()> {
     if made.contains(relative) {
         return Ok(());
     }
@@ -371,7 +469,11 @@ fn make_parents<'p>(dir: &OwnedFd, relative: &'p str, made: &mut HashSet<&'p str
 }
 
 /// One import thread: imports stored packages into every snapshot that uses them.
-pub fn run_import_worker(context: &StageContext, input: &Receiver<StoredPackage>, importer: &Importer<'_>) -> Result<(), InstallError> {
+pub fn run_import_worker(
+    context: &StageContext,
+    input: &Receiver<StoredPackage>,
+    importer: &Importer<'_>,
+) -> Result<(), InstallError> {
     while let Some(stored) = context.recv(input) {
         for &index in &stored.unit.snapshots {
             importer.import(&importer.layout.plan.snapshots[index], &stored.files)?;
@@ -380,4 +482,3 @@ pub fn run_import_worker(context: &StageContext, input: &Receiver<StoredPackage>
     }
     Ok(())
 }
-

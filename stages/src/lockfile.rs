@@ -88,6 +88,9 @@ pub struct PackageEntry {
     pub cpu: Option<Vec<String>>,
     #[serde(default)]
     pub libc: Option<Vec<String>>,
+    /// Only the names matter to the installer (a snapshot's peers are already resolved).
+    #[serde(default)]
+    pub peer_dependencies: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,12 +125,19 @@ impl Lockfile {
         budget.max_events = MAX_EVENTS;
         let mut options = serde_saphyr::Options::default();
         options.budget = Some(budget);
-        let lockfile: Lockfile = serde_saphyr::from_str_with_options(text, options).map_err(|error| {
-            InstallError::InvalidFile { path: path.to_path_buf(), message: error.to_string() }
-        })?;
+        let lockfile: Lockfile =
+            serde_saphyr::from_str_with_options(text, options).map_err(|error| {
+                InstallError::InvalidFile {
+                    path: path.to_path_buf(),
+                    message: error.to_string(),
+                }
+            })?;
         let version = lockfile.lockfile_version.as_text();
         if !(version == "9" || version.starts_with("9.")) {
-            return Err(InstallError::UnsupportedLockfileVersion { path: path.to_path_buf(), version });
+            return Err(InstallError::UnsupportedLockfileVersion {
+                path: path.to_path_buf(),
+                version,
+            });
         }
         Ok(lockfile)
     }
@@ -186,13 +196,31 @@ mod tests {
 
     #[test]
     fn splits_and_resolves_dep_paths() {
-        assert_eq!(split_dep_path("@babel/core@7.0.0"), Some(("@babel/core", "7.0.0")));
-        assert_eq!(split_dep_path("a@1.0.0(b@2.0.0)"), Some(("a", "1.0.0(b@2.0.0)")));
+        assert_eq!(
+            split_dep_path("@babel/core@7.0.0"),
+            Some(("@babel/core", "7.0.0"))
+        );
+        assert_eq!(
+            split_dep_path("a@1.0.0(b@2.0.0)"),
+            Some(("a", "1.0.0(b@2.0.0)"))
+        );
         assert_eq!(package_key("a@1.0.0(b@2.0.0)(c@1.0.0)"), "a@1.0.0");
-        assert_eq!(reference_to_dep_path("a", "1.0.0").as_deref(), Some("a@1.0.0"));
-        assert_eq!(reference_to_dep_path("a", "1.0.0(b@2.0.0)").as_deref(), Some("a@1.0.0(b@2.0.0)"));
-        assert_eq!(reference_to_dep_path("foo", "lodash@4.17.21").as_deref(), Some("lodash@4.17.21"));
-        assert_eq!(reference_to_dep_path("foo", "@s/x@1.0.0").as_deref(), Some("@s/x@1.0.0"));
+        assert_eq!(
+            reference_to_dep_path("a", "1.0.0").as_deref(),
+            Some("a@1.0.0")
+        );
+        assert_eq!(
+            reference_to_dep_path("a", "1.0.0(b@2.0.0)").as_deref(),
+            Some("a@1.0.0(b@2.0.0)")
+        );
+        assert_eq!(
+            reference_to_dep_path("foo", "lodash@4.17.21").as_deref(),
+            Some("lodash@4.17.21")
+        );
+        assert_eq!(
+            reference_to_dep_path("foo", "@s/x@1.0.0").as_deref(),
+            Some("@s/x@1.0.0")
+        );
         assert_eq!(
             reference_to_dep_path("x", "https://h.invalid/x.tgz").as_deref(),
             Some("x@https://h.invalid/x.tgz")
@@ -240,14 +268,19 @@ snapshots:
 "#;
         let lockfile = Lockfile::parse(text, Path::new("pnpm-lock.yaml")).unwrap();
         let importer = &lockfile.importers["."];
-        assert_eq!(importer.dependencies["react-dom"].version, "18.2.0(react@18.2.0)");
+        assert_eq!(
+            importer.dependencies["react-dom"].version,
+            "18.2.0(react@18.2.0)"
+        );
         let esbuild = &lockfile.packages["@esbuild/linux-x64@0.20.0"];
         assert_eq!(esbuild.cpu.as_deref(), Some(&["x64".to_owned()][..]));
         assert!(lockfile.snapshots["@esbuild/linux-x64@0.20.0"].optional);
 
-        let error = Lockfile::parse("lockfileVersion: '6.0'\n", Path::new("x/pnpm-lock.yaml")).unwrap_err();
+        let error =
+            Lockfile::parse("lockfileVersion: '6.0'\n", Path::new("x/pnpm-lock.yaml")).unwrap_err();
         assert!(error.to_string().contains("x/pnpm-lock.yaml"), "{error}");
-        let error = Lockfile::parse("lockfileVersion: [\n", Path::new("pnpm-lock.yaml")).unwrap_err();
+        let error =
+            Lockfile::parse("lockfileVersion: [\n", Path::new("pnpm-lock.yaml")).unwrap_err();
         assert!(error.to_string().contains("pnpm-lock.yaml"), "{error}");
     }
 }

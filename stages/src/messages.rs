@@ -58,7 +58,12 @@ pub struct StagedEntry {
 
 impl Attempt {
     pub fn new(unit: Arc<PackageUnit>) -> Self {
-        Attempt { unit, outstanding: AtomicUsize::new(1), verified: AtomicBool::new(false), staged: Mutex::new(Vec::new()) }
+        Attempt {
+            unit,
+            outstanding: AtomicUsize::new(1),
+            verified: AtomicBool::new(false),
+            staged: Mutex::new(Vec::new()),
+        }
     }
 
     /// Called by the decoder before it hands a file to the write pool.
@@ -68,7 +73,10 @@ impl Attempt {
 
     /// Called by a writer once the file is staged. Returns true if the caller must finalise.
     pub fn file_staged(&self, entry: StagedEntry) -> bool {
-        self.staged.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
+        self.staged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(entry);
         self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1
     }
 

@@ -8,9 +8,9 @@ use std::path::Path;
 
 use serde_json::json;
 
+use crate::InstallError;
 use crate::hoist::Hoisted;
 use crate::link::Layout;
-use crate::InstallError;
 
 /// Settings recorded in `.modules.yaml` that change the tree when they change.
 pub struct ModulesSettings<'a> {
@@ -30,19 +30,35 @@ pub fn modules_yaml_path(layout: &Layout<'_>) -> std::path::PathBuf {
 /// True when `node_modules` already holds a complete install of `lockfile_text` with the same
 /// settings and every package directory is still there.
 pub fn is_up_to_date(layout: &Layout<'_>, lockfile_text: &str, production_only: bool) -> bool {
-    let Ok(installed) = std::fs::read(lock_copy_path(layout)) else { return false };
+    let Ok(installed) = std::fs::read(lock_copy_path(layout)) else {
+        return false;
+    };
     if installed != lockfile_text.as_bytes() {
         return false;
     }
-    let Ok(modules) = std::fs::read(modules_yaml_path(layout)) else { return false };
-    let Ok(modules) = serde_json::from_slice::<serde_json::Value>(&modules) else { return false };
-    let dev_included = modules["included"]["devDependencies"].as_bool().unwrap_or(true);
+    let Ok(modules) = std::fs::read(modules_yaml_path(layout)) else {
+        return false;
+    };
+    let Ok(modules) = serde_json::from_slice::<serde_json::Value>(&modules) else {
+        return false;
+    };
+    let dev_included = modules["included"]["devDependencies"]
+        .as_bool()
+        .unwrap_or(true);
     if dev_included == production_only {
         return false;
     }
     // One stat per package: catches deleted directories, as pnpm does.
-    let snapshots_present = layout.plan.snapshots.iter().all(|s| layout.package_dir(s).is_dir());
-    let direct_present = layout.plan.direct.iter().all(|d| layout.modules_dir.join(&d.alias).symlink_metadata().is_ok());
+    let snapshots_present = layout
+        .plan
+        .snapshots
+        .iter()
+        .all(|s| layout.package_dir(s).is_dir());
+    let direct_present = layout
+        .plan
+        .direct
+        .iter()
+        .all(|d| layout.modules_dir.join(&d.alias).symlink_metadata().is_ok());
     snapshots_present && direct_present
 }
 
@@ -66,7 +82,9 @@ pub fn write_metadata(
     let mut hoisted_map = serde_json::Map::new();
     for entry in hoisted {
         let dep_path = &layout.plan.snapshots[entry.snapshot].dep_path;
-        let aliases = hoisted_map.entry(dep_path.clone()).or_insert_with(|| json!({}));
+        let aliases = hoisted_map
+            .entry(dep_path.clone())
+            .or_insert_with(|| json!({}));
         aliases[entry.alias.as_str()] = json!("private");
     }
     let mut skipped = settings.skipped.to_vec();
@@ -91,7 +109,8 @@ pub fn write_metadata(
         "virtualStoreDirMaxLength": crate::dep_path::VIRTUAL_STORE_DIR_MAX_LENGTH,
         "allowBuilds": {},
     });
-    let text = serde_json::to_string_pretty(&modules).map_err(|e| InstallError::Internal(e.to_string()))?;
+    let text = serde_json::to_string_pretty(&modules)
+        .map_err(|e| InstallError::Internal(e.to_string()))?;
     write_atomically(&modules_yaml_path(layout), text.as_bytes())?;
     write_atomically(&lock_copy_path(layout), lockfile_text.as_bytes())
 }
@@ -104,7 +123,10 @@ fn write_atomically(path: &Path, content: &[u8]) -> Result<(), InstallError> {
 
 /// `Sat, 21 Nov 2026 12:17:05 GMT`, as JavaScript's `toUTCString`.
 fn http_date(time: std::time::SystemTime) -> String {
-    let seconds = time.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let seconds = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let days = seconds / 86_400;
     let (hour, minute, second) = ((seconds / 3600) % 24, (seconds / 60) % 60, seconds % 60);
     let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
@@ -118,7 +140,9 @@ fn http_date(time: std::time::SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let month_name = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][(month - 1) as usize];
+    let month_name = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(month - 1) as usize];
     format!("{weekday}, {day:02} {month_name} {year} {hour:02}:{minute:02}:{second:02} GMT")
 }
 

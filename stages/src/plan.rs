@@ -4,11 +4,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::InstallError;
 use crate::dep_path::dep_path_to_filename;
-use crate::lockfile::{Importer, ImporterDependency, Lockfile, package_key, reference_to_dep_path, split_dep_path};
+use crate::lockfile::{
+    Importer, ImporterDependency, Lockfile, package_key, reference_to_dep_path, split_dep_path,
+};
 use crate::manifest::Manifest;
 use crate::platform::Platform;
-use crate::InstallError;
 
 /// Which group of the importer a direct dependency belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,6 +47,8 @@ pub struct SnapshotPlan {
     pub dependencies: Vec<(String, usize)>,
     pub has_bin: bool,
     pub optional: bool,
+    /// Names this package declares as peer dependencies.
+    pub peer_names: Vec<String>,
 }
 
 impl SnapshotPlan {
@@ -99,7 +103,10 @@ pub fn check_up_to_date(manifest: &Manifest, lockfile: &Lockfile) -> Result<(), 
             match locked.get(*name) {
                 None => {
                     return Err(InstallError::LockfileOutdated {
-                        reason: format!("`{name}` ({}) is in package.json but not in the lockfile", group.lockfile_key()),
+                        reason: format!(
+                            "`{name}` ({}) is in package.json but not in the lockfile",
+                            group.lockfile_key()
+                        ),
                     });
                 }
                 Some(entry) if entry.specifier != **specifier => {
@@ -114,9 +121,15 @@ pub fn check_up_to_date(manifest: &Manifest, lockfile: &Lockfile) -> Result<(), 
                 Some(_) => {}
             }
         }
-        if let Some(name) = locked.keys().find(|name| !wanted.contains_key(name.as_str())) {
+        if let Some(name) = locked
+            .keys()
+            .find(|name| !wanted.contains_key(name.as_str()))
+        {
             return Err(InstallError::LockfileOutdated {
-                reason: format!("`{name}` ({}) is in the lockfile but not in package.json", group.lockfile_key()),
+                reason: format!(
+                    "`{name}` ({}) is in the lockfile but not in package.json",
+                    group.lockfile_key()
+                ),
             });
         }
     }
@@ -126,8 +139,11 @@ pub fn check_up_to_date(manifest: &Manifest, lockfile: &Lockfile) -> Result<(), 
 /// package.json groups as pnpm sees them: a name in `optionalDependencies` is optional only,
 /// and one in `dependencies` is not also a dev dependency.
 fn manifest_groups(manifest: &Manifest) -> Vec<(DependencyGroup, BTreeMap<&str, &String>)> {
-    let optional: BTreeMap<&str, &String> =
-        manifest.optional_dependencies.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let optional: BTreeMap<&str, &String> = manifest
+        .optional_dependencies
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
     let production: BTreeMap<&str, &String> = manifest
         .dependencies
         .iter()
@@ -137,7 +153,9 @@ fn manifest_groups(manifest: &Manifest) -> Vec<(DependencyGroup, BTreeMap<&str, 
     let development: BTreeMap<&str, &String> = manifest
         .dev_dependencies
         .iter()
-        .filter(|(name, _)| !optional.contains_key(name.as_str()) && !production.contains_key(name.as_str()))
+        .filter(|(name, _)| {
+            !optional.contains_key(name.as_str()) && !production.contains_key(name.as_str())
+        })
         .map(|(k, v)| (k.as_str(), v))
         .collect();
     vec![
@@ -147,7 +165,10 @@ fn manifest_groups(manifest: &Manifest) -> Vec<(DependencyGroup, BTreeMap<&str, 
     ]
 }
 
-fn importer_group(importer: &Importer, group: DependencyGroup) -> &BTreeMap<String, ImporterDependency> {
+fn importer_group(
+    importer: &Importer,
+    group: DependencyGroup,
+) -> &BTreeMap<String, ImporterDependency> {
     match group {
         DependencyGroup::Production => &importer.dependencies,
         DependencyGroup::Development => &importer.dev_dependencies,
@@ -160,7 +181,12 @@ fn importer_group(importer: &Importer, group: DependencyGroup) -> &BTreeMap<Stri
 pub fn plan(lockfile: &Lockfile, options: &PlanOptions) -> Result<InstallPlan, InstallError> {
     let empty = Importer::default();
     let importer = lockfile.importers.get(".").unwrap_or(&empty);
-    let mut builder = PlanBuilder { lockfile, options, plan: InstallPlan::default(), index: HashMap::new() };
+    let mut builder = PlanBuilder {
+        lockfile,
+        options,
+        plan: InstallPlan::default(),
+        index: HashMap::new(),
+    };
 
     let mut groups = vec![DependencyGroup::Production, DependencyGroup::Optional];
     if !options.production_only {
@@ -170,13 +196,19 @@ pub fn plan(lockfile: &Lockfile, options: &PlanOptions) -> Result<InstallPlan, I
         for (alias, dependency) in importer_group(importer, group) {
             validate_package_name(alias)?;
             let target = match reference_to_dep_path(alias, &dependency.version) {
-                None => DirectTarget::Link(dependency.version.trim_start_matches("link:").to_owned()),
+                None => {
+                    DirectTarget::Link(dependency.version.trim_start_matches("link:").to_owned())
+                }
                 Some(dep_path) => match builder.visit(&dep_path, "the project")? {
                     Some(index) => DirectTarget::Snapshot(index),
                     None => continue,
                 },
             };
-            builder.plan.direct.push(DirectDependency { alias: alias.clone(), group, target });
+            builder.plan.direct.push(DirectDependency {
+                alias: alias.clone(),
+                group,
+                target,
+            });
         }
     }
     Ok(builder.plan)
@@ -199,9 +231,15 @@ impl PlanBuilder<'_> {
             let dep_path = self.plan.snapshots[index].dep_path.clone();
             let snapshot = &self.lockfile.snapshots[&dep_path];
             let mut dependencies = Vec::new();
-            for (alias, reference) in snapshot.dependencies.iter().chain(&snapshot.optional_dependencies) {
+            for (alias, reference) in snapshot
+                .dependencies
+                .iter()
+                .chain(&snapshot.optional_dependencies)
+            {
                 validate_package_name(alias)?;
-                let Some(child) = reference_to_dep_path(alias, reference) else { continue };
+                let Some(child) = reference_to_dep_path(alias, reference) else {
+                    continue;
+                };
                 let known = self.index.contains_key(&child);
                 if let Some(child_index) = self.add(&child, &dep_path)? {
                     if !known {
@@ -225,21 +263,34 @@ impl PlanBuilder<'_> {
             needed_by: needed_by.to_owned(),
             section,
         };
-        let snapshot = self.lockfile.snapshots.get(dep_path).ok_or_else(|| missing("snapshots"))?;
+        let snapshot = self
+            .lockfile
+            .snapshots
+            .get(dep_path)
+            .ok_or_else(|| missing("snapshots"))?;
         let key = package_key(dep_path);
-        let package = self.lockfile.packages.get(key).ok_or_else(|| missing("packages"))?;
-        let (key_name, key_version) = split_dep_path(key).ok_or_else(|| InstallError::UnsupportedReference {
-            package: needed_by.to_owned(),
-            reference: dep_path.to_owned(),
-            why: "a depPath must look like name@version",
-        })?;
+        let package = self
+            .lockfile
+            .packages
+            .get(key)
+            .ok_or_else(|| missing("packages"))?;
+        let (key_name, key_version) =
+            split_dep_path(key).ok_or_else(|| InstallError::UnsupportedReference {
+                package: needed_by.to_owned(),
+                reference: dep_path.to_owned(),
+                why: "a depPath must look like name@version",
+            })?;
         let name = package.name.clone().unwrap_or_else(|| key_name.to_owned());
         validate_package_name(&name)?;
         if let Some(kind) = &package.resolution.kind {
             return Err(InstallError::UnsupportedReference {
                 package: name,
                 reference: dep_path.to_owned(),
-                why: if kind == "directory" { "directory dependencies are not supported yet" } else { "git dependencies are not supported yet" },
+                why: if kind == "directory" {
+                    "directory dependencies are not supported yet"
+                } else {
+                    "git dependencies are not supported yet"
+                },
             });
         }
         let supported = self.options.platform.supports(
@@ -257,12 +308,16 @@ impl PlanBuilder<'_> {
             dep_path: dep_path.to_owned(),
             dir_name: dep_path_to_filename(dep_path, self.options.virtual_store_dir_max_length),
             name,
-            version: package.version.clone().unwrap_or_else(|| key_version.to_owned()),
+            version: package
+                .version
+                .clone()
+                .unwrap_or_else(|| key_version.to_owned()),
             integrity: package.resolution.integrity.clone(),
             tarball: package.resolution.tarball.clone(),
             dependencies: Vec::new(),
             has_bin: package.has_bin,
             optional: snapshot.optional,
+            peer_names: package.peer_dependencies.keys().cloned().collect(),
         });
         self.index.insert(dep_path.to_owned(), Some(index));
         Ok(Some(index))
@@ -272,7 +327,12 @@ impl PlanBuilder<'_> {
 /// Rejects names that could escape `node_modules` or are not valid npm names, before any
 /// filesystem call uses them.
 pub fn validate_package_name(name: &str) -> Result<(), InstallError> {
-    let invalid = |why| Err(InstallError::InvalidPackageName { name: name.to_owned(), why });
+    let invalid = |why| {
+        Err(InstallError::InvalidPackageName {
+            name: name.to_owned(),
+            why,
+        })
+    };
     if name.is_empty() || name.len() > 214 {
         return invalid("a name must be 1 to 214 characters long");
     }
@@ -287,7 +347,13 @@ pub fn validate_package_name(name: &str) -> Result<(), InstallError> {
         if part.is_empty() || part.starts_with('.') || part.starts_with('_') && part == name {
             return invalid("a name part cannot be empty or start with `.` or `_`");
         }
-        if part.chars().any(|c| matches!(c, '/' | '\\' | '%' | ':' | '*' | '?' | '"' | '<' | '>' | '|') || c.is_control() || c.is_whitespace()) {
+        if part.chars().any(|c| {
+            matches!(
+                c,
+                '/' | '\\' | '%' | ':' | '*' | '?' | '"' | '<' | '>' | '|'
+            ) || c.is_control()
+                || c.is_whitespace()
+        }) {
             return invalid("a name cannot contain path separators, `%` or special characters");
         }
     }
@@ -344,7 +410,11 @@ snapshots:
     fn options(production_only: bool) -> PlanOptions {
         PlanOptions {
             production_only,
-            platform: Platform { os: "linux".into(), cpu: "x64".into(), libc: Some("glibc".into()) },
+            platform: Platform {
+                os: "linux".into(),
+                cpu: "x64".into(),
+                libc: Some("glibc".into()),
+            },
             virtual_store_dir_max_length: 120,
         }
     }
@@ -370,17 +440,26 @@ snapshots:
         let lockfile = Lockfile::parse(LOCKFILE, Path::new("pnpm-lock.yaml")).unwrap();
         let mut manifest = Manifest::default();
         manifest.dependencies.insert("a".into(), "^1.0.0".into());
-        manifest.dependencies.insert("alias".into(), "npm:c@^3.0.0".into());
+        manifest
+            .dependencies
+            .insert("alias".into(), "npm:c@^3.0.0".into());
         manifest.dev_dependencies.insert("d".into(), "1.0.0".into());
         check_up_to_date(&manifest, &lockfile).unwrap();
         manifest.dependencies.insert("a".into(), "^1.1.0".into());
-        let error = check_up_to_date(&manifest, &lockfile).unwrap_err().to_string();
-        assert!(error.contains("`a` (dependencies) is `^1.1.0` in package.json but `^1.0.0`"), "{error}");
+        let error = check_up_to_date(&manifest, &lockfile)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`a` (dependencies) is `^1.1.0` in package.json but `^1.0.0`"),
+            "{error}"
+        );
     }
 
     #[test]
     fn rejects_path_tricks_in_names() {
-        for bad in ["..", "../x", "@s/..", "a/b", "%2e%2e", "@scope", ".hidden", ""] {
+        for bad in [
+            "..", "../x", "@s/..", "a/b", "%2e%2e", "@scope", ".hidden", "",
+        ] {
             assert!(validate_package_name(bad).is_err(), "{bad}");
         }
         for good in ["lodash", "@babel/core", "JSONStream", "a.b-c_d"] {

@@ -25,12 +25,28 @@ impl Platform {
             "loongarch64" => "loong64",
             other => other,
         };
-        let libc = (os == "linux").then(|| if cfg!(target_env = "musl") { "musl" } else { "glibc" }.to_owned());
-        Platform { os: os.to_owned(), cpu: cpu.to_owned(), libc }
+        let libc = (os == "linux").then(|| {
+            if cfg!(target_env = "musl") {
+                "musl"
+            } else {
+                "glibc"
+            }
+            .to_owned()
+        });
+        Platform {
+            os: os.to_owned(),
+            cpu: cpu.to_owned(),
+            libc,
+        }
     }
 
     /// Whether a package with these fields can run here.
-    pub fn supports(&self, os: Option<&[String]>, cpu: Option<&[String]>, libc: Option<&[String]>) -> bool {
+    pub fn supports(
+        &self,
+        os: Option<&[String]>,
+        cpu: Option<&[String]>,
+        libc: Option<&[String]>,
+    ) -> bool {
         matches_list(os, Some(&self.os))
             && matches_list(cpu, Some(&self.cpu))
             && matches_list(libc, self.libc.as_deref())
@@ -43,7 +59,10 @@ fn matches_list(list: Option<&[String]>, value: Option<&str>) -> bool {
     if list.is_empty() || list.iter().any(|entry| entry == "any") {
         return true;
     }
-    if list.iter().any(|entry| entry.strip_prefix('!') == Some(value)) {
+    if list
+        .iter()
+        .any(|entry| entry.strip_prefix('!') == Some(value))
+    {
         return false;
     }
     let allows = list.iter().filter(|entry| !entry.starts_with('!'));
@@ -64,7 +83,11 @@ mod tests {
 
     #[test]
     fn follows_npm_allow_and_deny_lists() {
-        let linux = Platform { os: "linux".into(), cpu: "x64".into(), libc: Some("glibc".into()) };
+        let linux = Platform {
+            os: "linux".into(),
+            cpu: "x64".into(),
+            libc: Some("glibc".into()),
+        };
         assert!(linux.supports(Some(&list(&["linux"])), Some(&list(&["x64"])), None));
         assert!(!linux.supports(Some(&list(&["darwin"])), None, None));
         assert!(!linux.supports(Some(&list(&["!linux"])), None, None));

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use flowpm_pipeline::{Receiver, Sender, StageContext};
 use flowpm_store::{Cas, CommitOutcome, FileEntry, PackageFiles};
 
+use crate::InstallError;
 use crate::messages::{Attempt, FileJob, StagedEntry, StoredPackage};
 use crate::report::Reporter;
-use crate::InstallError;
 
 /// Where finalised packages go, shared by writers and fetch threads.
 pub struct Finalizer<'a> {
@@ -28,7 +28,12 @@ pub fn run_write_worker(
     input: &Receiver<FileJob>,
     finalizer: &Finalizer<'_>,
 ) -> Result<(), InstallError> {
-    while let Some(FileJob { attempt, sequence, file }) = context.recv(input) {
+    while let Some(FileJob {
+        attempt,
+        sequence,
+        file,
+    }) = context.recv(input)
+    {
         let executable = file.mode & 0o111 != 0;
         let staged = match finalizer.cas.stage(&file.data, executable) {
             Ok(staged) => staged,
@@ -39,7 +44,12 @@ pub fn run_write_worker(
         };
         context.record_item(file.data.len() as u64);
         drop(file.data);
-        let entry = StagedEntry { sequence, path: file.path, mode: file.mode, file: staged };
+        let entry = StagedEntry {
+            sequence,
+            path: file.path,
+            mode: file.mode,
+            file: staged,
+        };
         if attempt.file_staged(entry) {
             finalize(context, &attempt, finalizer)?;
         }
@@ -49,7 +59,11 @@ pub fn run_write_worker(
 
 /// Commits or discards an attempt's staged files; called exactly once per attempt, by whoever
 /// released its last outstanding token.
-pub fn finalize(context: &StageContext, attempt: &Attempt, finalizer: &Finalizer<'_>) -> Result<(), InstallError> {
+pub fn finalize(
+    context: &StageContext,
+    attempt: &Attempt,
+    finalizer: &Finalizer<'_>,
+) -> Result<(), InstallError> {
     let mut staged = attempt.take_staged();
     if !attempt.is_verified() {
         for entry in staged {
@@ -71,10 +85,18 @@ pub fn finalize(context: &StageContext, attempt: &Attempt, finalizer: &Finalizer
         if entry.file.commit(finalizer.cas)? == CommitOutcome::Created {
             finalizer.files_written.fetch_add(1, Ordering::Relaxed);
         }
-        files.push(FileEntry { path: entry.path, hash, mode: entry.mode, size });
+        files.push(FileEntry {
+            path: entry.path,
+            hash,
+            mode: entry.mode,
+            size,
+        });
     }
     finalizer.reporter.on_fetched(&attempt.unit.name);
-    let stored = StoredPackage { unit: attempt.unit.clone(), files: Arc::new(PackageFiles { files }) };
+    let stored = StoredPackage {
+        unit: attempt.unit.clone(),
+        files: Arc::new(PackageFiles { files }),
+    };
     if context.send(&finalizer.index, stored.clone()).is_err() {
         return Ok(());
     }

@@ -77,8 +77,12 @@ impl Cas {
         std::fs::create_dir_all(&tmp_dir)
             .map_err(|e| StoreError::io("create store directory", &tmp_dir, e))?;
         let open_dir = |path: &Path| {
-            rustix::fs::open(path, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-                .map_err(|e| StoreError::io("open store directory", path, e.into()))
+            rustix::fs::open(
+                path,
+                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| StoreError::io("open store directory", path, e.into()))
         };
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -134,7 +138,12 @@ impl Cas {
             mode,
         )
         .map_err(|e| StoreError::io("create temp file", self.tmp_dir.join(&temp_name), e.into()))?;
-        let staged = StagedFile { temp_name, hash, executable, size: data.len() as u64 };
+        let staged = StagedFile {
+            temp_name,
+            hash,
+            executable,
+            size: data.len() as u64,
+        };
         if let Err(error) = write_all(&file, data) {
             drop(file);
             let path = self.tmp_dir.join(&staged.temp_name);
@@ -147,9 +156,15 @@ impl Cas {
     /// Removes temp files this process left behind (after a failed run). Files of other
     /// processes are left alone: they may still be writing them.
     pub fn remove_own_temp_files(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.tmp_dir) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.tmp_dir) else {
+            return;
+        };
         for entry in entries.flatten() {
-            if entry.file_name().to_str().is_some_and(|name| name.starts_with(&self.temp_prefix)) {
+            if entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.starts_with(&self.temp_prefix))
+            {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -194,7 +209,11 @@ impl Cas {
     }
 
     fn commit_error(&self, target: &str, errno: Errno) -> StoreError {
-        StoreError::io("move a file into the store at", self.files_dir.join(target), errno.into())
+        StoreError::io(
+            "move a file into the store at",
+            self.files_dir.join(target),
+            errno.into(),
+        )
     }
 }
 
@@ -256,18 +275,28 @@ mod tests {
         let hash = staged.hash();
         assert!(!cas.contains(&hash, false));
         assert_eq!(staged.commit(&cas).unwrap(), CommitOutcome::Created);
-        assert_eq!(std::fs::read(cas.file_path(&hash, false)).unwrap(), b"hello");
+        assert_eq!(
+            std::fs::read(cas.file_path(&hash, false)).unwrap(),
+            b"hello"
+        );
 
         let again = cas.stage(b"hello", false).unwrap();
         assert_eq!(again.commit(&cas).unwrap(), CommitOutcome::AlreadyPresent);
         let executable = cas.stage(b"hello", true).unwrap();
         assert_eq!(executable.commit(&cas).unwrap(), CommitOutcome::Created);
-        assert!(cas.file_path(&hash, true).to_string_lossy().ends_with("-exec"));
+        assert!(
+            cas.file_path(&hash, true)
+                .to_string_lossy()
+                .ends_with("-exec")
+        );
 
         let discarded = cas.stage(b"bad", false).unwrap();
         let bad_hash = discarded.hash();
         discarded.discard(&cas);
         assert!(!cas.contains(&bad_hash, false));
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 }

@@ -23,7 +23,8 @@ pub struct Index {
 
 impl Index {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(path).map_err(|e| StoreError::io("create index directory", path, e))?;
+        std::fs::create_dir_all(path)
+            .map_err(|e| StoreError::io("create index directory", path, e))?;
         // NO_TLS: read transactions are used from pool threads. NO_META_SYNC: each commit still
         // syncs its data pages, so a system crash can at worst lose the last commit, never corrupt.
         let env = Environment::new()
@@ -31,15 +32,29 @@ impl Index {
             .set_map_size(MAP_SIZE)
             .set_max_readers(1024)
             .open(path)
-            .map_err(|source| StoreError::Index { action: "open", path: path.to_path_buf(), source })?;
-        let db = env
-            .open_db(None)
-            .map_err(|source| StoreError::Index { action: "open", path: path.to_path_buf(), source })?;
-        Ok(Index { path: path.to_path_buf(), env, db })
+            .map_err(|source| StoreError::Index {
+                action: "open",
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let db = env.open_db(None).map_err(|source| StoreError::Index {
+            action: "open",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Index {
+            path: path.to_path_buf(),
+            env,
+            db,
+        })
     }
 
     fn error(&self, action: &'static str, source: lmdb::Error) -> StoreError {
-        StoreError::Index { action, path: self.path.clone(), source }
+        StoreError::Index {
+            action,
+            path: self.path.clone(),
+            source,
+        }
     }
 
     /// Looks up one package. A corrupt entry is an error, not a miss, so it gets noticed.
@@ -47,9 +62,13 @@ impl Index {
         let txn = self.env.begin_ro_txn().map_err(|e| self.error("read", e))?;
         let stored_key = storage_key(key);
         match txn.get(self.db, &stored_key) {
-            Ok(bytes) => PackageFiles::decode(bytes)
-                .map(Some)
-                .ok_or_else(|| StoreError::CorruptEntry { key: key.to_owned() }),
+            Ok(bytes) => {
+                PackageFiles::decode(bytes)
+                    .map(Some)
+                    .ok_or_else(|| StoreError::CorruptEntry {
+                        key: key.to_owned(),
+                    })
+            }
             Err(lmdb::Error::NotFound) => Ok(None),
             Err(e) => Err(self.error("read", e)),
         }
@@ -63,9 +82,13 @@ impl Index {
         let txn = self.env.begin_ro_txn().map_err(|e| self.error("read", e))?;
         keys.into_iter()
             .map(|key| match txn.get(self.db, &storage_key(key)) {
-                Ok(bytes) => PackageFiles::decode(bytes)
-                    .map(Some)
-                    .ok_or_else(|| StoreError::CorruptEntry { key: key.to_owned() }),
+                Ok(bytes) => {
+                    PackageFiles::decode(bytes)
+                        .map(Some)
+                        .ok_or_else(|| StoreError::CorruptEntry {
+                            key: key.to_owned(),
+                        })
+                }
                 Err(lmdb::Error::NotFound) => Ok(None),
                 Err(e) => Err(self.error("read", e)),
             })
@@ -77,16 +100,23 @@ impl Index {
         if batch.entries.is_empty() {
             return Ok(());
         }
-        let mut txn = self.env.begin_rw_txn().map_err(|e| self.error("begin a write", e))?;
+        let mut txn = self
+            .env
+            .begin_rw_txn()
+            .map_err(|e| self.error("begin a write", e))?;
         for (key, value) in &batch.entries {
-            txn.put(self.db, key, value, WriteFlags::empty()).map_err(|e| self.error("write", e))?;
+            txn.put(self.db, key, value, WriteFlags::empty())
+                .map_err(|e| self.error("write", e))?;
         }
         txn.commit().map_err(|e| self.error("commit", e))
     }
 
     /// Removes entries (used by `store verify --fix`).
     pub fn remove(&self, keys: &[String]) -> Result<(), StoreError> {
-        let mut txn = self.env.begin_rw_txn().map_err(|e| self.error("begin a write", e))?;
+        let mut txn = self
+            .env
+            .begin_rw_txn()
+            .map_err(|e| self.error("begin a write", e))?;
         for key in keys {
             match txn.del(self.db, &storage_key(key), None) {
                 Ok(()) | Err(lmdb::Error::NotFound) => {}
@@ -97,9 +127,14 @@ impl Index {
     }
 
     /// Visits every entry (key as stored, decoded value or `None` if corrupt).
-    pub fn for_each(&self, mut visit: impl FnMut(&[u8], Option<PackageFiles>)) -> Result<(), StoreError> {
+    pub fn for_each(
+        &self,
+        mut visit: impl FnMut(&[u8], Option<PackageFiles>),
+    ) -> Result<(), StoreError> {
         let txn = self.env.begin_ro_txn().map_err(|e| self.error("read", e))?;
-        let mut cursor = txn.open_ro_cursor(self.db).map_err(|e| self.error("read", e))?;
+        let mut cursor = txn
+            .open_ro_cursor(self.db)
+            .map_err(|e| self.error("read", e))?;
         for item in cursor.iter_start() {
             let (key, value) = item.map_err(|e| self.error("read", e))?;
             visit(key, PackageFiles::decode(value));
@@ -159,7 +194,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(dir.path()).unwrap();
         let files = PackageFiles {
-            files: vec![FileEntry { path: "a.js".into(), hash: FileHash::of(b"a"), mode: 0o644, size: 1 }],
+            files: vec![FileEntry {
+                path: "a.js".into(),
+                hash: FileHash::of(b"a"),
+                mode: 0o644,
+                size: 1,
+            }],
         };
         let long_key = format!("https://example.invalid/{}", "x".repeat(600));
         let mut batch = IndexBatch::default();

@@ -35,7 +35,11 @@ impl Store {
         let version_root = root.join("v1");
         let cas = Cas::open(&version_root)?;
         let index = Index::open(&version_root.join("index"))?;
-        Ok(Self { root: root.to_path_buf(), cas, index })
+        Ok(Self {
+            root: root.to_path_buf(),
+            cas,
+            index,
+        })
     }
 
     pub fn root(&self) -> &Path {

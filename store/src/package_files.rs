@@ -31,7 +31,8 @@ impl PackageFiles {
     /// Compact binary form: version byte, count, then per file
     /// `path_len u16 | path | hash 32 | mode u32 | size u64`, little-endian.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(5 + self.files.iter().map(|f| 46 + f.path.len()).sum::<usize>());
+        let mut out =
+            Vec::with_capacity(5 + self.files.iter().map(|f| 46 + f.path.len()).sum::<usize>());
         out.push(FORMAT_VERSION);
         out.extend_from_slice(&(self.files.len() as u32).to_le_bytes());
         for file in &self.files {
@@ -58,7 +59,12 @@ impl PackageFiles {
             let hash = FileHash::from_bytes(reader.take(32)?.try_into().ok()?);
             let mode = u32::from_le_bytes(reader.take(4)?.try_into().ok()?);
             let size = u64::from_le_bytes(reader.take(8)?.try_into().ok()?);
-            files.push(FileEntry { path, hash, mode, size });
+            files.push(FileEntry {
+                path,
+                hash,
+                mode,
+                size,
+            });
         }
         reader.0.is_empty().then_some(PackageFiles { files })
     }
@@ -89,8 +95,18 @@ mod tests {
     fn round_trips_and_rejects_truncation() {
         let files = PackageFiles {
             files: vec![
-                FileEntry { path: "package.json".into(), hash: FileHash::of(b"{}"), mode: 0o644, size: 2 },
-                FileEntry { path: "bin/cli.js".into(), hash: FileHash::of(b"x"), mode: 0o755, size: 1 },
+                FileEntry {
+                    path: "package.json".into(),
+                    hash: FileHash::of(b"{}"),
+                    mode: 0o644,
+                    size: 2,
+                },
+                FileEntry {
+                    path: "bin/cli.js".into(),
+                    hash: FileHash::of(b"x"),
+                    mode: 0o755,
+                    size: 1,
+                },
             ],
         };
         let bytes = files.encode();
