@@ -1,0 +1,106 @@
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use flowpm_fixtures::RegistryServer;
+
+/// A project copied into a temp dir with its own store, and a registry serving `registry_dir`.
+pub struct Sandbox {
+    pub root: tempfile::TempDir,
+    pub registry: RegistryServer,
+}
+
+impl Sandbox {
+    pub fn new(project: &str) -> Self {
+        Self::with_registry(project, &flowpm_fixtures::registry_dir())
+    }
+
+    pub fn with_registry(project: &str, registry_dir: &Path) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("project")).unwrap();
+        for file in ["package.json", "pnpm-lock.yaml"] {
+            std::fs::copy(
+                flowpm_fixtures::project_dir(project).join(file),
+                root.path().join("project").join(file),
+            )
+            .unwrap();
+        }
+        let registry = RegistryServer::start(registry_dir).unwrap();
+        Sandbox { root, registry }
+    }
+
+    pub fn project(&self) -> PathBuf {
+        self.root.path().join("project")
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.root.path().join("store")
+    }
+
+    /// Runs `flowpm <args> --store-dir <store> --registry <url>` in the project, with an
+    /// environment that cannot reach any other registry or configuration.
+    pub fn flowpm(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_flowpm"));
+        command
+            .args(args)
+            .args([
+                "--store-dir",
+                self.store().to_str().unwrap(),
+                "--registry",
+                &self.registry.url(),
+            ])
+            .current_dir(self.project())
+            .env("HOME", self.root.path())
+            .env("NPM_CONFIG_USERCONFIG", self.root.path().join("no-npmrc"))
+            .env("NPM_CONFIG_GLOBALCONFIG", self.root.path().join("no-npmrc"))
+            .env_remove("npm_config_registry");
+        command.output().unwrap()
+    }
+
+    pub fn install(&self, extra: &[&str]) -> Output {
+        let mut args = vec!["install", "--frozen-lockfile"];
+        args.extend_from_slice(extra);
+        let output = self.flowpm(&args);
+        assert!(output.status.success(), "flowpm failed:\n{}", text(&output));
+        output
+    }
+
+    pub fn manifest(&self) -> Vec<String> {
+        flowpm_fixtures::tree_manifest(&self.project())
+    }
+}
+
+pub fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// pnpm 12's tree for a fixture project, recorded by scripts/record-fixtures.sh.
+pub fn pnpm_tree(project: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(flowpm_fixtures::project_dir(project).join("pnpm-tree.txt"))
+        .unwrap();
+    text.lines().map(str::to_owned).collect()
+}
+
+/// Lines that differ between two manifests, for a readable failure.
+pub fn diff(expected: &[String], actual: &[String]) -> String {
+    let expected_set: std::collections::BTreeSet<_> = expected.iter().collect();
+    let actual_set: std::collections::BTreeSet<_> = actual.iter().collect();
+    let mut out = String::new();
+    for line in expected_set.difference(&actual_set).take(20) {
+        out.push_str(&format!("- {line}\n"));
+    }
+    for line in actual_set.difference(&expected_set).take(20) {
+        out.push_str(&format!("+ {line}\n"));
+    }
+    out
+}
+
+pub fn node_available() -> bool {
+    Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}

@@ -1,0 +1,5 @@
+//! Integration tests: the real `flowpm` binary against the loopback fixture registry.
+
+mod common;
+mod faults;
+mod install;

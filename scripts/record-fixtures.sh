@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Records pnpm's output for the fixture projects, so hermetic tests can compare flowpm with it.
+#
+# For each fixtures/projects/<name> with a package.json and no `realworld`/`example` data, this
+# serves fixtures/registry on loopback, lets pnpm 12 resolve and install the project against it,
+# and keeps pnpm-lock.yaml and pnpm-tree.txt (the canonical listing of pnpm's node_modules, see
+# fixtures/src/manifest.rs). Run it after changing fixtures/src/scenario.rs (and regenerating
+# fixtures/registry) or the projects. Needs pnpm (PNPM, default /tmp/peers/node_modules/.bin/pnpm).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PNPM=${PNPM:-/tmp/peers/node_modules/.bin/pnpm}
+[[ -x "$PNPM" ]] || npm install --prefix /tmp/peers pnpm >/dev/null
+cargo build -q -p flowpm-fixtures --bin flowpm-fixtures
+fixtures=target/debug/flowpm-fixtures
+work=$(mktemp -d)
+url_file="$work/url"
+"$fixtures" serve fixtures/registry >"$url_file" &
+server=$!
+trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 50); do [[ -s "$url_file" ]] && break; sleep 0.1; done
+registry=$(cat "$url_file")
+echo "fixture registry: $registry"
+for project in "${@:-graph}"; do
+  dir=fixtures/projects/$project
+  copy="$work/$project"
+  mkdir -p "$copy"
+  cp "$dir/package.json" "$copy/"
+  (cd "$copy" && "$PNPM" install --registry "$registry" --store-dir "$work/store" --cache-dir "$work/cache" \
+      --ignore-scripts --reporter=silent)
+  cp "$copy/pnpm-lock.yaml" "$dir/pnpm-lock.yaml"
+  "$fixtures" manifest "$copy" >"$dir/pnpm-tree.txt"
+  echo "$project: $(grep -c . "$dir/pnpm-tree.txt") entries recorded"
+done
