@@ -406,14 +406,8 @@ impl<'a> Importer<'a> {
         destination: &str,
         mode: u32,
     ) -> rustix::io::Result<()> {
-        let source_fd = rustix::fs::openat(
-            self.cas.files_dir_fd(),
-            source,
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        let target = create_exclusive(dir, destination, mode)?;
-        rustix::fs::ioctl_ficlone(&target, &source_fd)
+        let (source, target) = self.open_pair(source, dir, destination, mode)?;
+        rustix::fs::ioctl_ficlone(&target, &source)
     }
 
     fn copy_file(
@@ -423,28 +417,35 @@ impl<'a> Importer<'a> {
         destination: &str,
         mode: u32,
     ) -> rustix::io::Result<()> {
-        let source_fd = rustix::fs::openat(
+        let (source, target) = self.open_pair(source, dir, destination, mode)?;
+        let (mut reader, mut writer) = (std::fs::File::from(source), std::fs::File::from(target));
+        std::io::copy(&mut reader, &mut writer)
+            .map(|_| ())
+            .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+    }
+
+    /// The CAS file to read and a new file (created with `O_EXCL`) to fill.
+    fn open_pair(
+        &self,
+        source: &str,
+        dir: &OwnedFd,
+        destination: &str,
+        mode: u32,
+    ) -> rustix::io::Result<(OwnedFd, OwnedFd)> {
+        let source = rustix::fs::openat(
             self.cas.files_dir_fd(),
             source,
             OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        let target = create_exclusive(dir, destination, mode)?;
-        let mut reader = std::fs::File::from(source_fd);
-        let mut writer = std::fs::File::from(target);
-        std::io::copy(&mut reader, &mut writer)
-            .map(|_| ())
-            .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+        let target = rustix::fs::openat(
+            dir,
+            destination,
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        )?;
+        Ok((source, target))
     }
-}
-
-fn create_exclusive(dir: &OwnedFd, name: &str, mode: u32) -> rustix::io::Result<OwnedFd> {
-    rustix::fs::openat(
-        dir,
-        name,
-        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
-        Mode::from_raw_mode(mode),
-    )
 }
 
 /// `mkdir -p` of `relative` under `dir`, remembering what exists to save syscalls.

@@ -59,19 +59,7 @@ impl Index {
 
     /// Looks up one package. A corrupt entry is an error, not a miss, so it gets noticed.
     pub fn get(&self, key: &str) -> Result<Option<PackageFiles>, StoreError> {
-        let txn = self.env.begin_ro_txn().map_err(|e| self.error("read", e))?;
-        let stored_key = storage_key(key);
-        match txn.get(self.db, &stored_key) {
-            Ok(bytes) => {
-                PackageFiles::decode(bytes)
-                    .map(Some)
-                    .ok_or_else(|| StoreError::CorruptEntry {
-                        key: key.to_owned(),
-                    })
-            }
-            Err(lmdb::Error::NotFound) => Ok(None),
-            Err(e) => Err(self.error("read", e)),
-        }
+        Ok(self.get_many([key])?.pop().flatten())
     }
 
     /// Looks up many packages in one read transaction.
