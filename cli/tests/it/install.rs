@@ -239,3 +239,106 @@ fn ndjson_reporter_emits_stage_metrics() {
         "the 5,000-file package went through the writers"
     );
 }
+
+#[test]
+fn auth_tokens_come_from_the_project_npmrc() {
+    let sandbox = Sandbox::new("graph");
+    sandbox.registry.require_token("s3cret");
+    let denied = sandbox.flowpm(&["install", "--frozen-lockfile"]);
+    assert!(!denied.status.success());
+    assert!(text(&denied).contains("HTTP 401"), "{}", text(&denied));
+    let host = sandbox
+        .registry
+        .url()
+        .trim_start_matches("http:")
+        .to_owned();
+    std::fs::write(
+        sandbox.project().join(".npmrc"),
+        format!("{host}:_authToken=${{FIXTURE_TOKEN}}\n"),
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flowpm"))
+        .args([
+            "install",
+            "--frozen-lockfile",
+            "--store-dir",
+            sandbox.store().to_str().unwrap(),
+        ])
+        .args(["--registry", &sandbox.registry.url()])
+        .current_dir(sandbox.project())
+        .env("HOME", sandbox.root.path())
+        .env("FIXTURE_TOKEN", "s3cret")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
+}
+
+#[test]
+fn tarball_urls_in_the_lockfile_are_used() {
+    // Serve one tarball from a non-registry path and point the lockfile at it.
+    let registry = tempfile::tempdir().unwrap();
+    crate::faults::copy_dir(&flowpm_fixtures::registry_dir(), registry.path());
+    std::fs::create_dir_all(registry.path().join("custom")).unwrap();
+    std::fs::rename(
+        registry.path().join("cycle-b/-/cycle-b-1.0.0.tgz"),
+        registry.path().join("custom/cycle-b.tgz"),
+    )
+    .unwrap();
+    let sandbox = Sandbox::with_registry("graph", registry.path());
+    let lockfile_path = sandbox.project().join("pnpm-lock.yaml");
+    let lockfile = std::fs::read_to_string(&lockfile_path).unwrap();
+    let entry = lockfile
+        .lines()
+        .skip_while(|l| !l.starts_with("  cycle-b@1.0.0:"))
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let with_tarball = entry.replace(
+        '}',
+        &format!(", tarball: {}custom/cycle-b.tgz}}", sandbox.registry.url()),
+    );
+    std::fs::write(&lockfile_path, lockfile.replace(&entry, &with_tarball)).unwrap();
+    sandbox.install(&[]);
+    assert_eq!(sandbox.registry.requests("/custom/cycle-b.tgz"), 1);
+    assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
+}
+
+#[test]
+fn a_store_on_another_filesystem_falls_back_to_copies() {
+    use std::os::unix::fs::MetadataExt;
+    let sandbox = Sandbox::new("graph");
+    let shm = std::path::Path::new("/dev/shm");
+    let other_device = shm
+        .metadata()
+        .ok()
+        .zip(sandbox.project().metadata().ok())
+        .is_some_and(|(a, b)| a.dev() != b.dev());
+    if !other_device {
+        eprintln!("/dev/shm is missing or on the same filesystem: skipping");
+        return;
+    }
+    let store = tempfile::tempdir_in(shm).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flowpm"))
+        .args([
+            "install",
+            "--frozen-lockfile",
+            "--store-dir",
+            store.path().to_str().unwrap(),
+        ])
+        .args(["--registry", &sandbox.registry.url()])
+        .current_dir(sandbox.project())
+        .env("HOME", sandbox.root.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
+    let file = sandbox
+        .project()
+        .join("node_modules/.pnpm/cycle-a@1.0.0/node_modules/cycle-a/index.js");
+    assert_eq!(
+        file.metadata().unwrap().nlink(),
+        1,
+        "a copy, not a hardlink"
+    );
+}
