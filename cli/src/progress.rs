@@ -59,9 +59,13 @@ impl Progress {
         if !self.live {
             return;
         }
-        while !self.done.load(Ordering::Acquire) {
+        loop {
             std::thread::sleep(Duration::from_millis(80));
+            // Checked under the lock `finish` takes, so no line is drawn after it cleared one.
             let _guard = self.output.lock();
+            if self.done.load(Ordering::Acquire) {
+                return;
+            }
             let line = format!(
                 "\r\x1b[2KPackages: {} · fetched {}/{} · imported {} · {:.1} MB downloaded",
                 self.packages.load(Ordering::Relaxed),
@@ -77,9 +81,9 @@ impl Progress {
     }
 
     pub fn finish(&self) {
+        let _guard = self.output.lock();
         self.done.store(true, Ordering::Release);
         if self.live {
-            let _guard = self.output.lock();
             let _ = std::io::stderr().write_all(b"\r\x1b[2K");
         }
     }
