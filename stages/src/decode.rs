@@ -21,9 +21,36 @@ pub struct DecodedFile {
     pub data: Vec<u8>,
 }
 
+/// What the decoder hands its sink for each file.
+pub enum DecodedEntry<'a> {
+    /// A small file as one owned buffer.
+    Buffered(DecodedFile),
+    /// A file over [`DecodeLimits::stream_threshold`]: the sink reads its content from the
+    /// tarball stream before returning, so it never sits whole in memory.
+    Streamed {
+        path: String,
+        mode: u32,
+        size: u64,
+        content: &'a mut dyn Read,
+    },
+}
+
+/// Why a sink refused an entry.
+pub enum SinkError<E> {
+    /// The consumer is gone (the run is ending).
+    Stopped,
+    /// Reading a streamed entry failed: the tarball stream broke (retryable).
+    Read(std::io::Error),
+    /// The sink's own failure.
+    Other(E),
+}
+
 /// Caps that stop a hostile tarball (decompression bomb, huge declared sizes).
 #[derive(Clone, Debug)]
 pub struct DecodeLimits {
+    /// Files above this are streamed to the sink instead of buffered (bounds memory: a queue of
+    /// buffered files is at most `queue length * threshold` bytes).
+    pub stream_threshold: u64,
     pub max_file_size: u64,
     pub max_total_size: u64,
     pub max_entries: usize,
@@ -33,6 +60,7 @@ impl Default for DecodeLimits {
     fn default() -> Self {
         // The largest files on npm are native binaries of a few hundred MB.
         DecodeLimits {
+            stream_threshold: 256 << 10,
             max_file_size: 1 << 30,
             max_total_size: 4 << 30,
             max_entries: 500_000,
@@ -41,7 +69,7 @@ impl Default for DecodeLimits {
 }
 
 #[derive(Debug)]
-pub enum DecodeError {
+pub enum DecodeError<E> {
     /// Reading or inflating failed (truncated body, reset connection, corrupt gzip): retryable.
     Io(std::io::Error),
     /// The tarball is well-formed but unacceptable: not retryable.
@@ -52,6 +80,8 @@ pub enum DecodeError {
     },
     /// The consumer stopped taking entries (the run is ending).
     Stopped,
+    /// The sink failed on its own account.
+    Sink(E),
 }
 
 /// What a decoded tarball contained.
@@ -66,12 +96,12 @@ pub struct DecodeSummary {
 
 /// Streams `reader` through gzip and tar, hands each regular file to `sink`, and checks
 /// `expected` over every byte of the stream.
-pub fn decode_tarball<R: Read>(
+pub fn decode_tarball<R: Read, E>(
     reader: R,
     expected: Option<&Integrity>,
     limits: &DecodeLimits,
-    mut sink: impl FnMut(DecodedFile) -> Result<(), ()>,
-) -> Result<DecodeSummary, DecodeError> {
+    mut sink: impl FnMut(DecodedEntry<'_>) -> Result<(), SinkError<E>>,
+) -> Result<DecodeSummary, DecodeError<E>> {
     let hashing = HashingReader::new(reader, expected.map(Integrity::hasher));
     let mut archive = tar::Archive::new(GzDecoder::new(hashing));
     let mut summary = DecodeSummary::default();
@@ -107,17 +137,40 @@ pub fn decode_tarball<R: Read>(
         } else {
             0o644
         };
-        // Grow past 16 MiB only as bytes actually arrive, so a lying header cannot make us
-        // allocate its declared size up front.
-        let mut data = Vec::with_capacity(size.min(16 << 20) as usize);
-        entry.read_to_end(&mut data).map_err(DecodeError::Io)?;
-        if data.len() as u64 != size {
-            return Err(DecodeError::Io(std::io::Error::new(
+        let truncated = |path: &str| {
+            DecodeError::Io(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 format!("`{path}` is truncated"),
-            )));
-        }
-        sink(DecodedFile { path, mode, data }).map_err(|()| DecodeError::Stopped)?;
+            ))
+        };
+        let result = if size > limits.stream_threshold {
+            let mut counted = CountingRead {
+                inner: &mut entry,
+                bytes: 0,
+            };
+            let result = sink(DecodedEntry::Streamed {
+                path: path.clone(),
+                mode,
+                size,
+                content: &mut counted,
+            });
+            if result.is_ok() && counted.bytes != size {
+                return Err(truncated(&path));
+            }
+            result
+        } else {
+            let mut data = Vec::with_capacity(size as usize);
+            entry.read_to_end(&mut data).map_err(DecodeError::Io)?;
+            if data.len() as u64 != size {
+                return Err(truncated(&path));
+            }
+            sink(DecodedEntry::Buffered(DecodedFile { path, mode, data }))
+        };
+        result.map_err(|error| match error {
+            SinkError::Stopped => DecodeError::Stopped,
+            SinkError::Read(error) => DecodeError::Io(error),
+            SinkError::Other(error) => DecodeError::Sink(error),
+        })?;
     }
     // Read to the very end: the integrity hash covers the gzip trailer and any padding.
     let mut gzip = archive.into_inner();
@@ -133,6 +186,20 @@ pub fn decode_tarball<R: Read>(
         });
     }
     Ok(summary)
+}
+
+/// Counts what a streaming sink read, to check it consumed the whole entry.
+struct CountingRead<'a, R> {
+    inner: &'a mut R,
+    bytes: u64,
+}
+
+impl<R: Read> Read for CountingRead<'_, R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buffer)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
 }
 
 /// Strips the first path component (npm tarballs use `package/`, some use another name) and
@@ -162,6 +229,59 @@ pub fn package_relative_path(raw: &[u8]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+
+    fn tarball(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut builder = tar::Builder::new(gzip);
+        for (path, content) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            builder
+                .append_data(&mut header, path, content.as_slice())
+                .unwrap();
+        }
+        let mut gzip = builder.into_inner().unwrap();
+        gzip.flush().unwrap();
+        gzip.finish().unwrap()
+    }
+
+    #[test]
+    fn streams_large_files_and_buffers_small_ones() {
+        let large: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let bytes = tarball(&[
+            ("package/big.bin", large.clone()),
+            ("package/small.js", b"1".to_vec()),
+        ]);
+        let mut seen = Vec::new();
+        let summary =
+            decode_tarball::<_, ()>(&bytes[..], None, &DecodeLimits::default(), |entry| {
+                match entry {
+                    DecodedEntry::Buffered(file) => seen.push((file.path, false, file.data)),
+                    DecodedEntry::Streamed { path, content, .. } => {
+                        let mut data = Vec::new();
+                        content.read_to_end(&mut data).map_err(SinkError::Read)?;
+                        seen.push((path, true, data));
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(summary.files, 2);
+        assert_eq!(seen[0], ("big.bin".to_owned(), true, large));
+        assert_eq!(seen[1], ("small.js".to_owned(), false, b"1".to_vec()));
+
+        // A stream cut in the middle of the large file is an I/O error (retryable).
+        let cut = &bytes[..bytes.len() / 2];
+        let result = decode_tarball::<_, ()>(cut, None, &DecodeLimits::default(), |entry| {
+            if let DecodedEntry::Streamed { content, .. } = entry {
+                std::io::copy(content, &mut std::io::sink()).map_err(SinkError::Read)?;
+            }
+            Ok(())
+        });
+        assert!(matches!(result, Err(DecodeError::Io(_))), "{result:?}");
+    }
 
     #[test]
     fn validates_entry_paths() {

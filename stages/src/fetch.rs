@@ -9,9 +9,9 @@ use flowpm_pipeline::{Receiver, Sender, StageContext};
 
 use crate::InstallError;
 use crate::config::NpmConfig;
-use crate::decode::{DecodeError, DecodeLimits, decode_tarball};
+use crate::decode::{DecodeError, DecodeLimits, DecodedEntry, SinkError, decode_tarball};
 use crate::http::{HttpClient, HttpFailure};
-use crate::messages::{Attempt, FileJob, PackageUnit};
+use crate::messages::{Attempt, FileJob, PackageUnit, StagedEntry};
 use crate::report::Reporter;
 use crate::write::{Finalizer, finalize};
 
@@ -124,18 +124,54 @@ fn fetch_unit(
             reporter: fetcher.reporter,
         };
         let mut sequence = 0u32;
-        let result = decode_tarball(counted, unit.integrity.as_ref(), &fetcher.limits, |file| {
+        let result = decode_tarball(counted, unit.integrity.as_ref(), &fetcher.limits, |entry| {
             attempt.expect_file();
-            let job = FileJob {
-                attempt: attempt.clone(),
-                sequence,
-                file,
-            };
             sequence += 1;
-            context.send(files, job).map_err(|_| {
-                // The job was dropped unsent: give its token back.
-                attempt.file_failed();
-            })
+            match entry {
+                DecodedEntry::Buffered(file) => {
+                    let job = FileJob {
+                        attempt: attempt.clone(),
+                        sequence: sequence - 1,
+                        file,
+                    };
+                    context.send(files, job).map_err(|_| {
+                        // The job was dropped unsent: give its token back.
+                        attempt.file_failed();
+                        SinkError::Stopped
+                    })
+                }
+                // Large files are staged here, straight from the stream, instead of queued whole.
+                DecodedEntry::Streamed {
+                    path,
+                    mode,
+                    content,
+                    ..
+                } => {
+                    let mut tracked = ReadTracker {
+                        inner: content,
+                        error: None,
+                    };
+                    match finalizer.cas.stage_reader(&mut tracked, mode & 0o111 != 0) {
+                        Ok(file) => {
+                            // The decoder still holds its token, so this never finalises.
+                            attempt.file_staged(StagedEntry {
+                                sequence: sequence - 1,
+                                path,
+                                mode,
+                                file,
+                            });
+                            Ok(())
+                        }
+                        Err(error) => {
+                            attempt.file_failed();
+                            Err(match tracked.error.take() {
+                                Some(read_error) => SinkError::Read(read_error),
+                                None => SinkError::Other(InstallError::from(error)),
+                            })
+                        }
+                    }
+                }
+            }
         });
         let verified = result.is_ok();
         if attempt.decoder_done(verified) {
@@ -147,6 +183,7 @@ fn fetch_unit(
                 return Ok(true);
             }
             Err(DecodeError::Stopped) => return Ok(false),
+            Err(DecodeError::Sink(error)) => return Err(error),
             Err(DecodeError::IntegrityMismatch { expected, actual }) => {
                 return Err(InstallError::IntegrityMismatch {
                     package: unit.label(),
@@ -186,6 +223,20 @@ fn backoff(context: &StageContext, attempt_number: u32, retry_after: Option<Dura
     let deadline = std::time::Instant::now() + delay;
     while !context.is_cancelled() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20).min(deadline - std::time::Instant::now()));
+    }
+}
+
+/// Remembers a read error, to tell a broken download (retry) from a failing disk (stop).
+struct ReadTracker<'a> {
+    inner: &'a mut dyn Read,
+    error: Option<std::io::Error>,
+}
+
+impl Read for ReadTracker<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buffer).inspect_err(|error| {
+            self.error = Some(std::io::Error::new(error.kind(), error.to_string()));
+        })
     }
 }
 

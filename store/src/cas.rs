@@ -128,16 +128,7 @@ impl Cas {
     /// visible under a CAS name until [`StagedFile::commit`].
     pub fn stage(&self, data: &[u8], executable: bool) -> Result<StagedFile, StoreError> {
         let hash = FileHash::of(data);
-        let number = self.temp_counter.fetch_add(1, Ordering::Relaxed);
-        let temp_name = format!("{}{number:x}", self.temp_prefix);
-        let mode = Mode::from_raw_mode(if executable { 0o755 } else { 0o644 });
-        let file = rustix::fs::openat(
-            &self.tmp_fd,
-            temp_name.as_str(),
-            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
-            mode,
-        )
-        .map_err(|e| StoreError::io("create temp file", self.tmp_dir.join(&temp_name), e.into()))?;
+        let (file, temp_name) = self.create_temp(executable)?;
         let staged = StagedFile {
             temp_name,
             hash,
@@ -168,6 +159,61 @@ impl Cas {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+    }
+
+    /// Like [`Cas::stage`] for content that arrives as a stream (large files): written in
+    /// chunks while hashed, so it is never held whole in memory.
+    pub fn stage_reader(
+        &self,
+        reader: &mut dyn std::io::Read,
+        executable: bool,
+    ) -> Result<StagedFile, StoreError> {
+        let (file, temp_name) = self.create_temp(executable)?;
+        let temp_path = self.tmp_dir.join(&temp_name);
+        let mut hasher = blake3::Hasher::new();
+        let mut buffer = vec![0u8; 256 * 1024];
+        let mut size = 0u64;
+        let result = loop {
+            let n = match reader.read(&mut buffer) {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => break Err(StoreError::io("read content for", &temp_path, error)),
+            };
+            hasher.update(&buffer[..n]);
+            size += n as u64;
+            if let Err(error) = write_all(&file, &buffer[..n]) {
+                break Err(StoreError::io("write temp file", &temp_path, error.into()));
+            }
+        };
+        drop(file);
+        let staged = StagedFile {
+            temp_name,
+            hash: FileHash(*hasher.finalize().as_bytes()),
+            executable,
+            size,
+        };
+        match result {
+            Ok(()) => Ok(staged),
+            Err(error) => {
+                staged.discard(self);
+                Err(error)
+            }
+        }
+    }
+
+    fn create_temp(&self, executable: bool) -> Result<(OwnedFd, String), StoreError> {
+        let number = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        let temp_name = format!("{}{number:x}", self.temp_prefix);
+        let mode = Mode::from_raw_mode(if executable { 0o755 } else { 0o644 });
+        let file = rustix::fs::openat(
+            &self.tmp_fd,
+            temp_name.as_str(),
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+            mode,
+        )
+        .map_err(|e| StoreError::io("create temp file", self.tmp_dir.join(&temp_name), e.into()))?;
+        Ok((file, temp_name))
     }
 
     fn commit(&self, staged: &StagedFile) -> Result<CommitOutcome, StoreError> {
@@ -288,6 +334,13 @@ mod tests {
             cas.file_path(&hash, true)
                 .to_string_lossy()
                 .ends_with("-exec")
+        );
+
+        let streamed = cas.stage_reader(&mut &b"hello"[..], false).unwrap();
+        assert_eq!(streamed.hash(), hash);
+        assert_eq!(
+            streamed.commit(&cas).unwrap(),
+            CommitOutcome::AlreadyPresent
         );
 
         let discarded = cas.stage(b"bad", false).unwrap();
