@@ -23,6 +23,97 @@ pub struct Cli {
 #[argh(subcommand)]
 pub enum Command {
     Install(InstallArgs),
+    Bench(BenchArgs),
+}
+
+/// run one stage of the engine alone and report its throughput
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "bench")]
+pub struct BenchArgs {
+    #[argh(subcommand)]
+    pub stage: BenchStage,
+    /// print the result as one JSON line per stage instead of a table
+    #[argh(switch)]
+    pub json: bool,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum BenchStage {
+    Fetch(BenchFetch),
+    Decode(BenchDecode),
+    Write(BenchWrite),
+    Index(BenchIndex),
+    Link(BenchLink),
+}
+
+/// download every tarball of the project's lockfile (bodies dropped, no decoding)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "fetch")]
+pub struct BenchFetch {
+    /// the registry URL
+    #[argh(option)]
+    pub registry: Option<String>,
+    /// concurrent downloads
+    #[argh(option)]
+    pub threads: Option<usize>,
+}
+
+/// gunzip + untar + verify every .tgz under a directory, writing nothing
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "decode")]
+pub struct BenchDecode {
+    /// directory searched for .tgz files
+    #[argh(positional)]
+    pub tarballs: PathBuf,
+    /// decoder threads
+    #[argh(option)]
+    pub threads: Option<usize>,
+}
+
+/// hash + write the files of every .tgz under a directory into an empty store
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "write")]
+pub struct BenchWrite {
+    /// directory searched for .tgz files (decoded into memory first, untimed)
+    #[argh(positional)]
+    pub tarballs: PathBuf,
+    /// an empty or missing directory for the store (default: a temp dir, removed afterwards)
+    #[argh(option)]
+    pub store_dir: Option<PathBuf>,
+    /// writer threads
+    #[argh(option)]
+    pub threads: Option<usize>,
+}
+
+/// commit synthetic package file lists to the LMDB index
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "index")]
+pub struct BenchIndex {
+    /// number of packages
+    #[argh(option, default = "10_000")]
+    pub packages: usize,
+    /// files per package
+    #[argh(option, default = "30")]
+    pub files: usize,
+    /// store directory (default: a temp dir, removed afterwards)
+    #[argh(option)]
+    pub store_dir: Option<PathBuf>,
+}
+
+/// lay out node_modules and import every package from a warm store
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "link")]
+pub struct BenchLink {
+    /// the registry URL (used only to warm the store)
+    #[argh(option)]
+    pub registry: Option<String>,
+    /// the store directory
+    #[argh(option)]
+    pub store_dir: Option<PathBuf>,
+    /// auto, clone, hardlink or copy
+    #[argh(option, default = "String::from(\"auto\")")]
+    pub package_import_method: String,
 }
 
 /// install the dependencies of package.json as locked in pnpm-lock.yaml

@@ -1,6 +1,7 @@
 //! The `flowpm` command line: a thin front end over `flowpm-stages`.
 
 mod args;
+mod bench;
 mod progress;
 
 use std::process::ExitCode;
@@ -48,12 +49,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let project_dir = cli.dir.unwrap_or_else(|| ".".into());
     match cli.command {
         Some(Command::Install(args)) => run_install(project_dir, args),
+        Some(Command::Bench(args)) => bench::run(project_dir, args),
         None => bail!("no command given; run `flowpm help` for the list"),
     }
 }
 
-fn run_install(project_dir: std::path::PathBuf, args: InstallArgs) -> anyhow::Result<()> {
-    let import_method = match args.package_import_method.as_str() {
+pub(crate) fn parse_import_method(text: &str) -> anyhow::Result<ImportMethod> {
+    Ok(match text {
         "auto" => ImportMethod::Auto,
         "clone" => ImportMethod::Clone,
         "hardlink" => ImportMethod::Hardlink,
@@ -61,7 +63,11 @@ fn run_install(project_dir: std::path::PathBuf, args: InstallArgs) -> anyhow::Re
         other => {
             bail!("--package-import-method must be auto, clone, hardlink or copy, not `{other}`")
         }
-    };
+    })
+}
+
+fn run_install(project_dir: std::path::PathBuf, args: InstallArgs) -> anyhow::Result<()> {
+    let import_method = parse_import_method(&args.package_import_method)?;
     let Some(mode) = Mode::parse(&args.reporter) else {
         bail!(
             "--reporter must be default, silent or ndjson, not `{}`",

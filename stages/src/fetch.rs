@@ -33,7 +33,7 @@ pub struct Fetcher<'a> {
 }
 
 impl Fetcher<'_> {
-    fn client(&self) -> Result<&HttpClient, InstallError> {
+    pub(crate) fn client(&self) -> Result<&HttpClient, InstallError> {
         self.client
             .get_or_init(|| HttpClient::new(self.config.clone()).map_err(|error| error.to_string()))
             .as_ref()
@@ -72,6 +72,31 @@ pub fn run_fetch_worker(
         if !fetch_unit(context, fetcher, &unit, &url, files, finalizer)? {
             return Ok(());
         }
+    }
+    Ok(())
+}
+
+/// The download half of a fetch thread alone (for `flowpm bench fetch`): the same client and
+/// URLs, the body read to its end and dropped, no decoding.
+pub fn run_download_worker(
+    context: &StageContext,
+    input: &Receiver<Arc<PackageUnit>>,
+    fetcher: &Fetcher<'_>,
+) -> Result<(), InstallError> {
+    let client = fetcher.client()?;
+    while let Some(unit) = context.recv(input) {
+        let url = fetcher.tarball_url(&unit)?;
+        let fetch_error = |cause: String| InstallError::Fetch {
+            package: unit.label(),
+            url: url.clone(),
+            cause,
+        };
+        let (mut body, _) = client
+            .get(&url)
+            .map_err(|failure| fetch_error(failure.message))?;
+        let bytes = std::io::copy(&mut body, &mut std::io::sink())
+            .map_err(|error| fetch_error(error.to_string()))?;
+        context.record_item(bytes);
     }
     Ok(())
 }

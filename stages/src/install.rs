@@ -194,7 +194,7 @@ pub fn install(
 }
 
 /// Snapshots that share a tarball (peer variants of one package) share one unit.
-fn group_units(plan: &InstallPlan) -> Result<Vec<Arc<PackageUnit>>, InstallError> {
+pub(crate) fn group_units(plan: &InstallPlan) -> Result<Vec<Arc<PackageUnit>>, InstallError> {
     let mut by_key: HashMap<String, PackageUnit> = HashMap::new();
     let mut order = Vec::new();
     for (index, snapshot) in plan.snapshots.iter().enumerate() {

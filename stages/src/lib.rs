@@ -13,6 +13,7 @@
 //! Stages never spawn threads: `flowpm-pipeline` does. Each stage module has a `run_*` loop
 //! that a pipeline thread calls; they exchange the types in [`messages`].
 
+pub mod bench;
 mod bins;
 pub mod capacity;
 pub mod config;

@@ -1,5 +1,6 @@
 //! Integration tests: the real `flowpm` binary against the loopback fixture registry.
 
+mod bench;
 mod common;
 mod faults;
 mod install;
