@@ -13,9 +13,10 @@ use crate::metrics::StageMetrics;
 const CANCEL_POLL: Duration = Duration::from_millis(20);
 
 /// A send failed because every receiver is gone or the run was cancelled: the stage should
-/// return `Ok(())` and let the stage that failed report why.
+/// return `Ok(())` and let the stage that failed report why. Carries the undelivered item back,
+/// for stages that must release what it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stopped;
+pub struct Stopped<T>(pub T);
 
 /// Handed to each worker thread of a stage: metered channel operations, counters and the
 /// cancellation flag.
@@ -90,22 +91,22 @@ impl StageContext {
     }
 
     /// Sends an item downstream, blocking while the queue is full (counted as output wait).
-    pub fn send<T>(&self, output: &Sender<T>, item: T) -> Result<(), Stopped> {
+    pub fn send<T>(&self, output: &Sender<T>, item: T) -> Result<(), Stopped<T>> {
         let item = match output.try_send(item) {
             Ok(()) => return Ok(()),
-            Err(TrySendError::Disconnected(_)) => return Err(Stopped),
+            Err(TrySendError::Disconnected(item)) => return Err(Stopped(item)),
             Err(TrySendError::Full(item)) => item,
         };
         let start = Instant::now();
         let mut item = item;
         let result = loop {
             if self.is_cancelled() {
-                break Err(Stopped);
+                break Err(Stopped(item));
             }
             match output.send_timeout(item, CANCEL_POLL) {
                 Ok(()) => break Ok(()),
                 Err(SendTimeoutError::Timeout(back)) => item = back,
-                Err(SendTimeoutError::Disconnected(_)) => break Err(Stopped),
+                Err(SendTimeoutError::Disconnected(back)) => break Err(Stopped(back)),
             }
         };
         self.add_wait(&self.metrics.output_wait_ns, start);

@@ -23,7 +23,7 @@ use crate::dep_path::VIRTUAL_STORE_DIR_MAX_LENGTH;
 use crate::fetch::{Fetcher, run_download_worker};
 use crate::index::run_index_writer;
 use crate::integrity::{Algorithm, Integrity, IntegrityHasher};
-use crate::messages::{Attempt, FileJob, PackageUnit, StoredPackage};
+use crate::messages::{Attempt, FileBatcher, FileJob, PackageUnit, StoredPackage};
 use crate::plan::{PlanOptions, plan};
 use crate::platform::Platform;
 use crate::report::SilentReporter;
@@ -176,19 +176,16 @@ pub fn bench_write(
             let recorded = recorded.lock().unwrap().take().unwrap_or_default();
             for (unit, files) in recorded {
                 let attempt = Arc::new(Attempt::new(unit));
-                for (sequence, file) in files.into_iter().enumerate() {
-                    attempt.expect_file();
-                    if context
-                        .send(
-                            &file_sender,
-                            FileJob {
-                                attempt: attempt.clone(),
-                                sequence: sequence as u32,
-                                file,
-                            },
-                        )
-                        .is_err()
-                    {
+                // Batched exactly as the fetch threads batch them.
+                let mut batcher = FileBatcher::new(attempt.clone());
+                let jobs: Vec<FileJob> = files
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(sequence, file)| batcher.push(sequence as u32, file))
+                    .collect();
+                for job in jobs.into_iter().chain(batcher.flush()) {
+                    if let Err(flowpm_pipeline::Stopped(job)) = context.send(&file_sender, job) {
+                        job.abandon();
                         return Ok(());
                     }
                 }

@@ -1,7 +1,7 @@
 //! Every channel bound and pool size of the install engine, in one place, with why.
 //!
-//! Bounds are in items. Memory in flight is at most about
-//! `FILE_QUEUE * average file size + FETCH_THREADS * largest file`, independent of lockfile size.
+//! Bounds are in items. File content in flight is at most `FILE_QUEUE * BATCH_BYTES` queued plus
+//! one batch per fetch thread, independent of lockfile size.
 
 /// Concurrent downloads. Network latency, not CPU, bounds a cold install: bun uses 48 requests,
 /// pnpm 16. Each fetch thread also inflates and untars its stream, so more threads than this
@@ -15,9 +15,10 @@ pub const WRITE_THREADS: usize = 3;
 /// Import (hardlink) workers: purely syscall-bound.
 pub const IMPORT_THREADS: usize = 2;
 
-/// Decoded files waiting for a writer. Each holds one owned buffer; typical npm files are a few
-/// KB, so 1024 entries is a few MB.
-pub const FILE_QUEUE: usize = 1024;
+/// Batches of decoded files waiting for a writer (see `messages::BATCH_BYTES`): at most
+/// 64 * 128 KiB = 8 MiB of file content queued, whatever the lockfile size. Larger files are
+/// streamed by the fetch threads and never queued.
+pub const FILE_QUEUE: usize = 64;
 
 /// Stored packages waiting for import and for the index writer. Small messages (a file list).
 pub const IMPORT_QUEUE: usize = 256;

@@ -11,7 +11,7 @@ use crate::InstallError;
 use crate::config::NpmConfig;
 use crate::decode::{DecodeError, DecodeLimits, DecodedEntry, SinkError, decode_tarball};
 use crate::http::{HttpClient, HttpFailure};
-use crate::messages::{Attempt, FileJob, PackageUnit, StagedEntry};
+use crate::messages::{Attempt, FileBatcher, FileJob, PackageUnit, StagedEntry};
 use crate::report::Reporter;
 use crate::write::{Finalizer, finalize};
 
@@ -149,55 +149,67 @@ fn fetch_unit(
             reporter: fetcher.reporter,
         };
         let mut sequence = 0u32;
-        let result = decode_tarball(counted, unit.integrity.as_ref(), &fetcher.limits, |entry| {
-            attempt.expect_file();
-            sequence += 1;
-            match entry {
-                DecodedEntry::Buffered(file) => {
-                    let job = FileJob {
-                        attempt: attempt.clone(),
-                        sequence: sequence - 1,
-                        file,
-                    };
-                    context.send(files, job).map_err(|_| {
-                        // The job was dropped unsent: give its token back.
-                        attempt.file_failed();
-                        SinkError::Stopped
-                    })
-                }
-                // Large files are staged here, straight from the stream, instead of queued whole.
-                DecodedEntry::Streamed {
-                    path,
-                    mode,
-                    content,
-                    ..
-                } => {
-                    let mut tracked = ReadTracker {
-                        inner: content,
-                        error: None,
-                    };
-                    match finalizer.cas.stage_reader(&mut tracked, mode & 0o111 != 0) {
-                        Ok(file) => {
-                            // The decoder still holds its token, so this never finalises.
-                            attempt.file_staged(StagedEntry {
-                                sequence: sequence - 1,
-                                path,
-                                mode,
-                                file,
-                            });
-                            Ok(())
-                        }
-                        Err(error) => {
-                            attempt.file_failed();
-                            Err(match tracked.error.take() {
-                                Some(read_error) => SinkError::Read(read_error),
-                                None => SinkError::Other(InstallError::from(error)),
-                            })
+        let mut batcher = FileBatcher::new(attempt.clone());
+        let send = |job: FileJob| {
+            context
+                .send(files, job)
+                .map_err(|flowpm_pipeline::Stopped(job)| {
+                    job.abandon();
+                    SinkError::Stopped
+                })
+        };
+        let mut result =
+            decode_tarball(counted, unit.integrity.as_ref(), &fetcher.limits, |entry| {
+                sequence += 1;
+                match entry {
+                    DecodedEntry::Buffered(file) => match batcher.push(sequence - 1, file) {
+                        Some(job) => send(job),
+                        None => Ok(()),
+                    },
+                    // Large files are staged here, straight from the stream, instead of queued whole.
+                    DecodedEntry::Streamed {
+                        path,
+                        mode,
+                        content,
+                        ..
+                    } => {
+                        attempt.expect_file();
+                        let mut tracked = ReadTracker {
+                            inner: content,
+                            error: None,
+                        };
+                        match finalizer.cas.stage_reader(&mut tracked, mode & 0o111 != 0) {
+                            Ok(file) => {
+                                // The decoder still holds its token, so this never finalises.
+                                attempt.file_staged(StagedEntry {
+                                    sequence: sequence - 1,
+                                    path,
+                                    mode,
+                                    file,
+                                });
+                                Ok(())
+                            }
+                            Err(error) => {
+                                attempt.file_failed();
+                                Err(match tracked.error.take() {
+                                    Some(read_error) => SinkError::Read(read_error),
+                                    None => SinkError::Other(InstallError::from(error)),
+                                })
+                            }
                         }
                     }
                 }
+            });
+        // Whatever is still batched goes out (or is given back) before the decoder lets go.
+        if let Some(job) = batcher.flush() {
+            if result.is_ok() {
+                if let Err(SinkError::Stopped) = send(job) {
+                    result = Err(DecodeError::Stopped);
+                }
+            } else {
+                job.abandon();
             }
-        });
+        }
         let verified = result.is_ok();
         if attempt.decoder_done(verified) {
             finalize(context, &attempt, finalizer)?;

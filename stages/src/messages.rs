@@ -100,12 +100,65 @@ impl Attempt {
     }
 }
 
-/// One file on its way from the decoder to a writer. The writer owns `file.data` and drops it
-/// as soon as the file is staged.
+/// Files of one attempt on their way from the decoder to a writer: small files travel in
+/// batches so the channel (and the futex wake-up behind each send) is paid per batch, not per
+/// file. The writer owns every `data` buffer and drops each as soon as its file is staged.
 pub struct FileJob {
     pub attempt: Arc<Attempt>,
-    pub sequence: u32,
-    pub file: DecodedFile,
+    /// (order in the tarball, file)
+    pub files: Vec<(u32, DecodedFile)>,
+}
+
+/// A batch is sent once it holds this many files or bytes (or the tarball ends). Measured on
+/// the real-world lockfile's 32k files: one message per file cost ~2.6 futex calls per file.
+pub const BATCH_FILES: usize = 32;
+pub const BATCH_BYTES: usize = 128 << 10;
+
+/// Collects an attempt's small files into [`FileJob`]s.
+pub struct FileBatcher {
+    attempt: Arc<Attempt>,
+    files: Vec<(u32, DecodedFile)>,
+    bytes: usize,
+}
+
+impl FileBatcher {
+    pub fn new(attempt: Arc<Attempt>) -> Self {
+        FileBatcher {
+            attempt,
+            files: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Adds a file (counting it as outstanding); returns a full batch to send, if any.
+    pub fn push(&mut self, sequence: u32, file: DecodedFile) -> Option<FileJob> {
+        self.attempt.expect_file();
+        self.bytes += file.data.len();
+        self.files.push((sequence, file));
+        (self.files.len() >= BATCH_FILES || self.bytes >= BATCH_BYTES).then(|| self.take())
+    }
+
+    /// The files collected so far, if any.
+    pub fn flush(&mut self) -> Option<FileJob> {
+        (!self.files.is_empty()).then(|| self.take())
+    }
+
+    fn take(&mut self) -> FileJob {
+        self.bytes = 0;
+        FileJob {
+            attempt: self.attempt.clone(),
+            files: std::mem::take(&mut self.files),
+        }
+    }
+}
+
+impl FileJob {
+    /// Gives back the tokens of files that will never be staged (the job was not delivered).
+    pub fn abandon(self) {
+        for _ in &self.files {
+            self.attempt.file_failed();
+        }
+    }
 }
 
 /// A package whose files are all in the CAS. Sent by the finaliser (a writer or the decoder) to

@@ -28,30 +28,31 @@ pub fn run_write_worker(
     input: &Receiver<FileJob>,
     finalizer: &Finalizer<'_>,
 ) -> Result<(), InstallError> {
-    while let Some(FileJob {
-        attempt,
-        sequence,
-        file,
-    }) = context.recv(input)
-    {
-        let executable = file.mode & 0o111 != 0;
-        let staged = match finalizer.cas.stage(&file.data, executable) {
-            Ok(staged) => staged,
-            Err(error) => {
-                attempt.file_failed();
-                return Err(error.into());
+    while let Some(FileJob { attempt, files }) = context.recv(input) {
+        let mut files = files.into_iter();
+        while let Some((sequence, file)) = files.next() {
+            let executable = file.mode & 0o111 != 0;
+            let staged = match finalizer.cas.stage(&file.data, executable) {
+                Ok(staged) => staged,
+                Err(error) => {
+                    // This file and the rest of the batch will never be staged.
+                    for _ in 0..=files.len() {
+                        attempt.file_failed();
+                    }
+                    return Err(error.into());
+                }
+            };
+            context.record_item(file.data.len() as u64);
+            drop(file.data);
+            let entry = StagedEntry {
+                sequence,
+                path: file.path,
+                mode: file.mode,
+                file: staged,
+            };
+            if attempt.file_staged(entry) {
+                finalize(context, &attempt, finalizer)?;
             }
-        };
-        context.record_item(file.data.len() as u64);
-        drop(file.data);
-        let entry = StagedEntry {
-            sequence,
-            path: file.path,
-            mode: file.mode,
-            file: staged,
-        };
-        if attempt.file_staged(entry) {
-            finalize(context, &attempt, finalizer)?;
         }
     }
     Ok(())
