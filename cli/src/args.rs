@@ -24,6 +24,75 @@ pub struct Cli {
 pub enum Command {
     Install(InstallArgs),
     Bench(BenchArgs),
+    Store(StoreArgs),
+}
+
+/// inspect and maintain the package store
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "store")]
+pub struct StoreArgs {
+    #[argh(subcommand)]
+    pub command: StoreCommand,
+}
+
+impl StoreCommand {
+    /// `--store-dir`, given after the subcommand as with pnpm (`flowpm store path --store-dir D`).
+    pub fn store_dir(&self) -> Option<PathBuf> {
+        match self {
+            StoreCommand::Path(args) => args.store_dir.clone(),
+            StoreCommand::Status(args) => args.store_dir.clone(),
+            StoreCommand::Verify(args) => args.store_dir.clone(),
+            StoreCommand::Prune(args) => args.store_dir.clone(),
+        }
+    }
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum StoreCommand {
+    Path(StorePath),
+    Status(StoreStatusArgs),
+    Verify(StoreVerify),
+    Prune(StorePrune),
+}
+
+/// print the store directory
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "path")]
+pub struct StorePath {
+    /// the store directory (default: as `install` would use it)
+    #[argh(option)]
+    pub store_dir: Option<PathBuf>,
+}
+
+/// count packages, files and bytes in the store
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "status")]
+pub struct StoreStatusArgs {
+    /// the store directory (default: as `install` would use it)
+    #[argh(option)]
+    pub store_dir: Option<PathBuf>,
+}
+
+/// re-hash every file the store index references and report bad ones
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "verify")]
+pub struct StoreVerify {
+    /// the store directory (default: as `install` would use it)
+    #[argh(option)]
+    pub store_dir: Option<PathBuf>,
+    /// delete bad files and the index entries that list them (they are downloaded again)
+    #[argh(switch)]
+    pub fix: bool,
+}
+
+/// remove files no package references and leftover temp files (not while an install runs)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "prune")]
+pub struct StorePrune {
+    /// the store directory (default: as `install` would use it)
+    #[argh(option)]
+    pub store_dir: Option<PathBuf>,
 }
 
 /// run one stage of the engine alone and report its throughput

@@ -3,6 +3,7 @@
 mod args;
 mod bench;
 mod progress;
+mod store;
 
 use std::process::ExitCode;
 
@@ -50,6 +51,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Install(args)) => run_install(project_dir, args),
         Some(Command::Bench(args)) => bench::run(project_dir, args),
+        Some(Command::Store(args)) => store::run(project_dir, args),
         None => bail!("no command given; run `flowpm help` for the list"),
     }
 }

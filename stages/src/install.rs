@@ -105,14 +105,20 @@ pub fn install(
         },
     )?;
     let layout = Layout::new(&project_dir, &plan);
+    let up_to_date = || InstallReport {
+        packages: plan.snapshots.len(),
+        skipped_optional: plan.skipped.len(),
+        up_to_date: true,
+        elapsed: started.elapsed(),
+        ..InstallReport::default()
+    };
     if is_up_to_date(&layout, &lockfile_text, options.production_only) {
-        return Ok(InstallReport {
-            packages: plan.snapshots.len(),
-            skipped_optional: plan.skipped.len(),
-            up_to_date: true,
-            elapsed: started.elapsed(),
-            ..InstallReport::default()
-        });
+        return Ok(up_to_date());
+    }
+    // One install at a time per project; one that waited may find the work done.
+    let _project_lock = lock_project(&project_dir, reporter)?;
+    if is_up_to_date(&layout, &lockfile_text, options.production_only) {
+        return Ok(up_to_date());
     }
 
     let config = Arc::new(NpmConfig::load(
@@ -191,6 +197,35 @@ pub fn install(
         stages,
         warnings,
     })
+}
+
+/// Locks the project directory (`flock` on the directory itself, so no file is created) until
+/// the returned handle drops, which the kernel also does if the process dies.
+fn lock_project(
+    project_dir: &Path,
+    reporter: &dyn Reporter,
+) -> Result<std::os::fd::OwnedFd, InstallError> {
+    use rustix::fs::{FlockOperation, Mode, OFlags, flock};
+    let dir = rustix::fs::open(
+        project_dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| InstallError::io("open", project_dir, e.into()))?;
+    if flock(&dir, FlockOperation::NonBlockingLockExclusive).is_ok() {
+        return Ok(dir);
+    }
+    reporter.on_warning(&format!(
+        "waiting for another install in {} to finish",
+        project_dir.display()
+    ));
+    loop {
+        match flock(&dir, FlockOperation::LockExclusive) {
+            Ok(()) => return Ok(dir),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(InstallError::io("lock", project_dir, e.into())),
+        }
+    }
 }
 
 /// Snapshots that share a tarball (peer variants of one package) share one unit.

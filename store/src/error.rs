@@ -20,6 +20,8 @@ pub enum StoreError {
     },
     #[error("the store index entry for `{key}` is corrupt; run `flowpm store verify --fix`")]
     CorruptEntry { key: String },
+    #[error("the store at `{}` is in use by an install; try again when it has finished", path.display())]
+    Busy { path: PathBuf },
 }
 
 impl StoreError {

@@ -114,6 +114,21 @@ impl Index {
         txn.commit().map_err(|e| self.error("commit", e))
     }
 
+    /// Removes entries by their key as stored (as [`Index::for_each`] gives it).
+    pub fn remove_stored(&self, keys: &[Vec<u8>]) -> Result<(), StoreError> {
+        let mut txn = self
+            .env
+            .begin_rw_txn()
+            .map_err(|e| self.error("begin a write", e))?;
+        for key in keys {
+            match txn.del(self.db, key, None) {
+                Ok(()) | Err(lmdb::Error::NotFound) => {}
+                Err(e) => return Err(self.error("delete", e)),
+            }
+        }
+        txn.commit().map_err(|e| self.error("commit", e))
+    }
+
     /// Visits every entry (key as stored, decoded value or `None` if corrupt).
     pub fn for_each(
         &self,

@@ -13,33 +13,61 @@
 mod cas;
 mod error;
 mod index;
+mod lock;
+mod maintenance;
 mod package_files;
 
 pub use cas::{Cas, CommitOutcome, FileHash, StagedFile};
 pub use error::StoreError;
 pub use index::{Index, IndexBatch};
+pub use lock::StoreLock;
+pub use maintenance::{BadFile, PruneReport, StoreStatus, VerifyReport};
 pub use package_files::{FileEntry, PackageFiles};
 
 use std::path::{Path, PathBuf};
 
-/// The store directory with its CAS and index opened.
+/// The store directory with its CAS and index opened, and its lock held.
 pub struct Store {
     root: PathBuf,
     cas: Cas,
     index: Index,
+    _lock: StoreLock,
+    exclusive: bool,
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `root`.
+    /// Opens (creating if needed) the store at `root`, shared with other installs.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
+        Self::open_with(root, false)
+    }
+
+    /// Opens the store for maintenance; fails at once if an install is using it.
+    pub fn open_exclusive(root: &Path) -> Result<Self, StoreError> {
+        Self::open_with(root, true)
+    }
+
+    fn open_with(root: &Path, exclusive: bool) -> Result<Self, StoreError> {
         let version_root = root.join("v1");
+        std::fs::create_dir_all(&version_root)
+            .map_err(|e| StoreError::io("create store directory", &version_root, e))?;
+        let lock = if exclusive {
+            StoreLock::exclusive(&version_root)?
+        } else {
+            StoreLock::shared(&version_root)?
+        };
         let cas = Cas::open(&version_root)?;
         let index = Index::open(&version_root.join("index"))?;
         Ok(Self {
             root: root.to_path_buf(),
             cas,
             index,
+            _lock: lock,
+            exclusive,
         })
+    }
+
+    pub fn is_exclusive(&self) -> bool {
+        self.exclusive
     }
 
     pub fn root(&self) -> &Path {

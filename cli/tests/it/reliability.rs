@@ -1,0 +1,169 @@
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{Sandbox, pnpm_tree, text};
+
+fn store_command(sandbox: &Sandbox, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_flowpm"))
+        .args(["store"])
+        .args(args)
+        .args(["--store-dir", sandbox.store().to_str().unwrap()])
+        .current_dir(sandbox.project())
+        .output()
+        .unwrap()
+}
+
+fn assert_store_clean(sandbox: &Sandbox) {
+    let verify = store_command(sandbox, &["verify"]);
+    assert!(verify.status.success(), "{}", text(&verify));
+    assert!(text(&verify).contains(": 0 bad"), "{}", text(&verify));
+}
+
+#[test]
+fn store_verify_finds_corruption_and_prune_removes_orphans() {
+    let sandbox = Sandbox::new("graph");
+    sandbox.install(&[]);
+    assert_store_clean(&sandbox);
+    let path = store_command(&sandbox, &["path"]);
+    assert_eq!(
+        String::from_utf8_lossy(&path.stdout).trim(),
+        sandbox.store().to_str().unwrap()
+    );
+
+    // Corrupt the CAS file behind cycle-b's index.js (through its hardlink in node_modules).
+    let linked = sandbox
+        .project()
+        .join("node_modules/.pnpm/cycle-b@1.0.0/node_modules/cycle-b/index.js");
+    std::fs::remove_file(&linked).ok();
+    let cas_file = flowpm_store::Store::open(&sandbox.store())
+        .unwrap()
+        .cas()
+        .file_path(&flowpm_store::FileHash::of(b"exports.b = 1;\n"), false);
+    std::fs::write(&cas_file, b"tampered").unwrap();
+    let verify = store_command(&sandbox, &["verify"]);
+    assert!(!verify.status.success());
+    assert!(
+        text(&verify).contains(&cas_file.display().to_string()),
+        "{}",
+        text(&verify)
+    );
+    let fixed = store_command(&sandbox, &["verify", "--fix"]);
+    assert!(fixed.status.success(), "{}", text(&fixed));
+    assert!(
+        text(&fixed).contains("1 packages removed from the index"),
+        "{}",
+        text(&fixed)
+    );
+    assert_store_clean(&sandbox);
+
+    // The next install downloads that package again and the tree is whole.
+    std::fs::remove_dir_all(sandbox.project().join("node_modules")).unwrap();
+    let before = sandbox.registry.tarball_requests();
+    sandbox.install(&[]);
+    assert_eq!(sandbox.registry.tarball_requests(), before + 1);
+    assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
+
+    // An unreferenced file is pruned; referenced ones stay.
+    {
+        let store = flowpm_store::Store::open(&sandbox.store()).unwrap();
+        store
+            .cas()
+            .stage(b"nobody references me", false)
+            .unwrap()
+            .commit(store.cas())
+            .unwrap();
+    }
+    let prune = store_command(&sandbox, &["prune"]);
+    assert!(prune.status.success(), "{}", text(&prune));
+    assert!(
+        text(&prune).contains("removed 1 unreferenced files"),
+        "{}",
+        text(&prune)
+    );
+    assert_store_clean(&sandbox);
+    let status = store_command(&sandbox, &["status"]);
+    assert!(text(&status).contains("packages: 57"), "{}", text(&status));
+}
+
+#[test]
+fn concurrent_installs_share_one_store() {
+    let sandbox = Sandbox::new("graph");
+    let others: Vec<Sandbox> = (0..3).map(|_| Sandbox::new("graph")).collect();
+    // Four projects, one store (the first sandbox's), one registry each.
+    let spawn = |project: &std::path::Path, registry: &str| {
+        Command::new(env!("CARGO_BIN_EXE_flowpm"))
+            .args(["install", "--frozen-lockfile", "--reporter", "silent"])
+            .args([
+                "--store-dir",
+                sandbox.store().to_str().unwrap(),
+                "--registry",
+                registry,
+            ])
+            .current_dir(project)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut children = vec![spawn(&sandbox.project(), &sandbox.registry.url())];
+    children.extend(
+        others
+            .iter()
+            .map(|other| spawn(&other.project(), &other.registry.url())),
+    );
+    // And two at once on the same project.
+    children.push(spawn(&others[0].project(), &others[0].registry.url()));
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+    }
+    let expected = pnpm_tree("graph");
+    assert_eq!(sandbox.manifest(), expected);
+    for other in &others {
+        assert_eq!(other.manifest(), expected);
+    }
+    assert_store_clean(&sandbox);
+}
+
+#[test]
+fn kill_9_at_twenty_points_never_breaks_the_next_install() {
+    // How long a cold install takes here, to spread the kill points over it.
+    let probe = Sandbox::new("graph");
+    let started = Instant::now();
+    probe.install(&[]);
+    let cold = started.elapsed();
+    drop(probe);
+
+    let sandbox = Sandbox::new("graph");
+    let expected = pnpm_tree("graph");
+    for point in 0..20u32 {
+        if point % 2 == 0 {
+            // Even points kill a cold install (fetch, write, index); odd ones a warm one (link).
+            let _ = std::fs::remove_dir_all(sandbox.store());
+        }
+        let _ = std::fs::remove_dir_all(sandbox.project().join("node_modules"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flowpm"))
+            .args(["install", "--frozen-lockfile", "--reporter", "silent"])
+            .args([
+                "--store-dir",
+                sandbox.store().to_str().unwrap(),
+                "--registry",
+                &sandbox.registry.url(),
+            ])
+            .current_dir(sandbox.project())
+            .spawn()
+            .unwrap();
+        let delay = cold.mul_f64(f64::from(point / 2 + 1) / 11.0);
+        std::thread::sleep(delay.min(Duration::from_secs(10)));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+
+        sandbox.install(&[]);
+        let tree = sandbox.manifest();
+        assert!(
+            tree == expected,
+            "kill point {point} ({delay:?}): tree differs:\n{}",
+            crate::common::diff(&expected, &tree)
+        );
+        assert_store_clean(&sandbox);
+    }
+}
