@@ -283,6 +283,125 @@ mod tests {
         assert!(matches!(result, Err(DecodeError::Io(_))), "{result:?}");
     }
 
+    /// A tarball built from raw headers, so hostile names and types can be written.
+    fn raw_tarball(entries: &[(&[u8], tar::EntryType, &[u8], Option<u64>)]) -> Vec<u8> {
+        let mut tar = Vec::new();
+        for (name, kind, content, declared) in entries {
+            let mut header = tar::Header::new_old();
+            header.as_old_mut().name[..name.len()].copy_from_slice(name);
+            header.set_entry_type(*kind);
+            header.set_mode(0o644);
+            header.set_size(declared.unwrap_or(content.len() as u64));
+            if matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link) {
+                header.as_old_mut().linkname[..12].copy_from_slice(b"../../../etc");
+            }
+            header.set_cksum();
+            tar.extend_from_slice(header.as_bytes());
+            tar.extend_from_slice(content);
+            tar.resize(tar.len().div_ceil(512) * 512, 0);
+        }
+        tar.resize(tar.len() + 1024, 0);
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gzip.write_all(&tar).unwrap();
+        gzip.finish().unwrap()
+    }
+
+    fn decode_all(
+        bytes: &[u8],
+        limits: &DecodeLimits,
+    ) -> Result<(Vec<String>, DecodeSummary), DecodeError<()>> {
+        let mut paths = Vec::new();
+        let summary = decode_tarball::<_, ()>(bytes, None, limits, |entry| {
+            match entry {
+                DecodedEntry::Buffered(file) => paths.push(file.path),
+                DecodedEntry::Streamed { path, content, .. } => {
+                    std::io::copy(content, &mut std::io::sink()).map_err(SinkError::Read)?;
+                    paths.push(path);
+                }
+            }
+            Ok(())
+        })?;
+        Ok((paths, summary))
+    }
+
+    #[test]
+    fn hostile_tarballs_are_refused_or_defused() {
+        use tar::EntryType::{Block, Char, Fifo, Link, Regular, Symlink};
+        let limits = DecodeLimits::default();
+        let bad_entry = |entries: &[(&[u8], tar::EntryType, &[u8], Option<u64>)]| match decode_all(
+            &raw_tarball(entries),
+            &limits,
+        ) {
+            Err(DecodeError::BadEntry(message)) => message,
+            other => panic!("expected a bad entry, got {other:?}"),
+        };
+        assert!(bad_entry(&[(b"package/../../x.js", Regular, b"x", None)]).contains("escapes"));
+        assert!(bad_entry(&[(b"/etc/passwd", Regular, b"x", None)]).contains("absolute"));
+        assert!(bad_entry(&[(b"package/\xff\xfe.js", Regular, b"x", None)]).contains("not UTF-8"));
+        // A header declaring 2 GiB: refused before anything is allocated or read.
+        assert!(
+            bad_entry(&[(b"package/huge.bin", Regular, b"", Some(2 << 30))]).contains("over the")
+        );
+
+        // Links, devices and fifos are never materialised, wherever they point.
+        let (paths, summary) = decode_all(
+            &raw_tarball(&[
+                (b"package/link", Symlink, b"", None),
+                (b"package/hard", Link, b"", None),
+                (b"package/tty", Char, b"", None),
+                (b"package/disk", Block, b"", None),
+                (b"package/pipe", Fifo, b"", None),
+                (b"package/ok.js", Regular, b"1", None),
+            ]),
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(paths, ["ok.js"]);
+        assert_eq!(summary.skipped_entries, 5);
+
+        // Any top-level directory is stripped, not only `package/`.
+        let (paths, _) = decode_all(
+            &raw_tarball(&[(b"node-v1/index.js", Regular, b"1", None)]),
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(paths, ["index.js"]);
+
+        // A decompression bomb: small compressed, over the unpacked cap.
+        let zeros = vec![0u8; 1 << 20];
+        let bomb: Vec<(&[u8], tar::EntryType, &[u8], Option<u64>)> = (0..8)
+            .map(|_| (&b"package/zeros.bin"[..], Regular, &zeros[..], None))
+            .collect();
+        let tight = DecodeLimits {
+            max_total_size: 4 << 20,
+            ..DecodeLimits::default()
+        };
+        assert!(
+            matches!(decode_all(&raw_tarball(&bomb), &tight), Err(DecodeError::BadEntry(m)) if m.contains("unpacks to more than"))
+        );
+    }
+
+    #[test]
+    fn verifies_sha1_and_sha512_integrity() {
+        use sha2::Digest;
+        let bytes = raw_tarball(&[(b"package/a.js", tar::EntryType::Regular, b"a", None)]);
+        let sha1 = Integrity {
+            algorithm: crate::integrity::Algorithm::Sha1,
+            digest: sha1::Sha1::digest(&bytes).to_vec(),
+        };
+        let sink = |_: DecodedEntry<'_>| Ok::<(), SinkError<()>>(());
+        decode_tarball(&bytes[..], Some(&sha1), &DecodeLimits::default(), sink).unwrap();
+        let wrong = Integrity {
+            algorithm: crate::integrity::Algorithm::Sha512,
+            digest: sha2::Sha512::digest(b"other").to_vec(),
+        };
+        let result = decode_tarball(&bytes[..], Some(&wrong), &DecodeLimits::default(), sink);
+        assert!(
+            matches!(result, Err(DecodeError::IntegrityMismatch { .. })),
+            "{result:?}"
+        );
+    }
+
     #[test]
     fn validates_entry_paths() {
         assert_eq!(

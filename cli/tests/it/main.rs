@@ -4,4 +4,5 @@ mod bench;
 mod common;
 mod faults;
 mod install;
+mod malformed;
 mod reliability;
