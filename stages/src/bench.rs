@@ -10,8 +10,8 @@
 //! - `link`: layout + import of a project from a warm store (p4 of the install).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock};
 
 use flowpm_pipeline::{CancelToken, PipelineError, StageSnapshot, bounded, run, unbounded};
 use flowpm_store::{FileEntry, FileHash, Index, PackageFiles, Store};
@@ -282,13 +282,7 @@ pub fn bench_fetch(
             store_dir: None,
         },
     )?);
-    let fetcher = Fetcher {
-        config,
-        client: OnceLock::new(),
-        limits: DecodeLimits::default(),
-        offline: false,
-        reporter: &SilentReporter,
-    };
+    let fetcher = Fetcher::new(config, false, &SilentReporter)?;
     fetcher.client()?;
     let (sender, receiver) = unbounded();
     for unit in units {

@@ -101,6 +101,22 @@ impl NpmConfig {
         self.values.get(key).map(String::as_str)
     }
 
+    /// A numeric setting (`fetch-timeout=30000`); an unparsable value is an error naming its source.
+    pub fn number(&self, key: &str) -> Result<Option<u64>, InstallError> {
+        let Some(value) = self.get(key) else {
+            return Ok(None);
+        };
+        value.trim().parse().map(Some).map_err(|_| {
+            let origin = self
+                .origins
+                .get(key)
+                .map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
+            InstallError::Config(format!(
+                "`{key}` must be a number, not `{value}` (from {origin})"
+            ))
+        })
+    }
+
     /// The default registry, always ending in `/`.
     pub fn registry(&self) -> Result<String, InstallError> {
         if let Some(registry) = self.get("registry") {

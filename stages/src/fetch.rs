@@ -15,8 +15,8 @@ use crate::messages::{Attempt, FileBatcher, FileJob, PackageUnit, StagedEntry};
 use crate::report::Reporter;
 use crate::write::{Finalizer, finalize};
 
-/// Attempts per tarball: the first try and three retries.
-const MAX_ATTEMPTS: u32 = 4;
+/// Retries per tarball unless `fetch-retries` says otherwise.
+const DEFAULT_RETRIES: u64 = 3;
 /// Backoff before retry n is `BASE * 4^(n-1)`: 200 ms, 800 ms, 3.2 s.
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
 /// A `Retry-After` longer than this is capped: a package manager should not hang for minutes.
@@ -25,6 +25,8 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// Shared by every fetch thread.
 pub struct Fetcher<'a> {
     pub config: Arc<NpmConfig>,
+    /// 1 + `fetch-retries`.
+    pub max_attempts: u32,
     /// Created on first use, so installs that fetch nothing never load the CA bundle.
     pub client: OnceLock<Result<HttpClient, String>>,
     pub limits: DecodeLimits,
@@ -32,7 +34,23 @@ pub struct Fetcher<'a> {
     pub reporter: &'a dyn Reporter,
 }
 
-impl Fetcher<'_> {
+impl<'a> Fetcher<'a> {
+    pub fn new(
+        config: Arc<NpmConfig>,
+        offline: bool,
+        reporter: &'a dyn Reporter,
+    ) -> Result<Self, InstallError> {
+        let retries = config.number("fetch-retries")?.unwrap_or(DEFAULT_RETRIES);
+        Ok(Fetcher {
+            config,
+            max_attempts: u32::try_from(retries).unwrap_or(u32::MAX).saturating_add(1),
+            client: OnceLock::new(),
+            limits: DecodeLimits::default(),
+            offline,
+            reporter,
+        })
+    }
+
     pub(crate) fn client(&self) -> Result<&HttpClient, InstallError> {
         self.client
             .get_or_init(|| HttpClient::new(self.config.clone()).map_err(|error| error.to_string()))
@@ -120,7 +138,7 @@ fn fetch_unit(
     let mut attempt_number = 0;
     loop {
         attempt_number += 1;
-        let last = attempt_number >= MAX_ATTEMPTS;
+        let last = attempt_number >= fetcher.max_attempts;
         let (body, _length) = match client.get(url) {
             Ok(response) => response,
             Err(HttpFailure {

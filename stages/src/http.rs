@@ -36,6 +36,9 @@ pub struct HttpFailure {
 impl HttpClient {
     pub fn new(config: Arc<NpmConfig>) -> Result<Self, InstallError> {
         let roots = load_root_certificates(&config.extra_ca_files())?;
+        // npm's `fetch-timeout` (milliseconds): the longest wait for a response or for the next
+        // bytes of a body. A slow but moving download is never cut.
+        let timeout = Duration::from_millis(config.number("fetch-timeout")?.unwrap_or(60_000));
         let tls = TlsConfig::builder().root_certs(roots).build();
         let config_for_agent = ureq::Agent::config_builder()
             .tls_config(tls)
@@ -43,8 +46,8 @@ impl HttpClient {
             .max_idle_connections(IDLE_CONNECTIONS_PER_HOST * 4)
             .max_idle_connections_per_host(IDLE_CONNECTIONS_PER_HOST)
             .timeout_connect(Some(Duration::from_secs(15)))
-            .timeout_recv_response(Some(Duration::from_secs(60)))
-            .timeout_per_read(Some(Duration::from_secs(60)))
+            .timeout_recv_response(Some(timeout))
+            .timeout_per_read(Some(timeout))
             .user_agent(concat!("flowpm/", env!("CARGO_PKG_VERSION")))
             .build();
         let agent = ureq::Agent::with_parts(

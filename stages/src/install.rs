@@ -10,8 +10,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use flowpm_pipeline::{CancelToken, PipelineError, bounded, unbounded};
@@ -22,7 +22,6 @@ use crate::capacity::{
     FETCH_THREADS, FILE_QUEUE, IMPORT_QUEUE, IMPORT_THREADS, INDEX_QUEUE, WRITE_THREADS,
 };
 use crate::config::{ConfigOverrides, NpmConfig};
-use crate::decode::DecodeLimits;
 use crate::dep_path::VIRTUAL_STORE_DIR_MAX_LENGTH;
 use crate::fetch::{Fetcher, run_fetch_worker};
 use crate::hoist::hoist;
@@ -297,13 +296,7 @@ fn run_pipeline(
     };
     let files_written = AtomicU64::new(0);
     let importer = Importer::new(layout, store.cas(), reporter, options.import_method);
-    let fetcher = Fetcher {
-        config: config.clone(),
-        client: OnceLock::new(),
-        limits: DecodeLimits::default(),
-        offline: options.offline,
-        reporter,
-    };
+    let fetcher = Fetcher::new(config.clone(), options.offline, reporter)?;
     let outcome = flowpm_pipeline::run(&options.cancel, |pipeline| {
         // The work list is the plan itself (bounded by the lockfile), so it is queued whole.
         let (unit_sender, unit_receiver) = unbounded::<Arc<PackageUnit>>();

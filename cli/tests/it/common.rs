@@ -39,7 +39,13 @@ impl Sandbox {
     /// Runs `flowpm <args> --store-dir <store> --registry <url>` in the project, with an
     /// environment that cannot reach any other registry or configuration.
     pub fn flowpm(&self, args: &[&str]) -> Output {
+        self.flowpm_with_env(args, &[])
+    }
+
+    /// As [`Sandbox::flowpm`], with extra environment variables (e.g. `npm_config_fetch_timeout`).
+    pub fn flowpm_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut command = Command::new(env!("CARGO_BIN_EXE_flowpm"));
+        command.envs(env.iter().copied());
         command
             .args(args)
             .args([

@@ -1,3 +1,5 @@
+use std::process::Command;
+
 use flowpm_fixtures::Fault;
 
 use crate::common::{Sandbox, pnpm_tree, text};
@@ -11,6 +13,7 @@ fn transient_registry_failures_are_retried() {
         flaky,
         Fault::Status {
             status: 503,
+            retry_after: None,
             times: 2,
         },
     );
@@ -30,6 +33,7 @@ fn a_missing_tarball_is_an_error_naming_package_and_url() {
         "/deep-7/-/deep-7-1.0.0.tgz",
         Fault::Status {
             status: 404,
+            retry_after: None,
             times: 1,
         },
     );
@@ -121,4 +125,180 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+fn install_with(sandbox: &Sandbox, env: &[(&str, &str)]) -> std::process::Output {
+    sandbox.flowpm_with_env(&["install", "--frozen-lockfile"], env)
+}
+
+#[test]
+fn connection_refused_is_retried_a_bounded_number_of_times() {
+    let sandbox = Sandbox::new("graph");
+    // A loopback port with nothing listening.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_flowpm"))
+        .args([
+            "install",
+            "--frozen-lockfile",
+            "--store-dir",
+            sandbox.store().to_str().unwrap(),
+        ])
+        .args(["--registry", &format!("http://{closed}/")])
+        .current_dir(sandbox.project())
+        .env("HOME", sandbox.root.path())
+        .env("npm_config_fetch_retries", "2")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let message = text(&output);
+    assert!(message.contains("failed to download"), "{message}");
+    assert!(
+        message.contains(&format!("http://{closed}/")),
+        "the URL is named: {message}"
+    );
+    assert!(message.contains("after 3 attempts"), "{message}");
+}
+
+#[test]
+fn a_stalled_body_times_out_and_is_retried() {
+    let sandbox = Sandbox::new("graph");
+    let path = "/deep-3/-/deep-3-1.0.0.tgz";
+    sandbox.registry.inject(
+        path,
+        Fault::Stall {
+            millis: 5_000,
+            times: 1,
+        },
+    );
+    let output = install_with(&sandbox, &[("npm_config_fetch_timeout", "500")]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(sandbox.registry.requests(path), 2);
+    assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
+}
+
+#[test]
+fn retry_after_and_429_are_honoured() {
+    let sandbox = Sandbox::new("graph");
+    let busy = "/deep-4/-/deep-4-1.0.0.tgz";
+    let limited = "/deep-5/-/deep-5-1.0.0.tgz";
+    sandbox.registry.inject(
+        busy,
+        Fault::Status {
+            status: 503,
+            retry_after: Some(1),
+            times: 1,
+        },
+    );
+    sandbox.registry.inject(
+        limited,
+        Fault::Status {
+            status: 429,
+            retry_after: None,
+            times: 2,
+        },
+    );
+    let started = std::time::Instant::now();
+    let output = install_with(&sandbox, &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "waited for Retry-After"
+    );
+    assert_eq!(
+        (
+            sandbox.registry.requests(busy),
+            sandbox.registry.requests(limited)
+        ),
+        (2, 3)
+    );
+    assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
+}
+
+#[test]
+fn a_truncated_gzip_fails_after_bounded_retries_naming_package_and_url() {
+    let sandbox = Sandbox::new("graph");
+    let path = "/many-files/-/many-files-1.0.0.tgz";
+    sandbox
+        .registry
+        .inject(path, Fault::ShortContent { times: 100 });
+    let output = install_with(&sandbox, &[("npm_config_fetch_retries", "2")]);
+    assert!(!output.status.success());
+    let message = text(&output);
+    assert!(message.contains("many-files@1.0.0"), "{message}");
+    assert!(message.contains(path), "{message}");
+    assert_eq!(
+        sandbox.registry.requests(path),
+        3,
+        "1 + fetch-retries attempts"
+    );
+    let store = flowpm_store::Store::open(&sandbox.store()).unwrap();
+    assert_eq!(
+        store.status().unwrap().temp_files,
+        0,
+        "no partial files left"
+    );
+}
+
+#[test]
+fn redirects_to_another_loopback_server_are_followed() {
+    let sandbox = Sandbox::new("graph");
+    let mirror = flowpm_fixtures::RegistryServer::start(&flowpm_fixtures::registry_dir()).unwrap();
+    let path = "/cycle-a/-/cycle-a-1.0.0.tgz";
+    let location = format!("{}{}", mirror.url().trim_end_matches('/'), path);
+    sandbox.registry.inject(
+        path,
+        Fault::Redirect {
+            status: 302,
+            location: location.clone(),
+            times: 1,
+        },
+    );
+    sandbox.registry.inject(
+        "/deep-9/-/deep-9-1.0.0.tgz",
+        Fault::Redirect {
+            status: 301,
+            location: format!(
+                "{}/deep-9/-/deep-9-1.0.0.tgz",
+                mirror.url().trim_end_matches('/')
+            ),
+            times: 1,
+        },
+    );
+    let output = install_with(&sandbox, &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(mirror.requests(path), 1);
+    assert_eq!(mirror.requests("/deep-9/-/deep-9-1.0.0.tgz"), 1);
+    assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
+}
+
+#[test]
+fn a_slow_download_does_not_hold_up_the_others() {
+    let sandbox = Sandbox::new("graph");
+    let slow = "/many-files/-/many-files-1.0.0.tgz";
+    let size =
+        std::fs::metadata(flowpm_fixtures::registry_dir().join(slow.trim_start_matches('/')))
+            .unwrap()
+            .len();
+    // About three seconds for this tarball.
+    let rate = (size / 3).max(1) as u32;
+    sandbox.registry.inject(
+        slow,
+        Fault::Drip {
+            bytes_per_second: rate,
+            times: 1,
+        },
+    );
+    let started = std::time::Instant::now();
+    let output = install_with(&sandbox, &[]);
+    let elapsed = started.elapsed();
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
+    // Everything else downloads and installs while the slow one drips.
+    assert!(
+        elapsed < std::time::Duration::from_secs(3 + 6),
+        "took {elapsed:?}"
+    );
 }
