@@ -61,7 +61,7 @@ pub enum InstallError {
     },
     #[error("{package}: the lockfile gives no usable integrity (`{integrity}`)")]
     BadIntegrity { package: String, integrity: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{package}: failed to {action} `{}`", path.display())]
     Link {

@@ -167,3 +167,133 @@ fn kill_9_at_twenty_points_never_breaks_the_next_install() {
         assert_store_clean(&sandbox);
     }
 }
+
+/// A small tmpfs mounted for one test (needs root, as on the project's machines and CI).
+struct Mount(tempfile::TempDir);
+
+impl Mount {
+    fn tmpfs(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().ok()?;
+        let mounted = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                dir.path().to_str()?,
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !mounted {
+            eprintln!("cannot mount a tmpfs here (not root?): skipping");
+            return None;
+        }
+        Some(Mount(dir))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.0.path()
+    }
+
+    fn remount_read_only(&self) -> bool {
+        Command::new("mount")
+            .args(["-o", "remount,ro", self.path().to_str().unwrap()])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+/// Files under `dir`, not counting dotfiles (the store's `.shards-ready` marker).
+fn walk_files(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+        .map(|entry| if entry.path().is_dir() { walk_files(&entry.path()) } else { 1 })
+        .sum()
+}
+
+fn install_into(sandbox: &Sandbox, store: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_flowpm"))
+        .args([
+            "install",
+            "--frozen-lockfile",
+            "--store-dir",
+            store.to_str().unwrap(),
+        ])
+        .args(["--registry", &sandbox.registry.url()])
+        .current_dir(sandbox.project())
+        .env("HOME", sandbox.root.path())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_leaves_no_partial_files() {
+    // Room for the store's directories and a few dozen files, not for the 5,000-file package.
+    let Some(mount) = Mount::tmpfs("2m") else {
+        return;
+    };
+    let sandbox = Sandbox::new("graph");
+    let store = mount.path().join("store");
+    let output = install_into(&sandbox, &store);
+    assert!(!output.status.success());
+    let message = text(&output);
+    assert!(message.contains("No space left on device"), "{message}");
+    assert!(
+        message.contains(store.to_str().unwrap()),
+        "the store path is named: {message}"
+    );
+    assert_eq!(
+        message.matches("failed to write").count(),
+        1,
+        "said once: {message}"
+    );
+    let committed = walk_files(&store.join("v1/files"));
+    assert!(
+        committed > 0,
+        "the disk filled up while writing files, not before"
+    );
+    assert_eq!(
+        std::fs::read_dir(store.join("v1/tmp")).unwrap().count(),
+        0,
+        "no temp files left"
+    );
+    assert!(
+        !sandbox
+            .project()
+            .join("node_modules/.pnpm/lock.yaml")
+            .exists()
+    );
+    // Whatever did reach the store is whole.
+    let report = flowpm_store::Store::open(&store).map(|s| s.verify(false));
+    if let Ok(Ok(report)) = report {
+        assert!(report.bad_files.is_empty(), "{:?}", report.bad_files);
+    }
+}
+
+#[test]
+fn a_read_only_store_is_a_clear_error() {
+    let Some(mount) = Mount::tmpfs("64m") else {
+        return;
+    };
+    let sandbox = Sandbox::new("graph");
+    assert!(mount.remount_read_only());
+    let store = mount.path().join("store");
+    let output = install_into(&sandbox, &store);
+    assert!(!output.status.success());
+    let message = text(&output);
+    assert!(message.contains("Read-only file system"), "{message}");
+    assert!(message.contains(store.to_str().unwrap()), "{message}");
+    assert!(
+        !sandbox.project().join("node_modules").exists(),
+        "nothing written to the project"
+    );
+}
