@@ -1,0 +1,23 @@
+//! The lockfile parser and planner on arbitrary text: errors are fine, panics and hangs are not.
+#![no_main]
+
+use flowpm_stages::lockfile::Lockfile;
+use flowpm_stages::plan::{PlanOptions, plan};
+use flowpm_stages::platform::Platform;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(lockfile) = Lockfile::parse(text, std::path::Path::new("pnpm-lock.yaml")) else { return };
+    let options = PlanOptions {
+        production_only: false,
+        platform: Platform { os: "linux".into(), cpu: "x64".into(), libc: Some("glibc".into()) },
+        virtual_store_dir_max_length: 120,
+    };
+    if let Ok(plan) = plan(&lockfile, &options) {
+        for snapshot in &plan.snapshots {
+            // Every directory name the linker would create stays one path component.
+            assert!(!snapshot.dir_name.contains('/') && snapshot.dir_name != ".." && snapshot.dir_name != ".");
+        }
+    }
+});
