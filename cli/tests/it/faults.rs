@@ -8,6 +8,15 @@ use crate::common::{Sandbox, pnpm_tree, text};
 fn transient_registry_failures_are_retried() {
     let sandbox = Sandbox::new("graph");
     let flaky = "/cycle-b/-/cycle-b-1.0.0.tgz";
+    let broken = "/deep-12/-/deep-12-1.0.0.tgz";
+    sandbox.registry.inject(
+        broken,
+        Fault::Status {
+            status: 500,
+            retry_after: None,
+            times: 1,
+        },
+    );
     let truncated = "/many-files/-/many-files-1.0.0.tgz";
     sandbox.registry.inject(
         flaky,
@@ -23,6 +32,7 @@ fn transient_registry_failures_are_retried() {
     sandbox.install(&[]);
     assert_eq!(sandbox.registry.requests(flaky), 3);
     assert_eq!(sandbox.registry.requests(truncated), 2);
+    assert_eq!(sandbox.registry.requests(broken), 2);
     assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
 }
 

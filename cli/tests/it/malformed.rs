@@ -82,3 +82,46 @@ fn a_malformed_npmrc_names_file_and_line() {
     });
     fails_cleanly(&sandbox, &[".npmrc", "line 2"]);
 }
+
+#[test]
+fn missing_integrity_is_allowed_with_a_warning() {
+    let sandbox = Sandbox::new("graph");
+    edit(&sandbox, "pnpm-lock.yaml", |text| {
+        let start = text
+            .find("  cycle-b@1.0.0:\n    resolution: {integrity: ")
+            .unwrap();
+        let line_end = text[start..].find("}\n").unwrap() + start;
+        let line_start = start + "  cycle-b@1.0.0:\n".len();
+        format!(
+            "{}    resolution: {{}}{}",
+            &text[..line_start],
+            &text[line_end + 1..]
+        )
+    });
+    let output = sandbox.install(&[]);
+    let message = text(&output);
+    assert!(
+        message.contains("warning: cycle-b@1.0.0: the lockfile has no integrity"),
+        "{message}"
+    );
+    assert_eq!(sandbox.manifest(), crate::common::pnpm_tree("graph"));
+}
+
+#[test]
+fn alias_cycles_terminate() {
+    // cycle-b depends on cycle-a, which (through an alias) depends on itself and on cycle-b.
+    let sandbox = Sandbox::new("graph");
+    edit(&sandbox, "pnpm-lock.yaml", |text| {
+        text.replace("  cycle-a@1.0.0:\n    dependencies:\n      cycle-b: 1.0.0\n", "  cycle-a@1.0.0:\n    dependencies:\n      cycle-b: 1.0.0\n      self-alias: cycle-a@1.0.0\n")
+    });
+    let output = sandbox.install(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+    let link = sandbox
+        .project()
+        .join("node_modules/.pnpm/cycle-a@1.0.0/node_modules/self-alias");
+    // Relative to the link's directory, as pnpm computes it: the package sits right beside it.
+    assert_eq!(
+        std::fs::read_link(link).unwrap(),
+        std::path::Path::new("cycle-a")
+    );
+}

@@ -212,11 +212,19 @@ impl Drop for Mount {
 
 /// Files under `dir`, not counting dotfiles (the store's `.shards-ready` marker).
 fn walk_files(dir: &std::path::Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     entries
         .flatten()
         .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
-        .map(|entry| if entry.path().is_dir() { walk_files(&entry.path()) } else { 1 })
+        .map(|entry| {
+            if entry.path().is_dir() {
+                walk_files(&entry.path())
+            } else {
+                1
+            }
+        })
         .sum()
 }
 
