@@ -457,7 +457,9 @@ render() { # <mirror-dir> <port>
 run_tool() {
   local logf=$1 dir=$2; shift 2
   local rc=0
-  (cd "$dir" && timeout --kill-after=10 "$TOOL_TIMEOUT" "$@") >"$logf" 2>&1 || rc=$?
+  # No pnpm self-update check (GET /pnpm): it would depend on pnpm's state in $HOME.
+  (cd "$dir" && pnpm_config_update_notifier=false timeout --kill-after=10 "$TOOL_TIMEOUT" "$@") \
+    >"$logf" 2>&1 </dev/null || rc=$?
   return "$rc"
 }
 
@@ -716,7 +718,8 @@ cmd_verify_inner() { # <mirror-dir> <port>
     bad=1
   fi
   rm -rf "$work"
-  ((bad == 0)) && log "verify: OK" || { log "verify: FAILED"; return 1; }
+  if ((bad)); then log "verify: FAILED"; return 1; fi
+  log "verify: OK"
 }
 
 cmd_build() { # <project-dir> <mirror-dir> [port]
