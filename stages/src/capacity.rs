@@ -28,3 +28,13 @@ pub const INDEX_QUEUE: usize = 256;
 /// large install makes few fsyncs and a slow one still persists progress.
 pub const INDEX_BATCH: usize = 256;
 pub const INDEX_BATCH_MILLIS: u64 = 250;
+
+/// A pool size, overridable for experiments and benchmarks by `FLOWPM_<NAME>_THREADS`
+/// (e.g. `FLOWPM_IMPORT_THREADS=1`).
+pub fn threads(name: &str, default: usize) -> usize {
+    std::env::var(format!("FLOWPM_{}_THREADS", name.to_ascii_uppercase()))
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .filter(|&threads| threads > 0)
+        .unwrap_or(default)
+}

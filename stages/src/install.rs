@@ -19,7 +19,7 @@ use flowpm_store::Store;
 
 use crate::InstallError;
 use crate::capacity::{
-    FETCH_THREADS, FILE_QUEUE, IMPORT_QUEUE, IMPORT_THREADS, INDEX_QUEUE, WRITE_THREADS,
+    FETCH_THREADS, FILE_QUEUE, IMPORT_QUEUE, IMPORT_THREADS, INDEX_QUEUE, WRITE_THREADS, threads,
 };
 use crate::config::{ConfigOverrides, NpmConfig};
 use crate::dep_path::VIRTUAL_STORE_DIR_MAX_LENGTH;
@@ -303,7 +303,7 @@ fn run_pipeline(
         let (file_sender, file_receiver) = bounded(FILE_QUEUE);
         let (import_sender, import_receiver) = bounded::<StoredPackage>(IMPORT_QUEUE);
         let (index_sender, index_receiver) = bounded::<StoredPackage>(INDEX_QUEUE);
-        let fetch_threads = FETCH_THREADS.min(cold.len());
+        let fetch_threads = threads("fetch", FETCH_THREADS).min(cold.len());
         for unit in cold {
             let _ = unit_sender.send(unit);
         }
@@ -331,7 +331,7 @@ fn run_pipeline(
                     &fetch_finalizer,
                 )
             });
-            pipeline.spawn("write", WRITE_THREADS, move |context| {
+            pipeline.spawn("write", threads("write", WRITE_THREADS), move |context| {
                 run_write_worker(context, &file_receiver, &finalizer)
             });
             pipeline.spawn("index", 1, move |context| {
@@ -341,7 +341,7 @@ fn run_pipeline(
             drop(index_sender);
         }
         let importer = &importer;
-        pipeline.spawn("import", IMPORT_THREADS, move |context| {
+        pipeline.spawn("import", threads("import", IMPORT_THREADS), move |context| {
             run_import_worker(context, &import_receiver, importer)
         });
         // Index hits go straight to the importers.
