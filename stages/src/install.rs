@@ -33,6 +33,7 @@ use crate::manifest::Manifest;
 use crate::messages::{PackageUnit, StoredPackage};
 use crate::metadata::{ModulesSettings, invalidate, is_up_to_date, write_metadata};
 use crate::plan::{InstallPlan, PlanOptions, check_up_to_date, plan};
+use crate::plan_cache;
 use crate::platform::Platform;
 use crate::report::{InstallReport, Reporter};
 use crate::write::{Finalizer, run_write_worker};
@@ -78,31 +79,57 @@ pub fn install(
     let started = Instant::now();
     let project_dir = std::path::absolute(&options.project_dir)
         .map_err(|e| InstallError::io("resolve", &options.project_dir, e))?;
-    let manifest = Manifest::read(&project_dir.join("package.json"))?;
+    let manifest_path = project_dir.join("package.json");
+    let manifest_bytes =
+        std::fs::read(&manifest_path).map_err(|e| InstallError::io("read", &manifest_path, e))?;
     let lockfile_path = project_dir.join("pnpm-lock.yaml");
-    let Some((lockfile, lockfile_text)) = Lockfile::read(&lockfile_path)? else {
-        return Err(InstallError::NoLockfile {
-            dir: project_dir,
-            reason: "resolving without a lockfile is not implemented yet; create one with `pnpm install --lockfile-only`",
-        });
-    };
-    check_up_to_date(&manifest, &lockfile).map_err(|error| {
-        match (options.frozen_lockfile, error) {
-            (true, error) => error,
-            (false, InstallError::LockfileOutdated { reason }) => InstallError::LockfileOutdated {
-                reason: format!("{reason}; updating the lockfile is not implemented yet"),
-            },
-            (false, error) => error,
+    let lockfile_text = match std::fs::read_to_string(&lockfile_path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(InstallError::NoLockfile {
+                dir: project_dir,
+                reason: "resolving without a lockfile is not implemented yet; create one with `pnpm install --lockfile-only`",
+            });
         }
-    })?;
-    let plan = plan(
-        &lockfile,
-        &PlanOptions {
-            production_only: options.production_only,
-            platform: Platform::host(),
-            virtual_store_dir_max_length: VIRTUAL_STORE_DIR_MAX_LENGTH,
+        Err(error) => return Err(InstallError::io("read", &lockfile_path, error)),
+    };
+    let config = Arc::new(NpmConfig::load(
+        &project_dir,
+        &ConfigOverrides {
+            registry: options.registry.clone(),
+            store_dir: options.store_dir.clone(),
         },
-    )?;
+    )?);
+    let store_dir = config.store_dir(&project_dir);
+    let plan_options = PlanOptions {
+        production_only: options.production_only,
+        platform: Platform::host(),
+        virtual_store_dir_max_length: VIRTUAL_STORE_DIR_MAX_LENGTH,
+    };
+    let cache_key = plan_cache::key(&manifest_bytes, lockfile_text.as_bytes(), &plan_options);
+    let plan = match plan_cache::load(&store_dir, &cache_key) {
+        Some(plan) => plan,
+        None => {
+            let manifest = Manifest::parse(&manifest_bytes, &manifest_path)?;
+            let lockfile = Lockfile::parse(&lockfile_text, &lockfile_path)?;
+            check_up_to_date(&manifest, &lockfile).map_err(|error| {
+                match (options.frozen_lockfile, error) {
+                    (true, error) => error,
+                    (false, InstallError::LockfileOutdated { reason }) => {
+                        InstallError::LockfileOutdated {
+                            reason: format!(
+                                "{reason}; updating the lockfile is not implemented yet"
+                            ),
+                        }
+                    }
+                    (false, error) => error,
+                }
+            })?;
+            let plan = plan(&lockfile, &plan_options)?;
+            plan_cache::save(&store_dir, &cache_key, &plan);
+            plan
+        }
+    };
     let layout = Layout::new(&project_dir, &plan);
     let up_to_date = || InstallReport {
         packages: plan.snapshots.len(),
@@ -120,14 +147,6 @@ pub fn install(
         return Ok(up_to_date());
     }
 
-    let config = Arc::new(NpmConfig::load(
-        &project_dir,
-        &ConfigOverrides {
-            registry: options.registry.clone(),
-            store_dir: options.store_dir.clone(),
-        },
-    )?);
-    let store_dir = config.store_dir(&project_dir);
     let store = Store::open(&store_dir)?;
     let units = group_units(&plan)?;
     let cached = store
@@ -341,9 +360,11 @@ fn run_pipeline(
             drop(index_sender);
         }
         let importer = &importer;
-        pipeline.spawn("import", threads("import", IMPORT_THREADS), move |context| {
-            run_import_worker(context, &import_receiver, importer)
-        });
+        pipeline.spawn(
+            "import",
+            threads("import", IMPORT_THREADS),
+            move |context| run_import_worker(context, &import_receiver, importer),
+        );
         // Index hits go straight to the importers.
         for stored in warm {
             if import_sender.send(stored).is_err() {

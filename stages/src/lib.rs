@@ -32,6 +32,7 @@ pub mod manifest;
 pub mod messages;
 mod metadata;
 pub mod plan;
+mod plan_cache;
 pub mod platform;
 mod report;
 pub mod write;

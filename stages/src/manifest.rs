@@ -25,7 +25,11 @@ pub struct Manifest {
 impl Manifest {
     pub fn read(path: &Path) -> Result<Self, InstallError> {
         let bytes = std::fs::read(path).map_err(|e| InstallError::io("read", path, e))?;
-        serde_json::from_slice(&bytes).map_err(|error| InstallError::InvalidFile {
+        Self::parse(&bytes, path)
+    }
+
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Self, InstallError> {
+        serde_json::from_slice(bytes).map_err(|error| InstallError::InvalidFile {
             path: path.to_path_buf(),
             message: error.to_string(),
         })

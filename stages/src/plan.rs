@@ -13,7 +13,9 @@ use crate::manifest::Manifest;
 use crate::platform::Platform;
 
 /// Which group of the importer a direct dependency belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum DependencyGroup {
     Production,
     Development,
@@ -31,7 +33,7 @@ impl DependencyGroup {
 }
 
 /// One package instance to install: a lockfile snapshot.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SnapshotPlan {
     /// The snapshot key, e.g. `react-dom@18.2.0(react@18.2.0)`.
     pub dep_path: String,
@@ -63,21 +65,21 @@ impl SnapshotPlan {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum DirectTarget {
     Snapshot(usize),
     /// `link:<path>`: a symlink to a directory of the project.
     Link(String),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct DirectDependency {
     pub alias: String,
     pub group: DependencyGroup,
     pub target: DirectTarget,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct InstallPlan {
     pub snapshots: Vec<SnapshotPlan>,
     pub direct: Vec<DirectDependency>,
