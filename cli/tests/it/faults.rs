@@ -8,6 +8,8 @@ use crate::common::{Sandbox, pnpm_tree, text};
 fn transient_registry_failures_are_retried() {
     let sandbox = Sandbox::new("graph");
     let flaky = "/cycle-b/-/cycle-b-1.0.0.tgz";
+    let reset = "/deep-13/-/deep-13-1.0.0.tgz";
+    sandbox.registry.inject(reset, Fault::Reset { times: 1 });
     let broken = "/deep-12/-/deep-12-1.0.0.tgz";
     sandbox.registry.inject(
         broken,
@@ -33,6 +35,7 @@ fn transient_registry_failures_are_retried() {
     assert_eq!(sandbox.registry.requests(flaky), 3);
     assert_eq!(sandbox.registry.requests(truncated), 2);
     assert_eq!(sandbox.registry.requests(broken), 2);
+    assert_eq!(sandbox.registry.requests(reset), 2);
     assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
 }
 
