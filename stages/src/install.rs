@@ -19,7 +19,7 @@ use flowpm_store::Store;
 
 use crate::InstallError;
 use crate::capacity::{
-    FETCH_THREADS, FILE_QUEUE, IMPORT_QUEUE, IMPORT_THREADS, INDEX_QUEUE, WRITE_THREADS, threads,
+    FETCH_THREADS, FILE_QUEUE, IMPORT_QUEUE, INDEX_QUEUE, WRITE_THREADS, import_threads, threads,
 };
 use crate::config::{ConfigOverrides, NpmConfig};
 use crate::dep_path::VIRTUAL_STORE_DIR_MAX_LENGTH;
@@ -362,7 +362,7 @@ fn run_pipeline(
         let importer = &importer;
         pipeline.spawn(
             "import",
-            threads("import", IMPORT_THREADS),
+            import_threads(&layout.project_dir),
             move |context| run_import_worker(context, &import_receiver, importer),
         );
         // Index hits go straight to the importers.
