@@ -56,10 +56,11 @@ pub fn run(project_dir: PathBuf, args: StoreArgs) -> anyhow::Result<()> {
         StoreCommand::Prune(_) => {
             let report = Store::open_exclusive(&dir)?.prune()?;
             println!(
-                "removed {} unreferenced files ({:.1} MB) and {} temp files",
+                "removed {} unreferenced files ({:.1} MB), {} temp files and {} cached plans",
                 report.files_removed,
                 report.bytes_removed as f64 / 1e6,
-                report.temp_files_removed
+                report.temp_files_removed,
+                report.plans_removed
             );
         }
     }

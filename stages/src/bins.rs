@@ -91,12 +91,30 @@ pub fn link_bins(layout: &Layout<'_>, hoisted: &[Hoisted]) -> Result<Vec<String>
         &hoisted,
         &commands,
     )?;
-    for (index, snapshot) in plan.snapshots.iter().enumerate() {
-        let mut providers = vec![index];
-        providers.extend(snapshot.dependencies.iter().map(|(_, child)| *child));
-        let bin_dir = layout.package_dir(snapshot).join("node_modules/.bin");
-        write_bin_dir(layout, &bin_dir, &providers, &commands)?;
+    // Each package's own `.bin` (its bins and its dependencies'): independent directories,
+    // written by a small pool since there are hundreds of them.
+    let (jobs, job_receiver) = flowpm_pipeline::unbounded::<usize>();
+    for index in 0..plan.snapshots.len() {
+        let _ = jobs.send(index);
     }
+    drop(jobs);
+    let commands = &commands;
+    flowpm_pipeline::run(&flowpm_pipeline::CancelToken::new(), |pipeline| {
+        pipeline.spawn("bins", crate::capacity::BIN_THREADS, move |context| {
+            while let Some(index) = context.recv(&job_receiver) {
+                let snapshot = &plan.snapshots[index];
+                let mut providers = vec![index];
+                providers.extend(snapshot.dependencies.iter().map(|(_, child)| *child));
+                let bin_dir = layout.package_dir(snapshot).join("node_modules/.bin");
+                write_bin_dir(layout, &bin_dir, &providers, commands)?;
+            }
+            Ok(())
+        });
+    })
+    .map_err(|error| match error {
+        flowpm_pipeline::PipelineError::Stage { error, .. } => error,
+        other => InstallError::Internal(other.to_string()),
+    })?;
     Ok(warnings)
 }
 
@@ -129,8 +147,16 @@ fn write_bin_dir(
     if chosen.is_empty() {
         return Ok(());
     }
-    std::fs::create_dir_all(bin_dir)
-        .map_err(|e| InstallError::io("create directory", bin_dir, e))?;
+    // A directory made here is empty: its shims need no check for an earlier version.
+    let fresh = match std::fs::create_dir(bin_dir) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(_) => {
+            std::fs::create_dir_all(bin_dir)
+                .map_err(|e| InstallError::io("create directory", bin_dir, e))?;
+            true
+        }
+    };
     for (name, (provider, command)) in chosen {
         let snapshot = &snapshots[provider];
         let package_dir = layout.package_dir(snapshot);
@@ -142,7 +168,7 @@ fn write_bin_dir(
             &command.path,
         );
         let path = bin_dir.join(name);
-        write_executable(&path, shim.as_bytes())
+        write_executable(&path, shim.as_bytes(), fresh)
             .map_err(|e| InstallError::io("write bin shim", &path, e))?;
     }
     Ok(())
@@ -169,12 +195,14 @@ fn prefer(command: &str, candidate: &SnapshotPlan, current: &SnapshotPlan) -> Or
     }
 }
 
-fn write_executable(path: &Path, content: &[u8]) -> std::io::Result<()> {
+fn write_executable(path: &Path, content: &[u8], fresh_dir: bool) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    if std::fs::read(path).is_ok_and(|existing| existing == content) {
-        return Ok(());
+    if !fresh_dir {
+        if std::fs::read(path).is_ok_and(|existing| existing == content) {
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(path);
     }
-    let _ = std::fs::remove_file(path);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

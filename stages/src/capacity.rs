@@ -33,6 +33,9 @@ pub fn import_threads(dir: &std::path::Path) -> usize {
     )
 }
 
+/// Writers of packages' own `.bin` directories after the import (a few hundred small files).
+pub const BIN_THREADS: usize = 2;
+
 /// Batches of decoded files waiting for a writer (see `messages::BATCH_BYTES`): at most
 /// 64 * 128 KiB = 8 MiB of file content queued, whatever the lockfile size. Larger files are
 /// streamed by the fetch threads and never queued.

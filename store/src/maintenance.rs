@@ -35,6 +35,8 @@ pub struct PruneReport {
     pub files_removed: usize,
     pub bytes_removed: u64,
     pub temp_files_removed: usize,
+    /// Cached install plans (`v1/plans`): derived data, recomputed when next needed.
+    pub plans_removed: usize,
 }
 
 impl Store {
@@ -138,6 +140,12 @@ impl Store {
             let path = tmp.join(name);
             std::fs::remove_file(&path).map_err(|e| StoreError::io("remove", &path, e))?;
             report.temp_files_removed += 1;
+        }
+        let plans = self.root().join("v1/plans");
+        for name in read_dir_names(&plans)? {
+            let path = plans.join(name);
+            std::fs::remove_file(&path).map_err(|e| StoreError::io("remove", &path, e))?;
+            report.plans_removed += 1;
         }
         Ok(report)
     }
