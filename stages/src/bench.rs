@@ -60,6 +60,15 @@ fn pipeline_error(error: PipelineError<InstallError>) -> InstallError {
     }
 }
 
+fn bad_tarball(path: &Path, error: crate::decode::DecodeError<()>) -> InstallError {
+    let name = path.display().to_string();
+    InstallError::BadTarball {
+        package: name.clone(),
+        url: name,
+        cause: format!("{error:?}"),
+    }
+}
+
 /// sha512 of a whole file, so `decode` verifies integrity as the install does (untimed setup).
 fn file_integrity(path: &Path) -> Result<Integrity, InstallError> {
     let bytes = std::fs::read(path).map_err(|e| InstallError::io("read", path, e))?;
@@ -96,11 +105,7 @@ pub fn bench_decode(
                         Ok(())
                     },
                 )
-                .map_err(|error| InstallError::BadTarball {
-                    package: path.display().to_string(),
-                    url: path.display().to_string(),
-                    cause: format!("{error:?}"),
-                })?;
+                .map_err(|error| bad_tarball(&path, error))?;
                 context.record_item(summary.unpacked_bytes);
             }
             Ok(())
@@ -142,11 +147,7 @@ pub fn bench_write(
                 Ok(())
             },
         )
-        .map_err(|error| InstallError::BadTarball {
-            package: path.display().to_string(),
-            url: path.display().to_string(),
-            cause: format!("{error:?}"),
-        })?;
+        .map_err(|error| bad_tarball(path, error))?;
         let unit = PackageUnit {
             key: format!("bench-{index}"),
             name: path.display().to_string(),

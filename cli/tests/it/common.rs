@@ -62,6 +62,24 @@ impl Sandbox {
         command.output().unwrap()
     }
 
+    /// `flowpm install --frozen-lockfile` into the store at `store` (instead of the sandbox's),
+    /// with only `HOME` isolated and the given environment (for `.npmrc` and store tests).
+    pub fn install_with(&self, store: &Path, env: &[(&str, &str)]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_flowpm"))
+            .args([
+                "install",
+                "--frozen-lockfile",
+                "--store-dir",
+                store.to_str().unwrap(),
+            ])
+            .args(["--registry", &self.registry.url()])
+            .current_dir(self.project())
+            .env("HOME", self.root.path())
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    }
+
     pub fn install(&self, extra: &[&str]) -> Output {
         let mut args = vec!["install", "--frozen-lockfile"];
         args.extend_from_slice(extra);

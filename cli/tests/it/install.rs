@@ -257,19 +257,7 @@ fn auth_tokens_come_from_the_project_npmrc() {
         format!("{host}:_authToken=${{FIXTURE_TOKEN}}\n"),
     )
     .unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flowpm"))
-        .args([
-            "install",
-            "--frozen-lockfile",
-            "--store-dir",
-            sandbox.store().to_str().unwrap(),
-        ])
-        .args(["--registry", &sandbox.registry.url()])
-        .current_dir(sandbox.project())
-        .env("HOME", sandbox.root.path())
-        .env("FIXTURE_TOKEN", "s3cret")
-        .output()
-        .unwrap();
+    let output = sandbox.install_with(&sandbox.store(), &[("FIXTURE_TOKEN", "s3cret")]);
     assert!(output.status.success(), "{}", text(&output));
     assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
 }
@@ -319,18 +307,7 @@ fn a_store_on_another_filesystem_falls_back_to_copies() {
         return;
     }
     let store = tempfile::tempdir_in(shm).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flowpm"))
-        .args([
-            "install",
-            "--frozen-lockfile",
-            "--store-dir",
-            store.path().to_str().unwrap(),
-        ])
-        .args(["--registry", &sandbox.registry.url()])
-        .current_dir(sandbox.project())
-        .env("HOME", sandbox.root.path())
-        .output()
-        .unwrap();
+    let output = sandbox.install_with(store.path(), &[]);
     assert!(output.status.success(), "{}", text(&output));
     assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
     let file = sandbox

@@ -229,18 +229,7 @@ fn walk_files(dir: &std::path::Path) -> usize {
 }
 
 fn install_into(sandbox: &Sandbox, store: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_flowpm"))
-        .args([
-            "install",
-            "--frozen-lockfile",
-            "--store-dir",
-            store.to_str().unwrap(),
-        ])
-        .args(["--registry", &sandbox.registry.url()])
-        .current_dir(sandbox.project())
-        .env("HOME", sandbox.root.path())
-        .output()
-        .unwrap()
+    sandbox.install_with(store, &[])
 }
 
 #[test]
