@@ -45,6 +45,9 @@ pub struct Attempt {
     /// has seen the end of the stream. Whoever brings it to zero finalises.
     outstanding: AtomicUsize,
     verified: AtomicBool,
+    /// Set when any file could not be staged: the attempt is then discarded, never committed
+    /// (a verified tarball with a missing file must not become an index entry).
+    poisoned: AtomicBool,
     staged: Mutex<Vec<StagedEntry>>,
 }
 
@@ -62,6 +65,7 @@ impl Attempt {
             unit,
             outstanding: AtomicUsize::new(1),
             verified: AtomicBool::new(false),
+            poisoned: AtomicBool::new(false),
             staged: Mutex::new(Vec::new()),
         }
     }
@@ -71,18 +75,31 @@ impl Attempt {
         self.outstanding.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Called by a writer once the file is staged. Returns true if the caller must finalise.
+    /// Called once the file is staged (by the decoder, for a streamed file). Returns true if
+    /// the caller must finalise.
     pub fn file_staged(&self, entry: StagedEntry) -> bool {
-        self.staged
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(entry);
-        self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1
+        self.files_staged(vec![entry], 0)
+    }
+
+    /// Called by a writer for a whole batch: `staged` files done, `failed` never will be. One
+    /// lock and one counter update per batch. Returns true if the caller must finalise.
+    pub fn files_staged(&self, staged: Vec<StagedEntry>, failed: usize) -> bool {
+        let done = staged.len() + failed;
+        if failed > 0 {
+            self.poisoned.store(true, Ordering::Release);
+        }
+        if !staged.is_empty() {
+            self.staged
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(staged);
+        }
+        done > 0 && self.outstanding.fetch_sub(done, Ordering::AcqRel) == done
     }
 
     /// Called by a writer whose file could not be staged (the run is failing anyway).
     pub fn file_failed(&self) -> bool {
-        self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1
+        self.files_staged(Vec::new(), 1)
     }
 
     /// Called by the decoder at the end of the stream. Returns true if the caller must finalise.
@@ -91,8 +108,9 @@ impl Attempt {
         self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1
     }
 
-    pub fn is_verified(&self) -> bool {
-        self.verified.load(Ordering::Acquire)
+    /// Whether the finaliser may commit: the tarball verified and every file was staged.
+    pub fn should_commit(&self) -> bool {
+        self.verified.load(Ordering::Acquire) && !self.poisoned.load(Ordering::Acquire)
     }
 
     pub fn take_staged(&self) -> Vec<StagedEntry> {
@@ -167,4 +185,56 @@ impl FileJob {
 pub struct StoredPackage {
     pub unit: Arc<PackageUnit>,
     pub files: Arc<PackageFiles>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit() -> Arc<PackageUnit> {
+        Arc::new(PackageUnit {
+            key: "sha512-test".into(),
+            name: "a".into(),
+            version: "1.0.0".into(),
+            integrity: None,
+            tarball: None,
+            snapshots: vec![0],
+        })
+    }
+
+    #[test]
+    fn a_verified_attempt_with_a_failed_file_is_never_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = flowpm_store::Cas::open(dir.path()).unwrap();
+        let entry = |path: &str| StagedEntry {
+            sequence: 0,
+            path: path.into(),
+            mode: 0o644,
+            file: cas.stage(path.as_bytes(), false).unwrap(),
+        };
+
+        let complete = Attempt::new(unit());
+        complete.expect_file();
+        complete.expect_file();
+        assert!(
+            !complete.files_staged(vec![entry("a.js"), entry("b.js")], 0),
+            "the decoder still holds its token"
+        );
+        assert!(complete.decoder_done(true), "the last token finalises");
+        assert!(complete.should_commit());
+
+        // One file staged, one failed (disk full); the tarball itself verifies afterwards.
+        let partial = Attempt::new(unit());
+        partial.expect_file();
+        partial.expect_file();
+        assert!(!partial.files_staged(vec![entry("c.js")], 1));
+        assert!(partial.decoder_done(true));
+        assert!(
+            !partial.should_commit(),
+            "a package with a missing file must be discarded"
+        );
+        for staged in partial.take_staged() {
+            staged.file.discard(&cas);
+        }
+    }
 }

@@ -29,30 +29,34 @@ pub fn run_write_worker(
     finalizer: &Finalizer<'_>,
 ) -> Result<(), InstallError> {
     while let Some(FileJob { attempt, files }) = context.recv(input) {
-        let mut files = files.into_iter();
-        while let Some((sequence, file)) = files.next() {
+        let total = files.len();
+        let mut staged = Vec::with_capacity(total);
+        let mut failure = None;
+        for (sequence, file) in files {
             let executable = file.mode & 0o111 != 0;
-            let staged = match finalizer.cas.stage(&file.data, executable) {
-                Ok(staged) => staged,
-                Err(error) => {
-                    // This file and the rest of the batch will never be staged.
-                    for _ in 0..=files.len() {
-                        attempt.file_failed();
-                    }
-                    return Err(error.into());
+            match finalizer.cas.stage(&file.data, executable) {
+                Ok(done) => {
+                    context.record_item(file.data.len() as u64);
+                    staged.push(StagedEntry {
+                        sequence,
+                        path: file.path,
+                        mode: file.mode,
+                        file: done,
+                    });
                 }
-            };
-            context.record_item(file.data.len() as u64);
-            drop(file.data);
-            let entry = StagedEntry {
-                sequence,
-                path: file.path,
-                mode: file.mode,
-                file: staged,
-            };
-            if attempt.file_staged(entry) {
-                finalize(context, &attempt, finalizer)?;
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
             }
+        }
+        // Files staged before a failure are kept with the attempt, so finalising discards them.
+        let failed = total - staged.len();
+        if attempt.files_staged(staged, failed) {
+            finalize(context, &attempt, finalizer)?;
+        }
+        if let Some(error) = failure {
+            return Err(error.into());
         }
     }
     Ok(())
@@ -66,7 +70,7 @@ pub fn finalize(
     finalizer: &Finalizer<'_>,
 ) -> Result<(), InstallError> {
     let mut staged = attempt.take_staged();
-    if !attempt.is_verified() {
+    if !attempt.should_commit() {
         for entry in staged {
             entry.file.discard(finalizer.cas);
         }
