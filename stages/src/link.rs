@@ -350,22 +350,23 @@ impl<'a> Importer<'a> {
     }
 
     fn import_file(&self, dir: &OwnedFd, file: &FileEntry) -> rustix::io::Result<()> {
-        let source = Cas::relative_path(&file.hash, file.is_executable());
+        let name = Cas::relative_path(&file.hash, file.is_executable());
+        let source = name.as_str();
         let destination = file.path.as_str();
         loop {
             let method = self.decided.load(Ordering::Relaxed);
             let result = match method {
                 METHOD_UNDECIDED | METHOD_CLONE => {
-                    self.clone_file(&source, dir, destination, file.mode)
+                    self.clone_file(source, dir, destination, file.mode)
                 }
                 METHOD_HARDLINK => rustix::fs::linkat(
                     self.cas.files_dir_fd(),
-                    source.as_str(),
+                    source,
                     dir,
                     destination,
                     AtFlags::empty(),
                 ),
-                _ => self.copy_file(&source, dir, destination, file.mode),
+                _ => self.copy_file(source, dir, destination, file.mode),
             };
             match result {
                 Ok(()) => {

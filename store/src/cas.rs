@@ -38,6 +38,35 @@ impl fmt::Debug for FileHash {
     }
 }
 
+/// `ab/cdef…[-exec]`: a CAS file's name under `files/`, without a heap allocation.
+#[derive(Clone, Copy)]
+pub struct RelativeName {
+    bytes: [u8; Self::CAPACITY],
+    length: u8,
+}
+
+impl RelativeName {
+    /// 2 hex digits, `/`, 62 hex digits, `-exec`.
+    const CAPACITY: usize = 70;
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits, `/` and `-exec` are ever written.
+        std::str::from_utf8(&self.bytes[..self.length as usize]).expect("ASCII")
+    }
+}
+
+impl AsRef<Path> for RelativeName {
+    fn as_ref(&self) -> &Path {
+        Path::new(self.as_str())
+    }
+}
+
+impl fmt::Display for RelativeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Whether a commit created the file or found it already there (a deduplication hit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommitOutcome {
@@ -99,11 +128,30 @@ impl Cas {
         })
     }
 
-    /// The file's name relative to the `files` directory.
-    pub fn relative_path(hash: &FileHash, executable: bool) -> String {
-        let hex = hash.to_hex();
-        let suffix = if executable { "-exec" } else { "" };
-        format!("{}/{}{suffix}", &hex[..2], &hex[2..])
+    /// The file's name relative to the `files` directory, built on the stack: it is needed for
+    /// every file written and every file imported.
+    pub fn relative_path(hash: &FileHash, executable: bool) -> RelativeName {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut bytes = [0u8; RelativeName::CAPACITY];
+        let mut length = 0;
+        for (index, byte) in hash.as_bytes().iter().enumerate() {
+            for nibble in [byte >> 4, byte & 0xf] {
+                bytes[length] = HEX[nibble as usize];
+                length += 1;
+            }
+            if index == 0 {
+                bytes[length] = b'/';
+                length += 1;
+            }
+        }
+        if executable {
+            bytes[length..length + 5].copy_from_slice(b"-exec");
+            length += 5;
+        }
+        RelativeName {
+            bytes,
+            length: length as u8,
+        }
     }
 
     pub fn file_path(&self, hash: &FileHash, executable: bool) -> PathBuf {
@@ -254,7 +302,7 @@ impl Cas {
         Ok(outcome)
     }
 
-    fn commit_error(&self, target: &str, errno: Errno) -> StoreError {
+    fn commit_error(&self, target: &RelativeName, errno: Errno) -> StoreError {
         StoreError::io(
             "move a file into the store at",
             self.files_dir.join(target),

@@ -17,7 +17,7 @@ mod lock;
 mod maintenance;
 mod package_files;
 
-pub use cas::{Cas, CommitOutcome, FileHash, StagedFile};
+pub use cas::{Cas, CommitOutcome, FileHash, RelativeName, StagedFile};
 pub use error::StoreError;
 pub use index::{Index, IndexBatch};
 pub use lock::StoreLock;

@@ -115,7 +115,7 @@ impl Store {
         let (_, files) = self.referenced()?;
         let keep: HashSet<String> = files
             .iter()
-            .map(|(hash, exec, _)| Cas::relative_path(hash, *exec))
+            .map(|(hash, exec, _)| Cas::relative_path(hash, *exec).to_string())
             .collect();
         let mut report = PruneReport::default();
         let files_dir = self.cas().files_dir().to_path_buf();
