@@ -31,16 +31,8 @@
 # (medians, min-max, peer/flowpm wall ratios per phase; also printed).
 set -euo pipefail
 
-SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
-PEERS=${PEERS:-/tmp/peers}
-FLOWPM=${FLOWPM:-$REPO_DIR/target/release/flowpm}
-PNPM=${PNPM:-$PEERS/node_modules/.bin/pnpm}
-BUN=${BUN:-$PEERS/node_modules/.bin/bun}
-UTOO_NATIVE=$PEERS/node_modules/@utoo/utoo-linux-x64/bin/utoo
-if [[ -z ${UTOO:-} ]]; then
-  if [[ -x $UTOO_NATIVE ]]; then UTOO=$UTOO_NATIVE; else UTOO=$PEERS/node_modules/.bin/utoo; fi
-fi
+# shellcheck source=tools.sh
+source "$(dirname "${BASH_SOURCE[0]}")/tools.sh"
 TIME=/usr/bin/time
 
 mirror=/tmp/flowpm-mirror-realworld

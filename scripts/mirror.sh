@@ -52,17 +52,8 @@
 # TOOL_TIMEOUT (seconds per tool run, default 900).
 set -euo pipefail
 
-SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
-PEERS=${PEERS:-/tmp/peers}
-FLOWPM=${FLOWPM:-$REPO_DIR/target/release/flowpm}
-PNPM=${PNPM:-$PEERS/node_modules/.bin/pnpm}
-BUN=${BUN:-$PEERS/node_modules/.bin/bun}
-# utoo's npm package is a node launcher around a native binary; call the binary directly.
-UTOO_NATIVE=$PEERS/node_modules/@utoo/utoo-linux-x64/bin/utoo
-if [[ -z ${UTOO:-} ]]; then
-  if [[ -x $UTOO_NATIVE ]]; then UTOO=$UTOO_NATIVE; else UTOO=$PEERS/node_modules/.bin/utoo; fi
-fi
+# shellcheck source=tools.sh
+source "$(dirname "${BASH_SOURCE[0]}")/tools.sh"
 DEFAULT_PORT=${MIRROR_PORT:-4873}
 TOOL_TIMEOUT=${TOOL_TIMEOUT:-900}
 PLACEHOLDER=__FLOWPM_MIRROR_BASE__
