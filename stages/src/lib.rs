@@ -28,6 +28,7 @@ mod install;
 pub mod integrity;
 pub mod link;
 pub mod lockfile;
+pub mod lockfile_write;
 pub mod manifest;
 pub mod messages;
 mod metadata;

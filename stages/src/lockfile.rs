@@ -1,9 +1,15 @@
-//! `pnpm-lock.yaml` version 9: the subset of its schema an install reads.
+//! `pnpm-lock.yaml` version 9 for registry packages: every field pnpm writes for them, so that
+//! [`crate::lockfile_write::to_yaml`] can write the file back byte for byte.
+//!
+//! Maps are `BTreeMap`s where pnpm sorts keys (its `sortLockfileKeys` sorts every map below
+//! `importers`, `packages` and `snapshots`); lists and `overrides` keep pnpm's order.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 
 use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
 
 use crate::InstallError;
 
@@ -14,8 +20,13 @@ pub struct Lockfile {
     pub lockfile_version: LockfileVersion,
     #[serde(default)]
     pub settings: Option<LockfileSettings>,
+    /// In the order of the project's configuration: pnpm does not sort this map.
+    #[serde(default, deserialize_with = "ordered_pairs")]
+    pub overrides: Vec<(String, String)>,
     #[serde(default)]
-    pub overrides: Option<BTreeMap<String, String>>,
+    pub package_extensions_checksum: Option<String>,
+    #[serde(default)]
+    pub pnpmfile_checksum: Option<String>,
     #[serde(default)]
     pub importers: BTreeMap<String, Importer>,
     #[serde(default)]
@@ -51,6 +62,12 @@ pub struct LockfileSettings {
     pub auto_install_peers: Option<bool>,
     #[serde(default)]
     pub exclude_links_from_lockfile: Option<bool>,
+    /// Written only when enabled.
+    #[serde(default)]
+    pub inject_workspace_packages: Option<bool>,
+    /// Written only when not pnpm's default (1000).
+    #[serde(default)]
+    pub peers_suffix_max_length: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,16 +98,40 @@ pub struct PackageEntry {
     #[serde(default)]
     pub version: Option<String>,
     #[serde(default)]
-    pub has_bin: bool,
+    pub engines: BTreeMap<String, String>,
+    /// `os` / `cpu` / `libc` keep the manifest's order.
     #[serde(default)]
     pub os: Option<Vec<String>>,
     #[serde(default)]
     pub cpu: Option<Vec<String>>,
     #[serde(default)]
     pub libc: Option<Vec<String>>,
+    /// The registry's deprecation message.
+    #[serde(default)]
+    pub deprecated: Option<String>,
+    #[serde(default)]
+    pub has_bin: bool,
+    #[serde(default)]
+    pub bundled_dependencies: Option<BundledDependencies>,
     /// Only the names matter to the installer (a snapshot's peers are already resolved).
     #[serde(default)]
     pub peer_dependencies: BTreeMap<String, String>,
+    #[serde(default)]
+    pub peer_dependencies_meta: BTreeMap<String, PeerDependencyMeta>,
+}
+
+/// A manifest's `bundledDependencies`: a list of names (kept in its order) or `true` for all.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum BundledDependencies {
+    Names(Vec<String>),
+    All(bool),
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PeerDependencyMeta {
+    #[serde(default)]
+    pub optional: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,8 +152,32 @@ pub struct SnapshotEntry {
     pub dependencies: BTreeMap<String, String>,
     #[serde(default)]
     pub optional_dependencies: BTreeMap<String, String>,
+    /// Peers left unresolved below this snapshot; pnpm sorts them.
+    #[serde(default)]
+    pub transitive_peer_dependencies: Vec<String>,
     #[serde(default)]
     pub optional: bool,
+}
+
+/// Reads a map of strings keeping its order (`overrides`).
+fn ordered_pairs<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<(String, String)>, D::Error> {
+    struct Pairs;
+    impl<'de> Visitor<'de> for Pairs {
+        type Value = Vec<(String, String)>;
+        fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+            formatter.write_str("a map of strings")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut pairs = Vec::new();
+            while let Some(pair) = map.next_entry()? {
+                pairs.push(pair);
+            }
+            Ok(pairs)
+        }
+    }
+    deserializer.deserialize_map(Pairs)
 }
 
 /// Large lockfiles exceed serde-saphyr's default event budget (1M events): a 5,000-package
