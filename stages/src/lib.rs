@@ -29,6 +29,7 @@ pub mod integrity;
 pub mod link;
 pub mod lockfile;
 pub mod manifest;
+pub mod manifest_edit;
 pub mod messages;
 mod metadata;
 pub mod plan;
