@@ -30,6 +30,7 @@ pub mod link;
 pub mod lockfile;
 pub mod lockfile_write;
 pub mod manifest;
+pub mod manifest_edit;
 pub mod messages;
 mod metadata;
 pub mod plan;
