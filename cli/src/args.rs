@@ -23,6 +23,9 @@ pub struct Cli {
 #[argh(subcommand)]
 pub enum Command {
     Install(InstallArgs),
+    Add(AddArgs),
+    Remove(RemoveArgs),
+    Update(UpdateArgs),
     Bench(BenchArgs),
     Store(StoreArgs),
 }
@@ -185,13 +188,110 @@ pub struct BenchLink {
     pub package_import_method: String,
 }
 
-/// install the dependencies of package.json as locked in pnpm-lock.yaml
+/// add packages to package.json (dependencies unless -D or -O), then install
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "add")]
+pub struct AddArgs {
+    /// packages: name, name@range, name@tag, alias@npm:name@range
+    #[argh(positional)]
+    pub packages: Vec<String>,
+    /// add to devDependencies
+    #[argh(switch, short = 'D')]
+    pub save_dev: bool,
+    /// add to optionalDependencies
+    #[argh(switch, short = 'O')]
+    pub save_optional: bool,
+    /// save the exact version instead of a ^range
+    #[argh(switch, short = 'E')]
+    pub save_exact: bool,
+    /// resolve and write pnpm-lock.yaml without installing
+    #[argh(switch)]
+    pub lockfile_only: bool,
+    /// use only the store and cached metadata
+    #[argh(switch)]
+    pub offline: bool,
+    /// use cached metadata without revalidating it
+    #[argh(switch)]
+    pub prefer_offline: bool,
+    /// the npm registry URL
+    #[argh(option)]
+    pub registry: Option<String>,
+    /// the store directory
+    #[argh(option)]
+    pub store_dir: Option<PathBuf>,
+    /// output: default, silent, or ndjson
+    #[argh(option, default = "String::from(\"default\")")]
+    pub reporter: String,
+}
+
+/// remove packages from package.json, then install
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "remove")]
+pub struct RemoveArgs {
+    /// package names
+    #[argh(positional)]
+    pub packages: Vec<String>,
+    /// update the lockfile only
+    #[argh(switch)]
+    pub lockfile_only: bool,
+    /// use only the store and cached metadata
+    #[argh(switch)]
+    pub offline: bool,
+    /// use cached metadata without revalidating it
+    #[argh(switch)]
+    pub prefer_offline: bool,
+    /// the npm registry URL
+    #[argh(option)]
+    pub registry: Option<String>,
+    /// the store directory
+    #[argh(option)]
+    pub store_dir: Option<PathBuf>,
+    /// output: default, silent, or ndjson
+    #[argh(option, default = "String::from(\"default\")")]
+    pub reporter: String,
+}
+
+/// update packages (all when none named) to the newest versions their ranges allow
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "update")]
+pub struct UpdateArgs {
+    /// package names (default: every dependency)
+    #[argh(positional)]
+    pub packages: Vec<String>,
+    /// move ranges to the latest version (keeping ^, ~ or exact style)
+    #[argh(switch, short = 'L')]
+    pub latest: bool,
+    /// update the lockfile only
+    #[argh(switch)]
+    pub lockfile_only: bool,
+    /// use cached metadata without revalidating it
+    #[argh(switch)]
+    pub prefer_offline: bool,
+    /// the npm registry URL
+    #[argh(option)]
+    pub registry: Option<String>,
+    /// the store directory
+    #[argh(option)]
+    pub store_dir: Option<PathBuf>,
+    /// output: default, silent, or ndjson
+    #[argh(option, default = "String::from(\"default\")")]
+    pub reporter: String,
+}
+
+/// install the dependencies of package.json (resolving and writing pnpm-lock.yaml if it is
+/// missing or out of date)
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "install")]
 pub struct InstallArgs {
     /// fail if pnpm-lock.yaml does not match package.json instead of updating it
     #[argh(switch)]
     pub frozen_lockfile: bool,
+    /// resolve and write pnpm-lock.yaml without installing
+    #[argh(switch)]
+    pub lockfile_only: bool,
+    /// use cached metadata without revalidating it
+    #[argh(switch)]
+    pub prefer_offline: bool,
     /// use only the store; fail if a package would need downloading
     #[argh(switch)]
     pub offline: bool,
@@ -224,8 +324,14 @@ pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
         let is_value = std::mem::replace(&mut takes_value, arg == "-C" || arg == "--dir");
         if !command_seen && !is_value && !arg.starts_with('-') {
             command_seen = true;
-            if arg == "i" {
-                out.push("install".to_owned());
+            let canonical = match arg.as_str() {
+                "i" => Some("install"),
+                "rm" | "uninstall" | "un" => Some("remove"),
+                "up" | "upgrade" => Some("update"),
+                _ => None,
+            };
+            if let Some(canonical) = canonical {
+                out.push(canonical.to_owned());
                 continue;
             }
         }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use flowpm_stages::{ImportMethod, InstallOptions, install};
 
-use crate::args::{Cli, Command, InstallArgs, normalize_args};
+use crate::args::{AddArgs, Cli, Command, InstallArgs, RemoveArgs, UpdateArgs, normalize_args};
 use crate::progress::{Mode, Progress};
 
 fn main() -> ExitCode {
@@ -50,6 +50,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let project_dir = cli.dir.unwrap_or_else(|| ".".into());
     match cli.command {
         Some(Command::Install(args)) => run_install(project_dir, args),
+        Some(Command::Add(args)) => run_add(project_dir, args),
+        Some(Command::Remove(args)) => run_remove(project_dir, args),
+        Some(Command::Update(args)) => run_update(project_dir, args),
         Some(Command::Bench(args)) => bench::run(project_dir, args),
         Some(Command::Store(args)) => store::run(project_dir, args),
         None => bail!("no command given; run `flowpm help` for the list"),
@@ -70,12 +73,6 @@ pub(crate) fn parse_import_method(text: &str) -> anyhow::Result<ImportMethod> {
 
 fn run_install(project_dir: std::path::PathBuf, args: InstallArgs) -> anyhow::Result<()> {
     let import_method = parse_import_method(&args.package_import_method)?;
-    let Some(mode) = Mode::parse(&args.reporter) else {
-        bail!(
-            "--reporter must be default, silent or ndjson, not `{}`",
-            args.reporter
-        );
-    };
     let options = InstallOptions {
         project_dir,
         frozen_lockfile: args.frozen_lockfile,
@@ -84,16 +81,100 @@ fn run_install(project_dir: std::path::PathBuf, args: InstallArgs) -> anyhow::Re
         registry: args.registry,
         store_dir: args.store_dir,
         import_method,
+        lockfile_only: args.lockfile_only,
+        prefer_offline: args.prefer_offline,
         ..InstallOptions::default()
+    };
+    with_progress(&args.reporter, "install failed", |reporter| {
+        install(&options, reporter)
+    })
+}
+
+/// Runs one command with the progress line (or ndjson / silence) and prints the summary.
+fn with_progress(
+    reporter: &str,
+    failure: &'static str,
+    command: impl FnOnce(&Progress) -> Result<flowpm_stages::InstallReport, flowpm_stages::InstallError>,
+) -> anyhow::Result<()> {
+    let Some(mode) = Mode::parse(reporter) else {
+        bail!("--reporter must be default, silent or ndjson, not `{reporter}`");
     };
     let progress = Progress::new(mode);
     let result = std::thread::scope(|scope| {
         scope.spawn(|| progress.render_until_done());
-        let result = install(&options, &progress);
+        let result = command(&progress);
         progress.finish();
         result
     });
-    let report = result.context("install failed")?;
+    let report = result.context(failure)?;
     progress.summary(&report);
     Ok(())
+}
+
+fn run_add(project_dir: std::path::PathBuf, args: AddArgs) -> anyhow::Result<()> {
+    use flowpm_stages::commands::{AddSpec, SavePrefix, add};
+    use flowpm_stages::plan::DependencyGroup;
+    if args.packages.is_empty() {
+        bail!("`flowpm add` needs at least one package");
+    }
+    let specs = args
+        .packages
+        .iter()
+        .map(|p| AddSpec::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let group = match (args.save_dev, args.save_optional) {
+        (true, true) => bail!("-D and -O cannot be combined"),
+        (true, false) => DependencyGroup::Development,
+        (false, true) => DependencyGroup::Optional,
+        (false, false) => DependencyGroup::Production,
+    };
+    let prefix = if args.save_exact {
+        SavePrefix::Exact
+    } else {
+        SavePrefix::Caret
+    };
+    let options = InstallOptions {
+        project_dir,
+        offline: args.offline,
+        prefer_offline: args.prefer_offline,
+        lockfile_only: args.lockfile_only,
+        registry: args.registry,
+        store_dir: args.store_dir,
+        ..InstallOptions::default()
+    };
+    with_progress(&args.reporter, "add failed", |reporter| {
+        add(&options, &specs, group, prefix, reporter)
+    })
+}
+
+fn run_remove(project_dir: std::path::PathBuf, args: RemoveArgs) -> anyhow::Result<()> {
+    if args.packages.is_empty() {
+        bail!("`flowpm remove` needs at least one package name");
+    }
+    let options = InstallOptions {
+        project_dir,
+        offline: args.offline,
+        prefer_offline: args.prefer_offline,
+        lockfile_only: args.lockfile_only,
+        registry: args.registry,
+        store_dir: args.store_dir,
+        ..InstallOptions::default()
+    };
+    with_progress(&args.reporter, "remove failed", |reporter| {
+        flowpm_stages::commands::remove(&options, &args.packages, reporter)
+    })
+}
+
+fn run_update(project_dir: std::path::PathBuf, args: UpdateArgs) -> anyhow::Result<()> {
+    let options = InstallOptions {
+        project_dir,
+        prefer_offline: args.prefer_offline,
+        lockfile_only: args.lockfile_only,
+        registry: args.registry,
+        store_dir: args.store_dir,
+        ..InstallOptions::default()
+    };
+    with_progress(&args.reporter, "update failed", |reporter| {
+        flowpm_stages::commands::update(&options, &args.packages, args.latest, reporter)
+    })
 }

@@ -73,6 +73,8 @@ pub enum InstallError {
     },
     #[error("network unavailable: `{package}` is not in the store and --offline was given")]
     Offline { package: String },
+    #[error("failed to resolve dependencies: {0}")]
+    Resolve(String),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("the install was cancelled")]

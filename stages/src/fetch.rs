@@ -270,7 +270,7 @@ fn fetch_unit(
     }
 }
 
-fn backoff(context: &StageContext, attempt_number: u32, retry_after: Option<Duration>) {
+pub(crate) fn backoff(context: &StageContext, attempt_number: u32, retry_after: Option<Duration>) {
     let delay = retry_after
         .map(|delay| delay.min(MAX_RETRY_AFTER))
         .unwrap_or(BACKOFF_BASE * 4u32.pow(attempt_number.saturating_sub(1)));

@@ -29,6 +29,7 @@ use crate::index::run_index_writer;
 use crate::integrity::Integrity;
 use crate::link::{ImportMethod, Importer, Layout, run_import_worker};
 use crate::lockfile::Lockfile;
+use crate::lockfile_write::to_yaml;
 use crate::manifest::Manifest;
 use crate::messages::{PackageUnit, StoredPackage};
 use crate::metadata::{ModulesSettings, invalidate, is_up_to_date, write_metadata};
@@ -36,6 +37,9 @@ use crate::plan::{InstallPlan, PlanOptions, check_up_to_date, plan};
 use crate::plan_cache;
 use crate::platform::Platform;
 use crate::report::{InstallReport, Reporter};
+use crate::resolve::ResolveOptions;
+use crate::resolve::metadata::CacheMode;
+use crate::resolve::run::{ResolveRun, resolve_with_registry};
 use crate::write::{Finalizer, run_write_worker};
 
 /// What to install and how. `Default` gives a plain `flowpm install` of the current directory.
@@ -51,6 +55,15 @@ pub struct InstallOptions {
     pub registry: Option<String>,
     pub store_dir: Option<PathBuf>,
     pub import_method: ImportMethod,
+    /// Resolve and write `pnpm-lock.yaml`, install nothing.
+    pub lockfile_only: bool,
+    /// Use cached packuments without revalidating them.
+    pub prefer_offline: bool,
+    /// `flowpm update`: re-resolve ignoring locked versions of these names (all if empty).
+    pub update: Option<Vec<String>>,
+    /// pnpm's `minimumReleaseAge` in minutes (versions younger than this are avoided);
+    /// `None` reads `minimum-release-age` from the configuration, default 1440 as pnpm 12.
+    pub minimum_release_age: Option<u64>,
     /// Lets an embedding program abort the install from another thread.
     pub cancel: CancelToken,
 }
@@ -65,6 +78,10 @@ impl Default for InstallOptions {
             registry: None,
             store_dir: None,
             import_method: ImportMethod::Auto,
+            lockfile_only: false,
+            prefer_offline: false,
+            update: None,
+            minimum_release_age: None,
             cancel: CancelToken::new(),
         }
     }
@@ -83,16 +100,17 @@ pub fn install(
     let manifest_bytes =
         std::fs::read(&manifest_path).map_err(|e| InstallError::io("read", &manifest_path, e))?;
     let lockfile_path = project_dir.join("pnpm-lock.yaml");
-    let lockfile_text = match std::fs::read_to_string(&lockfile_path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Err(InstallError::NoLockfile {
-                dir: project_dir,
-                reason: "resolving without a lockfile is not implemented yet; create one with `pnpm install --lockfile-only`",
-            });
-        }
+    let existing = match std::fs::read_to_string(&lockfile_path) {
+        Ok(text) => Some(text),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
         Err(error) => return Err(InstallError::io("read", &lockfile_path, error)),
     };
+    if existing.is_none() && options.frozen_lockfile {
+        return Err(InstallError::NoLockfile {
+            dir: project_dir,
+            reason: "--frozen-lockfile needs one; run `flowpm install` to create it",
+        });
+    }
     let config = Arc::new(NpmConfig::load(
         &project_dir,
         &ConfigOverrides {
@@ -106,30 +124,68 @@ pub fn install(
         platform: Platform::host(),
         virtual_store_dir_max_length: VIRTUAL_STORE_DIR_MAX_LENGTH,
     };
-    let cache_key = plan_cache::key(&manifest_bytes, lockfile_text.as_bytes(), &plan_options);
-    let plan = match plan_cache::load(&store_dir, &cache_key) {
-        Some(plan) => plan,
-        None => {
-            let manifest = Manifest::parse(&manifest_bytes, &manifest_path)?;
-            let lockfile = Lockfile::parse(&lockfile_text, &lockfile_path)?;
-            check_up_to_date(&manifest, &lockfile).map_err(|error| {
-                match (options.frozen_lockfile, error) {
-                    (true, error) => error,
-                    (false, InstallError::LockfileOutdated { reason }) => {
-                        InstallError::LockfileOutdated {
-                            reason: format!(
-                                "{reason}; updating the lockfile is not implemented yet"
-                            ),
+    let mut resolved_report = None;
+    let (lockfile_text, plan) = match existing {
+        Some(text) if options.update.is_none() => {
+            let cache_key = plan_cache::key(&manifest_bytes, text.as_bytes(), &plan_options);
+            match plan_cache::load(&store_dir, &cache_key) {
+                Some(plan) => (text, plan),
+                None => {
+                    let manifest = Manifest::parse(&manifest_bytes, &manifest_path)?;
+                    let lockfile = Lockfile::parse(&text, &lockfile_path)?;
+                    match check_up_to_date(&manifest, &lockfile) {
+                        Ok(()) => {
+                            let plan = plan(&lockfile, &plan_options)?;
+                            plan_cache::save(&store_dir, &cache_key, &plan);
+                            (text, plan)
+                        }
+                        Err(error) if options.frozen_lockfile => return Err(error),
+                        Err(_) => {
+                            let (text, report) = resolve_and_write(
+                                options,
+                                &config,
+                                &store_dir,
+                                &manifest,
+                                Some(&lockfile),
+                                &lockfile_path,
+                                reporter,
+                            )?;
+                            resolved_report = Some(report);
+                            let plan =
+                                plan(&Lockfile::parse(&text, &lockfile_path)?, &plan_options)?;
+                            (text, plan)
                         }
                     }
-                    (false, error) => error,
                 }
-            })?;
-            let plan = plan(&lockfile, &plan_options)?;
-            plan_cache::save(&store_dir, &cache_key, &plan);
-            plan
+            }
+        }
+        existing => {
+            let manifest = Manifest::parse(&manifest_bytes, &manifest_path)?;
+            let old = match &existing {
+                Some(text) => Some(Lockfile::parse(text, &lockfile_path)?),
+                None => None,
+            };
+            let (text, report) = resolve_and_write(
+                options,
+                &config,
+                &store_dir,
+                &manifest,
+                old.as_ref(),
+                &lockfile_path,
+                reporter,
+            )?;
+            resolved_report = Some(report);
+            let plan = plan(&Lockfile::parse(&text, &lockfile_path)?, &plan_options)?;
+            (text, plan)
         }
     };
+    if options.lockfile_only {
+        let mut report = resolved_report.unwrap_or_default();
+        report.packages = plan.snapshots.len();
+        report.up_to_date = report.stages.is_empty();
+        report.elapsed = started.elapsed();
+        return Ok(report);
+    }
     let layout = Layout::new(&project_dir, &plan);
     let up_to_date = || InstallReport {
         packages: plan.snapshots.len(),
@@ -201,6 +257,9 @@ pub fn install(
         },
         &lockfile_text,
     )?;
+    let mut resolution = resolved_report.unwrap_or_default();
+    warnings.splice(0..0, resolution.warnings.drain(..));
+    resolution.stages.extend(stages);
     Ok(InstallReport {
         packages: plan.snapshots.len(),
         fetched: counts.fetched,
@@ -212,8 +271,98 @@ pub fn install(
         bytes_imported: counts.bytes_imported,
         elapsed: started.elapsed(),
         up_to_date: false,
-        stages,
+        stages: resolution.stages,
         warnings,
+    })
+}
+
+/// Resolves the project and replaces `pnpm-lock.yaml` atomically: a failed resolution leaves
+/// the old file untouched.
+#[allow(clippy::too_many_arguments)]
+fn resolve_and_write(
+    options: &InstallOptions,
+    config: &Arc<NpmConfig>,
+    store_dir: &Path,
+    manifest: &Manifest,
+    old: Option<&Lockfile>,
+    lockfile_path: &Path,
+    reporter: &dyn Reporter,
+) -> Result<(String, InstallReport), InstallError> {
+    let (lockfile, report) = resolve_project(options, config, store_dir, manifest, old, reporter)?;
+    let text = to_yaml(&lockfile);
+    write_atomically(lockfile_path, text.as_bytes())?;
+    Ok((text, report))
+}
+
+/// Resolves `manifest` against the registry, keeping `old`'s versions where they satisfy and
+/// downloading tarballs into the store as versions are picked (unless `--lockfile-only`).
+pub(crate) fn resolve_project(
+    options: &InstallOptions,
+    config: &Arc<NpmConfig>,
+    store_dir: &Path,
+    manifest: &Manifest,
+    old: Option<&Lockfile>,
+    reporter: &dyn Reporter,
+) -> Result<(Lockfile, InstallReport), InstallError> {
+    let minutes = match options.minimum_release_age {
+        Some(minutes) => minutes,
+        None => config
+            .number("minimum-release-age")?
+            .unwrap_or(DEFAULT_MINIMUM_RELEASE_AGE),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let update = options.update.as_deref();
+    let resolve_options = ResolveOptions {
+        published_before: (minutes > 0).then(|| now - minutes as i64 * 60),
+        update: update.unwrap_or_default().iter().cloned().collect(),
+        update_all: update.is_some_and(|names| names.is_empty()),
+    };
+    let cache_mode = if options.offline {
+        CacheMode::Offline
+    } else if options.prefer_offline {
+        CacheMode::PreferOffline
+    } else {
+        CacheMode::Revalidate
+    };
+    let run = ResolveRun {
+        config,
+        store_dir,
+        cache_mode,
+        offline: options.offline,
+        prefetch: !options.lockfile_only,
+        cancel: &options.cancel,
+        reporter,
+    };
+    let (resolved, stages) = resolve_with_registry(&run, manifest, old, &resolve_options)?;
+    for warning in &resolved.warnings {
+        reporter.on_warning(warning);
+    }
+    Ok((
+        resolved.lockfile,
+        InstallReport {
+            stages,
+            warnings: resolved.warnings,
+            ..InstallReport::default()
+        },
+    ))
+}
+
+/// pnpm 12's default `minimumReleaseAge`: a day.
+const DEFAULT_MINIMUM_RELEASE_AGE: u64 = 1440;
+
+/// Writes `path` through a temp file in the same directory and a rename.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or_else(Default::default, |n| n.to_string_lossy());
+    let temp = dir.join(format!(".{name}.flowpm-{}", std::process::id()));
+    std::fs::write(&temp, bytes).map_err(|e| InstallError::io("write", &temp, e))?;
+    std::fs::rename(&temp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&temp);
+        InstallError::io("replace", path, e)
     })
 }
 

@@ -16,6 +16,7 @@
 pub mod bench;
 mod bins;
 pub mod capacity;
+pub mod commands;
 pub mod config;
 pub mod decode;
 pub mod dep_path;
@@ -33,10 +34,12 @@ pub mod manifest;
 pub mod manifest_edit;
 pub mod messages;
 mod metadata;
+pub mod packument;
 pub mod plan;
 mod plan_cache;
 pub mod platform;
 mod report;
+pub mod resolve;
 pub mod write;
 
 pub use error::InstallError;

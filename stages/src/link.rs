@@ -107,7 +107,12 @@ impl<'a> Layout<'a> {
             }
             Ok(())
         };
-        mkdir(self.hoist_dir())?;
+        // pnpm creates `.pnpm/node_modules` only when something is hoisted into it.
+        let hoist_dir = self.hoist_dir();
+        mkdir(hoist_dir.parent().expect("inside .pnpm").to_path_buf())?;
+        if !hoisted.is_empty() {
+            mkdir(hoist_dir.clone())?;
+        }
         for snapshot in &self.plan.snapshots {
             if context.is_cancelled() {
                 return Ok(());
@@ -141,7 +146,6 @@ impl<'a> Layout<'a> {
             )?;
             context.record_item(0);
         }
-        let hoist_dir = self.hoist_dir();
         for entry in hoisted {
             if let Some(scope) = scope_of(&entry.alias) {
                 mkdir(hoist_dir.join(scope))?;

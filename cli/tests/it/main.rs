@@ -6,3 +6,4 @@ mod faults;
 mod install;
 mod malformed;
 mod reliability;
+mod resolve;

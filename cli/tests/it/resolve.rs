@@ -1,0 +1,380 @@
+//! Installing without a (current) lockfile: resolution against the fixture registry, compared
+//! with what pnpm 12 resolved and installed from the same packuments, and the commands that
+//! change package.json.
+
+use std::path::Path;
+
+use crate::common::{Sandbox, diff, pnpm_tree, text};
+
+/// A sandbox for `project` with its lockfile removed (or package.json replaced by `manifest`).
+fn without_lockfile(project: &str) -> Sandbox {
+    let sandbox = Sandbox::new(project);
+    std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    sandbox
+}
+
+fn with_manifest(manifest: &str) -> Sandbox {
+    let sandbox = without_lockfile("graph");
+    std::fs::write(sandbox.project().join("package.json"), manifest).unwrap();
+    sandbox
+}
+
+fn run_ok(sandbox: &Sandbox, args: &[&str]) -> String {
+    let output = sandbox.flowpm(args);
+    assert!(
+        output.status.success(),
+        "flowpm {args:?} failed:\n{}",
+        text(&output)
+    );
+    text(&output)
+}
+
+/// The written lockfile with the sandbox's registry URL put back as the fixture placeholder.
+fn lockfile(sandbox: &Sandbox) -> String {
+    std::fs::read_to_string(sandbox.project().join("pnpm-lock.yaml"))
+        .unwrap()
+        .replace(&sandbox.registry.url(), "{{REGISTRY}}")
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+#[test]
+fn resolves_and_installs_exactly_as_pnpm_does() {
+    for project in [
+        "graph",
+        "resolve-ranges",
+        "resolve-dedupe",
+        "resolve-peers",
+        "resolve-peers-missing",
+        "resolve-peers-auto",
+    ] {
+        let sandbox = without_lockfile(project);
+        run_ok(&sandbox, &["install", "--reporter", "silent"]);
+        let recorded = read(&flowpm_fixtures::project_dir(project).join("pnpm-lock.yaml"));
+        assert_eq!(
+            lockfile(&sandbox),
+            recorded,
+            "{project}: lockfile differs from pnpm's"
+        );
+        let expected = pnpm_tree(project);
+        let actual = sandbox.manifest();
+        assert!(
+            actual == expected,
+            "{project}: tree differs from pnpm's:\n{}",
+            diff(&expected, &actual)
+        );
+        // The written lockfile is accepted as is.
+        run_ok(
+            &sandbox,
+            &["install", "--frozen-lockfile", "--reporter", "silent"],
+        );
+    }
+}
+
+#[test]
+fn resolution_streams_tarballs_into_the_store_before_linking() {
+    let sandbox = without_lockfile("resolve-peers");
+    let output = run_ok(&sandbox, &["install", "--reporter", "ndjson"]);
+    // One run: the resolve, metadata and fetch stages report together (fetch overlapped
+    // resolution), then the install links from the store without downloading again.
+    for stage in ["\"resolve\"", "\"metadata\"", "\"fetch\""] {
+        assert!(output.contains(stage), "no {stage} stage in:\n{output}");
+    }
+    let tarballs = sandbox.registry.tarball_requests();
+    assert!(tarballs > 0);
+    assert_eq!(sandbox.manifest(), pnpm_tree("resolve-peers"));
+    // Every package's tarball was fetched exactly once: during resolution, not again to link.
+    let packages = lockfile(&sandbox).matches("    resolution: {").count();
+    assert_eq!(tarballs as usize, packages);
+}
+
+#[test]
+fn lockfile_only_installs_nothing() {
+    let sandbox = without_lockfile("resolve-peers");
+    run_ok(
+        &sandbox,
+        &["install", "--lockfile-only", "--reporter", "silent"],
+    );
+    assert!(sandbox.project().join("pnpm-lock.yaml").exists());
+    assert!(!sandbox.project().join("node_modules").exists());
+    assert_eq!(sandbox.registry.tarball_requests(), 0);
+    assert_eq!(
+        lockfile(&sandbox),
+        read(&flowpm_fixtures::project_dir("resolve-peers").join("pnpm-lock.yaml"))
+    );
+}
+
+#[test]
+fn locked_versions_are_kept_until_updated() {
+    let sandbox = with_manifest("{\n  \"dependencies\": {\n    \"r-lib\": \"1.1.0\"\n  }\n}\n");
+    run_ok(&sandbox, &["install", "--reporter", "silent"]);
+    // A new range that the locked version still satisfies keeps it (pnpm does too)...
+    std::fs::write(
+        sandbox.project().join("package.json"),
+        "{\n  \"dependencies\": {\n    \"r-lib\": \"^1.0.0\",\n    \"r-wants-caret\": \"1.0.0\"\n  }\n}\n",
+    )
+    .unwrap();
+    run_ok(&sandbox, &["install", "--reporter", "silent"]);
+    let lock = lockfile(&sandbox);
+    assert!(
+        lock.contains("r-lib:\n        specifier: ^1.0.0\n        version: 1.1.0"),
+        "{lock}"
+    );
+    // ...and a new dependency's range prefers the version already locked.
+    assert!(
+        lock.contains("r-wants-caret@1.0.0:\n    dependencies:\n      r-lib: 1.1.0"),
+        "{lock}"
+    );
+    assert!(sandbox.project().join("node_modules/r-lib").exists());
+
+    // `update` moves within the range; package.json is untouched.
+    run_ok(&sandbox, &["update", "r-lib", "--reporter", "silent"]);
+    let lock = lockfile(&sandbox);
+    assert!(
+        lock.contains("specifier: ^1.0.0\n        version: 1.2.0"),
+        "{lock}"
+    );
+    assert!(read(&sandbox.project().join("package.json")).contains("\"r-lib\": \"^1.0.0\""));
+    let installed = read(&sandbox.project().join("node_modules/r-lib/package.json"));
+    assert!(installed.contains("\"version\": \"1.2.0\""), "{installed}");
+}
+
+#[test]
+fn add_remove_and_update_latest_keep_package_json_formatting() {
+    let original = "{\n    \"name\": \"x\",\n    \"dependencies\": {\n        \"r-core\": \"1.0.0\"\n    },\n    \"scripts\": {}\n}";
+    let sandbox = with_manifest(original);
+    run_ok(
+        &sandbox,
+        &["add", "r-lib", "r-tags@next", "--reporter", "silent"],
+    );
+    run_ok(
+        &sandbox,
+        &[
+            "add",
+            "-D",
+            "-E",
+            "r-caret@~1.1.0",
+            "r-star",
+            "--reporter",
+            "silent",
+        ],
+    );
+    let manifest = read(&sandbox.project().join("package.json"));
+    // A new group goes after the last dependency group; nothing else moves.
+    assert_eq!(
+        manifest,
+        "{\n    \"name\": \"x\",\n    \"dependencies\": {\n        \"r-core\": \"1.0.0\",\n        \"r-lib\": \"^1.2.0\",\n        \"r-tags\": \"^2.0.0-alpha.1\"\n    },\n    \"devDependencies\": {\n        \"r-caret\": \"~1.1.0\",\n        \"r-star\": \"1.2.0\"\n    },\n    \"scripts\": {}\n}"
+    );
+    for name in ["r-core", "r-lib", "r-tags", "r-caret", "r-star"] {
+        assert!(
+            sandbox.project().join("node_modules").join(name).exists(),
+            "{name}"
+        );
+    }
+    run_ok(
+        &sandbox,
+        &["install", "--frozen-lockfile", "--reporter", "silent"],
+    );
+
+    run_ok(
+        &sandbox,
+        &["remove", "r-lib", "r-star", "--reporter", "silent"],
+    );
+    let manifest = read(&sandbox.project().join("package.json"));
+    assert!(
+        !manifest.contains("r-lib") && !manifest.contains("r-star"),
+        "{manifest}"
+    );
+    assert!(!sandbox.project().join("node_modules/r-lib").exists());
+    assert!(!lockfile(&sandbox).contains("r-lib"));
+
+    // --latest moves ranges to the latest version, keeping the prefix style.
+    run_ok(
+        &sandbox,
+        &[
+            "update",
+            "--latest",
+            "r-caret",
+            "r-core",
+            "--reporter",
+            "silent",
+        ],
+    );
+    let manifest = read(&sandbox.project().join("package.json"));
+    assert!(manifest.contains("\"r-caret\": \"~2.1.0\""), "{manifest}");
+    assert!(manifest.contains("\"r-core\": \"2.0.0\""), "{manifest}");
+    run_ok(
+        &sandbox,
+        &["install", "--frozen-lockfile", "--reporter", "silent"],
+    );
+
+    let output = sandbox.flowpm(&["remove", "not-there"]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("`not-there` is not in dependencies"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn packuments_are_cached_and_revalidated() {
+    let sandbox = without_lockfile("resolve-peers");
+    run_ok(
+        &sandbox,
+        &["install", "--lockfile-only", "--reporter", "silent"],
+    );
+    let first = sandbox.registry.packument_requests();
+    assert_eq!(first, 10, "{:?}", sandbox.registry.request_counts());
+    assert_eq!(sandbox.registry.not_modified_responses(), 0);
+
+    std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    run_ok(
+        &sandbox,
+        &["install", "--lockfile-only", "--reporter", "silent"],
+    );
+    // Every cached packument was revalidated, and none was sent again.
+    let cached = std::fs::read_dir(sandbox.store().join("v1/metadata"))
+        .unwrap()
+        .count() as u32;
+    assert_eq!(cached, 10, "one compressed packument per package name");
+    assert_eq!(sandbox.registry.not_modified_responses(), cached);
+    assert_eq!(sandbox.registry.packument_requests(), first + cached);
+
+    std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    run_ok(
+        &sandbox,
+        &[
+            "install",
+            "--lockfile-only",
+            "--prefer-offline",
+            "--reporter",
+            "silent",
+        ],
+    );
+    assert_eq!(sandbox.registry.packument_requests(), first + cached);
+
+    // --offline resolves from the cache alone, and the store has the tarballs.
+    run_ok(&sandbox, &["install", "--reporter", "silent"]);
+    std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    std::fs::remove_dir_all(sandbox.project().join("node_modules")).unwrap();
+    let before = sandbox.registry.packument_requests() + sandbox.registry.tarball_requests();
+    run_ok(&sandbox, &["install", "--offline", "--reporter", "silent"]);
+    assert_eq!(
+        sandbox.registry.packument_requests() + sandbox.registry.tarball_requests(),
+        before
+    );
+    assert_eq!(sandbox.manifest(), pnpm_tree("resolve-peers"));
+
+    let fresh = without_lockfile("resolve-peers");
+    let output = fresh.flowpm(&["install", "--offline"]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("not in the metadata cache"),
+        "{}",
+        text(&output)
+    );
+}
+
+/// Bad input fails with the dependency chain and leaves package.json and the lockfile as
+/// they were.
+#[test]
+fn resolution_errors_name_the_chain_and_write_nothing() {
+    let manifest = "{\"dependencies\": {\"r-wants-caret\": \"1.0.0\", \"r-lib\": \"^9.0.0\"}}";
+    let sandbox = with_manifest(manifest);
+    let output = sandbox.flowpm(&["install"]);
+    assert!(!output.status.success());
+    let message = text(&output);
+    assert!(
+        message.contains("no version of `r-lib` matches `^9.0.0` (latest is 1.2.0)"),
+        "{message}"
+    );
+    assert!(message.contains("needed by the project"), "{message}");
+    assert!(!sandbox.project().join("pnpm-lock.yaml").exists());
+
+    // An unknown package deep in the graph: the chain names every step.
+    let registry = tempfile::tempdir().unwrap();
+    copy_dir(&flowpm_fixtures::registry_dir(), registry.path());
+    std::fs::remove_dir_all(registry.path().join("r-lib")).unwrap();
+    std::fs::write(
+        registry.path().join("r-core/packument.json"),
+        "{\"versions\": {",
+    )
+    .unwrap();
+    let sandbox = Sandbox::with_registry("graph", registry.path());
+    let lock_before = read(&sandbox.project().join("pnpm-lock.yaml"));
+    std::fs::write(
+        sandbox.project().join("package.json"),
+        "{\"dependencies\": {\"r-wants-caret\": \"1.0.0\"}}",
+    )
+    .unwrap();
+    let output = sandbox.flowpm(&["add", "r-wants-lib2"]);
+    assert!(!output.status.success());
+    let message = text(&output);
+    assert!(message.contains("HTTP 404"), "{message}");
+    assert!(
+        message.contains("the project > r-wants-caret@1.0.0"),
+        "{message}"
+    );
+    assert_eq!(read(&sandbox.project().join("pnpm-lock.yaml")), lock_before);
+    assert_eq!(
+        read(&sandbox.project().join("package.json")),
+        "{\"dependencies\": {\"r-wants-caret\": \"1.0.0\"}}"
+    );
+
+    // A malformed packument names its URL.
+    std::fs::write(
+        sandbox.project().join("package.json"),
+        "{\"dependencies\": {\"r-core\": \"1.0.0\"}}",
+    )
+    .unwrap();
+    let output = sandbox.flowpm(&["install"]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("malformed packument from"),
+        "{}",
+        text(&output)
+    );
+
+    // 401 from the registry.
+    let sandbox = without_lockfile("resolve-peers");
+    sandbox.registry.require_token("secret");
+    let output = sandbox.flowpm(&["install"]);
+    assert!(!output.status.success());
+    assert!(text(&output).contains("HTTP 401"), "{}", text(&output));
+    assert!(text(&output).contains("auth token"), "{}", text(&output));
+}
+
+#[test]
+fn transient_packument_failures_are_retried() {
+    let sandbox = without_lockfile("resolve-peers");
+    sandbox.registry.inject(
+        "/r-core",
+        flowpm_fixtures::Fault::Status {
+            status: 503,
+            retry_after: None,
+            times: 2,
+        },
+    );
+    sandbox
+        .registry
+        .inject("/r-dom", flowpm_fixtures::Fault::Reset { times: 1 });
+    run_ok(&sandbox, &["install", "--reporter", "silent"]);
+    assert_eq!(sandbox.registry.requests("/r-core"), 3);
+    assert_eq!(sandbox.manifest(), pnpm_tree("resolve-peers"));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

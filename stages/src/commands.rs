@@ -1,0 +1,372 @@
+//! `add`, `remove` and `update`: change package.json's dependencies, resolve, then install.
+//!
+//! package.json and pnpm-lock.yaml are written only after resolution succeeds, each through a
+//! temp file and a rename, so a failure leaves both as they were. package.json keeps its
+//! formatting ([`ManifestText`]).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::InstallError;
+use crate::config::{ConfigOverrides, NpmConfig};
+use crate::install::{InstallOptions, install, resolve_project, write_atomically};
+use crate::lockfile::{Lockfile, package_key, reference_to_dep_path, split_dep_path};
+use crate::lockfile_write::to_yaml;
+use crate::manifest::Manifest;
+use crate::manifest_edit::ManifestText;
+use crate::plan::DependencyGroup;
+use crate::report::{InstallReport, Reporter};
+
+/// How `add` writes the range of a package added without one (or with a dist-tag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SavePrefix {
+    Caret,
+    Tilde,
+    Exact,
+}
+
+impl SavePrefix {
+    fn apply(self, version: &str) -> String {
+        match self {
+            SavePrefix::Caret => format!("^{version}"),
+            SavePrefix::Tilde => format!("~{version}"),
+            SavePrefix::Exact => version.to_owned(),
+        }
+    }
+
+    /// The prefix style of an existing specifier (`update --latest` keeps it).
+    fn of(specifier: &str) -> SavePrefix {
+        let range = specifier
+            .strip_prefix("npm:")
+            .and_then(|target| target.get(1..)?.split_once('@').map(|(_, r)| r))
+            .unwrap_or(specifier);
+        if range.starts_with('~') {
+            SavePrefix::Tilde
+        } else if nodejs_semver::Version::parse(range).is_ok() && !range.contains(' ') {
+            SavePrefix::Exact
+        } else {
+            SavePrefix::Caret
+        }
+    }
+}
+
+/// One argument of `flowpm add`: `name`, `name@range`, `@scope/name@tag`,
+/// `alias@npm:real@range`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddSpec {
+    pub alias: String,
+    /// The specifier as given (`None`: the `latest` tag).
+    pub specifier: Option<String>,
+}
+
+impl AddSpec {
+    pub fn parse(argument: &str) -> Result<Self, InstallError> {
+        let at = argument
+            .get(1..)
+            .and_then(|rest| rest.find('@'))
+            .map(|at| at + 1);
+        let (alias, specifier) = match at {
+            Some(at) => (&argument[..at], Some(argument[at + 1..].to_owned())),
+            None => (argument, None),
+        };
+        crate::plan::validate_package_name(alias)?;
+        Ok(AddSpec {
+            alias: alias.to_owned(),
+            specifier: specifier.filter(|s| !s.is_empty()),
+        })
+    }
+}
+
+/// `flowpm add`: adds (or moves) dependencies in `group`, then installs.
+pub fn add(
+    options: &InstallOptions,
+    specs: &[AddSpec],
+    group: DependencyGroup,
+    prefix: SavePrefix,
+    reporter: &dyn Reporter,
+) -> Result<InstallReport, InstallError> {
+    let mut edits = Vec::new();
+    for spec in specs {
+        // A range or exact version is saved as given; a tag (or nothing) is resolved first
+        // and saved as `<prefix><version>`.
+        let given = spec
+            .specifier
+            .clone()
+            .unwrap_or_else(|| "latest".to_owned());
+        let needs_version = !is_range_or_version(&given);
+        edits.push(Edit::Set {
+            group,
+            alias: spec.alias.clone(),
+            resolve_as: given,
+            save: (!needs_version).then(|| spec.specifier.clone().unwrap_or_default()),
+            prefix,
+        });
+    }
+    change_and_install(options, edits, reporter)
+}
+
+/// `flowpm remove`: removes dependencies from every group, then installs.
+pub fn remove(
+    options: &InstallOptions,
+    names: &[String],
+    reporter: &dyn Reporter,
+) -> Result<InstallReport, InstallError> {
+    let edits = names
+        .iter()
+        .map(|name| Edit::Remove(name.clone()))
+        .collect();
+    change_and_install(options, edits, reporter)
+}
+
+/// `flowpm update`: re-resolves `names` (all when empty) ignoring their locked versions. With
+/// `latest`, ranges are moved to the `latest` tag, keeping each one's prefix style.
+pub fn update(
+    options: &InstallOptions,
+    names: &[String],
+    latest: bool,
+    reporter: &dyn Reporter,
+) -> Result<InstallReport, InstallError> {
+    let mut options = options.clone();
+    options.update = Some(names.to_vec());
+    if !latest {
+        return install(&options, reporter);
+    }
+    let manifest = read_manifest(&options.project_dir)?;
+    let mut edits = Vec::new();
+    for (group, alias, specifier) in crate::resolve::project_dependencies(&manifest) {
+        if !names.is_empty() && !names.contains(&alias) {
+            continue;
+        }
+        let resolve_as = match specifier.strip_prefix("npm:") {
+            Some(target) => match target.get(1..).and_then(|rest| rest.find('@')) {
+                Some(at) => format!("npm:{}@latest", &target[..at + 1]),
+                None => format!("npm:{target}@latest"),
+            },
+            None if is_range_or_version(&specifier) => "latest".to_owned(),
+            // Tags and other protocols are left as they are.
+            None => continue,
+        };
+        edits.push(Edit::Set {
+            group,
+            alias,
+            prefix: SavePrefix::of(&specifier),
+            resolve_as,
+            save: None,
+        });
+    }
+    for name in names {
+        if !edits
+            .iter()
+            .any(|edit| matches!(edit, Edit::Set { alias, .. } if alias == name))
+        {
+            return Err(not_a_dependency(name));
+        }
+    }
+    change_and_install(&options, edits, reporter)
+}
+
+enum Edit {
+    Set {
+        group: DependencyGroup,
+        alias: String,
+        /// What resolution uses (`latest`, a tag, or the range itself).
+        resolve_as: String,
+        /// What package.json gets; `None`: `<prefix><resolved version>`.
+        save: Option<String>,
+        prefix: SavePrefix,
+    },
+    Remove(String),
+}
+
+fn change_and_install(
+    options: &InstallOptions,
+    edits: Vec<Edit>,
+    reporter: &dyn Reporter,
+) -> Result<InstallReport, InstallError> {
+    let project_dir = std::path::absolute(&options.project_dir)
+        .map_err(|e| InstallError::io("resolve", &options.project_dir, e))?;
+    let manifest_path = project_dir.join("package.json");
+    let text = std::fs::read_to_string(&manifest_path)
+        .map_err(|e| InstallError::io("read", &manifest_path, e))?;
+    let mut document = ManifestText::parse(&text, &manifest_path)?;
+    let mut manifest = Manifest::parse(text.as_bytes(), &manifest_path)?;
+    for edit in &edits {
+        match edit {
+            Edit::Set {
+                group,
+                alias,
+                resolve_as,
+                ..
+            } => {
+                remove_everywhere(&mut manifest, alias);
+                group_of(&mut manifest, *group).insert(alias.clone(), resolve_as.clone());
+            }
+            Edit::Remove(name) => {
+                if !remove_everywhere(&mut manifest, name) {
+                    return Err(not_a_dependency(name));
+                }
+                document.remove_dependency(name);
+            }
+        }
+    }
+
+    let lockfile_path = project_dir.join("pnpm-lock.yaml");
+    let old = match std::fs::read_to_string(&lockfile_path) {
+        Ok(text) => Some(Lockfile::parse(&text, &lockfile_path)?),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => return Err(InstallError::io("read", &lockfile_path, error)),
+    };
+    let config = Arc::new(NpmConfig::load(
+        &project_dir,
+        &ConfigOverrides {
+            registry: options.registry.clone(),
+            store_dir: options.store_dir.clone(),
+        },
+    )?);
+    let store_dir = config.store_dir(&project_dir);
+    let (mut lockfile, resolution) = resolve_project(
+        options,
+        &config,
+        &store_dir,
+        &manifest,
+        old.as_ref(),
+        reporter,
+    )?;
+
+    // Now that versions are known, write what package.json and the lockfile will say.
+    for edit in &edits {
+        let Edit::Set {
+            group,
+            alias,
+            resolve_as,
+            save,
+            prefix,
+        } = edit
+        else {
+            continue;
+        };
+        let saved = match save {
+            Some(saved) => saved.clone(),
+            None => {
+                let version = locked_version(&lockfile, *group, alias).ok_or_else(|| {
+                    InstallError::Internal(format!("`{alias}` is missing from the new lockfile"))
+                })?;
+                match resolve_as.strip_prefix("npm:") {
+                    Some(target) => {
+                        let name = split_dep_path(target).map_or(target, |(name, _)| name);
+                        format!("npm:{name}@{}", prefix.apply(&version))
+                    }
+                    None => prefix.apply(&version),
+                }
+            }
+        };
+        if let Some(importer) = lockfile.importers.get_mut(".") {
+            let section = match group {
+                DependencyGroup::Production => &mut importer.dependencies,
+                DependencyGroup::Development => &mut importer.dev_dependencies,
+                DependencyGroup::Optional => &mut importer.optional_dependencies,
+            };
+            if let Some(entry) = section.get_mut(alias) {
+                entry.specifier = saved.clone();
+            }
+        }
+        document.set_dependency(*group, alias, &saved);
+    }
+    write_atomically(&manifest_path, document.as_str().as_bytes())?;
+    write_atomically(&lockfile_path, to_yaml(&lockfile).as_bytes())?;
+    if options.lockfile_only {
+        return Ok(resolution);
+    }
+    let mut install_options = options.clone();
+    install_options.update = None;
+    let mut report = install(&install_options, reporter)?;
+    let mut stages = resolution.stages;
+    stages.append(&mut report.stages);
+    report.stages = stages;
+    let mut warnings = resolution.warnings;
+    warnings.append(&mut report.warnings);
+    report.warnings = warnings;
+    Ok(report)
+}
+
+fn read_manifest(project_dir: &Path) -> Result<Manifest, InstallError> {
+    Manifest::read(&project_dir.join("package.json"))
+}
+
+fn not_a_dependency(name: &str) -> InstallError {
+    InstallError::Config(format!(
+        "`{name}` is not in dependencies, devDependencies or optionalDependencies of package.json"
+    ))
+}
+
+fn group_of(
+    manifest: &mut Manifest,
+    group: DependencyGroup,
+) -> &mut std::collections::BTreeMap<String, String> {
+    match group {
+        DependencyGroup::Production => &mut manifest.dependencies,
+        DependencyGroup::Development => &mut manifest.dev_dependencies,
+        DependencyGroup::Optional => &mut manifest.optional_dependencies,
+    }
+}
+
+fn remove_everywhere(manifest: &mut Manifest, name: &str) -> bool {
+    let a = manifest.dependencies.remove(name).is_some();
+    let b = manifest.dev_dependencies.remove(name).is_some();
+    let c = manifest.optional_dependencies.remove(name).is_some();
+    a || b || c
+}
+
+/// The version the new lockfile gives a direct dependency (without peer suffix).
+fn locked_version(lockfile: &Lockfile, group: DependencyGroup, alias: &str) -> Option<String> {
+    let importer = lockfile.importers.get(".")?;
+    let section = match group {
+        DependencyGroup::Production => &importer.dependencies,
+        DependencyGroup::Development => &importer.dev_dependencies,
+        DependencyGroup::Optional => &importer.optional_dependencies,
+    };
+    let dep_path = reference_to_dep_path(alias, &section.get(alias)?.version)?;
+    split_dep_path(package_key(&dep_path)).map(|(_, version)| version.to_owned())
+}
+
+/// True for `^1.2.0`, `1.2.3`, `>=1 <2`, `npm:x@^1`; false for tags (`latest`, `next`) and
+/// `npm:x` / `npm:x@latest`.
+fn is_range_or_version(specifier: &str) -> bool {
+    let range = match specifier.strip_prefix("npm:") {
+        Some(target) => match target.get(1..).and_then(|rest| rest.find('@')) {
+            Some(at) => &target[at + 2..],
+            None => return false,
+        },
+        None => specifier,
+    };
+    !range.is_empty()
+        && matches!(
+            crate::packument::parse_version_spec(range),
+            Some(crate::packument::VersionSpec::Range(_) | crate::packument::VersionSpec::Exact(_))
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_add_arguments() {
+        let spec = |s: &str| AddSpec::parse(s).unwrap();
+        assert_eq!(spec("lodash").specifier, None);
+        assert_eq!(spec("lodash@^4").specifier.as_deref(), Some("^4"));
+        assert_eq!(spec("@types/node").alias, "@types/node");
+        assert_eq!(spec("@types/node@20").specifier.as_deref(), Some("20"));
+        assert_eq!(spec("x@npm:y@^1").specifier.as_deref(), Some("npm:y@^1"));
+        assert!(AddSpec::parse("../evil").is_err());
+        assert!(is_range_or_version("^1.0.0"));
+        assert!(is_range_or_version("1.2.3"));
+        assert!(is_range_or_version("*"));
+        assert!(!is_range_or_version("latest"));
+        assert!(!is_range_or_version("npm:y"));
+        assert!(is_range_or_version("npm:y@^1"));
+        assert_eq!(SavePrefix::of("~1.2.0"), SavePrefix::Tilde);
+        assert_eq!(SavePrefix::of("1.2.0"), SavePrefix::Exact);
+        assert_eq!(SavePrefix::of("npm:y@^1"), SavePrefix::Caret);
+    }
+}

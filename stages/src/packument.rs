@@ -1,0 +1,694 @@
+//! npm packuments (a package's registry document): typed, borrowed parsing of the fields
+//! resolution reads, and the version picking rules of npm and pnpm.
+//!
+//! Real registries often ignore the abbreviated-metadata `Accept` header, so full documents of
+//! 10+ MB arrive (`next` is ~20 MB). Parsing borrows from the body wherever the JSON has no
+//! escapes and skips every field not listed here, so the cost is one pass over the bytes.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use nodejs_semver::{Range, Version};
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+/// One package's registry document, reduced to what resolution needs.
+#[derive(Debug)]
+pub struct Packument {
+    pub name: String,
+    pub dist_tags: BTreeMap<String, String>,
+    /// Every published version, ascending.
+    pub versions: Vec<PublishedVersion>,
+}
+
+#[derive(Debug)]
+pub struct PublishedVersion {
+    pub version: Version,
+    /// Seconds since the epoch, from the `time` map (absent in some registries).
+    pub published: Option<i64>,
+    pub manifest: Arc<VersionManifest>,
+}
+
+/// The parts of one version's manifest that resolution and the lockfile need.
+#[derive(Debug, Default, Clone)]
+pub struct VersionManifest {
+    pub name: String,
+    pub version: String,
+    pub dependencies: Vec<(String, String)>,
+    pub optional_dependencies: Vec<(String, String)>,
+    pub peer_dependencies: Vec<(String, String)>,
+    /// Peers marked `peerDependenciesMeta.<name>.optional`.
+    pub optional_peers: Vec<String>,
+    pub tarball: Option<String>,
+    /// `dist.integrity`, else the sha1 `dist.shasum` as an SRI string.
+    pub integrity: Option<String>,
+    pub engines: Vec<(String, String)>,
+    pub os: Option<Vec<String>>,
+    pub cpu: Option<Vec<String>>,
+    pub libc: Option<Vec<String>>,
+    pub deprecated: Option<String>,
+    pub has_bin: bool,
+    pub bundled_dependencies: Vec<String>,
+}
+
+/// Why a packument could not be used.
+#[derive(Debug)]
+pub struct PackumentError(pub String);
+
+impl Packument {
+    pub fn parse(body: &[u8]) -> Result<Self, PackumentError> {
+        let raw: RawPackument<'_> =
+            serde_json::from_slice(body).map_err(|error| PackumentError(error.to_string()))?;
+        let time: HashMap<&str, i64> = raw
+            .time
+            .0
+            .iter()
+            .filter_map(|(key, value)| Some((key.as_ref(), parse_iso_time(value)?)))
+            .collect();
+        let name = raw.name.0.as_deref().unwrap_or_default();
+        let mut versions = Vec::with_capacity(raw.versions.len());
+        for (key, manifest) in &raw.versions {
+            // Unparsable versions (ancient packages) can never match a range: skip them.
+            let Ok(version) = Version::parse(key.as_ref()) else {
+                continue;
+            };
+            versions.push(PublishedVersion {
+                published: time.get(key.as_ref()).copied(),
+                manifest: Arc::new(manifest.to_manifest(name, key)),
+                version,
+            });
+        }
+        versions.sort_by(|a, b| a.version.cmp(&b.version));
+        Ok(Packument {
+            name: name.to_owned(),
+            dist_tags: raw
+                .dist_tags
+                .0
+                .iter()
+                .map(|(tag, value)| (tag.to_string(), value.to_string()))
+                .collect(),
+            versions,
+        })
+    }
+
+    pub fn version(&self, text: &str) -> Option<&PublishedVersion> {
+        let wanted = Version::parse(text).ok()?;
+        self.versions
+            .binary_search_by(|candidate| candidate.version.cmp(&wanted))
+            .ok()
+            .map(|index| &self.versions[index])
+    }
+}
+
+/// What a dependency asks for, after `npm:` aliases are unwrapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionSpec {
+    Exact(String),
+    Range(String),
+    Tag(String),
+}
+
+/// Parses the version part of a registry specifier (`^1.2.0`, `1.2.3`, `latest`, `*`, ``).
+pub fn parse_version_spec(spec: &str) -> Option<VersionSpec> {
+    let spec = spec.trim();
+    if spec.is_empty() || spec == "*" || spec == "x" {
+        return Some(VersionSpec::Range("*".to_owned()));
+    }
+    let bare = spec.trim_start_matches(['=', 'v']);
+    // nodejs-semver parses a version prefix of `1.0.0 - 2.0.0`: an exact version is one token.
+    if !bare.contains([' ', '|', '<', '>']) && Version::parse(bare).is_ok() {
+        return Some(VersionSpec::Exact(bare.to_owned()));
+    }
+    if Range::parse(spec).is_ok() {
+        return Some(VersionSpec::Range(spec.to_owned()));
+    }
+    // npm's tag names: anything URL-safe that is not a range.
+    let tag_like = spec
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    tag_like.then(|| VersionSpec::Tag(spec.to_owned()))
+}
+
+/// How to choose among published versions.
+#[derive(Debug, Default, Clone)]
+pub struct PickOptions<'a> {
+    /// Versions published after this (epoch seconds) are only used when nothing older matches
+    /// (pnpm's `minimumReleaseAge`).
+    pub published_before: Option<i64>,
+    /// Versions already locked or chosen for this name: the highest one that satisfies wins.
+    pub preferred: &'a [String],
+}
+
+/// Picks the version `spec` resolves to, as pnpm does: an exact version as is; a tag through
+/// `dist-tags`; for a range, a preferred version if one satisfies, else `latest` if it
+/// satisfies, else the highest satisfying version that is not deprecated, else the highest.
+pub fn pick_version<'p>(
+    packument: &'p Packument,
+    spec: &VersionSpec,
+    options: &PickOptions<'_>,
+) -> Option<&'p PublishedVersion> {
+    match spec {
+        VersionSpec::Exact(version) => packument.version(version),
+        VersionSpec::Tag(tag) => packument.version(packument.dist_tags.get(tag)?),
+        VersionSpec::Range(range) => {
+            let range = Range::parse(range).ok()?;
+            let preferred = options
+                .preferred
+                .iter()
+                .filter_map(|text| Version::parse(text).ok())
+                .filter(|version| range.satisfies(version))
+                .max();
+            if let Some(preferred) = preferred.and_then(|v| packument.version(&v.to_string())) {
+                return Some(preferred);
+            }
+            pick_where(packument, options.published_before, |version| {
+                range.satisfies(version)
+            })
+        }
+    }
+}
+
+/// pnpm's choice among the versions `satisfies` accepts: `latest` if accepted, else the highest
+/// one that is not deprecated, else the highest. Versions published after `published_before`
+/// are only considered when no older one is accepted.
+pub fn pick_where(
+    packument: &Packument,
+    published_before: Option<i64>,
+    satisfies: impl Fn(&Version) -> bool,
+) -> Option<&PublishedVersion> {
+    let mature = |candidate: &PublishedVersion| match (published_before, candidate.published) {
+        (Some(limit), Some(published)) => published <= limit,
+        _ => true,
+    };
+    pick_among(packument, &|c| satisfies(&c.version) && mature(c))
+        .or_else(|| pick_among(packument, &|c| satisfies(&c.version)))
+}
+
+fn pick_among<'p>(
+    packument: &'p Packument,
+    accepted: &dyn Fn(&PublishedVersion) -> bool,
+) -> Option<&'p PublishedVersion> {
+    if let Some(latest) = packument
+        .dist_tags
+        .get("latest")
+        .and_then(|text| packument.version(text))
+        .filter(|latest| accepted(latest))
+    {
+        return Some(latest);
+    }
+    let mut satisfying = packument.versions.iter().rev().filter(|c| accepted(c));
+    let highest = satisfying.next()?;
+    if highest.manifest.deprecated.is_none() {
+        return Some(highest);
+    }
+    satisfying
+        .find(|candidate| candidate.manifest.deprecated.is_none())
+        .or(Some(highest))
+}
+
+/// `2020-01-01T00:00:00.000Z` -> seconds since the epoch (UTC only, as registries write it).
+pub fn parse_iso_time(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    let number = |range: std::ops::Range<usize>| -> Option<i64> { text.get(range)?.parse().ok() };
+    if bytes.len() < 19 || bytes[4] != b'-' || bytes[10] != b'T' {
+        return None;
+    }
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+#[derive(Deserialize)]
+struct RawPackument<'a> {
+    #[serde(borrow, default)]
+    name: MaybeStr<'a>,
+    #[serde(borrow, default, rename = "dist-tags")]
+    dist_tags: Pairs<'a>,
+    #[serde(borrow, default)]
+    versions: HashMap<Cow<'a, str>, RawVersion<'a>>,
+    #[serde(borrow, default)]
+    time: Pairs<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawVersion<'a> {
+    #[serde(borrow, default)]
+    dependencies: Pairs<'a>,
+    #[serde(borrow, default)]
+    optional_dependencies: Pairs<'a>,
+    #[serde(borrow, default)]
+    peer_dependencies: Pairs<'a>,
+    #[serde(borrow, default)]
+    peer_dependencies_meta: Loose<HashMap<Cow<'a, str>, Loose<PeerMeta>>>,
+    #[serde(borrow, default)]
+    dist: Loose<RawDist<'a>>,
+    #[serde(borrow, default)]
+    engines: Pairs<'a>,
+    #[serde(borrow, default)]
+    os: StrList<'a>,
+    #[serde(borrow, default)]
+    cpu: StrList<'a>,
+    #[serde(borrow, default)]
+    libc: StrList<'a>,
+    #[serde(borrow, default)]
+    deprecated: MaybeStr<'a>,
+    #[serde(default)]
+    bin: Option<IgnoredAny>,
+    #[serde(borrow, default)]
+    directories: Loose<RawDirectories<'a>>,
+    #[serde(borrow, default)]
+    bundle_dependencies: StrList<'a>,
+    #[serde(borrow, default)]
+    bundled_dependencies: StrList<'a>,
+}
+
+#[derive(Deserialize, Default)]
+struct PeerMeta {
+    #[serde(default)]
+    optional: Option<IgnoredBool>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawDist<'a> {
+    #[serde(borrow, default)]
+    tarball: MaybeStr<'a>,
+    #[serde(borrow, default)]
+    integrity: MaybeStr<'a>,
+    #[serde(borrow, default)]
+    shasum: MaybeStr<'a>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawDirectories<'a> {
+    #[serde(borrow, default)]
+    bin: MaybeStr<'a>,
+}
+
+// Old packuments carry `engines` arrays, `"deprecated": false`, `"os": "linux"`, dependency maps
+// with non-string values. The types below accept any JSON value and keep only the expected
+// shape, so one odd field never rejects a whole document.
+
+/// A string, borrowed when the JSON has no escapes; `None` for any other value.
+#[derive(Default)]
+struct MaybeStr<'a>(Option<Cow<'a, str>>);
+
+/// String-to-string pairs of an object, in document order; empty for any other value.
+#[derive(Default)]
+struct Pairs<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+/// A list of strings (or one string); `All` for `true` (bundleDependencies).
+#[derive(Default)]
+enum StrList<'a> {
+    #[default]
+    Absent,
+    Items(Vec<Cow<'a, str>>),
+    All,
+}
+
+/// An object deserialized as `T`; `None` for any other value.
+#[derive(Default)]
+struct Loose<T>(Option<T>);
+
+/// `true` only for the JSON value `true`.
+struct IgnoredBool(bool);
+
+macro_rules! ignore_scalars {
+    ($value:ty, $default:expr) => {
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<$value, E> {
+            Ok($default)
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<$value, E> {
+            Ok($default)
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<$value, E> {
+            Ok($default)
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<$value, E> {
+            Ok($default)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<$value, E> {
+            Ok($default)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<$value, E> {
+            Ok($default)
+        }
+    };
+}
+
+macro_rules! ignore_containers {
+    ($value:ty, $default:expr) => {
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<$value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok($default)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<$value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok($default)
+        }
+    };
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for MaybeStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = MaybeStr<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(MaybeStr(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MaybeStr(Some(Cow::Owned(v.to_owned()))))
+            }
+            ignore_scalars!(MaybeStr<'a>, MaybeStr(None));
+            ignore_containers!(MaybeStr<'a>, MaybeStr(None));
+        }
+        deserializer.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Pairs<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some((key, value)) = map.next_entry::<MaybeStr<'a>, MaybeStr<'a>>()? {
+                    if let (Some(key), Some(value)) = (key.0, value.0) {
+                        pairs.push((key, value));
+                    }
+                }
+                Ok(Pairs(pairs))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Pairs::default())
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Pairs::default())
+            }
+            ignore_scalars!(Pairs<'a>, Pairs::default());
+        }
+        deserializer.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for StrList<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = StrList<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<MaybeStr<'a>>()? {
+                    items.extend(item.0);
+                }
+                Ok(StrList::Items(items))
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(StrList::Items(vec![Cow::Borrowed(v)]))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(StrList::Items(vec![Cow::Owned(v.to_owned())]))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(if v { StrList::All } else { StrList::Absent })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(StrList::Absent)
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(StrList::Absent)
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(StrList::Absent)
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(StrList::Absent)
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(StrList::Absent)
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(StrList::Absent)
+            }
+        }
+        deserializer.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Loose<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Loose<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|v| Loose(Some(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Loose(None))
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Loose(None))
+            }
+            ignore_scalars!(Loose<T>, Loose(None));
+        }
+        deserializer.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl<'de> Deserialize<'de> for IgnoredBool {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = IgnoredBool;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(IgnoredBool(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(IgnoredBool(false))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(IgnoredBool(false))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(IgnoredBool(false))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(IgnoredBool(false))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(IgnoredBool(false))
+            }
+            ignore_containers!(IgnoredBool, IgnoredBool(false));
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl RawVersion<'_> {
+    fn to_manifest(&self, name: &str, version: &str) -> VersionManifest {
+        let pairs = |pairs: &Pairs<'_>| -> Vec<(String, String)> {
+            pairs
+                .0
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let list = |list: &StrList<'_>| -> Option<Vec<String>> {
+            match list {
+                StrList::Items(items) => Some(items.iter().map(|s| s.to_string()).collect()),
+                _ => None,
+            }
+        };
+        let text = |value: &MaybeStr<'_>| value.0.as_ref().map(|s| s.to_string());
+        let dist = self.dist.0.as_ref();
+        let integrity = dist.and_then(|dist| {
+            text(&dist.integrity).or_else(|| dist.shasum.0.as_deref().and_then(sha1_hex_to_sri))
+        });
+        let bundled = match (&self.bundle_dependencies, &self.bundled_dependencies) {
+            (StrList::Absent, other) | (other, _) => other,
+        };
+        let dependencies = pairs(&self.dependencies);
+        VersionManifest {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            optional_dependencies: pairs(&self.optional_dependencies),
+            peer_dependencies: pairs(&self.peer_dependencies),
+            optional_peers: self
+                .peer_dependencies_meta
+                .0
+                .iter()
+                .flatten()
+                .filter(|(_, meta)| {
+                    meta.0
+                        .as_ref()
+                        .and_then(|meta| meta.optional.as_ref())
+                        .is_some_and(|flag| flag.0)
+                })
+                .map(|(name, _)| name.to_string())
+                .collect(),
+            tarball: dist.and_then(|dist| text(&dist.tarball)),
+            integrity,
+            engines: pairs(&self.engines),
+            os: list(&self.os),
+            cpu: list(&self.cpu),
+            libc: list(&self.libc),
+            deprecated: text(&self.deprecated).filter(|text| !text.is_empty()),
+            has_bin: self.bin.is_some()
+                || self
+                    .directories
+                    .0
+                    .as_ref()
+                    .is_some_and(|dirs| dirs.bin.0.is_some()),
+            bundled_dependencies: match bundled {
+                StrList::Items(names) => names.iter().map(|s| s.to_string()).collect(),
+                StrList::All => dependencies.iter().map(|(k, _)| k.clone()).collect(),
+                StrList::Absent => Vec::new(),
+            },
+            dependencies,
+        }
+    }
+}
+
+fn sha1_hex_to_sri(hex: &str) -> Option<String> {
+    use base64::Engine;
+    if hex.len() != 40 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..20)
+        .map(|i| u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok())
+        .collect();
+    Some(format!(
+        "sha1-{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes?)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packument(latest: &str, versions: &[&str]) -> Packument {
+        let versions: serde_json::Map<_, _> = versions
+            .iter()
+            .map(|v| {
+                (
+                    v.to_string(),
+                    serde_json::json!({"version": v, "dist": {"integrity": format!("sha512-{v}")}}),
+                )
+            })
+            .collect();
+        let body = serde_json::json!({
+            "name": "p", "dist-tags": {"latest": latest, "next": "3.0.0-rc.1"}, "versions": versions,
+            "time": {"created": "2020-01-01T00:00:00.000Z", "unpublished": {"time": "x"}}
+        });
+        Packument::parse(body.to_string().as_bytes()).unwrap()
+    }
+
+    fn pick(p: &Packument, spec: &str) -> Option<String> {
+        let spec = parse_version_spec(spec)?;
+        pick_version(p, &spec, &PickOptions::default()).map(|v| v.version.to_string())
+    }
+
+    #[test]
+    fn picks_like_pnpm() {
+        let p = packument(
+            "1.1.0",
+            &[
+                "1.0.0",
+                "1.1.0",
+                "1.2.0",
+                "2.0.0-beta.1",
+                "2.0.0",
+                "3.0.0-rc.1",
+            ],
+        );
+        // latest wins when it satisfies, even below the highest match.
+        assert_eq!(pick(&p, "^1.0.0").as_deref(), Some("1.1.0"));
+        assert_eq!(pick(&p, ">=1.1.0").as_deref(), Some("1.1.0"));
+        assert_eq!(pick(&p, "~1.2.0").as_deref(), Some("1.2.0"));
+        assert_eq!(pick(&p, "^2.0.0-beta.1").as_deref(), Some("2.0.0"));
+        assert_eq!(pick(&p, "2.0.0-beta.1").as_deref(), Some("2.0.0-beta.1"));
+        assert_eq!(pick(&p, "next").as_deref(), Some("3.0.0-rc.1"));
+        assert_eq!(pick(&p, "1.0.0 - 1.2.0").as_deref(), Some("1.1.0"));
+        assert_eq!(pick(&p, "<1.1.0 || >=2.0.0").as_deref(), Some("2.0.0"));
+        assert_eq!(pick(&p, "^4.0.0"), None);
+        assert_eq!(pick(&p, "nope"), None);
+        let preferred = ["1.0.0".to_owned()];
+        let options = PickOptions {
+            preferred: &preferred,
+            ..Default::default()
+        };
+        let spec = parse_version_spec("^1.0.0").unwrap();
+        assert_eq!(
+            pick_version(&p, &spec, &options)
+                .unwrap()
+                .version
+                .to_string(),
+            "1.0.0"
+        );
+    }
+
+    #[test]
+    fn parses_lenient_fields_and_times() {
+        let body = br#"{"name":"old","versions":{"0.1.0":{"engines":["node >=0.4"],"os":"linux",
+            "dependencies":{"a":"1","b":{"bad":1}},"deprecated":false,"bin":"x.js",
+            "peerDependenciesMeta":{"p":{"optional":true}},"dist":{"shasum":"0123456789abcdef0123456789abcdef01234567"}}}}"#;
+        let p = Packument::parse(body).unwrap();
+        let manifest = &p.versions[0].manifest;
+        assert!(manifest.engines.is_empty());
+        assert_eq!(manifest.os.as_deref(), Some(&["linux".to_owned()][..]));
+        // One bad value drops the whole map rather than the document.
+        assert!(manifest.deprecated.is_none());
+        assert!(manifest.has_bin);
+        assert_eq!(manifest.optional_peers, ["p"]);
+        assert!(
+            manifest
+                .integrity
+                .as_deref()
+                .unwrap()
+                .starts_with("sha1-ASNFZ4mrze8BI0VniavN7wEjRWc=")
+        );
+        assert_eq!(parse_iso_time("1970-01-02T00:00:01.000Z"), Some(86_401));
+        assert_eq!(
+            parse_iso_time("2020-01-01T00:00:00.000Z"),
+            Some(1_577_836_800)
+        );
+        assert!(Packument::parse(b"{\"versions\": [").is_err());
+    }
+}

@@ -1,0 +1,809 @@
+//! Version resolution: from package.json's ranges to one version per dependency edge, as pnpm
+//! picks them (fixtures/projects/RESOLVE-ORACLE.md).
+//!
+//! [`GraphBuilder`] is a state machine fed with packuments as they arrive, in any order; it
+//! never waits. It asks for packuments ([`Demand::Packument`]) and announces every version it
+//! picks ([`Demand::Picked`]) so downloads start while the rest of the graph is still unknown.
+//!
+//! pnpm prefers versions already resolved *in scope*: a dependency of node N reuses a version
+//! resolved for N's siblings or for any ancestor's siblings when it satisfies the range. So the
+//! children of a group of siblings are only picked once the whole group is picked; packuments
+//! for those children are requested as soon as each sibling is known, so the barrier costs no
+//! network round trip.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use nodejs_semver::{Range, Version};
+
+use crate::lockfile::{Lockfile, package_key, reference_to_dep_path, split_dep_path};
+use crate::packument::{
+    Packument, PickOptions, VersionManifest, VersionSpec, parse_version_spec, pick_version,
+    pick_where,
+};
+use crate::plan::DependencyGroup;
+
+pub type NodeId = usize;
+
+/// One package version in the graph (shared by every place it is used).
+#[derive(Debug)]
+pub struct Node {
+    pub name: String,
+    pub version: String,
+    pub manifest: Arc<VersionManifest>,
+    /// Filled when the node is expanded; `None` for an optional dependency that failed.
+    pub children: Vec<Option<Edge>>,
+    pub expanded: bool,
+    /// Who first needed it, for error messages.
+    pub needed_by: Option<NodeId>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Edge {
+    pub alias: String,
+    pub node: NodeId,
+    pub optional: bool,
+}
+
+/// A dependency of the project (`importers['.']`).
+#[derive(Debug)]
+pub struct DirectDependency {
+    pub group: DependencyGroup,
+    pub alias: String,
+    pub specifier: String,
+    pub node: Option<NodeId>,
+}
+
+/// What the builder needs from its driver.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Demand {
+    Packument(String),
+    Picked(NodeId),
+}
+
+#[derive(Debug)]
+pub struct ResolveFailure {
+    pub message: String,
+}
+
+/// Knobs for picking.
+#[derive(Debug, Default, Clone)]
+pub struct ResolveOptions {
+    /// Epoch seconds; versions published later are avoided (`minimumReleaseAge`).
+    pub published_before: Option<i64>,
+    /// `flowpm update`: names whose locked versions are ignored (all when `update_all`).
+    pub update: HashSet<String>,
+    pub update_all: bool,
+}
+
+/// What a request resolves against.
+#[derive(Debug, Clone)]
+enum Wanted {
+    Spec(VersionSpec),
+    /// A version fixed by the old lockfile.
+    Locked(String),
+    /// An auto-installed peer: a version satisfying every requester's range.
+    AllOf(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+enum Slot {
+    Direct(usize),
+    Child(NodeId, usize),
+    Hidden(usize),
+}
+
+#[derive(Debug, Clone)]
+struct Request {
+    slot: Slot,
+    group: GroupId,
+    alias: String,
+    name: String,
+    spec_text: String,
+    wanted: Wanted,
+    optional: bool,
+}
+
+type GroupId = usize;
+
+/// Siblings resolved together; their children see `scope` plus the siblings' versions.
+struct Group {
+    outstanding: usize,
+    members: Vec<NodeId>,
+    scope: Arc<Scope>,
+}
+
+/// Versions visible to a group's requests: the versions of every ancestor level.
+#[derive(Default)]
+pub struct Scope {
+    parent: Option<Arc<Scope>>,
+    versions: HashMap<String, Vec<String>>,
+}
+
+impl Scope {
+    fn preferred(&self, name: &str, into: &mut Vec<String>) {
+        let mut scope = Some(self);
+        while let Some(current) = scope {
+            if let Some(versions) = current.versions.get(name) {
+                into.extend(versions.iter().cloned());
+            }
+            scope = current.parent.as_deref();
+        }
+    }
+}
+
+pub struct GraphBuilder<'a> {
+    pub nodes: Vec<Node>,
+    pub direct: Vec<DirectDependency>,
+    /// Auto-installed peers: invisible direct dependencies (name, node).
+    pub hidden: Vec<(String, Option<NodeId>)>,
+    pub warnings: Vec<String>,
+    old: Option<&'a Lockfile>,
+    options: ResolveOptions,
+    by_key: HashMap<(String, String), NodeId>,
+    packuments: HashMap<String, PackumentState>,
+    groups: Vec<Group>,
+    /// Old lockfile versions per name: preferred everywhere.
+    locked_versions: HashMap<String, Vec<String>>,
+}
+
+enum PackumentState {
+    Loading(Vec<Request>),
+    Ready(Arc<Packument>),
+    Failed(String),
+}
+
+impl<'a> GraphBuilder<'a> {
+    pub fn new(old: Option<&'a Lockfile>, options: ResolveOptions) -> Self {
+        let mut locked_versions: HashMap<String, Vec<String>> = HashMap::new();
+        if let Some(old) = old {
+            for key in old.packages.keys() {
+                if let Some((name, version)) = split_dep_path(key) {
+                    locked_versions
+                        .entry(name.to_owned())
+                        .or_default()
+                        .push(version.to_owned());
+                }
+            }
+        }
+        GraphBuilder {
+            nodes: Vec::new(),
+            direct: Vec::new(),
+            hidden: Vec::new(),
+            warnings: Vec::new(),
+            old,
+            options,
+            by_key: HashMap::new(),
+            packuments: HashMap::new(),
+            groups: Vec::new(),
+            locked_versions,
+        }
+    }
+
+    /// Starts with the project's dependencies: `(group, alias, specifier)`.
+    pub fn start(
+        &mut self,
+        dependencies: Vec<(DependencyGroup, String, String)>,
+        demands: &mut Vec<Demand>,
+    ) -> Result<(), ResolveFailure> {
+        let group = self.new_group(Arc::new(Scope::default()));
+        let mut requests = Vec::new();
+        for (dep_group, alias, specifier) in dependencies {
+            let index = self.direct.len();
+            let locked = self.locked_direct(dep_group, &alias, &specifier);
+            let (name, wanted) = match locked {
+                Some(locked) => locked,
+                None => parse_specifier(&alias, &specifier).map_err(|why| ResolveFailure {
+                    message: format!("`{alias}@{specifier}` (in package.json): {why}"),
+                })?,
+            };
+            self.direct.push(DirectDependency {
+                group: dep_group,
+                alias: alias.clone(),
+                specifier: specifier.clone(),
+                node: None,
+            });
+            requests.push(Request {
+                slot: Slot::Direct(index),
+                group,
+                alias,
+                name,
+                spec_text: specifier,
+                wanted,
+                optional: dep_group == DependencyGroup::Optional,
+            });
+        }
+        self.submit(group, requests, demands)
+    }
+
+    /// Adds auto-installed peers as invisible direct dependencies: `(name, range)`.
+    /// `(name, ranges, who wants it)`; a peer no version satisfies is skipped with a warning.
+    pub fn add_hidden(
+        &mut self,
+        peers: Vec<(String, Vec<String>, String)>,
+        demands: &mut Vec<Demand>,
+    ) -> Result<(), ResolveFailure> {
+        let group = self.new_group(Arc::new(Scope::default()));
+        let mut requests = Vec::new();
+        for (name, ranges, who) in peers {
+            let index = self.hidden.len();
+            self.hidden.push((name.clone(), None));
+            requests.push(Request {
+                slot: Slot::Hidden(index),
+                group,
+                alias: name.clone(),
+                name,
+                spec_text: who,
+                wanted: Wanted::AllOf(ranges),
+                optional: true,
+            });
+        }
+        self.submit(group, requests, demands)
+    }
+
+    pub fn is_done(&self) -> bool {
+        !self
+            .packuments
+            .values()
+            .any(|state| matches!(state, PackumentState::Loading(_)))
+    }
+
+    /// Feeds a packument (or why it could not be had) and continues as far as possible.
+    pub fn on_packument(
+        &mut self,
+        name: &str,
+        result: Result<Arc<Packument>, String>,
+        demands: &mut Vec<Demand>,
+    ) -> Result<(), ResolveFailure> {
+        let waiting = match self.packuments.get_mut(name) {
+            Some(PackumentState::Loading(waiting)) => std::mem::take(waiting),
+            _ => Vec::new(),
+        };
+        self.packuments.insert(
+            name.to_owned(),
+            match result {
+                Ok(packument) => PackumentState::Ready(packument),
+                Err(message) => PackumentState::Failed(message),
+            },
+        );
+        for request in waiting {
+            self.resolve(request, demands)?;
+        }
+        Ok(())
+    }
+
+    /// The packument of `name` if loaded (auto-installed peers are picked from it).
+    pub fn packument(&self, name: &str) -> Option<&Arc<Packument>> {
+        match self.packuments.get(name) {
+            Some(PackumentState::Ready(packument)) => Some(packument),
+            _ => None,
+        }
+    }
+
+    /// Every loaded packument name (for `--prefer-offline` bookkeeping and tests).
+    pub fn chain(&self, mut node: Option<NodeId>) -> String {
+        let mut names = Vec::new();
+        while let Some(id) = node {
+            if names.len() > 50 {
+                break;
+            }
+            names.push(format!(
+                "{}@{}",
+                self.nodes[id].name, self.nodes[id].version
+            ));
+            node = self.nodes[id].needed_by;
+        }
+        names.push("the project".to_owned());
+        names.reverse();
+        names.join(" > ")
+    }
+
+    fn new_group(&mut self, scope: Arc<Scope>) -> GroupId {
+        self.groups.push(Group {
+            outstanding: 0,
+            members: Vec::new(),
+            scope,
+        });
+        self.groups.len() - 1
+    }
+
+    fn submit(
+        &mut self,
+        group: GroupId,
+        requests: Vec<Request>,
+        demands: &mut Vec<Demand>,
+    ) -> Result<(), ResolveFailure> {
+        self.groups[group].outstanding = requests.len();
+        if requests.is_empty() {
+            return self.group_done(group, demands);
+        }
+        for request in requests {
+            self.resolve(request, demands)?;
+        }
+        Ok(())
+    }
+
+    /// Picks a version for one request now, or parks it until its packument arrives.
+    fn resolve(
+        &mut self,
+        request: Request,
+        demands: &mut Vec<Demand>,
+    ) -> Result<(), ResolveFailure> {
+        if let Wanted::Locked(version) = &request.wanted
+            && let Some(node) = self.node_from_lockfile(&request.name, version, &request)
+        {
+            return self.settle(request, Some(node), demands);
+        }
+        let packument = match self.packuments.get_mut(&request.name) {
+            Some(PackumentState::Ready(packument)) => packument.clone(),
+            Some(PackumentState::Loading(waiting)) => {
+                waiting.push(request);
+                return Ok(());
+            }
+            Some(PackumentState::Failed(message)) => {
+                let message = message.clone();
+                return self.fail(request, &message, demands);
+            }
+            None => {
+                demands.push(Demand::Packument(request.name.clone()));
+                self.packuments
+                    .insert(request.name.clone(), PackumentState::Loading(vec![request]));
+                return Ok(());
+            }
+        };
+        let spec = match &request.wanted {
+            Wanted::Locked(version) => VersionSpec::Exact(version.clone()),
+            Wanted::Spec(spec) => spec.clone(),
+            Wanted::AllOf(ranges) => {
+                let ranges: Vec<Range> =
+                    ranges.iter().filter_map(|r| Range::parse(r).ok()).collect();
+                match pick_for_ranges(&packument, &ranges, self.options.published_before) {
+                    Some(version) => VersionSpec::Exact(version),
+                    None => {
+                        return self.fail(request, "no version satisfies every range", demands);
+                    }
+                }
+            }
+        };
+        let mut preferred = Vec::new();
+        self.groups[request.group]
+            .scope
+            .preferred(&request.name, &mut preferred);
+        if !self.options.update_all && !self.options.update.contains(&request.name) {
+            if let Some(locked) = self.locked_versions.get(&request.name) {
+                preferred.extend(locked.iter().cloned());
+            }
+        }
+        let picked = pick_version(
+            &packument,
+            &spec,
+            &PickOptions {
+                published_before: self.options.published_before,
+                preferred: &preferred,
+            },
+        );
+        let Some(picked) = picked else {
+            let latest = packument
+                .dist_tags
+                .get("latest")
+                .map(|v| format!(" (latest is {v})"))
+                .unwrap_or_default();
+            let message = format!(
+                "no version of `{}` matches `{}`{latest}",
+                request.name, request.spec_text
+            );
+            return self.fail(request, &message, demands);
+        };
+        let version = picked.version.to_string();
+        let manifest = picked.manifest.clone();
+        let node = self.node(&request.name, &version, manifest, &request);
+        self.settle(request, Some(node), demands)
+    }
+
+    fn fail(
+        &mut self,
+        request: Request,
+        message: &str,
+        demands: &mut Vec<Demand>,
+    ) -> Result<(), ResolveFailure> {
+        let parent = match request.slot {
+            Slot::Child(parent, _) => Some(parent),
+            _ => None,
+        };
+        if let Slot::Hidden(_) = request.slot {
+            self.warnings.push(format!(
+                "peer dependency `{}` not installed: {message}; wanted {}",
+                request.alias, request.spec_text
+            ));
+            return self.settle(request, None, demands);
+        }
+        if request.optional {
+            self.warnings.push(format!(
+                "skipping optional dependency `{}` ({}): {message}",
+                request.alias,
+                self.chain(parent)
+            ));
+            return self.settle(request, None, demands);
+        }
+        Err(ResolveFailure {
+            message: format!(
+                "{message} (needed by {} as `{}@{}`)",
+                self.chain(parent),
+                request.alias,
+                request.spec_text
+            ),
+        })
+    }
+
+    /// Records the outcome of a request; when its group is complete, expands the group.
+    fn settle(
+        &mut self,
+        request: Request,
+        node: Option<NodeId>,
+        demands: &mut Vec<Demand>,
+    ) -> Result<(), ResolveFailure> {
+        let edge = node.map(|node| Edge {
+            alias: request.alias.clone(),
+            node,
+            optional: request.optional,
+        });
+        match request.slot {
+            Slot::Direct(index) => self.direct[index].node = node,
+            Slot::Hidden(index) => self.hidden[index].1 = node,
+            Slot::Child(parent, index) => self.nodes[parent].children[index] = edge,
+        }
+        if let Some(node) = node {
+            if !self.nodes[node].expanded {
+                // Children names are known now: fetch their packuments ahead of the barrier.
+                let manifest = self.nodes[node].manifest.clone();
+                for (alias, spec, _) in child_requests(&manifest) {
+                    if let Ok((name, _)) = parse_specifier(&alias, &spec) {
+                        self.prefetch(&name, demands);
+                    }
+                }
+            }
+            self.groups[request.group].members.push(node);
+        }
+        let group = &mut self.groups[request.group];
+        group.outstanding -= 1;
+        if group.outstanding == 0 {
+            self.group_done(request.group, demands)?;
+        }
+        Ok(())
+    }
+
+    fn prefetch(&mut self, name: &str, demands: &mut Vec<Demand>) {
+        if !self.packuments.contains_key(name) {
+            self.packuments
+                .insert(name.to_owned(), PackumentState::Loading(Vec::new()));
+            demands.push(Demand::Packument(name.to_owned()));
+        }
+    }
+
+    /// All siblings are picked: expand each new one with a scope that includes them.
+    fn group_done(
+        &mut self,
+        group: GroupId,
+        demands: &mut Vec<Demand>,
+    ) -> Result<(), ResolveFailure> {
+        let members = std::mem::take(&mut self.groups[group].members);
+        let mut versions: HashMap<String, Vec<String>> = HashMap::new();
+        for &member in &members {
+            let node = &self.nodes[member];
+            versions
+                .entry(node.name.clone())
+                .or_default()
+                .push(node.version.clone());
+        }
+        let scope = Arc::new(Scope {
+            parent: Some(self.groups[group].scope.clone()),
+            versions,
+        });
+        for member in members {
+            if self.nodes[member].expanded {
+                continue;
+            }
+            self.nodes[member].expanded = true;
+            let requests = self.child_requests_of(member)?;
+            let child_group = self.new_group(scope.clone());
+            self.nodes[member].children = vec![None; requests.len()];
+            let requests = requests
+                .into_iter()
+                .enumerate()
+                .map(
+                    |(index, (alias, name, spec_text, wanted, optional))| Request {
+                        slot: Slot::Child(member, index),
+                        group: child_group,
+                        alias,
+                        name,
+                        spec_text,
+                        wanted,
+                        optional,
+                    },
+                )
+                .collect();
+            self.submit(child_group, requests, demands)?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn child_requests_of(
+        &self,
+        id: NodeId,
+    ) -> Result<Vec<(String, String, String, Wanted, bool)>, ResolveFailure> {
+        let node = &self.nodes[id];
+        if let Some(locked) = self.locked_children(node) {
+            return Ok(locked);
+        }
+        let mut requests = Vec::new();
+        for (alias, spec, optional) in child_requests(&node.manifest) {
+            match parse_specifier(&alias, &spec) {
+                Ok((name, wanted)) => requests.push((alias, name, spec, wanted, optional)),
+                Err(why) if optional => {
+                    let _ = why;
+                }
+                Err(why) => {
+                    return Err(ResolveFailure {
+                        message: format!(
+                            "`{alias}@{spec}` (needed by {}): {why}",
+                            self.chain(Some(id))
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(requests)
+    }
+
+    fn node(
+        &mut self,
+        name: &str,
+        version: &str,
+        manifest: Arc<VersionManifest>,
+        request: &Request,
+    ) -> NodeId {
+        let key = (name.to_owned(), version.to_owned());
+        if let Some(&id) = self.by_key.get(&key) {
+            return id;
+        }
+        let id = self.nodes.len();
+        self.nodes.push(Node {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            manifest,
+            children: Vec::new(),
+            expanded: false,
+            needed_by: match request.slot {
+                Slot::Child(parent, _) => Some(parent),
+                _ => None,
+            },
+        });
+        self.by_key.insert(key, id);
+        id
+    }
+
+    // --- the old lockfile ---------------------------------------------------------------
+
+    fn keeps_locked(&self, name: &str) -> bool {
+        self.old.is_some() && !self.options.update_all && !self.options.update.contains(name)
+    }
+
+    /// A direct dependency whose specifier did not change keeps its locked version.
+    fn locked_direct(
+        &self,
+        group: DependencyGroup,
+        alias: &str,
+        specifier: &str,
+    ) -> Option<(String, Wanted)> {
+        let importer = self.old?.importers.get(".")?;
+        let entry = [
+            &importer.dependencies,
+            &importer.dev_dependencies,
+            &importer.optional_dependencies,
+        ]
+        .into_iter()
+        .find_map(|deps| deps.get(alias))?;
+        let _ = group;
+        if entry.specifier != specifier {
+            return None;
+        }
+        let dep_path = reference_to_dep_path(alias, &entry.version)?;
+        let (name, version) = split_dep_path(package_key(&dep_path))?;
+        self.keeps_locked(name)
+            .then(|| (name.to_owned(), Wanted::Locked(version.to_owned())))
+    }
+
+    /// A node known to the old lockfile keeps its locked children (pnpm keeps whole subtrees).
+    #[allow(clippy::type_complexity)]
+    fn locked_children(&self, node: &Node) -> Option<Vec<(String, String, String, Wanted, bool)>> {
+        if !self.keeps_locked(&node.name) {
+            return None;
+        }
+        let old = self.old?;
+        let key = format!("{}@{}", node.name, node.version);
+        let package = old.packages.get(&key)?;
+        // Any peer variant carries the same real dependencies.
+        let snapshot = old
+            .snapshots
+            .range(key.clone()..)
+            .take_while(|(k, _)| package_key(k) == key)
+            .map(|(_, snapshot)| snapshot)
+            .next()?;
+        let mut requests = Vec::new();
+        let groups = [
+            (&snapshot.dependencies, false),
+            (&snapshot.optional_dependencies, true),
+        ];
+        for (dependencies, optional) in groups {
+            for (alias, reference) in dependencies {
+                if package.peer_dependencies.contains_key(alias) {
+                    continue;
+                }
+                let dep_path = reference_to_dep_path(alias, reference)?;
+                let (name, version) = split_dep_path(package_key(&dep_path))?;
+                requests.push((
+                    alias.clone(),
+                    name.to_owned(),
+                    version.to_owned(),
+                    Wanted::Locked(version.to_owned()),
+                    optional,
+                ));
+            }
+        }
+        Some(requests)
+    }
+
+    /// Builds a node for `name@version` from the old lockfile's `packages` entry, with no
+    /// packument, if the lockfile has it (and the name is not being updated).
+    fn node_from_lockfile(
+        &mut self,
+        name: &str,
+        version: &str,
+        request: &Request,
+    ) -> Option<NodeId> {
+        if let Some(&id) = self.by_key.get(&(name.to_owned(), version.to_owned())) {
+            return Some(id);
+        }
+        if !self.keeps_locked(name) {
+            return None;
+        }
+        let key = format!("{name}@{version}");
+        let entry = self.old?.packages.get(&key)?;
+        let manifest = VersionManifest {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            peer_dependencies: entry
+                .peer_dependencies
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            optional_peers: entry
+                .peer_dependencies_meta
+                .iter()
+                .filter(|(_, meta)| meta.optional)
+                .map(|(k, _)| k.clone())
+                .collect(),
+            tarball: entry.resolution.tarball.clone(),
+            integrity: entry.resolution.integrity.clone(),
+            engines: entry
+                .engines
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            os: entry.os.clone(),
+            cpu: entry.cpu.clone(),
+            libc: entry.libc.clone(),
+            deprecated: entry.deprecated.clone(),
+            has_bin: entry.has_bin,
+            bundled_dependencies: match &entry.bundled_dependencies {
+                Some(crate::lockfile::BundledDependencies::Names(names)) => names.clone(),
+                _ => Vec::new(),
+            },
+            ..VersionManifest::default()
+        };
+        Some(self.node(name, version, Arc::new(manifest), request))
+    }
+}
+
+/// A manifest's dependencies as `(alias, spec, optional)`: optional ones win over regular ones
+/// of the same name (npm publishes them in both maps), bundled ones are inside the tarball.
+pub fn child_requests(manifest: &VersionManifest) -> Vec<(String, String, bool)> {
+    let optional: HashSet<&str> = manifest
+        .optional_dependencies
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let bundled: HashSet<&str> = manifest
+        .bundled_dependencies
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let mut seen = HashSet::new();
+    let mut requests = Vec::new();
+    for (alias, spec) in &manifest.dependencies {
+        if optional.contains(alias.as_str()) || bundled.contains(alias.as_str()) {
+            continue;
+        }
+        if seen.insert(alias.clone()) {
+            requests.push((alias.clone(), spec.clone(), false));
+        }
+    }
+    for (alias, spec) in &manifest.optional_dependencies {
+        if bundled.contains(alias.as_str()) {
+            continue;
+        }
+        if seen.insert(alias.clone()) {
+            requests.push((alias.clone(), spec.clone(), true));
+        }
+    }
+    requests
+}
+
+/// `^1.0.0`, `latest`, `npm:real@^2` -> (package name, what to pick).
+fn parse_specifier(alias: &str, specifier: &str) -> Result<(String, Wanted), String> {
+    let (name, spec) = match specifier.strip_prefix("npm:") {
+        Some(target) => {
+            let at = target
+                .get(1..)
+                .and_then(|rest| rest.find('@'))
+                .map(|at| at + 1);
+            match at {
+                Some(at) => (target[..at].to_owned(), &target[at + 1..]),
+                None => (target.to_owned(), "latest"),
+            }
+        }
+        None => (alias.to_owned(), specifier),
+    };
+    crate::plan::validate_package_name(&name).map_err(|error| error.to_string())?;
+    let unsupported = [
+        "workspace:",
+        "file:",
+        "link:",
+        "git+",
+        "git:",
+        "github:",
+        "http:",
+        "https:",
+        "catalog:",
+    ];
+    if let Some(protocol) = unsupported.iter().find(|p| spec.starts_with(**p)) {
+        return Err(format!(
+            "`{protocol}` dependencies are not supported yet (registry versions, ranges, tags and `npm:` aliases are)"
+        ));
+    }
+    if spec.contains('/') && !spec.contains(' ') {
+        return Err("git/GitHub dependencies are not supported yet".to_owned());
+    }
+    let spec = parse_version_spec(spec)
+        .ok_or_else(|| format!("`{spec}` is not a valid version range or tag"))?;
+    Ok((name, Wanted::Spec(spec)))
+}
+
+/// For auto-installed peers: a version already in the graph that satisfies every range.
+pub fn satisfying_node(nodes: &[Node], name: &str, ranges: &[Range]) -> Option<NodeId> {
+    nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, node)| node.name == name)
+        .filter_map(|(id, node)| Some((id, Version::parse(&node.version).ok()?)))
+        .filter(|(_, version)| ranges.iter().all(|range| range.satisfies(version)))
+        .max_by(|a, b| a.1.cmp(&b.1))
+        .map(|(id, _)| id)
+}
+
+/// For auto-installed peers: the version pnpm would pick for all ranges at once.
+pub fn pick_for_ranges(
+    packument: &Packument,
+    ranges: &[Range],
+    published_before: Option<i64>,
+) -> Option<String> {
+    pick_where(packument, published_before, |version| {
+        ranges.iter().all(|range| range.satisfies(version))
+    })
+    .map(|picked| picked.version.to_string())
+}
+
+/// Unused-import guard for BTreeMap in some cfgs.
+#[allow(dead_code)]
+type Sorted<K, V> = BTreeMap<K, V>;

@@ -1,0 +1,152 @@
+//! The resolved graph as a `pnpm-lock.yaml` v9 model ([`crate::lockfile::Lockfile`]).
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::lockfile::{
+    BundledDependencies, Importer, ImporterDependency, Lockfile, LockfileSettings, LockfileVersion,
+    PackageEntry, PeerDependencyMeta, Resolution, SnapshotEntry,
+};
+use crate::plan::DependencyGroup;
+
+use super::graph::{DirectDependency, Node};
+use super::peers::PeerResolution;
+
+/// `default_tarball(name, version)` is the URL the registry layout implies; pnpm writes
+/// `resolution.tarball` only when the real URL differs from it.
+pub fn build_lockfile(
+    nodes: &[Node],
+    direct: &[DirectDependency],
+    peers: &PeerResolution,
+    default_tarball: &dyn Fn(&str, &str) -> Option<String>,
+) -> Lockfile {
+    let mut importer = Importer::default();
+    for (dependency, key) in direct.iter().zip(&peers.direct) {
+        let (Some(node), Some(key)) = (dependency.node, key) else {
+            continue;
+        };
+        let group = match dependency.group {
+            DependencyGroup::Production => &mut importer.dependencies,
+            DependencyGroup::Development => &mut importer.dev_dependencies,
+            DependencyGroup::Optional => &mut importer.optional_dependencies,
+        };
+        group.insert(
+            dependency.alias.clone(),
+            ImporterDependency {
+                specifier: dependency.specifier.clone(),
+                version: reference(&dependency.alias, &nodes[node].name, key),
+            },
+        );
+    }
+
+    let required = required_snapshots(&importer, peers);
+    let mut packages = BTreeMap::new();
+    let mut snapshots = BTreeMap::new();
+    for (key, snapshot) in &peers.snapshots {
+        let node = &nodes[snapshot.node];
+        let references = |map: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+            map.iter()
+                .map(|(alias, target)| {
+                    let name = crate::lockfile::split_dep_path(target).map_or("", |(n, _)| n);
+                    (alias.clone(), reference(alias, name, target))
+                })
+                .collect()
+        };
+        snapshots.insert(
+            key.clone(),
+            SnapshotEntry {
+                dependencies: references(&snapshot.dependencies),
+                optional_dependencies: references(&snapshot.optional_dependencies),
+                transitive_peer_dependencies: snapshot.transitive_peers.iter().cloned().collect(),
+                optional: !required.contains(key.as_str()),
+            },
+        );
+        packages
+            .entry(format!("{}@{}", node.name, node.version))
+            .or_insert_with(|| package_entry(node, default_tarball));
+    }
+    Lockfile {
+        lockfile_version: LockfileVersion::Text("9.0".to_owned()),
+        settings: Some(LockfileSettings {
+            auto_install_peers: Some(true),
+            exclude_links_from_lockfile: Some(false),
+            ..LockfileSettings::default()
+        }),
+        importers: BTreeMap::from([(".".to_owned(), importer)]),
+        packages,
+        snapshots,
+        ..Lockfile::default()
+    }
+}
+
+/// How a dependency points at a snapshot: `1.0.0(peer@2.0.0)` under its own name,
+/// `real-name@1.0.0` under an alias.
+fn reference(alias: &str, name: &str, key: &str) -> String {
+    if alias == name {
+        key[name.len() + 1..].to_owned()
+    } else {
+        key.to_owned()
+    }
+}
+
+/// Snapshots reachable from the project's non-optional dependencies through non-optional
+/// edges; every other snapshot is `optional: true`.
+fn required_snapshots<'p>(importer: &Importer, peers: &'p PeerResolution) -> HashSet<&'p str> {
+    let mut required: HashSet<&str> = HashSet::new();
+    let mut pending: Vec<&str> = Vec::new();
+    let roots = importer
+        .dependencies
+        .iter()
+        .chain(&importer.dev_dependencies)
+        .map(|(alias, dependency)| {
+            crate::lockfile::reference_to_dep_path(alias, &dependency.version)
+        });
+    for root in roots.flatten() {
+        if let Some((key, _)) = peers.snapshots.get_key_value(root.as_str()) {
+            pending.push(key.as_str());
+        }
+    }
+    while let Some(key) = pending.pop() {
+        if !required.insert(key) {
+            continue;
+        }
+        for target in peers.snapshots[key].dependencies.values() {
+            if let Some((target, _)) = peers.snapshots.get_key_value(target.as_str()) {
+                pending.push(target.as_str());
+            }
+        }
+    }
+    required
+}
+
+fn package_entry(
+    node: &Node,
+    default_tarball: &dyn Fn(&str, &str) -> Option<String>,
+) -> PackageEntry {
+    let manifest = &node.manifest;
+    let tarball = manifest
+        .tarball
+        .clone()
+        .filter(|url| default_tarball(&node.name, &node.version).as_deref() != Some(url.as_str()));
+    PackageEntry {
+        resolution: Resolution {
+            integrity: manifest.integrity.clone(),
+            tarball,
+            kind: None,
+        },
+        engines: manifest.engines.iter().cloned().collect(),
+        os: manifest.os.clone(),
+        cpu: manifest.cpu.clone(),
+        libc: manifest.libc.clone(),
+        deprecated: manifest.deprecated.clone(),
+        has_bin: manifest.has_bin,
+        bundled_dependencies: (!manifest.bundled_dependencies.is_empty())
+            .then(|| BundledDependencies::Names(manifest.bundled_dependencies.clone())),
+        peer_dependencies: manifest.peer_dependencies.iter().cloned().collect(),
+        peer_dependencies_meta: manifest
+            .optional_peers
+            .iter()
+            .map(|name| (name.clone(), PeerDependencyMeta { optional: true }))
+            .collect(),
+        ..PackageEntry::default()
+    }
+}

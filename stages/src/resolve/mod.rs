@@ -1,0 +1,141 @@
+//! Resolution without a (current) lockfile: package.json -> dependency graph -> peers ->
+//! `pnpm-lock.yaml`, with every picked version announced as soon as it is known, so the
+//! caller can start its download while resolution goes on.
+
+pub mod graph;
+mod lockfile_out;
+pub mod metadata;
+pub mod peers;
+pub mod run;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use nodejs_semver::Range;
+
+use crate::lockfile::Lockfile;
+use crate::manifest::Manifest;
+use crate::packument::Packument;
+use crate::plan::DependencyGroup;
+
+pub use graph::{Demand, Node, ResolveFailure, ResolveOptions};
+use graph::{GraphBuilder, satisfying_node};
+use peers::resolve_peers;
+
+/// Where packuments come from, and who hears about picked versions. `next` blocks until a
+/// requested packument (or its failure) is available.
+pub trait PackumentSource {
+    fn request(&mut self, name: &str);
+    fn next(&mut self) -> Option<(String, Result<Arc<Packument>, String>)>;
+    /// A package version entered the graph (its tarball can be fetched now).
+    fn picked(&mut self, _node: &Node) {}
+}
+
+pub struct Resolved {
+    pub lockfile: Lockfile,
+    pub warnings: Vec<String>,
+    /// Packages in the graph (distinct name@version).
+    pub packages: usize,
+}
+
+/// Resolves `manifest` (keeping versions of `old` where they still satisfy) into a lockfile.
+pub fn resolve(
+    manifest: &Manifest,
+    old: Option<&Lockfile>,
+    options: &ResolveOptions,
+    source: &mut dyn PackumentSource,
+    default_tarball: &dyn Fn(&str, &str) -> Option<String>,
+) -> Result<Resolved, ResolveFailure> {
+    let mut builder = GraphBuilder::new(old, options.clone());
+    let mut demands = Vec::new();
+    let mut announced = 0;
+    builder.start(project_dependencies(manifest), &mut demands)?;
+    let mut attempted_peers = HashSet::new();
+    loop {
+        loop {
+            for demand in demands.drain(..) {
+                if let Demand::Packument(name) = demand {
+                    source.request(&name);
+                }
+            }
+            for node in &builder.nodes[announced..] {
+                source.picked(node);
+            }
+            announced = builder.nodes.len();
+            if builder.is_done() {
+                break;
+            }
+            let (name, result) = source.next().ok_or_else(|| ResolveFailure {
+                message: "resolution stopped: the packument source closed".to_owned(),
+            })?;
+            builder.on_packument(&name, result, &mut demands)?;
+        }
+        let direct: Vec<(String, Option<usize>)> = builder
+            .direct
+            .iter()
+            .map(|d| (d.alias.clone(), d.node))
+            .collect();
+        let peers = resolve_peers(&builder.nodes, &direct, &builder.hidden);
+        // autoInstallPeers: required peers missing from scope become hidden direct
+        // dependencies, then peers are resolved again.
+        let mut hidden = Vec::new();
+        for (name, wanted) in &peers.missing {
+            if !attempted_peers.insert(name.clone()) {
+                continue;
+            }
+            let ranges: Vec<Range> = wanted
+                .iter()
+                .filter_map(|(range, _)| Range::parse(range).ok())
+                .collect();
+            let ranges_text = match satisfying_node(&builder.nodes, name, &ranges) {
+                Some(id) => vec![builder.nodes[id].version.clone()],
+                None => wanted.iter().map(|(range, _)| range.clone()).collect(),
+            };
+            let who = wanted
+                .iter()
+                .map(|(range, by)| format!("{range} by {by}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            hidden.push((name.clone(), ranges_text, who));
+        }
+        if hidden.is_empty() {
+            let lockfile = lockfile_out::build_lockfile(
+                &builder.nodes,
+                &builder.direct,
+                &peers,
+                default_tarball,
+            );
+            return Ok(Resolved {
+                lockfile,
+                warnings: builder.warnings,
+                packages: builder.nodes.len(),
+            });
+        }
+        builder.add_hidden(hidden, &mut demands)?;
+    }
+}
+
+/// package.json's groups as pnpm reads them: a name in `optionalDependencies` is only
+/// optional; one in `dependencies` is not also a dev dependency.
+pub fn project_dependencies(manifest: &Manifest) -> Vec<(DependencyGroup, String, String)> {
+    let mut out = Vec::new();
+    for (name, spec) in &manifest.dependencies {
+        if !manifest.optional_dependencies.contains_key(name) {
+            out.push((DependencyGroup::Production, name.clone(), spec.clone()));
+        }
+    }
+    for (name, spec) in &manifest.dev_dependencies {
+        if !manifest.optional_dependencies.contains_key(name)
+            && !manifest.dependencies.contains_key(name)
+        {
+            out.push((DependencyGroup::Development, name.clone(), spec.clone()));
+        }
+    }
+    for (name, spec) in &manifest.optional_dependencies {
+        out.push((DependencyGroup::Optional, name.clone(), spec.clone()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

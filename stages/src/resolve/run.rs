@@ -1,0 +1,202 @@
+//! Resolution as pipeline stages:
+//!
+//! ```text
+//! resolve (1 thread) ──names──> metadata (M threads: packument cache / registry)
+//!    ^                               │
+//!    └────────── packuments ─────────┘
+//!    └──PackageUnit (each picked version, at once)──> fetch ──> write ──> index (the store)
+//! ```
+//! Tarballs download while the graph is still being resolved; the install that follows finds
+//! them in the store and only links.
+
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use flowpm_pipeline::{
+    CancelToken, PipelineError, Receiver, Sender, StageContext, StageSnapshot, bounded, unbounded,
+};
+use flowpm_store::Store;
+
+use crate::InstallError;
+use crate::capacity::{FETCH_THREADS, FILE_QUEUE, INDEX_QUEUE, WRITE_THREADS, threads};
+use crate::config::NpmConfig;
+use crate::fetch::{Fetcher, run_fetch_worker};
+use crate::index::run_index_writer;
+use crate::integrity::Integrity;
+use crate::lockfile::Lockfile;
+use crate::manifest::Manifest;
+use crate::messages::{PackageUnit, StoredPackage};
+use crate::packument::Packument;
+use crate::platform::Platform;
+use crate::report::Reporter;
+use crate::write::{Finalizer, run_write_worker};
+
+use super::metadata::{CacheMode, MetadataFetcher, PackumentResult, run_metadata_worker};
+use super::{Node, PackumentSource, ResolveOptions, Resolved, resolve};
+
+/// Packument fetchers: registry latency, not CPU, bounds them.
+pub const METADATA_THREADS: usize = 16;
+
+pub struct ResolveRun<'a> {
+    pub config: &'a Arc<NpmConfig>,
+    pub store_dir: &'a Path,
+    pub cache_mode: CacheMode,
+    pub offline: bool,
+    /// Download each picked version's tarball into the store during resolution.
+    pub prefetch: bool,
+    pub cancel: &'a CancelToken,
+    pub reporter: &'a dyn Reporter,
+}
+
+/// Resolves `manifest` against the registry (keeping `old`'s versions where they satisfy).
+pub fn resolve_with_registry(
+    run: &ResolveRun<'_>,
+    manifest: &Manifest,
+    old: Option<&Lockfile>,
+    options: &ResolveOptions,
+) -> Result<(Resolved, Vec<StageSnapshot>), InstallError> {
+    let fetcher = Fetcher::new(run.config.clone(), run.offline, run.reporter)?;
+    let metadata = MetadataFetcher::new(&fetcher, run.store_dir, run.cache_mode);
+    let store = if run.prefetch {
+        Some(Store::open(run.store_dir)?)
+    } else {
+        None
+    };
+    let files_written = AtomicU64::new(0);
+    let result: Mutex<Option<Resolved>> = Mutex::new(None);
+    let config = run.config.clone();
+    let default_tarball = move |name: &str, version: &str| {
+        let registry = config.registry_for(name).ok()?;
+        let basename = name.rsplit('/').next().unwrap_or(name);
+        Some(format!("{registry}{name}/-/{basename}-{version}.tgz"))
+    };
+
+    let outcome = flowpm_pipeline::run(run.cancel, |pipeline| {
+        let (name_sender, name_receiver) = unbounded::<String>();
+        let (packument_sender, packument_receiver) = unbounded::<PackumentResult>();
+        let (unit_sender, unit_receiver) = unbounded::<Arc<PackageUnit>>();
+        let senders = Mutex::new(Some((name_sender, unit_sender)));
+        let (result, default_tarball) = (&result, &default_tarball);
+        let store_ref = store.as_ref();
+        pipeline.spawn("resolve", 1, move |context| {
+            let (names, units) = senders.lock().unwrap().take().expect("one resolve thread");
+            let mut source = PipelineSource {
+                context,
+                names,
+                packuments: &packument_receiver,
+                units: store_ref.map(|store| (units, store)),
+                platform: Platform::host(),
+            };
+            let resolved = resolve(manifest, old, options, &mut source, default_tarball)
+                .map_err(|failure| InstallError::Resolve(failure.message))?;
+            *result.lock().unwrap() = Some(resolved);
+            Ok(())
+        });
+        let metadata = &metadata;
+        pipeline.spawn("metadata", METADATA_THREADS, move |context| {
+            run_metadata_worker(context, &name_receiver, &packument_sender, metadata)
+        });
+        let Some(store) = store.as_ref() else {
+            return;
+        };
+        let (file_sender, file_receiver) = bounded(FILE_QUEUE);
+        let (import_sender, import_receiver) = bounded::<StoredPackage>(FILE_QUEUE);
+        let (index_sender, index_receiver) = bounded::<StoredPackage>(INDEX_QUEUE);
+        let finalizer = Arc::new(Finalizer {
+            cas: store.cas(),
+            import: import_sender,
+            index: index_sender,
+            reporter: run.reporter,
+            files_written: &files_written,
+        });
+        let fetch_finalizer = finalizer.clone();
+        let fetcher = &fetcher;
+        pipeline.spawn("fetch", threads("fetch", FETCH_THREADS), move |context| {
+            run_fetch_worker(
+                context,
+                &unit_receiver,
+                fetcher,
+                &file_sender,
+                &fetch_finalizer,
+            )
+        });
+        pipeline.spawn("write", threads("write", WRITE_THREADS), move |context| {
+            run_write_worker(context, &file_receiver, &finalizer)
+        });
+        pipeline.spawn("index", 1, move |context| {
+            run_index_writer(context, &index_receiver, store.index())
+        });
+        // Nothing is linked yet: stored packages are imported by the install that follows.
+        pipeline.spawn("stored", 1, move |context| {
+            while context.recv(&import_receiver).is_some() {}
+            Ok(())
+        });
+    });
+    let outcome = outcome.map_err(|error| match error {
+        PipelineError::Stage { error, .. } => error,
+        PipelineError::Panicked { stage, message } => {
+            InstallError::Internal(format!("the {stage} stage panicked: {message}"))
+        }
+        PipelineError::Cancelled => InstallError::Cancelled,
+    })?;
+    let resolved = result
+        .into_inner()
+        .unwrap()
+        .ok_or_else(|| InstallError::Internal("resolution ended without a result".to_owned()))?;
+    Ok((resolved, outcome.stages))
+}
+
+struct PipelineSource<'a, 'c> {
+    context: &'c StageContext,
+    names: Sender<String>,
+    packuments: &'a Receiver<PackumentResult>,
+    units: Option<(Sender<Arc<PackageUnit>>, &'a Store)>,
+    platform: Platform,
+}
+
+impl PackumentSource for PipelineSource<'_, '_> {
+    fn request(&mut self, name: &str) {
+        let _ = self.context.send(&self.names, name.to_owned());
+    }
+
+    fn next(&mut self) -> Option<(String, Result<Arc<Packument>, String>)> {
+        self.context.recv(self.packuments)
+    }
+
+    fn picked(&mut self, node: &Node) {
+        let Some((units, store)) = &self.units else {
+            return;
+        };
+        let manifest = &node.manifest;
+        // Platform-specific optional packages for other systems are never installed here.
+        if !self.platform.supports(
+            manifest.os.as_deref(),
+            manifest.cpu.as_deref(),
+            manifest.libc.as_deref(),
+        ) {
+            return;
+        }
+        let integrity = manifest.integrity.as_deref().and_then(Integrity::parse);
+        let key = match (&manifest.integrity, &manifest.tarball) {
+            (Some(integrity), _) => integrity.clone(),
+            (None, Some(tarball)) => tarball.clone(),
+            (None, None) => return,
+        };
+        if matches!(store.index().get(&key), Ok(Some(_))) {
+            return;
+        }
+        self.context.record_item(0);
+        let _ = self.context.send(
+            units,
+            Arc::new(PackageUnit {
+                key,
+                name: node.name.clone(),
+                version: node.version.clone(),
+                integrity,
+                tarball: manifest.tarball.clone(),
+                snapshots: Vec::new(),
+            }),
+        );
+    }
+}
