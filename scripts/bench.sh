@@ -20,6 +20,9 @@
 #   p3    cold: lockfile present, store/cache empty (rm -rf), no node_modules
 #   p4    warm: lockfile present, store warm (from p3), node_modules removed
 #   noop: everything in place (right after p4): the tool must notice there is nothing to do
+#   p0    full cold: no lockfile, store/cache empty: resolve from the mirror's packuments + install
+#   p1    resolve only, cold cache: no lockfile, write it, install nothing (flowpm/pnpm/bun
+#         `install --lockfile-only`, utoo `deps`)
 # Each round runs every tool's p3, p4, noop in turn; the order of the tools alternates round by
 # round (A B C D, D C B A, ...) so that drift of the machine hits all of them alike.
 # Every run is timed by GNU time (wall, user, sys, peak RSS of the process tree's largest process)
@@ -134,9 +137,9 @@ pristine_lockfile() {
   if [[ $f == pnpm-lock.yaml ]]; then echo "$mirror/project/$f"; else echo "$mirror/lockfiles/$f"; fi
 }
 
-# tool_cmd <tool> <dir>: sets the array CMD (store/cache under <dir>)
+# tool_cmd <tool> <dir> [phase]: sets the array CMD (store/cache under <dir>)
 tool_cmd() {
-  local t=$1 d=$2
+  local t=$1 d=$2 phase=${3:-p3}
   # shellcheck disable=SC2206  # *_ARGS are meant to be word-split
   case $t in
     flowpm) CMD=("$FLOWPM" install --frozen-lockfile --registry "$REGISTRY" --store-dir "$d/store"
@@ -149,6 +152,19 @@ tool_cmd() {
                        --cache-dir "$d/cache" --silent ${BUN_ARGS:-}) ;;
     utoo) CMD=("$UTOO" install --ignore-scripts --registry "$REGISTRY" --cache-dir "$d/cache" --quiet ${UTOO_ARGS:-}) ;;
   esac
+  # Without a lockfile: resolve (p0), or resolve only (p1).
+  if [[ $phase == p0 || $phase == p1 ]]; then
+    local args=() a
+    for a in "${CMD[@]}"; do [[ $a == --frozen-lockfile ]] || args+=("$a"); done
+    CMD=("${args[@]}")
+    if [[ $phase == p1 ]]; then
+      if [[ $t == utoo ]]; then
+        CMD=("$UTOO" deps --registry "$REGISTRY" --cache-dir "$d/cache" ${UTOO_ARGS:-})
+      else
+        CMD+=(--lockfile-only)
+      fi
+    fi
+  fi
 }
 
 tool_version() {
@@ -210,6 +226,9 @@ run_phase() {
   local d=$work/$t
   local proj=$d/project lock; lock=$(lockfile_of "$t")
   case $phase in
+    p0|p1) # no lockfile, empty store/cache, no node_modules
+      rm -rf "$d"; mkdir -p "$proj" "$d/xdg"
+      cp "$mirror/project/package.json" "$proj/" ;;
     p3) # cold: fresh copy with the lockfile, empty store/cache, no node_modules
       rm -rf "$d"; mkdir -p "$proj" "$d/xdg"
       cp "$mirror/project/package.json" "$proj/"
@@ -223,7 +242,7 @@ run_phase() {
     noop) # everything in place
       if [[ ! -d $proj/node_modules ]]; then run_phase_untimed "$t" || true; fi ;;
   esac
-  tool_cmd "$t" "$d"
+  tool_cmd "$t" "$d" "$phase"
   local name=$t-$phase-r$round
   local logf=$out/logs/$name.log tfile=$out/logs/$name.time wfile=$out/logs/$name.wall
   sync
@@ -238,9 +257,11 @@ run_phase() {
   local status=ok problem
   if [[ $rc -eq 124 || $rc -eq 137 ]]; then status=timeout
   elif [[ $rc -ne 0 ]]; then status=exit$rc
+  elif [[ $phase == p1 ]]; then
+    [[ -s $proj/$lock ]] || { status=nolockfile; echo "no $lock written" >>"$logf"; }
   elif ! problem=$(check_tree "$proj"); then status=incomplete; echo "$problem" >>"$logf"
   fi
-  if [[ $status == ok ]] && ! cmp -s "$proj/$lock" "$(pristine_lockfile "$t")"; then
+  if [[ $status == ok && $phase != p0 && $phase != p1 ]] && ! cmp -s "$proj/$lock" "$(pristine_lockfile "$t")"; then
     echo "note: $t rewrote $lock during $phase" >>"$out/notes.txt"
   fi
   echo "$t,$phase,$round,$wall,$user,$sys,$rss,$status" >>"$out/results.csv"

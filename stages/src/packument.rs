@@ -189,22 +189,26 @@ fn pick_among<'p>(
     packument: &'p Packument,
     accepted: &dyn Fn(&PublishedVersion) -> bool,
 ) -> Option<&'p PublishedVersion> {
-    if let Some(latest) = packument
+    let latest = packument
         .dist_tags
         .get("latest")
         .and_then(|text| packument.version(text))
-        .filter(|latest| accepted(latest))
-    {
-        return Some(latest);
-    }
-    let mut satisfying = packument.versions.iter().rev().filter(|c| accepted(c));
-    let highest = satisfying.next()?;
-    if highest.manifest.deprecated.is_none() {
-        return Some(highest);
-    }
-    satisfying
-        .find(|candidate| candidate.manifest.deprecated.is_none())
-        .or(Some(highest))
+        .filter(|latest| accepted(latest));
+    // Deprecated versions only when nothing else matches (`@types/x` stubs are deprecated
+    // `latest`s, and pnpm keeps the last real release).
+    let live = |candidate: &&PublishedVersion| candidate.manifest.deprecated.is_none();
+    latest
+        .filter(live)
+        .or_else(|| {
+            packument
+                .versions
+                .iter()
+                .rev()
+                .filter(|c| accepted(c))
+                .find(live)
+        })
+        .or(latest)
+        .or_else(|| packument.versions.iter().rev().find(|c| accepted(c)))
 }
 
 /// `2020-01-01T00:00:00.000Z` -> seconds since the epoch (UTC only, as registries write it).
@@ -544,27 +548,39 @@ impl RawVersion<'_> {
             (StrList::Absent, other) | (other, _) => other,
         };
         let dependencies = pairs(&self.dependencies);
+        let mut peer_dependencies = pairs(&self.peer_dependencies);
+        let optional_peers: Vec<String> = self
+            .peer_dependencies_meta
+            .0
+            .iter()
+            .flatten()
+            .filter(|(_, meta)| {
+                meta.0
+                    .as_ref()
+                    .and_then(|meta| meta.optional.as_ref())
+                    .is_some_and(|flag| flag.0)
+            })
+            .map(|(name, _)| name.to_string())
+            .collect();
+        // A peer named only in peerDependenciesMeta is a peer on any version (pnpm: `*`).
+        for name in &optional_peers {
+            if !peer_dependencies.iter().any(|(peer, _)| peer == name) {
+                peer_dependencies.push((name.clone(), "*".to_owned()));
+            }
+        }
         VersionManifest {
             name: name.to_owned(),
             version: version.to_owned(),
             optional_dependencies: pairs(&self.optional_dependencies),
-            peer_dependencies: pairs(&self.peer_dependencies),
-            optional_peers: self
-                .peer_dependencies_meta
-                .0
-                .iter()
-                .flatten()
-                .filter(|(_, meta)| {
-                    meta.0
-                        .as_ref()
-                        .and_then(|meta| meta.optional.as_ref())
-                        .is_some_and(|flag| flag.0)
-                })
-                .map(|(name, _)| name.to_string())
-                .collect(),
+            peer_dependencies,
+            optional_peers,
             tarball: dist.and_then(|dist| text(&dist.tarball)),
             integrity,
-            engines: pairs(&self.engines),
+            // pnpm leaves out `engines` entries that allow anything.
+            engines: pairs(&self.engines)
+                .into_iter()
+                .filter(|(_, range)| range != "*")
+                .collect(),
             os: list(&self.os),
             cpu: list(&self.cpu),
             libc: list(&self.libc),

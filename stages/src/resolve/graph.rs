@@ -143,6 +143,8 @@ pub struct GraphBuilder<'a> {
     by_key: HashMap<(String, String), NodeId>,
     packuments: HashMap<String, PackumentState>,
     groups: Vec<Group>,
+    /// What the project's direct dependencies' children see (auto-installed peers too).
+    root_scope: Option<Arc<Scope>>,
     /// Old lockfile versions per name: preferred everywhere.
     locked_versions: HashMap<String, Vec<String>>,
 }
@@ -176,6 +178,7 @@ impl<'a> GraphBuilder<'a> {
             by_key: HashMap::new(),
             packuments: HashMap::new(),
             groups: Vec::new(),
+            root_scope: None,
             locked_versions,
         }
     }
@@ -223,7 +226,9 @@ impl<'a> GraphBuilder<'a> {
         peers: Vec<(String, Vec<String>, String)>,
         demands: &mut Vec<Demand>,
     ) -> Result<(), ResolveFailure> {
-        let group = self.new_group(Arc::new(Scope::default()));
+        // Hidden peers are direct dependencies too: they see the project's versions.
+        let scope = self.root_scope.clone().unwrap_or_default();
+        let group = self.new_group(scope);
         let mut requests = Vec::new();
         for (name, ranges, who) in peers {
             let index = self.hidden.len();
@@ -499,6 +504,9 @@ impl<'a> GraphBuilder<'a> {
             parent: Some(self.groups[group].scope.clone()),
             versions,
         });
+        if group == 0 {
+            self.root_scope = Some(scope.clone());
+        }
         for member in members {
             if self.nodes[member].expanded {
                 continue;

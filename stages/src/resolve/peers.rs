@@ -62,7 +62,10 @@ struct Resolver<'g> {
     /// Names each package's subtree may take from outside it.
     needed: Vec<BTreeSet<String>>,
     memo: HashMap<(NodeId, Vec<Option<String>>), Rc<Instance>>,
-    in_progress: HashSet<NodeId>,
+    /// Packages being resolved, with their (already final) keys.
+    in_progress: HashMap<NodeId, String>,
+    /// Names declared as optional peers somewhere, with one declaring range.
+    optional_peer_ranges: HashMap<String, String>,
     /// First key computed per node (for optional peers found elsewhere in the graph).
     any_key: HashMap<NodeId, String>,
     out: PeerResolution,
@@ -79,7 +82,17 @@ pub fn resolve_peers(
         nodes,
         needed: needed_from_outside(nodes),
         memo: HashMap::new(),
-        in_progress: HashSet::new(),
+        in_progress: HashMap::new(),
+        optional_peer_ranges: nodes
+            .iter()
+            .flat_map(|node| {
+                node.manifest
+                    .peer_dependencies
+                    .iter()
+                    .filter(|(name, _)| node.manifest.optional_peers.contains(name))
+                    .map(|(name, range)| (name.clone(), range.clone()))
+            })
+            .collect(),
         any_key: HashMap::new(),
         out: PeerResolution::default(),
     };
@@ -113,50 +126,70 @@ pub fn resolve_peers(
 impl<'g> Resolver<'g> {
     fn resolve(&mut self, id: NodeId, frame: &Frame<'_>) -> Rc<Instance> {
         let node = &self.nodes[id];
-        let bare = format!("{}@{}", node.name, node.version);
-        if !self.in_progress.insert(id) {
-            // A peer cycle (a peers on b, b on a): the inner occurrence goes without suffix.
+        if let Some(key) = self.in_progress.get(&id) {
+            // A cycle back to a package being resolved: its key is already final.
             return Rc::new(Instance {
-                key: bare,
+                key: key.clone(),
                 outside: BTreeMap::new(),
             });
         }
+        // Everything the subtree takes from outside is known before descending, so the key is
+        // final before any descendant (even a cyclic one) refers to it.
         let needed: Vec<String> = self.needed[id].iter().cloned().collect();
         let mut found = Vec::with_capacity(needed.len());
         for name in &needed {
             let key = match frame.lookup(name) {
                 Some((entry, entry_frame)) => Some(self.resolve(entry, entry_frame).key.clone()),
-                None => None,
+                None => self.elsewhere(name),
             };
             found.push(key);
         }
         let memo_key = (id, found.clone());
         if let Some(instance) = self.memo.get(&memo_key) {
-            self.in_progress.remove(&id);
             return instance.clone();
         }
+        // pnpm sorts the `name@version` strings, so `react-dom@…` precedes `react@…`.
+        let mut suffix: Vec<String> = needed
+            .iter()
+            .zip(&found)
+            .filter_map(|(name, peer_key)| {
+                let peer_key = peer_key.as_ref()?;
+                let version = peer_key
+                    .get(1..)
+                    .and_then(|rest| rest.find('@'))
+                    .map_or(peer_key.as_str(), |at| &peer_key[at + 2..]);
+                Some(format!("{name}@{version}"))
+            })
+            .collect();
+        suffix.sort();
+        let mut key = format!("{}@{}", node.name, node.version);
+        for peer in &suffix {
+            key.push('(');
+            key.push_str(peer);
+            key.push(')');
+        }
+        self.in_progress.insert(id, key.clone());
+        let outside: BTreeMap<String, Option<String>> =
+            needed.iter().cloned().zip(found.iter().cloned()).collect();
 
         let child_aliases: HashSet<&str> = children(node).map(|e| e.alias.as_str()).collect();
-        let mut outside: BTreeMap<String, Option<String>> = BTreeMap::new();
         let mut dependencies = BTreeMap::new();
         let mut optional_dependencies = BTreeMap::new();
-        // Own peers, from the parent's scope.
+        // Own peers, from the parent's scope (a dependency of the same name wins).
+        let mut own_peers = BTreeSet::new();
         for (name, range) in &node.manifest.peer_dependencies {
-            if child_aliases.contains(name.as_str()) {
+            if child_aliases.contains(name.as_str()) || *name == node.name {
                 continue;
             }
+            own_peers.insert(name.clone());
             let optional = node.manifest.optional_peers.contains(name);
-            let index = needed.iter().position(|n| n == name);
-            let mut key = index.and_then(|index| found[index].clone());
-            if key.is_none() && optional {
-                key = self.elsewhere(name, range);
-            }
-            match &key {
+            let found = outside.get(name).cloned().flatten();
+            match found {
                 Some(key) if optional => {
-                    optional_dependencies.insert(name.clone(), key.clone());
+                    optional_dependencies.insert(name.clone(), key);
                 }
                 Some(key) => {
-                    dependencies.insert(name.clone(), key.clone());
+                    dependencies.insert(name.clone(), key);
                 }
                 None if optional => {}
                 None => self
@@ -164,12 +197,9 @@ impl<'g> Resolver<'g> {
                     .missing
                     .entry(name.clone())
                     .or_default()
-                    .push((range.clone(), bare.clone())),
+                    .push((range.clone(), format!("{}@{}", node.name, node.version))),
             }
-            // Unresolved ones too: ancestors list them in transitivePeerDependencies.
-            outside.insert(name.clone(), key);
         }
-        let own_peers: BTreeSet<String> = outside.keys().cloned().collect();
 
         // Children, in a frame of this package's dependencies.
         let child_frame = Frame {
@@ -186,27 +216,13 @@ impl<'g> Resolver<'g> {
                 &mut dependencies
             };
             target.insert(edge.alias.clone(), child.key.clone());
-            for (name, key) in &child.outside {
-                if child_aliases.contains(name.as_str()) {
-                    continue;
-                }
-                transitive.insert(name.clone());
-                if !own_peers.contains(name) {
-                    outside.insert(name.clone(), key.clone());
+            for name in child.outside.keys() {
+                if !child_aliases.contains(name.as_str()) && *name != node.name {
+                    transitive.insert(name.clone());
                 }
             }
         }
-
-        let mut key = bare;
-        for (name, peer_key) in &outside {
-            if let Some(peer_key) = peer_key {
-                let version = peer_key
-                    .get(1..)
-                    .and_then(|rest| rest.find('@'))
-                    .map_or(peer_key.as_str(), |at| &peer_key[at + 2..]);
-                key.push_str(&format!("({name}@{version})"));
-            }
-        }
+        let _ = own_peers;
         let instance = Rc::new(Instance {
             key: key.clone(),
             outside,
@@ -223,26 +239,19 @@ impl<'g> Resolver<'g> {
         instance
     }
 
-    /// An optional peer not in scope uses a version that is anywhere in the graph.
-    fn elsewhere(&self, name: &str, range: &str) -> Option<String> {
-        let range = Range::parse(range).ok();
+    /// A peer not in scope that some package declares optional uses a version that is
+    /// anywhere in the graph (the highest satisfying that declaration's range).
+    fn elsewhere(&self, name: &str) -> Option<String> {
+        let range = Range::parse(self.optional_peer_ranges.get(name)?).ok()?;
         let (id, node) = self
             .nodes
             .iter()
             .enumerate()
             .filter(|(_, node)| node.name == name)
-            .filter(|(_, node)| {
-                let version = Version::parse(&node.version).ok();
-                match (&range, version) {
-                    (Some(range), Some(version)) => range.satisfies(&version),
-                    _ => false,
-                }
-            })
-            .max_by(|a, b| {
-                let va = Version::parse(&a.1.version).ok();
-                let vb = Version::parse(&b.1.version).ok();
-                va.cmp(&vb)
-            })?;
+            .filter_map(|(id, node)| Some((id, node, Version::parse(&node.version).ok()?)))
+            .filter(|(_, _, version)| range.satisfies(version))
+            .max_by(|a, b| a.2.cmp(&b.2))
+            .map(|(id, node, _)| (id, node))?;
         Some(
             self.any_key
                 .get(&id)
@@ -267,7 +276,7 @@ fn needed_from_outside(nodes: &[Node]) -> Vec<BTreeSet<String>> {
                 .peer_dependencies
                 .iter()
                 .map(|(name, _)| name)
-                .filter(|name| !aliases.contains(name.as_str()))
+                .filter(|name| !aliases.contains(name.as_str()) && **name != node.name)
                 .cloned()
                 .collect()
         })
@@ -287,7 +296,11 @@ fn needed_from_outside(nodes: &[Node]) -> Vec<BTreeSet<String>> {
                 children(&nodes[parent]).map(|e| e.alias.as_str()).collect();
             let additions: Vec<String> = needed[child]
                 .iter()
-                .filter(|name| !aliases.contains(name.as_str()) && !needed[parent].contains(*name))
+                .filter(|name| {
+                    !aliases.contains(name.as_str())
+                        && **name != nodes[parent].name
+                        && !needed[parent].contains(*name)
+                })
                 .cloned()
                 .collect();
             if !additions.is_empty() {
