@@ -85,7 +85,7 @@ for t in $tools; do
     *) die "unknown tool: $t" ;;
   esac
 done
-for p in $phases; do [[ $p =~ ^(p3|p4|noop)$ ]] || die "unknown phase: $p"; done
+for p in $phases; do [[ $p =~ ^(p0|p1|p3|p4|noop)$ ]] || die "unknown phase: $p"; done
 
 # --- the mirror ---------------------------------------------------------------------------------
 started_mirror="" work=""
