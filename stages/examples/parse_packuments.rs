@@ -3,7 +3,9 @@
 use std::time::Instant;
 
 fn main() {
-    let root = std::env::args().nth(1).expect("a directory of <name>/index.json packuments");
+    let root = std::env::args()
+        .nth(1)
+        .expect("a directory of <name>/index.json packuments");
     let mut files = Vec::new();
     let mut stack = vec![std::path::PathBuf::from(root)];
     while let Some(dir) = stack.pop() {
@@ -20,7 +22,8 @@ fn main() {
     let started = Instant::now();
     let mut versions = 0;
     for body in &files {
-        versions += flowpm_stages::packument::Packument::parse(body).unwrap().versions.len();
+        let packument = flowpm_stages::packument::Packument::parse(body.clone()).unwrap();
+        versions += packument.versions.len();
     }
     let parse = started.elapsed();
     let started = Instant::now();

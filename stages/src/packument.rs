@@ -14,12 +14,18 @@ use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 /// One package's registry document, reduced to what resolution needs.
+///
+/// Only the version list is parsed up front; a version's manifest is parsed from its span of
+/// the kept body when first asked for. Resolution needs one or two versions of each package,
+/// and building all 75k manifests of a 1,000-package graph (then freeing them) cost more than
+/// the whole JSON scan (PERF.md).
 #[derive(Debug)]
 pub struct Packument {
     pub name: String,
     pub dist_tags: BTreeMap<String, String>,
     /// Every published version, ascending.
     pub versions: Vec<PublishedVersion>,
+    body: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -27,7 +33,10 @@ pub struct PublishedVersion {
     pub version: Version,
     /// Seconds since the epoch, from the `time` map (absent in some registries).
     pub published: Option<i64>,
-    pub manifest: Arc<VersionManifest>,
+    pub deprecated: bool,
+    /// This version's object in the body.
+    span: std::ops::Range<usize>,
+    manifest: std::sync::OnceLock<Arc<VersionManifest>>,
 }
 
 /// The parts of one version's manifest that resolution and the lockfile need.
@@ -57,39 +66,69 @@ pub struct VersionManifest {
 pub struct PackumentError(pub String);
 
 impl Packument {
-    pub fn parse(body: &[u8]) -> Result<Self, PackumentError> {
+    pub fn parse(body: Vec<u8>) -> Result<Self, PackumentError> {
         let raw: RawPackument<'_> =
-            serde_json::from_slice(body).map_err(|error| PackumentError(error.to_string()))?;
+            serde_json::from_slice(&body).map_err(|error| PackumentError(error.to_string()))?;
         let time: HashMap<&str, i64> = raw
             .time
             .0
             .iter()
             .filter_map(|(key, value)| Some((key.as_ref(), parse_iso_time(value)?)))
             .collect();
-        let name = raw.name.0.as_deref().unwrap_or_default();
+        let name = raw.name.0.as_deref().unwrap_or_default().to_owned();
+        let base = body.as_ptr() as usize;
         let mut versions = Vec::with_capacity(raw.versions.len());
-        for (key, manifest) in &raw.versions {
+        for (key, value) in &raw.versions {
             // Unparsable versions (ancient packages) can never match a range: skip them.
             let Ok(version) = Version::parse(key.as_ref()) else {
                 continue;
             };
+            let text = value.get();
+            let start = text.as_ptr() as usize - base;
+            // Most versions never mention deprecation: a byte search spares them a parse.
+            let deprecated = text.contains("\"deprecated\"")
+                && serde_json::from_str::<DeprecationOnly<'_>>(text)
+                    .is_ok_and(|v| v.deprecated.0.is_some_and(|text| !text.is_empty()));
             versions.push(PublishedVersion {
                 published: time.get(key.as_ref()).copied(),
-                manifest: Arc::new(manifest.to_manifest(name, key)),
+                deprecated,
+                span: start..start + text.len(),
+                manifest: std::sync::OnceLock::new(),
                 version,
             });
         }
         versions.sort_by(|a, b| a.version.cmp(&b.version));
+        let dist_tags = raw
+            .dist_tags
+            .0
+            .iter()
+            .map(|(tag, value)| (tag.to_string(), value.to_string()))
+            .collect();
+        drop(raw);
         Ok(Packument {
-            name: name.to_owned(),
-            dist_tags: raw
-                .dist_tags
-                .0
-                .iter()
-                .map(|(tag, value)| (tag.to_string(), value.to_string()))
-                .collect(),
+            name,
+            dist_tags,
             versions,
+            body,
         })
+    }
+
+    /// The manifest of one of this packument's versions (parsed on first use).
+    pub fn manifest(&self, published: &PublishedVersion) -> Arc<VersionManifest> {
+        published
+            .manifest
+            .get_or_init(|| {
+                let text = &self.body[published.span.clone()];
+                let version = published.version.to_string();
+                let raw: RawVersion<'_> = serde_json::from_slice(text).unwrap_or_default();
+                Arc::new(raw.to_manifest(&self.name, &version))
+            })
+            .clone()
+    }
+
+    /// The document as received (written to the metadata cache).
+    pub fn body(&self) -> &[u8] {
+        &self.body
     }
 
     pub fn version(&self, text: &str) -> Option<&PublishedVersion> {
@@ -196,7 +235,7 @@ fn pick_among<'p>(
         .filter(|latest| accepted(latest));
     // Deprecated versions only when nothing else matches (`@types/x` stubs are deprecated
     // `latest`s, and pnpm keeps the last real release).
-    let live = |candidate: &&PublishedVersion| candidate.manifest.deprecated.is_none();
+    let live = |candidate: &&PublishedVersion| !candidate.deprecated;
     latest
         .filter(live)
         .or_else(|| {
@@ -238,9 +277,15 @@ struct RawPackument<'a> {
     #[serde(borrow, default, rename = "dist-tags")]
     dist_tags: Pairs<'a>,
     #[serde(borrow, default)]
-    versions: HashMap<Cow<'a, str>, RawVersion<'a>>,
+    versions: HashMap<Cow<'a, str>, &'a serde_json::value::RawValue>,
     #[serde(borrow, default)]
     time: Pairs<'a>,
+}
+
+#[derive(Deserialize)]
+struct DeprecationOnly<'a> {
+    #[serde(borrow, default)]
+    deprecated: MaybeStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
@@ -633,7 +678,7 @@ mod tests {
             "name": "p", "dist-tags": {"latest": latest, "next": "3.0.0-rc.1"}, "versions": versions,
             "time": {"created": "2020-01-01T00:00:00.000Z", "unpublished": {"time": "x"}}
         });
-        Packument::parse(body.to_string().as_bytes()).unwrap()
+        Packument::parse(body.to_string().into_bytes()).unwrap()
     }
 
     fn pick(p: &Packument, spec: &str) -> Option<String> {
@@ -685,8 +730,8 @@ mod tests {
         let body = br#"{"name":"old","versions":{"0.1.0":{"engines":["node >=0.4"],"os":"linux",
             "dependencies":{"a":"1","b":{"bad":1}},"deprecated":false,"bin":"x.js",
             "peerDependenciesMeta":{"p":{"optional":true}},"dist":{"shasum":"0123456789abcdef0123456789abcdef01234567"}}}}"#;
-        let p = Packument::parse(body).unwrap();
-        let manifest = &p.versions[0].manifest;
+        let p = Packument::parse(body.to_vec()).unwrap();
+        let manifest = p.manifest(&p.versions[0]);
         assert!(manifest.engines.is_empty());
         assert_eq!(manifest.os.as_deref(), Some(&["linux".to_owned()][..]));
         // One bad value drops the whole map rather than the document.
@@ -705,6 +750,6 @@ mod tests {
             parse_iso_time("2020-01-01T00:00:00.000Z"),
             Some(1_577_836_800)
         );
-        assert!(Packument::parse(b"{\"versions\": [").is_err());
+        assert!(Packument::parse(b"{\"versions\": [".to_vec()).is_err());
     }
 }

@@ -400,7 +400,7 @@ impl<'a> GraphBuilder<'a> {
             return self.fail(request, &message, demands);
         };
         let version = picked.version.to_string();
-        let manifest = picked.manifest.clone();
+        let manifest = packument.manifest(picked);
         let node = self.node(&request.name, &version, manifest, &request);
         self.settle(request, Some(node), demands)
     }

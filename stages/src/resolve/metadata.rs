@@ -63,72 +63,62 @@ impl MetadataFetcher<'_> {
             .join(format!("{}.zst", name.replace('/', "%2f")))
     }
 
-    /// The packument of `name` from the cache or the registry. Returns the bytes downloaded.
+    /// The packument of `name` from the cache or the registry, the bytes downloaded, and the
+    /// cache entry to write once the packument has been handed on (`None`: cache is current).
     pub fn load(
         &self,
         context: &StageContext,
         name: &str,
-    ) -> (Result<Arc<Packument>, String>, u64) {
+    ) -> (Result<Arc<Packument>, String>, u64, Option<CacheEntry>) {
         let cached = read_cache(&self.cache_path(name));
         let url = match self.url(name) {
             Ok(url) => url,
-            Err(error) => return (Err(error), 0),
+            Err(error) => return (Err(error), 0, None),
         };
-        let parse = |body: &[u8]| {
+        let parse = |body: Vec<u8>| {
             Packument::parse(body)
                 .map(Arc::new)
                 .map_err(|error| format!("malformed packument from {url}: {}", error.0))
         };
-        match (&cached, self.mode) {
-            (Some(entry), CacheMode::Offline | CacheMode::PreferOffline) => {
-                return (parse(&entry.body), 0);
+        let (etag, last_modified) = match cached {
+            Some(entry) if self.mode != CacheMode::Revalidate => {
+                return (parse(entry.body), 0, None);
             }
-            (None, CacheMode::Offline) => {
+            None if self.mode == CacheMode::Offline => {
                 return (
                     Err("not in the metadata cache, and --offline was given".to_owned()),
                     0,
+                    None,
                 );
             }
-            _ => {}
-        }
+            Some(ref entry) => (entry.etag.clone(), entry.last_modified.clone()),
+            None => (None, None),
+        };
         let client = match self.fetcher.client() {
             Ok(client) => client,
-            Err(error) => return (Err(error.to_string()), 0),
+            Err(error) => return (Err(error.to_string()), 0, None),
         };
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = client.get_document(
-                &url,
-                cached.as_ref().and_then(|c| c.etag.as_deref()),
-                cached.as_ref().and_then(|c| c.last_modified.as_deref()),
-            );
-            match result {
+            match client.get_document(&url, etag.as_deref(), last_modified.as_deref()) {
                 Ok(Document::NotModified) => {
-                    let entry = cached
-                        .as_ref()
-                        .expect("conditional only with a cached copy");
-                    return (parse(&entry.body), 0);
+                    let entry = cached.expect("conditional only with a cached copy");
+                    return (parse(entry.body), 0, None);
                 }
                 Ok(Document::Body {
                     body,
                     etag,
                     last_modified,
                 }) => {
-                    let parsed = parse(&body);
-                    if parsed.is_ok() {
-                        // A cache that cannot be written only costs the next run a download.
-                        let _ = write_cache(
-                            &self.cache_path(name),
-                            &CacheEntry {
-                                etag,
-                                last_modified,
-                                body: Vec::new(),
-                            },
-                            &body,
-                        );
-                    }
-                    return (parsed, body.len() as u64);
+                    let bytes = body.len() as u64;
+                    let parsed = parse(body);
+                    let entry = parsed.is_ok().then_some(CacheEntry {
+                        etag,
+                        last_modified,
+                        body: Vec::new(),
+                    });
+                    return (parsed, bytes, entry);
                 }
                 Err(failure) => {
                     if !failure.retryable || attempt >= self.fetcher.max_attempts {
@@ -139,14 +129,18 @@ impl MetadataFetcher<'_> {
                             }
                             _ => "",
                         };
-                        return (Err(format!("{} from {url}{hint}", failure.message)), 0);
+                        return (
+                            Err(format!("{} from {url}{hint}", failure.message)),
+                            0,
+                            None,
+                        );
                     }
                     self.fetcher
                         .reporter
                         .on_warning(&format!("{name}: {} from {url}; retrying", failure.message));
                     backoff(context, attempt, failure.retry_after);
                     if context.is_cancelled() {
-                        return (Err("cancelled".to_owned()), 0);
+                        return (Err("cancelled".to_owned()), 0, None);
                     }
                 }
             }
@@ -162,16 +156,23 @@ pub fn run_metadata_worker(
     metadata: &MetadataFetcher<'_>,
 ) -> Result<(), InstallError> {
     while let Some(name) = context.recv(input) {
-        let (result, bytes) = metadata.load(context, &name);
+        let (result, bytes, cache) = metadata.load(context, &name);
         context.record_item(bytes);
+        let packument = result.as_ref().ok().cloned();
+        let path = metadata.cache_path(&name);
         if context.send(output, (name, result)).is_err() {
             break;
+        }
+        // Compressed after resolution has the packument. A cache that cannot be written only
+        // costs the next run a download.
+        if let (Some(entry), Some(packument)) = (cache, packument) {
+            let _ = write_cache(&path, &entry, packument.body());
         }
     }
     Ok(())
 }
 
-struct CacheEntry {
+pub struct CacheEntry {
     etag: Option<String>,
     last_modified: Option<String>,
     body: Vec<u8>,

@@ -34,7 +34,7 @@ impl PackumentSource for FixtureSource {
             .join(&name)
             .join("packument.json");
         let result = match std::fs::read_to_string(&path) {
-            Ok(text) => Packument::parse(text.replace("{{REGISTRY}}", REGISTRY).as_bytes())
+            Ok(text) => Packument::parse(text.replace("{{REGISTRY}}", REGISTRY).into_bytes())
                 .map(Arc::new)
                 .map_err(|e| e.0),
             Err(_) => Err("HTTP 404 Not Found".to_owned()),
