@@ -147,18 +147,37 @@ fn run_add(project_dir: std::path::PathBuf, args: AddArgs) -> anyhow::Result<()>
     })
 }
 
+/// The options `add`, `remove` and `update` share.
+fn resolving(
+    project_dir: std::path::PathBuf,
+    registry: Option<String>,
+    store_dir: Option<std::path::PathBuf>,
+    prefer_offline: bool,
+    lockfile_only: bool,
+) -> InstallOptions {
+    InstallOptions {
+        project_dir,
+        registry,
+        store_dir,
+        prefer_offline,
+        lockfile_only,
+        ..InstallOptions::default()
+    }
+}
+
 fn run_remove(project_dir: std::path::PathBuf, args: RemoveArgs) -> anyhow::Result<()> {
     if args.packages.is_empty() {
         bail!("`flowpm remove` needs at least one package name");
     }
     let options = InstallOptions {
-        project_dir,
         offline: args.offline,
-        prefer_offline: args.prefer_offline,
-        lockfile_only: args.lockfile_only,
-        registry: args.registry,
-        store_dir: args.store_dir,
-        ..InstallOptions::default()
+        ..resolving(
+            project_dir,
+            args.registry,
+            args.store_dir,
+            args.prefer_offline,
+            args.lockfile_only,
+        )
     };
     with_progress(&args.reporter, "remove failed", |reporter| {
         flowpm_stages::commands::remove(&options, &args.packages, reporter)
@@ -166,14 +185,13 @@ fn run_remove(project_dir: std::path::PathBuf, args: RemoveArgs) -> anyhow::Resu
 }
 
 fn run_update(project_dir: std::path::PathBuf, args: UpdateArgs) -> anyhow::Result<()> {
-    let options = InstallOptions {
+    let options = resolving(
         project_dir,
-        prefer_offline: args.prefer_offline,
-        lockfile_only: args.lockfile_only,
-        registry: args.registry,
-        store_dir: args.store_dir,
-        ..InstallOptions::default()
-    };
+        args.registry,
+        args.store_dir,
+        args.prefer_offline,
+        args.lockfile_only,
+    );
     with_progress(&args.reporter, "update failed", |reporter| {
         flowpm_stages::commands::update(&options, &args.packages, args.latest, reporter)
     })

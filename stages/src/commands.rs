@@ -5,11 +5,9 @@
 //! formatting ([`ManifestText`]).
 
 use std::path::Path;
-use std::sync::Arc;
 
 use crate::InstallError;
-use crate::config::{ConfigOverrides, NpmConfig};
-use crate::install::{InstallOptions, install, resolve_project, write_atomically};
+use crate::install::{InstallOptions, install, load_config, resolve_project, write_atomically};
 use crate::lockfile::{Lockfile, package_key, reference_to_dep_path, split_dep_path};
 use crate::lockfile_write::to_yaml;
 use crate::manifest::Manifest;
@@ -216,14 +214,7 @@ fn change_and_install(
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
         Err(error) => return Err(InstallError::io("read", &lockfile_path, error)),
     };
-    let config = Arc::new(NpmConfig::load(
-        &project_dir,
-        &ConfigOverrides {
-            registry: options.registry.clone(),
-            store_dir: options.store_dir.clone(),
-        },
-    )?);
-    let store_dir = config.store_dir(&project_dir);
+    let (config, store_dir) = load_config(&project_dir, options)?;
     let (mut lockfile, resolution) = resolve_project(
         options,
         &config,

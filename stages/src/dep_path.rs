@@ -49,7 +49,7 @@ fn unescaped(dep_path: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// The first 32 hex digits of the SHA-256 of `text` (pnpm's `createShortHash`).
-fn short_hash(text: &str) -> String {
+pub(crate) fn short_hash(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
     let mut hex = String::with_capacity(32);
     for byte in &digest[..16] {

@@ -96,3 +96,16 @@ impl InstallError {
         }
     }
 }
+
+impl From<flowpm_pipeline::PipelineError<InstallError>> for InstallError {
+    fn from(error: flowpm_pipeline::PipelineError<InstallError>) -> Self {
+        use flowpm_pipeline::PipelineError;
+        match error {
+            PipelineError::Stage { error, .. } => error,
+            PipelineError::Panicked { stage, message } => {
+                InstallError::Internal(format!("the {stage} stage panicked: {message}"))
+            }
+            PipelineError::Cancelled => InstallError::Cancelled,
+        }
+    }
+}

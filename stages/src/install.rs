@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use flowpm_pipeline::{CancelToken, PipelineError, bounded, unbounded};
+use flowpm_pipeline::{CancelToken, bounded, unbounded};
 use flowpm_store::Store;
 
 use crate::InstallError;
@@ -111,14 +111,7 @@ pub fn install(
             reason: "--frozen-lockfile needs one; run `flowpm install` to create it",
         });
     }
-    let config = Arc::new(NpmConfig::load(
-        &project_dir,
-        &ConfigOverrides {
-            registry: options.registry.clone(),
-            store_dir: options.store_dir.clone(),
-        },
-    )?);
-    let store_dir = config.store_dir(&project_dir);
+    let (config, store_dir) = load_config(&project_dir, options)?;
     let plan_options = PlanOptions {
         production_only: options.production_only,
         platform: Platform::host(),
@@ -521,18 +514,28 @@ fn run_pipeline(
             }
         }
     });
-    let outcome = outcome.map_err(|error| match error {
-        PipelineError::Stage { error, .. } => error,
-        PipelineError::Panicked { stage, message } => {
-            InstallError::Internal(format!("the {stage} stage panicked: {message}"))
-        }
-        PipelineError::Cancelled => InstallError::Cancelled,
-    })?;
+    let outcome = outcome?;
     counts.files_written = files_written.load(Ordering::Relaxed);
     counts.files_imported = importer.files_imported.load(Ordering::Relaxed);
     counts.bytes_imported = importer.bytes_imported.load(Ordering::Relaxed);
     counts.bytes_downloaded = outcome.stage("fetch").map_or(0, |stage| stage.bytes);
     Ok((outcome.stages, counts))
+}
+
+/// The project's npm configuration with the command line's overrides, and its store.
+pub(crate) fn load_config(
+    project_dir: &Path,
+    options: &InstallOptions,
+) -> Result<(Arc<NpmConfig>, PathBuf), InstallError> {
+    let config = NpmConfig::load(
+        project_dir,
+        &ConfigOverrides {
+            registry: options.registry.clone(),
+            store_dir: options.store_dir.clone(),
+        },
+    )?;
+    let store_dir = config.store_dir(project_dir);
+    Ok((Arc::new(config), store_dir))
 }
 
 /// Where the store is for a project, as `install` would use it (for `flowpm store path`).

@@ -1,5 +1,6 @@
-//! flowpm's install engine: the stages of a frozen-lockfile install and the synchronous API
-//! that runs them ([`install`]).
+//! flowpm's install engine: resolution (package.json -> pnpm-lock.yaml, [`resolve`]), the
+//! stages of an install, and the synchronous API that runs them ([`install`]; `add`, `remove`
+//! and `update` in [`commands`]). Without a current lockfile, `install` resolves first.
 //!
 //! ```no_run
 //! use flowpm_stages::{InstallOptions, SilentReporter, install};

@@ -378,3 +378,24 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn conflicting_peers_are_a_warning_naming_every_requester() {
+    let sandbox = without_lockfile("resolve-peers-auto");
+    let output = run_ok(&sandbox, &["install", "--reporter", "ndjson"]);
+    assert!(
+        output.contains(
+            "peer dependency `r-missing4` not installed: no version satisfies every range"
+        ),
+        "{output}"
+    );
+    assert!(
+        output.contains("^1.0.0 by r-needs-missing4a@1.0.0"),
+        "{output}"
+    );
+    assert!(
+        output.contains("^2.0.0 by r-needs-missing4b@1.0.0"),
+        "{output}"
+    );
+    assert_eq!(sandbox.manifest(), pnpm_tree("resolve-peers-auto"));
+}

@@ -11,7 +11,7 @@
 //! for those children are requested as soon as each sibling is known, so the barrier costs no
 //! network round trip.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use nodejs_semver::{Range, Version};
@@ -193,7 +193,7 @@ impl<'a> GraphBuilder<'a> {
         let mut requests = Vec::new();
         for (dep_group, alias, specifier) in dependencies {
             let index = self.direct.len();
-            let locked = self.locked_direct(dep_group, &alias, &specifier);
+            let locked = self.locked_direct(&alias, &specifier);
             let (name, wanted) = match locked {
                 Some(locked) => locked,
                 None => parse_specifier(&alias, &specifier).map_err(|why| ResolveFailure {
@@ -374,10 +374,11 @@ impl<'a> GraphBuilder<'a> {
         self.groups[request.group]
             .scope
             .preferred(&request.name, &mut preferred);
-        if !self.options.update_all && !self.options.update.contains(&request.name) {
-            if let Some(locked) = self.locked_versions.get(&request.name) {
-                preferred.extend(locked.iter().cloned());
-            }
+        if !self.options.update_all
+            && !self.options.update.contains(&request.name)
+            && let Some(locked) = self.locked_versions.get(&request.name)
+        {
+            preferred.extend(locked.iter().cloned());
         }
         let picked = pick_version(
             &packument,
@@ -548,9 +549,8 @@ impl<'a> GraphBuilder<'a> {
         for (alias, spec, optional) in child_requests(&node.manifest) {
             match parse_specifier(&alias, &spec) {
                 Ok((name, wanted)) => requests.push((alias, name, spec, wanted, optional)),
-                Err(why) if optional => {
-                    let _ = why;
-                }
+                // An optional dependency flowpm cannot resolve is skipped, as pnpm does.
+                Err(_) if optional => {}
                 Err(why) => {
                     return Err(ResolveFailure {
                         message: format!(
@@ -598,12 +598,7 @@ impl<'a> GraphBuilder<'a> {
     }
 
     /// A direct dependency whose specifier did not change keeps its locked version.
-    fn locked_direct(
-        &self,
-        group: DependencyGroup,
-        alias: &str,
-        specifier: &str,
-    ) -> Option<(String, Wanted)> {
+    fn locked_direct(&self, alias: &str, specifier: &str) -> Option<(String, Wanted)> {
         let importer = self.old?.importers.get(".")?;
         let entry = [
             &importer.dependencies,
@@ -612,7 +607,6 @@ impl<'a> GraphBuilder<'a> {
         ]
         .into_iter()
         .find_map(|deps| deps.get(alias))?;
-        let _ = group;
         if entry.specifier != specifier {
             return None;
         }
@@ -811,7 +805,3 @@ pub fn pick_for_ranges(
     })
     .map(|picked| picked.version.to_string())
 }
-
-/// Unused-import guard for BTreeMap in some cfgs.
-#[allow(dead_code)]
-type Sorted<K, V> = BTreeMap<K, V>;

@@ -11,6 +11,8 @@ use nodejs_semver::{Range, Version};
 
 use super::graph::{Edge, Node, NodeId};
 
+const PEERS_SUFFIX_MAX_LENGTH: usize = 1000;
+
 /// One snapshot (a package with its peers resolved).
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -55,6 +57,9 @@ struct Instance {
     key: String,
     /// Peers taken from outside the package: name -> key (None: unresolved).
     outside: BTreeMap<String, Option<String>>,
+    /// Packages this resolution ran into while they were looking up their own peers (a peer
+    /// cycle): they refer to this one by its bare `name@version`.
+    cycles: BTreeSet<NodeId>,
 }
 
 struct Resolver<'g> {
@@ -62,6 +67,8 @@ struct Resolver<'g> {
     /// Names each package's subtree may take from outside it.
     needed: Vec<BTreeSet<String>>,
     memo: HashMap<(NodeId, Vec<Option<String>>), Rc<Instance>>,
+    /// Packages whose outside peers are being looked up.
+    looking_up: HashSet<NodeId>,
     /// Packages being resolved, with their (already final) keys.
     in_progress: HashMap<NodeId, String>,
     /// Names declared as optional peers somewhere, with one declaring range.
@@ -82,6 +89,7 @@ pub fn resolve_peers(
         nodes,
         needed: needed_from_outside(nodes),
         memo: HashMap::new(),
+        looking_up: HashSet::new(),
         in_progress: HashMap::new(),
         optional_peer_ranges: nodes
             .iter()
@@ -120,7 +128,34 @@ pub fn resolve_peers(
             resolver.resolve(*node, &root);
         }
     }
-    resolver.out
+    let mut out = resolver.out;
+    link_cycle_references(&mut out);
+    out
+}
+
+/// Inside a peer cycle a package is referred to by its bare `name@version`, which may have no
+/// snapshot of its own: such references link to the package's resolved snapshot instead, so
+/// every reference in the lockfile has an entry.
+fn link_cycle_references(out: &mut PeerResolution) {
+    let mut resolved: HashMap<String, String> = HashMap::new();
+    for key in out.snapshots.keys() {
+        resolved
+            .entry(crate::lockfile::package_key(key).to_owned())
+            .or_insert_with(|| key.clone());
+    }
+    let known: HashSet<String> = out.snapshots.keys().cloned().collect();
+    let relink = |target: &mut String| {
+        if !known.contains(target.as_str())
+            && let Some(key) = resolved.get(crate::lockfile::package_key(target))
+        {
+            *target = key.clone();
+        }
+    };
+    for snapshot in out.snapshots.values_mut() {
+        snapshot.dependencies.values_mut().for_each(relink);
+        snapshot.optional_dependencies.values_mut().for_each(relink);
+    }
+    out.direct.iter_mut().flatten().for_each(relink);
 }
 
 impl<'g> Resolver<'g> {
@@ -131,22 +166,53 @@ impl<'g> Resolver<'g> {
             return Rc::new(Instance {
                 key: key.clone(),
                 outside: BTreeMap::new(),
+                cycles: BTreeSet::new(),
             });
         }
         // Everything the subtree takes from outside is known before descending, so the key is
         // final before any descendant (even a cyclic one) refers to it.
+        // Peers that peer on each other (a on b, b on a) would look each other up forever:
+        // the inner occurrence goes without its suffix.
+        // pnpm writes both sides of such a cycle without suffix.
+        if !self.looking_up.insert(id) {
+            return Rc::new(Instance {
+                key: format!("{}@{}", node.name, node.version),
+                outside: BTreeMap::new(),
+                cycles: BTreeSet::from([id]),
+            });
+        }
         let needed: Vec<String> = self.needed[id].iter().cloned().collect();
         let mut found = Vec::with_capacity(needed.len());
+        let mut cycles = BTreeSet::new();
         for name in &needed {
             let key = match frame.lookup(name) {
-                Some((entry, entry_frame)) => Some(self.resolve(entry, entry_frame).key.clone()),
+                Some((entry, entry_frame)) => {
+                    let peer = self.resolve(entry, entry_frame);
+                    cycles.extend(peer.cycles.iter().copied());
+                    if peer.cycles.contains(&id) {
+                        let entry = &self.nodes[entry];
+                        Some(format!("{}@{}", entry.name, entry.version))
+                    } else {
+                        Some(peer.key.clone())
+                    }
+                }
                 None => self.elsewhere(name),
             };
             found.push(key);
         }
+        cycles.remove(&id);
+        self.looking_up.remove(&id);
         let memo_key = (id, found.clone());
         if let Some(instance) = self.memo.get(&memo_key) {
-            return instance.clone();
+            if cycles.is_subset(&instance.cycles) {
+                return instance.clone();
+            }
+            // Same peers, but reached inside a cycle this time: say so to the caller.
+            return Rc::new(Instance {
+                key: instance.key.clone(),
+                outside: instance.outside.clone(),
+                cycles: instance.cycles.union(&cycles).copied().collect(),
+            });
         }
         // pnpm sorts the `name@version` strings, so `react-dom@…` precedes `react@…`.
         let mut suffix: Vec<String> = needed
@@ -163,10 +229,15 @@ impl<'g> Resolver<'g> {
             .collect();
         suffix.sort();
         let mut key = format!("{}@{}", node.name, node.version);
-        for peer in &suffix {
-            key.push('(');
-            key.push_str(peer);
-            key.push(')');
+        let joined = suffix.join(")(");
+        if !suffix.is_empty() {
+            // pnpm's `peersSuffixMaxLength` (1000): longer suffixes become a hash, which also
+            // keeps every lockfile key under YAML's 1024-character limit for plain keys.
+            if joined.len() > PEERS_SUFFIX_MAX_LENGTH {
+                key.push_str(&format!("({})", crate::dep_path::short_hash(&joined)));
+            } else {
+                key.push_str(&format!("({joined})"));
+            }
         }
         self.in_progress.insert(id, key.clone());
         let outside: BTreeMap<String, Option<String>> =
@@ -176,12 +247,10 @@ impl<'g> Resolver<'g> {
         let mut dependencies = BTreeMap::new();
         let mut optional_dependencies = BTreeMap::new();
         // Own peers, from the parent's scope (a dependency of the same name wins).
-        let mut own_peers = BTreeSet::new();
         for (name, range) in &node.manifest.peer_dependencies {
             if child_aliases.contains(name.as_str()) || *name == node.name {
                 continue;
             }
-            own_peers.insert(name.clone());
             let optional = node.manifest.optional_peers.contains(name);
             let found = outside.get(name).cloned().flatten();
             match found {
@@ -216,16 +285,22 @@ impl<'g> Resolver<'g> {
                 &mut dependencies
             };
             target.insert(edge.alias.clone(), child.key.clone());
+            // The package's own peers are not listed, even when a dependency shares them.
             for name in child.outside.keys() {
-                if !child_aliases.contains(name.as_str()) && *name != node.name {
+                let own_peer = node
+                    .manifest
+                    .peer_dependencies
+                    .iter()
+                    .any(|(p, _)| p == name);
+                if !child_aliases.contains(name.as_str()) && *name != node.name && !own_peer {
                     transitive.insert(name.clone());
                 }
             }
         }
-        let _ = own_peers;
         let instance = Rc::new(Instance {
             key: key.clone(),
             outside,
+            cycles,
         });
         self.any_key.entry(id).or_insert_with(|| key.clone());
         self.out.snapshots.entry(key).or_insert(Snapshot {
@@ -310,4 +385,65 @@ fn needed_from_outside(nodes: &[Node]) -> Vec<BTreeSet<String>> {
         }
     }
     needed
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::packument::VersionManifest;
+
+    fn node(name: &str, peers: &[&str], children: &[(usize, &str)]) -> Node {
+        Node {
+            name: name.to_owned(),
+            version: "1.0.0".to_owned(),
+            manifest: Arc::new(VersionManifest {
+                name: name.to_owned(),
+                version: "1.0.0".to_owned(),
+                peer_dependencies: peers
+                    .iter()
+                    .map(|p| (p.to_string(), "*".to_owned()))
+                    .collect(),
+                ..VersionManifest::default()
+            }),
+            children: children
+                .iter()
+                .map(|(node, alias)| {
+                    Some(Edge {
+                        alias: alias.to_string(),
+                        node: *node,
+                        optional: false,
+                    })
+                })
+                .collect(),
+            expanded: true,
+            needed_by: None,
+        }
+    }
+
+    /// `a` and `b` peer on each other; `user` depends on both. pnpm writes each side of the
+    /// cycle bare in the other's key, and every reference must have a snapshot.
+    #[test]
+    fn mutual_peers_get_bare_keys_and_no_dangling_references() {
+        let nodes = vec![
+            node("a", &["b"], &[]),
+            node("b", &["a"], &[]),
+            node("user", &[], &[(0, "a"), (1, "b")]),
+        ];
+        let direct = vec![("user".to_owned(), Some(2))];
+        let out = resolve_peers(&nodes, &direct, &[]);
+        let keys: Vec<&str> = out.snapshots.keys().map(String::as_str).collect();
+        assert!(keys.contains(&"a@1.0.0(b@1.0.0)"), "{keys:?}");
+        assert!(keys.contains(&"b@1.0.0(a@1.0.0)"), "{keys:?}");
+        for snapshot in out.snapshots.values() {
+            for target in snapshot.dependencies.values() {
+                assert!(
+                    out.snapshots.contains_key(target),
+                    "{target} has no snapshot: {keys:?}"
+                );
+            }
+        }
+        assert_eq!(out.direct, [Some("user@1.0.0".to_owned())]);
+    }
 }

@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use flowpm_pipeline::{
-    CancelToken, PipelineError, Receiver, Sender, StageContext, StageSnapshot, bounded, unbounded,
+    CancelToken, Receiver, Sender, StageContext, StageSnapshot, bounded, unbounded,
 };
 use flowpm_store::Store;
 
@@ -133,13 +133,7 @@ pub fn resolve_with_registry(
             Ok(())
         });
     });
-    let outcome = outcome.map_err(|error| match error {
-        PipelineError::Stage { error, .. } => error,
-        PipelineError::Panicked { stage, message } => {
-            InstallError::Internal(format!("the {stage} stage panicked: {message}"))
-        }
-        PipelineError::Cancelled => InstallError::Cancelled,
-    })?;
+    let outcome = outcome?;
     let resolved = result
         .into_inner()
         .unwrap()
