@@ -240,16 +240,27 @@ impl<'g> Resolver<'g> {
             }
         }
         self.in_progress.insert(id, key.clone());
-        let outside: BTreeMap<String, Option<String>> =
-            needed.iter().cloned().zip(found.iter().cloned()).collect();
-
         let child_aliases: HashSet<&str> = children(node).map(|e| e.alias.as_str()).collect();
+        // A peer that is also a dependency and not in scope is just a dependency.
+        let outside: BTreeMap<String, Option<String>> = needed
+            .iter()
+            .cloned()
+            .zip(found.iter().cloned())
+            .filter(|(name, key)| key.is_some() || !child_aliases.contains(name.as_str()))
+            .collect();
+        let mut peer_wins = HashSet::new();
         let mut dependencies = BTreeMap::new();
         let mut optional_dependencies = BTreeMap::new();
         // Own peers, from the parent's scope (a dependency of the same name wins).
         for (name, range) in &node.manifest.peer_dependencies {
-            if child_aliases.contains(name.as_str()) || *name == node.name {
+            if *name == node.name {
                 continue;
+            }
+            if child_aliases.contains(name.as_str()) {
+                if outside.get(name).is_none_or(Option::is_none) {
+                    continue;
+                }
+                peer_wins.insert(name.clone());
             }
             let optional = node.manifest.optional_peers.contains(name);
             let found = outside.get(name).cloned().flatten();
@@ -278,6 +289,9 @@ impl<'g> Resolver<'g> {
         let mut transitive = BTreeSet::new();
         let edges: Vec<Edge> = children(node).cloned().collect();
         for edge in edges {
+            if peer_wins.contains(&edge.alias) {
+                continue;
+            }
             let child = self.resolve(edge.node, &child_frame);
             let target = if edge.optional {
                 &mut optional_dependencies
@@ -346,12 +360,12 @@ fn needed_from_outside(nodes: &[Node]) -> Vec<BTreeSet<String>> {
     let mut needed: Vec<BTreeSet<String>> = nodes
         .iter()
         .map(|node| {
-            let aliases: HashSet<&str> = children(node).map(|e| e.alias.as_str()).collect();
+            // A peer that is also a dependency is looked up too: found in scope, the peer wins.
             node.manifest
                 .peer_dependencies
                 .iter()
                 .map(|(name, _)| name)
-                .filter(|name| !aliases.contains(name.as_str()) && **name != node.name)
+                .filter(|name| **name != node.name)
                 .cloned()
                 .collect()
         })
