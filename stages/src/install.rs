@@ -461,9 +461,7 @@ fn run_pipeline(
     let outcome = flowpm_pipeline::run(&options.cancel, |pipeline| {
         // The work list is the plan itself (bounded by the lockfile), so it is queued whole.
         let (unit_sender, unit_receiver) = unbounded::<Arc<PackageUnit>>();
-        let (file_sender, file_receiver) = bounded(FILE_QUEUE);
         let (import_sender, import_receiver) = bounded::<StoredPackage>(IMPORT_QUEUE);
-        let (index_sender, index_receiver) = bounded::<StoredPackage>(INDEX_QUEUE);
         let fetch_threads = threads("fetch", FETCH_THREADS).min(cold.len());
         for unit in cold {
             let _ = unit_sender.send(unit);
@@ -472,34 +470,19 @@ fn run_pipeline(
 
         pipeline.spawn("link", 1, |context| layout.create_links(hoisted, context));
         if fetch_threads > 0 {
-            // Writers and fetch threads share the finaliser; its senders close the import and
-            // index queues when the last of those threads exits.
-            let finalizer = Arc::new(Finalizer {
-                cas: store.cas(),
-                import: import_sender.clone(),
-                index: index_sender,
-                reporter,
-                files_written: &files_written,
-            });
-            let fetch_finalizer = finalizer.clone();
             let fetcher = &fetcher;
-            pipeline.spawn("fetch", fetch_threads, move |context| {
-                run_fetch_worker(
-                    context,
-                    &unit_receiver,
+            spawn_store_stages(
+                pipeline,
+                fetch_threads,
+                unit_receiver,
+                import_sender.clone(),
+                StoreStages {
                     fetcher,
-                    &file_sender,
-                    &fetch_finalizer,
-                )
-            });
-            pipeline.spawn("write", threads("write", WRITE_THREADS), move |context| {
-                run_write_worker(context, &file_receiver, &finalizer)
-            });
-            pipeline.spawn("index", 1, move |context| {
-                run_index_writer(context, &index_receiver, store.index())
-            });
-        } else {
-            drop(index_sender);
+                    store,
+                    reporter,
+                    files_written: &files_written,
+                },
+            );
         }
         let importer = &importer;
         pipeline.spawn(
@@ -536,6 +519,50 @@ pub(crate) fn load_config(
     )?;
     let store_dir = config.store_dir(project_dir);
     Ok((Arc::new(config), store_dir))
+}
+
+/// What the store-filling stages share.
+pub(crate) struct StoreStages<'a> {
+    pub fetcher: &'a Fetcher<'a>,
+    pub store: &'a Store,
+    pub reporter: &'a dyn Reporter,
+    /// Files that were new to the store.
+    pub files_written: &'a AtomicU64,
+}
+
+/// Spawns the stages that fill the store: `fetch` (download and decode), `write` (hash and
+/// stage each file) and `index`. Every unit received is stored, then also sent to `stored`
+/// (closed when the last fetch or write thread exits).
+pub(crate) fn spawn_store_stages<'scope>(
+    pipeline: &mut flowpm_pipeline::Pipeline<'scope, '_, InstallError>,
+    fetch_threads: usize,
+    units: flowpm_pipeline::Receiver<Arc<PackageUnit>>,
+    stored: flowpm_pipeline::Sender<StoredPackage>,
+    shared: StoreStages<'scope>,
+) {
+    let (file_sender, file_receiver) = bounded(FILE_QUEUE);
+    let (index_sender, index_receiver) = bounded::<StoredPackage>(INDEX_QUEUE);
+    // Writers and fetch threads share the finaliser; its senders close the `stored` and index
+    // queues when the last of those threads exits.
+    let finalizer = Arc::new(Finalizer {
+        cas: shared.store.cas(),
+        import: stored,
+        index: index_sender,
+        reporter: shared.reporter,
+        files_written: shared.files_written,
+    });
+    let fetch_finalizer = finalizer.clone();
+    let fetcher = shared.fetcher;
+    pipeline.spawn("fetch", fetch_threads, move |context| {
+        run_fetch_worker(context, &units, fetcher, &file_sender, &fetch_finalizer)
+    });
+    pipeline.spawn("write", threads("write", WRITE_THREADS), move |context| {
+        run_write_worker(context, &file_receiver, &finalizer)
+    });
+    let store = shared.store;
+    pipeline.spawn("index", 1, move |context| {
+        run_index_writer(context, &index_receiver, store.index())
+    });
 }
 
 /// Where the store is for a project, as `install` would use it (for `flowpm store path`).

@@ -19,10 +19,10 @@ use flowpm_pipeline::{
 use flowpm_store::Store;
 
 use crate::InstallError;
-use crate::capacity::{FETCH_THREADS, FILE_QUEUE, INDEX_QUEUE, WRITE_THREADS, threads};
+use crate::capacity::{FETCH_THREADS, FILE_QUEUE, threads};
 use crate::config::NpmConfig;
-use crate::fetch::{Fetcher, run_fetch_worker};
-use crate::index::run_index_writer;
+use crate::fetch::Fetcher;
+use crate::install::{StoreStages, spawn_store_stages};
 use crate::integrity::Integrity;
 use crate::lockfile::Lockfile;
 use crate::manifest::Manifest;
@@ -30,7 +30,6 @@ use crate::messages::{PackageUnit, StoredPackage};
 use crate::packument::Packument;
 use crate::platform::Platform;
 use crate::report::Reporter;
-use crate::write::{Finalizer, run_write_worker};
 
 use super::metadata::{CacheMode, MetadataFetcher, PackumentResult, run_metadata_worker};
 use super::{Node, PackumentSource, ResolveOptions, Resolved, resolve};
@@ -100,36 +99,22 @@ pub fn resolve_with_registry(
         let Some(store) = store.as_ref() else {
             return;
         };
-        let (file_sender, file_receiver) = bounded(FILE_QUEUE);
-        let (import_sender, import_receiver) = bounded::<StoredPackage>(FILE_QUEUE);
-        let (index_sender, index_receiver) = bounded::<StoredPackage>(INDEX_QUEUE);
-        let finalizer = Arc::new(Finalizer {
-            cas: store.cas(),
-            import: import_sender,
-            index: index_sender,
-            reporter: run.reporter,
-            files_written: &files_written,
-        });
-        let fetch_finalizer = finalizer.clone();
-        let fetcher = &fetcher;
-        pipeline.spawn("fetch", threads("fetch", FETCH_THREADS), move |context| {
-            run_fetch_worker(
-                context,
-                &unit_receiver,
-                fetcher,
-                &file_sender,
-                &fetch_finalizer,
-            )
-        });
-        pipeline.spawn("write", threads("write", WRITE_THREADS), move |context| {
-            run_write_worker(context, &file_receiver, &finalizer)
-        });
-        pipeline.spawn("index", 1, move |context| {
-            run_index_writer(context, &index_receiver, store.index())
-        });
+        let (stored_sender, stored_receiver) = bounded::<StoredPackage>(FILE_QUEUE);
+        spawn_store_stages(
+            pipeline,
+            threads("fetch", FETCH_THREADS),
+            unit_receiver,
+            stored_sender,
+            StoreStages {
+                fetcher: &fetcher,
+                store,
+                reporter: run.reporter,
+                files_written: &files_written,
+            },
+        );
         // Nothing is linked yet: stored packages are imported by the install that follows.
         pipeline.spawn("stored", 1, move |context| {
-            while context.recv(&import_receiver).is_some() {}
+            while context.recv(&stored_receiver).is_some() {}
             Ok(())
         });
     });
