@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::InstallError;
-use crate::install::{InstallOptions, install, load_config, resolve_project, write_atomically};
+use crate::install::{InstallOptions, install, load_config, resolve_project};
 use crate::lockfile::{Lockfile, package_key, reference_to_dep_path, split_dep_path};
 use crate::lockfile_write::to_yaml;
 use crate::manifest::Manifest;
@@ -131,6 +131,7 @@ pub fn update(
     }
     let manifest = read_manifest(&options.project_dir)?;
     let mut edits = Vec::new();
+    let mut named = Vec::new();
     for (group, alias, specifier) in crate::resolve::project_dependencies(&manifest) {
         if !names.is_empty() && !names.contains(&alias) {
             continue;
@@ -141,8 +142,11 @@ pub fn update(
                 None => format!("npm:{target}@latest"),
             },
             None if is_range_or_version(&specifier) => "latest".to_owned(),
-            // Tags and other protocols are left as they are.
-            None => continue,
+            // A tag (`next`) already follows its tag; other protocols are left as they are.
+            None => {
+                named.push(alias);
+                continue;
+            }
         };
         edits.push(Edit::Set {
             group,
@@ -153,10 +157,10 @@ pub fn update(
         });
     }
     for name in names {
-        if !edits
+        let edited = edits
             .iter()
-            .any(|edit| matches!(edit, Edit::Set { alias, .. } if alias == name))
-        {
+            .any(|edit| matches!(edit, Edit::Set { alias, .. } if alias == name));
+        if !edited && !named.contains(name) {
             return Err(not_a_dependency(name));
         }
     }
@@ -263,8 +267,10 @@ fn change_and_install(
         }
         document.set_dependency(*group, alias, &saved);
     }
-    write_atomically(&manifest_path, document.as_str().as_bytes())?;
-    write_atomically(&lockfile_path, to_yaml(&lockfile).as_bytes())?;
+    write_both(
+        (&manifest_path, document.as_str().as_bytes()),
+        (&lockfile_path, to_yaml(&lockfile).as_bytes()),
+    )?;
     if options.lockfile_only {
         return Ok(resolution);
     }
@@ -278,6 +284,31 @@ fn change_and_install(
     warnings.append(&mut report.warnings);
     report.warnings = warnings;
     Ok(report)
+}
+
+/// Writes both files to temp files first and renames them only when both are written, so a
+/// full disk or a permission error leaves package.json and the lockfile as they were.
+fn write_both(first: (&Path, &[u8]), second: (&Path, &[u8])) -> Result<(), InstallError> {
+    let temp = |path: &Path| {
+        let name = path
+            .file_name()
+            .map_or_else(Default::default, |n| n.to_string_lossy());
+        path.with_file_name(format!(".{name}.flowpm-{}", std::process::id()))
+    };
+    let (first_temp, second_temp) = (temp(first.0), temp(second.0));
+    let written = std::fs::write(&first_temp, first.1)
+        .map_err(|e| InstallError::io("write", &first_temp, e))
+        .and_then(|()| {
+            std::fs::write(&second_temp, second.1)
+                .map_err(|e| InstallError::io("write", &second_temp, e))
+        });
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&first_temp);
+        let _ = std::fs::remove_file(&second_temp);
+        return Err(error);
+    }
+    std::fs::rename(&first_temp, first.0).map_err(|e| InstallError::io("replace", first.0, e))?;
+    std::fs::rename(&second_temp, second.0).map_err(|e| InstallError::io("replace", second.0, e))
 }
 
 fn read_manifest(project_dir: &Path) -> Result<Manifest, InstallError> {

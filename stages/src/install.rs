@@ -308,7 +308,13 @@ pub(crate) fn resolve_project(
         .map_or(0, |d| d.as_secs() as i64);
     let update = options.update.as_deref();
     let resolve_options = ResolveOptions {
-        published_before: (minutes > 0).then(|| now - minutes as i64 * 60),
+        published_before: (minutes > 0).then(|| {
+            now.saturating_sub(
+                i64::try_from(minutes)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(60),
+            )
+        }),
         update: update.unwrap_or_default().iter().cloned().collect(),
         update_all: update.is_some_and(|names| names.is_empty()),
     };

@@ -399,3 +399,31 @@ fn conflicting_peers_are_a_warning_naming_every_requester() {
     );
     assert_eq!(sandbox.manifest(), pnpm_tree("resolve-peers-auto"));
 }
+
+#[test]
+fn update_reaches_transitive_dependencies() {
+    // r-wants-caret's `r-lib ^1.0.0` reuses the project's pinned 1.0.0 (in scope)...
+    let sandbox =
+        with_manifest("{\"dependencies\": {\"r-lib\": \"1.0.0\", \"r-wants-caret\": \"1.0.0\"}}");
+    run_ok(&sandbox, &["install", "--reporter", "silent"]);
+    // ...and stays locked there once the pin is gone.
+    std::fs::write(
+        sandbox.project().join("package.json"),
+        "{\"dependencies\": {\"r-wants-caret\": \"1.0.0\"}}",
+    )
+    .unwrap();
+    run_ok(&sandbox, &["install", "--reporter", "silent"]);
+    let wants = "r-wants-caret@1.0.0:\n    dependencies:\n      r-lib:";
+    assert!(
+        lockfile(&sandbox).contains(&format!("{wants} 1.0.0")),
+        "{}",
+        lockfile(&sandbox)
+    );
+    // `update r-lib` re-picks it under its parent.
+    run_ok(&sandbox, &["update", "r-lib", "--reporter", "silent"]);
+    assert!(
+        lockfile(&sandbox).contains(&format!("{wants} 1.2.0")),
+        "{}",
+        lockfile(&sandbox)
+    );
+}

@@ -362,7 +362,21 @@ impl<'a> GraphBuilder<'a> {
             Wanted::AllOf(ranges) => {
                 let ranges: Vec<Range> =
                     ranges.iter().filter_map(|r| Range::parse(r).ok()).collect();
-                match pick_for_ranges(&packument, &ranges, self.options.published_before) {
+                let locked = self
+                    .locked_versions
+                    .get(&request.name)
+                    .filter(|_| {
+                        !self.options.update_all && !self.options.update.contains(&request.name)
+                    })
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| Version::parse(v).ok())
+                    .filter(|v| ranges.iter().all(|range| range.satisfies(v)))
+                    .max()
+                    .map(|v| v.to_string());
+                match locked
+                    .or_else(|| pick_for_ranges(&packument, &ranges, self.options.published_before))
+                {
                     Some(version) => VersionSpec::Exact(version),
                     None => {
                         return self.fail(request, "no version satisfies every range", demands);
@@ -597,6 +611,32 @@ impl<'a> GraphBuilder<'a> {
         self.old.is_some() && !self.options.update_all && !self.options.update.contains(name)
     }
 
+    /// True when `flowpm update` names a dependency of this locked package: the package then
+    /// comes from its packument, so that dependency is picked again from its range.
+    fn updates_a_child(&self, name: &str, version: &str) -> bool {
+        if self.options.update.is_empty() {
+            return false;
+        }
+        let Some(old) = self.old else {
+            return false;
+        };
+        let key = format!("{name}@{version}");
+        old.snapshots
+            .range(key.clone()..)
+            .take_while(|(k, _)| package_key(k) == key)
+            .any(|(_, snapshot)| {
+                snapshot
+                    .dependencies
+                    .iter()
+                    .chain(&snapshot.optional_dependencies)
+                    .filter_map(|(alias, reference)| reference_to_dep_path(alias, reference))
+                    .any(|dep_path| {
+                        split_dep_path(package_key(&dep_path))
+                            .is_some_and(|(child, _)| self.options.update.contains(child))
+                    })
+            })
+    }
+
     /// A direct dependency whose specifier did not change keeps its locked version.
     fn locked_direct(&self, alias: &str, specifier: &str) -> Option<(String, Wanted)> {
         let importer = self.old?.importers.get(".")?;
@@ -619,7 +659,7 @@ impl<'a> GraphBuilder<'a> {
     /// A node known to the old lockfile keeps its locked children (pnpm keeps whole subtrees).
     #[allow(clippy::type_complexity)]
     fn locked_children(&self, node: &Node) -> Option<Vec<(String, String, String, Wanted, bool)>> {
-        if !self.keeps_locked(&node.name) {
+        if !self.keeps_locked(&node.name) || self.updates_a_child(&node.name, &node.version) {
             return None;
         }
         let old = self.old?;
@@ -667,7 +707,7 @@ impl<'a> GraphBuilder<'a> {
         if let Some(&id) = self.by_key.get(&(name.to_owned(), version.to_owned())) {
             return Some(id);
         }
-        if !self.keeps_locked(name) {
+        if !self.keeps_locked(name) || self.updates_a_child(name, version) {
             return None;
         }
         let key = format!("{name}@{version}");

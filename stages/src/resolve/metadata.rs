@@ -103,8 +103,16 @@ impl MetadataFetcher<'_> {
             attempt += 1;
             match client.get_document(&url, etag.as_deref(), last_modified.as_deref()) {
                 Ok(Document::NotModified) => {
-                    let entry = cached.expect("conditional only with a cached copy");
-                    return (parse(entry.body), 0, None);
+                    return match cached {
+                        Some(entry) => (parse(entry.body), 0, None),
+                        None => (
+                            Err(format!(
+                                "{url} answered 304 Not Modified to a plain request"
+                            )),
+                            0,
+                            None,
+                        ),
+                    };
                 }
                 Ok(Document::Body {
                     body,

@@ -196,7 +196,19 @@ impl<'g> Resolver<'g> {
                         Some(peer.key.clone())
                     }
                 }
-                None => self.elsewhere(name),
+                None => {
+                    let own = node
+                        .manifest
+                        .peer_dependencies
+                        .iter()
+                        .find(|(p, _)| p == name);
+                    match own {
+                        // The package's own required peer is missing, not found elsewhere.
+                        Some(_) if !node.manifest.optional_peers.contains(name) => None,
+                        Some((_, range)) => self.elsewhere(name, Some(range)),
+                        None => self.elsewhere(name, None),
+                    }
+                }
             };
             found.push(key);
         }
@@ -241,13 +253,12 @@ impl<'g> Resolver<'g> {
         }
         self.in_progress.insert(id, key.clone());
         let child_aliases: HashSet<&str> = children(node).map(|e| e.alias.as_str()).collect();
-        // A peer that is also a dependency and not in scope is just a dependency.
-        let outside: BTreeMap<String, Option<String>> = needed
-            .iter()
-            .cloned()
-            .zip(found.iter().cloned())
-            .filter(|(name, key)| key.is_some() || !child_aliases.contains(name.as_str()))
-            .collect();
+        let looked_up: BTreeMap<String, Option<String>> =
+            needed.iter().cloned().zip(found.iter().cloned()).collect();
+        // What this package takes from outside, for its ancestors: its own peers (a peer that
+        // is also a dependency only when found in scope) and what its children take from
+        // outside and it does not provide.
+        let mut outside: BTreeMap<String, Option<String>> = BTreeMap::new();
         let mut peer_wins = HashSet::new();
         let mut dependencies = BTreeMap::new();
         let mut optional_dependencies = BTreeMap::new();
@@ -257,13 +268,14 @@ impl<'g> Resolver<'g> {
                 continue;
             }
             if child_aliases.contains(name.as_str()) {
-                if outside.get(name).is_none_or(Option::is_none) {
+                if looked_up.get(name).is_none_or(Option::is_none) {
                     continue;
                 }
                 peer_wins.insert(name.clone());
             }
+            outside.insert(name.clone(), looked_up.get(name).cloned().flatten());
             let optional = node.manifest.optional_peers.contains(name);
-            let found = outside.get(name).cloned().flatten();
+            let found = looked_up.get(name).cloned().flatten();
             match found {
                 Some(key) if optional => {
                     optional_dependencies.insert(name.clone(), key);
@@ -301,14 +313,20 @@ impl<'g> Resolver<'g> {
             target.insert(edge.alias.clone(), child.key.clone());
             // The package's own peers are not listed, even when a dependency shares them.
             for name in child.outside.keys() {
+                if child_aliases.contains(name.as_str()) || *name == node.name {
+                    continue;
+                }
                 let own_peer = node
                     .manifest
                     .peer_dependencies
                     .iter()
                     .any(|(p, _)| p == name);
-                if !child_aliases.contains(name.as_str()) && *name != node.name && !own_peer {
+                if !own_peer {
                     transitive.insert(name.clone());
                 }
+                outside
+                    .entry(name.clone())
+                    .or_insert_with(|| looked_up.get(name).cloned().flatten());
             }
         }
         let instance = Rc::new(Instance {
@@ -330,8 +348,10 @@ impl<'g> Resolver<'g> {
 
     /// A peer not in scope that some package declares optional uses a version that is
     /// anywhere in the graph (the highest satisfying that declaration's range).
-    fn elsewhere(&self, name: &str) -> Option<String> {
-        let range = Range::parse(self.optional_peer_ranges.get(name)?).ok()?;
+    fn elsewhere(&self, name: &str, own_range: Option<&str>) -> Option<String> {
+        let range =
+            own_range.or_else(|| self.optional_peer_ranges.get(name).map(String::as_str))?;
+        let range = Range::parse(range).ok()?;
         let (id, node) = self
             .nodes
             .iter()
