@@ -176,20 +176,6 @@ tool_version() {
   esac
 }
 
-# check_tree <project-copy>: every direct (dev)dependency of package.json is in node_modules.
-check_tree() {
-  python3 - "$1" <<'PY'
-import json, os, sys
-d = sys.argv[1]
-pkg = json.load(open(os.path.join(d, "package.json")))
-names = [n for k in ("dependencies", "devDependencies") for n in pkg.get(k, {})]
-missing = [n for n in names if not os.path.exists(os.path.join(d, "node_modules", n, "package.json"))]
-if missing:
-    print("missing from node_modules: " + " ".join(missing[:10]))
-    sys.exit(1)
-PY
-}
-
 # timed_run <tool-dir> <cwd> <log> <time-file> <wall-file> <cmd...>
 # GNU time (outside `timeout`, so the rusage of timeout's waited-for child is included) gives
 # user, sys and peak RSS; its wall clock has 10 ms steps, too coarse for noop runs, so the wall

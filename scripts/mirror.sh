@@ -454,20 +454,6 @@ run_tool() {
   return "$rc"
 }
 
-# check_tree <project-copy>: every direct (dev)dependency of package.json is in node_modules.
-check_tree() {
-  python3 - "$1" <<'PY'
-import json, os, sys
-d = sys.argv[1]
-pkg = json.load(open(os.path.join(d, "package.json")))
-names = [n for k in ("dependencies", "devDependencies") for n in pkg.get(k, {})]
-missing = [n for n in names if not os.path.exists(os.path.join(d, "node_modules", n, "package.json"))]
-if missing:
-    print("missing from node_modules: " + " ".join(missing[:10]), file=sys.stderr)
-    sys.exit(1)
-PY
-}
-
 placeholderize() { # <file> <base-url> <dest>: copy with the base URL replaced by the placeholder
   mkdir -p "$(dirname "$3")"
   python3 - "$1" "$2" "$3" "$PLACEHOLDER" <<'PY'

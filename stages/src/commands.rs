@@ -256,12 +256,7 @@ fn change_and_install(
             }
         };
         if let Some(importer) = lockfile.importers.get_mut(".") {
-            let section = match group {
-                DependencyGroup::Production => &mut importer.dependencies,
-                DependencyGroup::Development => &mut importer.dev_dependencies,
-                DependencyGroup::Optional => &mut importer.optional_dependencies,
-            };
-            if let Some(entry) = section.get_mut(alias) {
+            if let Some(entry) = importer.group_mut(*group).get_mut(alias) {
                 entry.specifier = saved.clone();
             }
         }
@@ -342,12 +337,7 @@ fn remove_everywhere(manifest: &mut Manifest, name: &str) -> bool {
 /// The version the new lockfile gives a direct dependency (without peer suffix).
 fn locked_version(lockfile: &Lockfile, group: DependencyGroup, alias: &str) -> Option<String> {
     let importer = lockfile.importers.get(".")?;
-    let section = match group {
-        DependencyGroup::Production => &importer.dependencies,
-        DependencyGroup::Development => &importer.dev_dependencies,
-        DependencyGroup::Optional => &importer.optional_dependencies,
-    };
-    let dep_path = reference_to_dep_path(alias, &section.get(alias)?.version)?;
+    let dep_path = reference_to_dep_path(alias, &importer.group(group).get(alias)?.version)?;
     split_dep_path(package_key(&dep_path)).map(|(_, version)| version.to_owned())
 }
 

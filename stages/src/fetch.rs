@@ -63,13 +63,19 @@ impl<'a> Fetcher<'a> {
         if let Some(url) = &unit.tarball {
             return Ok(url.clone());
         }
-        let registry = self.config.registry_for(&unit.name)?;
-        let basename = unit.name.rsplit('/').next().unwrap_or(&unit.name);
-        Ok(format!(
-            "{registry}{}/-/{basename}-{}.tgz",
-            unit.name, unit.version
-        ))
+        default_tarball_url(&self.config, &unit.name, &unit.version)
     }
+}
+
+/// Where a registry keeps a version's tarball: `<registry>/<name>/-/<basename>-<version>.tgz`.
+pub fn default_tarball_url(
+    config: &NpmConfig,
+    name: &str,
+    version: &str,
+) -> Result<String, InstallError> {
+    let registry = config.registry_for(name)?;
+    let basename = name.rsplit('/').next().unwrap_or(name);
+    Ok(format!("{registry}{name}/-/{basename}-{version}.tgz"))
 }
 
 /// One fetch thread: takes units until the queue closes.

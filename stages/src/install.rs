@@ -134,18 +134,17 @@ pub fn install(
                         }
                         Err(error) if options.frozen_lockfile => return Err(error),
                         Err(_) => {
-                            let (text, report) = resolve_and_write(
+                            let (text, plan, report) = resolve_and_write(
                                 options,
                                 &config,
                                 &store_dir,
                                 &manifest,
                                 Some(&lockfile),
                                 &lockfile_path,
+                                &plan_options,
                                 reporter,
                             )?;
                             resolved_report = Some(report);
-                            let plan =
-                                plan(&Lockfile::parse(&text, &lockfile_path)?, &plan_options)?;
                             (text, plan)
                         }
                     }
@@ -158,17 +157,17 @@ pub fn install(
                 Some(text) => Some(Lockfile::parse(text, &lockfile_path)?),
                 None => None,
             };
-            let (text, report) = resolve_and_write(
+            let (text, plan, report) = resolve_and_write(
                 options,
                 &config,
                 &store_dir,
                 &manifest,
                 old.as_ref(),
                 &lockfile_path,
+                &plan_options,
                 reporter,
             )?;
             resolved_report = Some(report);
-            let plan = plan(&Lockfile::parse(&text, &lockfile_path)?, &plan_options)?;
             (text, plan)
         }
     };
@@ -269,8 +268,8 @@ pub fn install(
     })
 }
 
-/// Resolves the project and replaces `pnpm-lock.yaml` atomically: a failed resolution leaves
-/// the old file untouched.
+/// Resolves the project and replaces `pnpm-lock.yaml` atomically (a failed resolution leaves
+/// the old file untouched); returns the new text and its install plan.
 #[allow(clippy::too_many_arguments)]
 fn resolve_and_write(
     options: &InstallOptions,
@@ -279,12 +278,15 @@ fn resolve_and_write(
     manifest: &Manifest,
     old: Option<&Lockfile>,
     lockfile_path: &Path,
+    plan_options: &PlanOptions,
     reporter: &dyn Reporter,
-) -> Result<(String, InstallReport), InstallError> {
+) -> Result<(String, InstallPlan, InstallReport), InstallError> {
     let (lockfile, report) = resolve_project(options, config, store_dir, manifest, old, reporter)?;
     let text = to_yaml(&lockfile);
     write_atomically(lockfile_path, text.as_bytes())?;
-    Ok((text, report))
+    // Planned from the model just written, not from its text again.
+    let plan = plan(&lockfile, plan_options)?;
+    Ok((text, plan, report))
 }
 
 /// Resolves `manifest` against the registry, keeping `old`'s versions where they satisfy and

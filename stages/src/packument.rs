@@ -132,9 +132,12 @@ impl Packument {
     }
 
     pub fn version(&self, text: &str) -> Option<&PublishedVersion> {
-        let wanted = Version::parse(text).ok()?;
+        self.published(&Version::parse(text).ok()?)
+    }
+
+    fn published(&self, wanted: &Version) -> Option<&PublishedVersion> {
         self.versions
-            .binary_search_by(|candidate| candidate.version.cmp(&wanted))
+            .binary_search_by(|candidate| candidate.version.cmp(wanted))
             .ok()
             .map(|index| &self.versions[index])
     }
@@ -198,7 +201,7 @@ pub fn pick_version<'p>(
                 .filter_map(|text| Version::parse(text).ok())
                 .filter(|version| range.satisfies(version))
                 .max();
-            if let Some(preferred) = preferred.and_then(|v| packument.version(&v.to_string())) {
+            if let Some(preferred) = preferred.and_then(|v| packument.published(&v)) {
                 return Some(preferred);
             }
             pick_where(packument, options.published_before, |version| {
@@ -647,17 +650,17 @@ impl RawVersion<'_> {
 }
 
 fn sha1_hex_to_sri(hex: &str) -> Option<String> {
-    use base64::Engine;
     if hex.len() != 40 {
         return None;
     }
-    let bytes: Option<Vec<u8>> = (0..20)
+    let digest: Option<Vec<u8>> = (0..20)
         .map(|i| u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok())
         .collect();
-    Some(format!(
-        "sha1-{}",
-        base64::engine::general_purpose::STANDARD.encode(bytes?)
-    ))
+    let integrity = crate::integrity::Integrity {
+        algorithm: crate::integrity::Algorithm::Sha1,
+        digest: digest?,
+    };
+    Some(integrity.to_sri())
 }
 
 #[cfg(test)]

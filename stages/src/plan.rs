@@ -100,7 +100,7 @@ pub fn check_up_to_date(manifest: &Manifest, lockfile: &Lockfile) -> Result<(), 
     let empty = Importer::default();
     let importer = lockfile.importers.get(".").unwrap_or(&empty);
     for (group, wanted) in manifest_groups(manifest) {
-        let locked = importer_group(importer, group);
+        let locked = importer.group(group);
         for (name, specifier) in &wanted {
             match locked.get(*name) {
                 None => {
@@ -140,7 +140,9 @@ pub fn check_up_to_date(manifest: &Manifest, lockfile: &Lockfile) -> Result<(), 
 
 /// package.json groups as pnpm sees them: a name in `optionalDependencies` is optional only,
 /// and one in `dependencies` is not also a dev dependency.
-fn manifest_groups(manifest: &Manifest) -> Vec<(DependencyGroup, BTreeMap<&str, &String>)> {
+pub(crate) fn manifest_groups(
+    manifest: &Manifest,
+) -> Vec<(DependencyGroup, BTreeMap<&str, &String>)> {
     let optional: BTreeMap<&str, &String> = manifest
         .optional_dependencies
         .iter()
@@ -167,14 +169,25 @@ fn manifest_groups(manifest: &Manifest) -> Vec<(DependencyGroup, BTreeMap<&str, 
     ]
 }
 
-fn importer_group(
-    importer: &Importer,
-    group: DependencyGroup,
-) -> &BTreeMap<String, ImporterDependency> {
-    match group {
-        DependencyGroup::Production => &importer.dependencies,
-        DependencyGroup::Development => &importer.dev_dependencies,
-        DependencyGroup::Optional => &importer.optional_dependencies,
+impl Importer {
+    /// The lockfile section of one dependency group.
+    pub fn group(&self, group: DependencyGroup) -> &BTreeMap<String, ImporterDependency> {
+        match group {
+            DependencyGroup::Production => &self.dependencies,
+            DependencyGroup::Development => &self.dev_dependencies,
+            DependencyGroup::Optional => &self.optional_dependencies,
+        }
+    }
+
+    pub fn group_mut(
+        &mut self,
+        group: DependencyGroup,
+    ) -> &mut BTreeMap<String, ImporterDependency> {
+        match group {
+            DependencyGroup::Production => &mut self.dependencies,
+            DependencyGroup::Development => &mut self.dev_dependencies,
+            DependencyGroup::Optional => &mut self.optional_dependencies,
+        }
     }
 }
 
@@ -195,7 +208,7 @@ pub fn plan(lockfile: &Lockfile, options: &PlanOptions) -> Result<InstallPlan, I
         groups.insert(1, DependencyGroup::Development);
     }
     for group in groups {
-        for (alias, dependency) in importer_group(importer, group) {
+        for (alias, dependency) in importer.group(group) {
             validate_package_name(alias)?;
             let target = match reference_to_dep_path(alias, &dependency.version) {
                 None => {

@@ -6,7 +6,6 @@ use crate::lockfile::{
     BundledDependencies, Importer, ImporterDependency, Lockfile, LockfileSettings, LockfileVersion,
     PackageEntry, PeerDependencyMeta, Resolution, SnapshotEntry,
 };
-use crate::plan::DependencyGroup;
 
 use super::graph::{DirectDependency, Node};
 use super::peers::PeerResolution;
@@ -24,12 +23,7 @@ pub fn build_lockfile(
         let (Some(node), Some(key)) = (dependency.node, key) else {
             continue;
         };
-        let group = match dependency.group {
-            DependencyGroup::Production => &mut importer.dependencies,
-            DependencyGroup::Development => &mut importer.dev_dependencies,
-            DependencyGroup::Optional => &mut importer.optional_dependencies,
-        };
-        group.insert(
+        importer.group_mut(dependency.group).insert(
             dependency.alias.clone(),
             ImporterDependency {
                 specifier: dependency.specifier.clone(),

@@ -115,26 +115,16 @@ pub fn resolve(
     }
 }
 
-/// package.json's groups as pnpm reads them: a name in `optionalDependencies` is only
-/// optional; one in `dependencies` is not also a dev dependency.
+/// package.json's dependencies as `(group, alias, specifier)`, grouped as pnpm reads them.
 pub fn project_dependencies(manifest: &Manifest) -> Vec<(DependencyGroup, String, String)> {
-    let mut out = Vec::new();
-    for (name, spec) in &manifest.dependencies {
-        if !manifest.optional_dependencies.contains_key(name) {
-            out.push((DependencyGroup::Production, name.clone(), spec.clone()));
-        }
-    }
-    for (name, spec) in &manifest.dev_dependencies {
-        if !manifest.optional_dependencies.contains_key(name)
-            && !manifest.dependencies.contains_key(name)
-        {
-            out.push((DependencyGroup::Development, name.clone(), spec.clone()));
-        }
-    }
-    for (name, spec) in &manifest.optional_dependencies {
-        out.push((DependencyGroup::Optional, name.clone(), spec.clone()));
-    }
-    out
+    crate::plan::manifest_groups(manifest)
+        .into_iter()
+        .flat_map(|(group, dependencies)| {
+            dependencies
+                .into_iter()
+                .map(move |(alias, spec)| (group, alias.to_owned(), spec.clone()))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -71,6 +71,8 @@ struct Resolver<'g> {
     looking_up: HashSet<NodeId>,
     /// Packages being resolved, with their (already final) keys.
     in_progress: HashMap<NodeId, String>,
+    /// Every package's versions in the graph, highest first (optional peers found elsewhere).
+    versions_by_name: HashMap<&'g str, Vec<(Version, NodeId)>>,
     /// Names declared as optional peers somewhere, with one declaring range.
     optional_peer_ranges: HashMap<String, String>,
     /// First key computed per node (for optional peers found elsewhere in the graph).
@@ -90,6 +92,7 @@ pub fn resolve_peers(
         needed: needed_from_outside(nodes),
         memo: HashMap::new(),
         looking_up: HashSet::new(),
+        versions_by_name: versions_by_name(nodes),
         in_progress: HashMap::new(),
         optional_peer_ranges: nodes
             .iter()
@@ -352,15 +355,12 @@ impl<'g> Resolver<'g> {
         let range =
             own_range.or_else(|| self.optional_peer_ranges.get(name).map(String::as_str))?;
         let range = Range::parse(range).ok()?;
-        let (id, node) = self
-            .nodes
+        let &(_, id) = self
+            .versions_by_name
+            .get(name)?
             .iter()
-            .enumerate()
-            .filter(|(_, node)| node.name == name)
-            .filter_map(|(id, node)| Some((id, node, Version::parse(&node.version).ok()?)))
-            .filter(|(_, _, version)| range.satisfies(version))
-            .max_by(|a, b| a.2.cmp(&b.2))
-            .map(|(id, node, _)| (id, node))?;
+            .find(|(version, _)| range.satisfies(version))?;
+        let node = &self.nodes[id];
         Some(
             self.any_key
                 .get(&id)
@@ -368,6 +368,19 @@ impl<'g> Resolver<'g> {
                 .unwrap_or_else(|| format!("{}@{}", node.name, node.version)),
         )
     }
+}
+
+fn versions_by_name(nodes: &[Node]) -> HashMap<&str, Vec<(Version, NodeId)>> {
+    let mut by_name: HashMap<&str, Vec<(Version, NodeId)>> = HashMap::new();
+    for (id, node) in nodes.iter().enumerate() {
+        if let Ok(version) = Version::parse(&node.version) {
+            by_name.entry(&node.name).or_default().push((version, id));
+        }
+    }
+    for versions in by_name.values_mut() {
+        versions.sort_by(|a, b| b.0.cmp(&a.0));
+    }
+    by_name
 }
 
 fn children(node: &Node) -> impl Iterator<Item = &Edge> {

@@ -21,7 +21,7 @@ use flowpm_store::Store;
 use crate::InstallError;
 use crate::capacity::{FETCH_THREADS, FILE_QUEUE, threads};
 use crate::config::NpmConfig;
-use crate::fetch::Fetcher;
+use crate::fetch::{Fetcher, default_tarball_url};
 use crate::install::{StoreStages, spawn_store_stages};
 use crate::integrity::Integrity;
 use crate::lockfile::Lockfile;
@@ -65,11 +65,8 @@ pub fn resolve_with_registry(
     let files_written = AtomicU64::new(0);
     let result: Mutex<Option<Resolved>> = Mutex::new(None);
     let config = run.config.clone();
-    let default_tarball = move |name: &str, version: &str| {
-        let registry = config.registry_for(name).ok()?;
-        let basename = name.rsplit('/').next().unwrap_or(name);
-        Some(format!("{registry}{name}/-/{basename}-{version}.tgz"))
-    };
+    let default_tarball =
+        move |name: &str, version: &str| default_tarball_url(&config, name, version).ok();
 
     let outcome = flowpm_pipeline::run(run.cancel, |pipeline| {
         let (name_sender, name_receiver) = unbounded::<String>();
