@@ -8,7 +8,7 @@
 /// mostly add contention on 2 cores. See PERF.md for the measurement.
 pub const FETCH_THREADS: usize = 24;
 
-/// Hash+write workers. Writing is syscall-bound (open, write, close, rename per file); a few
+/// Hash+write workers. Writing is syscall-bound (open, write, close per file); a few
 /// more threads than cores keep the disk queue busy while others hash.
 pub const WRITE_THREADS: usize = 3;
 

@@ -2,8 +2,8 @@
 //!
 //! Runs on the fetch threads, directly on the HTTP body (or on a file, for benchmarks), so a
 //! package is unpacked while it downloads. The integrity hash covers the raw compressed bytes;
-//! it is only known at the end of the stream, which is why writers stage files privately until
-//! the package is verified.
+//! it is only known at the end of the stream, which is why a package reaches the index and
+//! node_modules only once it is verified.
 
 use std::io::Read;
 
@@ -103,7 +103,10 @@ pub fn decode_tarball<R: Read, E>(
     mut sink: impl FnMut(DecodedEntry<'_>) -> Result<(), SinkError<E>>,
 ) -> Result<DecodeSummary, DecodeError<E>> {
     let hashing = HashingReader::new(reader, expected.map(Integrity::hasher));
-    let mut archive = tar::Archive::new(GzDecoder::new(hashing));
+    let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(
+        128 << 10,
+        GzDecoder::new(hashing),
+    ));
     let mut summary = DecodeSummary::default();
     let entries = archive.entries().map_err(DecodeError::Io)?;
     for entry in entries {
@@ -175,7 +178,11 @@ pub fn decode_tarball<R: Read, E>(
     // Read to the very end: the integrity hash covers the gzip trailer and any padding.
     let mut gzip = archive.into_inner();
     std::io::copy(&mut gzip, &mut std::io::sink()).map_err(DecodeError::Io)?;
-    let (actual, compressed_bytes) = gzip.into_inner().finish().map_err(DecodeError::Io)?;
+    let (actual, compressed_bytes) = gzip
+        .into_inner()
+        .into_inner()
+        .finish()
+        .map_err(DecodeError::Io)?;
     summary.compressed_bytes = compressed_bytes;
     if let (Some(expected), Some(actual)) = (expected, actual)
         && *expected != actual

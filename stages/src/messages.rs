@@ -35,9 +35,10 @@ impl PackageUnit {
     }
 }
 
-/// One download attempt of a unit. Files are staged (written to private temp files) while the
-/// tarball streams; only when the decoder has verified the whole tarball *and* every file is
-/// staged does the attempt get finalised: committed to the CAS if verified, discarded if not.
+/// One download attempt of a unit. Files are staged (written to the CAS; large ones to temp
+/// files) while the tarball streams; only when the decoder has verified the whole tarball *and*
+/// every file is staged does the attempt get finalised: indexed and imported if verified,
+/// discarded if not.
 /// A retry after a truncated body starts a new attempt, so half-written ones never mix in.
 pub struct Attempt {
     pub unit: Arc<PackageUnit>,

@@ -1,6 +1,6 @@
-//! The write stage: a pool that hashes each file (blake3) and writes it to a private temp file
-//! in the store (created with `O_EXCL`), then the finaliser that moves a verified package's
-//! files under their CAS names and announces the package to the import and index stages.
+//! The write stage: a pool that hashes each file (blake3) and writes it under its CAS name
+//! (created with `O_EXCL`), then the finaliser that commits a verified package's streamed files
+//! and announces the package to the import and index stages.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -172,24 +172,103 @@ impl Cas {
         rustix::fs::statat(&self.files_fd, name.as_str(), AtFlags::empty()).is_ok()
     }
 
-    /// Hashes `data` and writes it to a private temp file (created with `O_EXCL`). Nothing is
-    /// visible under a CAS name until [`StagedFile::commit`].
+    /// Hashes `data` and writes it straight under its CAS name, created with `O_EXCL`.
+    ///
+    /// The name is the content's hash, so the file is valid the moment the write completes,
+    /// whichever tarball it came from; only the index decides which files a (verified) package
+    /// has. A name that already exists is trusted only after its content is hashed again: a
+    /// writer killed mid-write leaves a short file there, and that one is replaced atomically.
     pub fn stage(&self, data: &[u8], executable: bool) -> Result<StagedFile, StoreError> {
         let hash = FileHash::of(data);
-        let (file, temp_name) = self.create_temp(executable)?;
-        let staged = StagedFile {
-            temp_name,
+        let name = Self::relative_path(&hash, executable);
+        let staged = |outcome| StagedFile {
+            temp_name: None,
+            outcome,
             hash,
             executable,
             size: data.len() as u64,
         };
-        if let Err(error) = write_all(&file, data) {
-            drop(file);
-            let path = self.tmp_dir.join(&staged.temp_name);
-            staged.discard(self);
-            return Err(StoreError::io("write temp file", path, error.into()));
+        let mode = Mode::from_raw_mode(if executable { 0o755 } else { 0o644 });
+        match rustix::fs::openat(
+            &self.files_fd,
+            name.as_str(),
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+            mode,
+        ) {
+            Ok(file) => {
+                if let Err(error) = write_all(&file, data) {
+                    self.remove_own_file(&file, &name);
+                    return Err(StoreError::io(
+                        "write",
+                        self.files_dir.join(name),
+                        error.into(),
+                    ));
+                }
+                Ok(staged(CommitOutcome::Created))
+            }
+            Err(Errno::EXIST) if self.holds(&name, &hash, data.len()) => {
+                Ok(staged(CommitOutcome::AlreadyPresent))
+            }
+            Err(Errno::EXIST) => {
+                // Torn (or still being written by someone else): replace it whole.
+                let (file, temp_name) = self.create_temp(executable)?;
+                let result = write_all(&file, data).and_then(|()| {
+                    rustix::fs::renameat(
+                        &self.tmp_fd,
+                        temp_name.as_str(),
+                        &self.files_fd,
+                        name.as_str(),
+                    )
+                });
+                if let Err(error) = result {
+                    let _ =
+                        rustix::fs::unlinkat(&self.tmp_fd, temp_name.as_str(), AtFlags::empty());
+                    return Err(StoreError::io(
+                        "replace a damaged store file at",
+                        self.files_dir.join(name),
+                        error.into(),
+                    ));
+                }
+                Ok(staged(CommitOutcome::Created))
+            }
+            Err(error) => Err(StoreError::io(
+                "create",
+                self.files_dir.join(name),
+                error.into(),
+            )),
         }
-        Ok(staged)
+    }
+
+    /// Whether the file at `name` is complete: `size` bytes that hash to `hash`.
+    fn holds(&self, name: &RelativeName, hash: &FileHash, size: usize) -> bool {
+        let Ok(file) = rustix::fs::openat(
+            &self.files_fd,
+            name.as_str(),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            return false;
+        };
+        if rustix::fs::fstat(&file).map_or(true, |stat| stat.st_size as u64 != size as u64) {
+            return false;
+        }
+        let mut content = Vec::with_capacity(size + 1);
+        let mut reader = std::io::Read::take(std::fs::File::from(file), size as u64 + 1);
+        std::io::Read::read_to_end(&mut reader, &mut content).is_ok()
+            && content.len() == size
+            && FileHash::of(&content) == *hash
+    }
+
+    /// Unlinks a file this writer created and failed to fill, unless the name has meanwhile
+    /// been replaced by someone else's complete copy.
+    fn remove_own_file(&self, file: &OwnedFd, name: &RelativeName) {
+        let ours = rustix::fs::fstat(file).ok();
+        let there = rustix::fs::statat(&self.files_fd, name.as_str(), AtFlags::empty()).ok();
+        if let (Some(ours), Some(there)) = (ours, there)
+            && (ours.st_dev, ours.st_ino) == (there.st_dev, there.st_ino)
+        {
+            let _ = rustix::fs::unlinkat(&self.files_fd, name.as_str(), AtFlags::empty());
+        }
     }
 
     /// Removes temp files this process left behind (after a failed run). Files of other
@@ -236,7 +315,8 @@ impl Cas {
         };
         drop(file);
         let staged = StagedFile {
-            temp_name,
+            temp_name: Some(temp_name),
+            outcome: CommitOutcome::Created,
             hash: FileHash(*hasher.finalize().as_bytes()),
             executable,
             size,
@@ -265,8 +345,10 @@ impl Cas {
     }
 
     fn commit(&self, staged: &StagedFile) -> Result<CommitOutcome, StoreError> {
+        let Some(source) = staged.temp_name.as_deref() else {
+            return Ok(staged.outcome);
+        };
         let target = Self::relative_path(&staged.hash, staged.executable);
-        let source = staged.temp_name.as_str();
         if self.rename_noreplace.load(Ordering::Relaxed) {
             match rustix::fs::renameat_with(
                 &self.tmp_fd,
@@ -323,11 +405,16 @@ fn write_all(file: &OwnedFd, mut data: &[u8]) -> rustix::io::Result<()> {
     Ok(())
 }
 
-/// A file written to the store's temp directory, complete and hashed, not yet visible.
+/// A file written to the store, complete and hashed: either already under its CAS name
+/// (small files, [`Cas::stage`]) or in the temp directory until its hash is known
+/// ([`Cas::stage_reader`]).
 #[derive(Debug)]
 #[must_use = "a staged file must be committed or discarded"]
 pub struct StagedFile {
-    temp_name: String,
+    /// `None` once the file is under its CAS name.
+    temp_name: Option<String>,
+    /// What writing it under its CAS name did (for files written there directly).
+    outcome: CommitOutcome,
     hash: FileHash,
     executable: bool,
     size: u64,
@@ -346,14 +433,19 @@ impl StagedFile {
         self.executable
     }
 
-    /// Moves the file under its CAS name without ever replacing an existing one.
+    /// Moves the file under its CAS name without ever replacing an existing one (a no-op for a
+    /// file written there directly).
     pub fn commit(self, cas: &Cas) -> Result<CommitOutcome, StoreError> {
         cas.commit(&self)
     }
 
-    /// Removes the temp file (for a package that failed verification).
+    /// Drops the file of a package that failed verification: a temp file is removed; a file
+    /// already under its CAS name stays, since it holds exactly what its name says and another
+    /// package may share it (no index entry references it unless one does; `prune` removes it).
     pub fn discard(self, cas: &Cas) {
-        let _ = rustix::fs::unlinkat(&cas.tmp_fd, self.temp_name.as_str(), AtFlags::empty());
+        if let Some(temp_name) = &self.temp_name {
+            let _ = rustix::fs::unlinkat(&cas.tmp_fd, temp_name.as_str(), AtFlags::empty());
+        }
     }
 }
 
@@ -362,12 +454,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn staged_files_appear_only_on_commit_and_deduplicate() {
+    fn files_are_written_under_their_hash_and_deduplicate() {
         let dir = tempfile::tempdir().unwrap();
         let cas = Cas::open(dir.path()).unwrap();
         let staged = cas.stage(b"hello", false).unwrap();
         let hash = staged.hash();
-        assert!(!cas.contains(&hash, false));
+        assert!(cas.contains(&hash, false), "written in place");
         assert_eq!(staged.commit(&cas).unwrap(), CommitOutcome::Created);
         assert_eq!(
             std::fs::read(cas.file_path(&hash, false)).unwrap(),
@@ -384,14 +476,45 @@ mod tests {
                 .ends_with("-exec")
         );
 
-        let streamed = cas.stage_reader(&mut &b"hello"[..], false).unwrap();
-        assert_eq!(streamed.hash(), hash);
-        assert_eq!(
-            streamed.commit(&cas).unwrap(),
-            CommitOutcome::AlreadyPresent
-        );
+        // Discarding a file already under its name keeps it: it is valid, and shareable.
+        cas.stage(b"hello", false).unwrap().discard(&cas);
+        assert!(cas.contains(&hash, false));
+    }
 
-        let discarded = cas.stage(b"bad", false).unwrap();
+    #[test]
+    fn a_torn_file_under_a_cas_name_is_replaced_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let content = b"module.exports = 'complete';\n";
+        let hash = FileHash::of(content);
+        let path = cas.file_path(&hash, false);
+        // What a writer killed mid-write leaves behind, and a same-size corruption.
+        for damaged in [&content[..10], &b"module.exports = 'CORRUPTED';\n"[..]] {
+            std::fs::write(&path, damaged).unwrap();
+            let staged = cas.stage(content, false).unwrap();
+            assert_eq!(staged.commit(&cas).unwrap(), CommitOutcome::Created);
+            assert_eq!(std::fs::read(&path).unwrap(), content);
+        }
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+    }
+
+    #[test]
+    fn streamed_files_appear_only_on_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let streamed = cas.stage_reader(&mut &b"streamed"[..], false).unwrap();
+        let hash = streamed.hash();
+        assert_eq!(hash, FileHash::of(b"streamed"));
+        assert!(!cas.contains(&hash, false));
+        assert_eq!(streamed.commit(&cas).unwrap(), CommitOutcome::Created);
+        assert!(cas.contains(&hash, false));
+        let again = cas.stage_reader(&mut &b"streamed"[..], false).unwrap();
+        assert_eq!(again.commit(&cas).unwrap(), CommitOutcome::AlreadyPresent);
+
+        let discarded = cas.stage_reader(&mut &b"bad"[..], false).unwrap();
         let bad_hash = discarded.hash();
         discarded.discard(&cas);
         assert!(!cas.contains(&bad_hash, false));

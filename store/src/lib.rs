@@ -2,9 +2,12 @@
 //!
 //! Files are named by the blake3 hash of their content (`v1/files/ab/cdef…`, with `-exec` for
 //! executables, since a hardlinked file shares its mode with every project that links it).
-//! A file only ever appears under its final name complete: writers fill a private temp file
-//! and rename it into place without replacing ([`Cas::stage`], [`StagedFile::commit`]). The
-//! index ([`Index`]) maps a package's tarball identity (its `integrity`) to the list of files it
+//! Writers create a file under its name with `O_EXCL` ([`Cas::stage`]); a name found already
+//! there is re-hashed before it is trusted, and replaced atomically if a killed writer left it
+//! short. Streamed (large) files, whose hash is only known at the end, go through a private
+//! temp file renamed into place without replacing ([`Cas::stage_reader`],
+//! [`StagedFile::commit`]). Since a name is its content's hash, a file is valid whichever
+//! tarball wrote it; the index ([`Index`]) maps a package's tarball identity (its `integrity`) to the list of files it
 //! unpacks to, and is written only after every listed file is in the CAS, so an index hit is
 //! always a complete package.
 //!

@@ -203,7 +203,10 @@ mod tests {
         let orphan = store.cas().stage(b"orphan", true).unwrap();
         let orphan_hash = orphan.hash();
         orphan.commit(store.cas()).unwrap();
-        let leftover = store.cas().stage(b"never committed", false).unwrap();
+        let leftover = store
+            .cas()
+            .stage_reader(&mut &b"never committed"[..], false)
+            .unwrap();
         std::mem::forget(leftover);
 
         // Corrupt one file in place (as a crash or a bad disk could).

@@ -64,7 +64,7 @@ fn a_missing_tarball_is_an_error_naming_package_and_url() {
 }
 
 #[test]
-fn a_tampered_tarball_leaves_nothing_in_the_store() {
+fn a_tampered_tarball_is_never_indexed_or_linked() {
     // A registry copy whose left-pad-lite@1.0.0 tarball is replaced by another valid tarball.
     let registry = tempfile::tempdir().unwrap();
     copy_dir(&flowpm_fixtures::registry_dir(), registry.path());
@@ -95,12 +95,22 @@ fn a_tampered_tarball_leaves_nothing_in_the_store() {
         "the message gives the actual hash: {message}"
     );
 
-    let store = flowpm_store::Store::open(&sandbox.store()).unwrap();
+    // Files are written under their content hash as they stream in, so the tampered file may
+    // sit in the CAS, holding exactly what its name says; nothing references or links it.
     let tampered_file =
         flowpm_store::FileHash::of(b"module.exports = 'tampered content, unique to this test';\n");
+    let linked = sandbox
+        .project()
+        .join("node_modules/.pnpm/left-pad-lite@1.0.0/node_modules/left-pad-lite/index.js");
     assert!(
-        !store.cas().contains(&tampered_file, false),
-        "no CAS file from the tampered tarball"
+        std::fs::read(&linked).map_or(true, |content| !content
+            .starts_with(b"module.exports = 'tampered")),
+        "the tampered file is not in node_modules"
+    );
+    let store = flowpm_store::Store::open(&sandbox.store()).unwrap();
+    assert!(
+        store.verify(false).unwrap().bad_files.is_empty(),
+        "every CAS file holds what its name says"
     );
     let lockfile = std::fs::read_to_string(sandbox.project().join("pnpm-lock.yaml")).unwrap();
     let integrity = lockfile
@@ -125,6 +135,13 @@ fn a_tampered_tarball_leaves_nothing_in_the_store() {
             .join("node_modules/.pnpm/lock.yaml")
             .exists(),
         "the tree is not marked complete"
+    );
+    drop(store);
+    let store = flowpm_store::Store::open_exclusive(&sandbox.store()).unwrap();
+    store.prune().unwrap();
+    assert!(
+        !store.cas().contains(&tampered_file, false),
+        "prune removes what no index entry references"
     );
 }
 

@@ -75,14 +75,34 @@ fn store_verify_finds_corruption_and_prune_removes_orphans() {
     }
     let prune = store_command(&sandbox, &["prune"]);
     assert!(prune.status.success(), "{}", text(&prune));
+    // That one, and dup-entries' first `a.txt`, which its second entry shadows.
     assert!(
-        text(&prune).contains("removed 1 unreferenced files"),
+        text(&prune).contains("removed 2 unreferenced files"),
         "{}",
         text(&prune)
     );
     assert_store_clean(&sandbox);
     let status = store_command(&sandbox, &["status"]);
     assert!(text(&status).contains("packages: 57"), "{}", text(&status));
+}
+
+#[test]
+fn a_short_file_left_by_a_killed_writer_is_replaced_not_served() {
+    let sandbox = Sandbox::new("graph");
+    // A writer killed mid-write leaves a prefix of the content under the CAS name.
+    let content = b"exports.b = 1;\n";
+    let cas_file = flowpm_store::Store::open(&sandbox.store())
+        .unwrap()
+        .cas()
+        .file_path(&flowpm_store::FileHash::of(content), false);
+    std::fs::write(&cas_file, &content[..5]).unwrap();
+    sandbox.install(&[]);
+    assert_eq!(std::fs::read(&cas_file).unwrap(), content);
+    let linked = sandbox
+        .project()
+        .join("node_modules/.pnpm/cycle-b@1.0.0/node_modules/cycle-b/index.js");
+    assert_eq!(std::fs::read(linked).unwrap(), content);
+    assert_store_clean(&sandbox);
 }
 
 #[test]
