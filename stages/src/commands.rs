@@ -219,13 +219,14 @@ fn change_and_install(
         Err(error) => return Err(InstallError::io("read", &lockfile_path, error)),
     };
     let (config, store_dir) = load_config(&project_dir, options)?;
-    let (mut lockfile, resolution) = resolve_project(
+    let (mut lockfile, resolution, _) = resolve_project(
         options,
         &config,
         &store_dir,
         &manifest,
         old.as_ref(),
         reporter,
+        None,
     )?;
 
     // Now that versions are known, write what package.json and the lockfile will say.

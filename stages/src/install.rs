@@ -38,8 +38,9 @@ use crate::plan_cache;
 use crate::platform::Platform;
 use crate::report::{InstallReport, Reporter};
 use crate::resolve::ResolveOptions;
+use crate::resolve::early_link::{EarlyLink, Planned};
 use crate::resolve::metadata::CacheMode;
-use crate::resolve::run::{ResolveRun, resolve_with_registry};
+use crate::resolve::run::{LinkOutcome, ResolveRun, resolve_with_registry};
 use crate::write::{Finalizer, run_write_worker};
 
 /// What to install and how. `Default` gives a plain `flowpm install` of the current directory.
@@ -117,7 +118,6 @@ pub fn install(
         platform: Platform::host(),
         virtual_store_dir_max_length: VIRTUAL_STORE_DIR_MAX_LENGTH,
     };
-    let mut resolved_report = None;
     let (lockfile_text, plan) = match existing {
         Some(text) if options.update.is_none() => {
             let cache_key = plan_cache::key(&manifest_bytes, text.as_bytes(), &plan_options);
@@ -134,18 +134,20 @@ pub fn install(
                         }
                         Err(error) if options.frozen_lockfile => return Err(error),
                         Err(_) => {
-                            let (text, plan, report) = resolve_and_write(
-                                options,
-                                &config,
-                                &store_dir,
+                            return resolve_and_install(
+                                &Resolution {
+                                    options,
+                                    config: &config,
+                                    store_dir: &store_dir,
+                                    project_dir: &project_dir,
+                                    lockfile_path: &lockfile_path,
+                                    plan_options: &plan_options,
+                                    reporter,
+                                    started,
+                                },
                                 &manifest,
                                 Some(&lockfile),
-                                &lockfile_path,
-                                &plan_options,
-                                reporter,
-                            )?;
-                            resolved_report = Some(report);
-                            (text, plan)
+                            );
                         }
                     }
                 }
@@ -157,26 +159,29 @@ pub fn install(
                 Some(text) => Some(Lockfile::parse(text, &lockfile_path)?),
                 None => None,
             };
-            let (text, plan, report) = resolve_and_write(
-                options,
-                &config,
-                &store_dir,
+            return resolve_and_install(
+                &Resolution {
+                    options,
+                    config: &config,
+                    store_dir: &store_dir,
+                    project_dir: &project_dir,
+                    lockfile_path: &lockfile_path,
+                    plan_options: &plan_options,
+                    reporter,
+                    started,
+                },
                 &manifest,
                 old.as_ref(),
-                &lockfile_path,
-                &plan_options,
-                reporter,
-            )?;
-            resolved_report = Some(report);
-            (text, plan)
+            );
         }
     };
     if options.lockfile_only {
-        let mut report = resolved_report.unwrap_or_default();
-        report.packages = plan.snapshots.len();
-        report.up_to_date = report.stages.is_empty();
-        report.elapsed = started.elapsed();
-        return Ok(report);
+        return Ok(InstallReport {
+            packages: plan.snapshots.len(),
+            up_to_date: true,
+            elapsed: started.elapsed(),
+            ..InstallReport::default()
+        });
     }
     let layout = Layout::new(&project_dir, &plan);
     let up_to_date = || InstallReport {
@@ -249,9 +254,6 @@ pub fn install(
         },
         &lockfile_text,
     )?;
-    let mut resolution = resolved_report.unwrap_or_default();
-    warnings.splice(0..0, resolution.warnings.drain(..));
-    resolution.stages.extend(stages);
     Ok(InstallReport {
         packages: plan.snapshots.len(),
         fetched: counts.fetched,
@@ -263,30 +265,131 @@ pub fn install(
         bytes_imported: counts.bytes_imported,
         elapsed: started.elapsed(),
         up_to_date: false,
-        stages: resolution.stages,
+        stages,
         warnings,
     })
 }
 
-/// Resolves the project and replaces `pnpm-lock.yaml` atomically (a failed resolution leaves
-/// the old file untouched); returns the new text and its install plan.
-#[allow(clippy::too_many_arguments)]
-fn resolve_and_write(
-    options: &InstallOptions,
-    config: &Arc<NpmConfig>,
-    store_dir: &Path,
+/// What resolving for an install needs from `install`.
+struct Resolution<'a> {
+    options: &'a InstallOptions,
+    config: &'a Arc<NpmConfig>,
+    store_dir: &'a Path,
+    project_dir: &'a Path,
+    lockfile_path: &'a Path,
+    plan_options: &'a PlanOptions,
+    reporter: &'a dyn Reporter,
+    started: Instant,
+}
+
+/// Resolves the project, fills `node_modules` for the result in the same run (linking as soon
+/// as the graph is final), then replaces `pnpm-lock.yaml` atomically: a failed resolution or
+/// download leaves the old file untouched. With `--lockfile-only`, only resolves and writes.
+fn resolve_and_install(
+    resolution: &Resolution<'_>,
     manifest: &Manifest,
     old: Option<&Lockfile>,
-    lockfile_path: &Path,
-    plan_options: &PlanOptions,
-    reporter: &dyn Reporter,
-) -> Result<(String, InstallPlan, InstallReport), InstallError> {
-    let (lockfile, report) = resolve_project(options, config, store_dir, manifest, old, reporter)?;
+) -> Result<InstallReport, InstallError> {
+    let Resolution {
+        options,
+        config,
+        store_dir,
+        project_dir,
+        lockfile_path,
+        plan_options,
+        reporter,
+        started,
+    } = *resolution;
+    if options.lockfile_only {
+        let (lockfile, mut report, _) =
+            resolve_project(options, config, store_dir, manifest, old, reporter, None)?;
+        let text = to_yaml(&lockfile);
+        write_atomically(lockfile_path, text.as_bytes())?;
+        report.packages = plan(&lockfile, plan_options)?.snapshots.len();
+        report.elapsed = started.elapsed();
+        return Ok(report);
+    }
+    let _project_lock = lock_project(project_dir, reporter)?;
+    let planned = Planned::default();
+    let target = EarlyLink {
+        project_dir,
+        plan_options,
+        import_method: options.import_method,
+    };
+    let (lockfile, mut report, linked) = resolve_project(
+        options,
+        config,
+        store_dir,
+        manifest,
+        old,
+        reporter,
+        Some((&target, &planned)),
+    )?;
+    let (Some(plan), Some(hoisted)) = (planned.plan.into_inner(), planned.hoisted.into_inner())
+    else {
+        return Err(InstallError::Internal(
+            "resolution ended without an install plan".to_owned(),
+        ));
+    };
+    let layout = Layout::new(project_dir, &plan);
+    let mut counts = Counts {
+        fetched: linked.fetched,
+        reused: linked.reused,
+        files_imported: linked.files_imported,
+        files_written: linked.files_written,
+        bytes_downloaded: report
+            .stages
+            .iter()
+            .find(|stage| stage.name == "fetch")
+            .map_or(0, |stage| stage.bytes),
+        bytes_imported: linked.bytes_imported,
+    };
+    if !linked.leftover.is_empty() {
+        // Packages of the final graph that the run neither found nor stored (not expected;
+        // kept correct rather than fast): fetched and imported now.
+        let store = Store::open(store_dir)?;
+        let (stages, more) = run_pipeline(
+            options,
+            config,
+            &store,
+            &layout,
+            &hoisted,
+            Vec::new(),
+            linked.leftover,
+            reporter,
+        )?;
+        report.stages.extend(stages);
+        counts.add(&more);
+    }
+    report
+        .warnings
+        .extend(crate::bins::link_bins(&layout, &hoisted)?);
     let text = to_yaml(&lockfile);
     write_atomically(lockfile_path, text.as_bytes())?;
-    // Planned from the model just written, not from its text again.
-    let plan = plan(&lockfile, plan_options)?;
-    Ok((text, plan, report))
+    write_metadata(
+        &layout,
+        &hoisted,
+        &ModulesSettings {
+            production_only: options.production_only,
+            store_dir,
+            skipped: &plan.skipped,
+        },
+        &text,
+    )?;
+    Ok(InstallReport {
+        packages: plan.snapshots.len(),
+        fetched: counts.fetched,
+        reused: counts.reused,
+        skipped_optional: plan.skipped.len(),
+        files_imported: counts.files_imported,
+        files_written: counts.files_written,
+        bytes_downloaded: counts.bytes_downloaded,
+        bytes_imported: counts.bytes_imported,
+        elapsed: started.elapsed(),
+        up_to_date: false,
+        stages: report.stages,
+        warnings: report.warnings,
+    })
 }
 
 /// Resolves `manifest` against the registry, keeping `old`'s versions where they satisfy and
@@ -298,7 +401,8 @@ pub(crate) fn resolve_project(
     manifest: &Manifest,
     old: Option<&Lockfile>,
     reporter: &dyn Reporter,
-) -> Result<(Lockfile, InstallReport), InstallError> {
+    link: Option<(&EarlyLink<'_>, &Planned)>,
+) -> Result<(Lockfile, InstallReport, LinkOutcome), InstallError> {
     let minutes = match options.minimum_release_age {
         Some(minutes) => minutes,
         None => config
@@ -336,7 +440,8 @@ pub(crate) fn resolve_project(
         cancel: &options.cancel,
         reporter,
     };
-    let (resolved, stages) = resolve_with_registry(&run, manifest, old, &resolve_options)?;
+    let (resolved, stages, linked) =
+        resolve_with_registry(&run, manifest, old, &resolve_options, link)?;
     for warning in &resolved.warnings {
         reporter.on_warning(warning);
     }
@@ -347,6 +452,7 @@ pub(crate) fn resolve_project(
             warnings: resolved.warnings,
             ..InstallReport::default()
         },
+        linked,
     ))
 }
 
@@ -444,6 +550,17 @@ struct Counts {
     files_written: u64,
     bytes_downloaded: u64,
     bytes_imported: u64,
+}
+
+impl Counts {
+    fn add(&mut self, other: &Counts) {
+        self.fetched += other.fetched;
+        self.reused += other.reused;
+        self.files_imported += other.files_imported;
+        self.files_written += other.files_written;
+        self.bytes_downloaded += other.bytes_downloaded;
+        self.bytes_imported += other.bytes_imported;
+    }
 }
 
 /// Runs the stages on their threads until every package is imported.

@@ -73,21 +73,61 @@ fn resolves_and_installs_exactly_as_pnpm_does() {
     }
 }
 
+/// The stage names of an ndjson summary, in order.
+fn summary_stages(output: &str) -> Vec<String> {
+    let summary = output
+        .lines()
+        .find(|line| line.contains("\"event\":\"summary\""))
+        .unwrap_or_else(|| panic!("no summary in:\n{output}"));
+    let summary: serde_json::Value = serde_json::from_str(summary).unwrap();
+    summary["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|stage| stage["stage"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 #[test]
-fn resolution_streams_tarballs_into_the_store_before_linking() {
+fn resolution_fetches_and_links_in_one_run() {
     let sandbox = without_lockfile("resolve-peers");
     let output = run_ok(&sandbox, &["install", "--reporter", "ndjson"]);
-    // One run: the resolve, metadata and fetch stages report together (fetch overlapped
-    // resolution), then the install links from the store without downloading again.
-    for stage in ["\"resolve\"", "\"metadata\"", "\"fetch\""] {
-        assert!(output.contains(stage), "no {stage} stage in:\n{output}");
-    }
+    // One run: tarballs download while resolution goes on, and the layout is linked and
+    // filled as soon as the graph is final; no second pipeline follows.
+    assert_eq!(
+        summary_stages(&output),
+        [
+            "resolve", "metadata", "fetch", "write", "index", "link", "dispatch", "import"
+        ],
+        "{output}"
+    );
     let tarballs = sandbox.registry.tarball_requests();
     assert!(tarballs > 0);
     assert_eq!(sandbox.manifest(), pnpm_tree("resolve-peers"));
-    // Every package's tarball was fetched exactly once: during resolution, not again to link.
+    // Every package's tarball was fetched exactly once.
     let packages = lockfile(&sandbox).matches("    resolution: {").count();
     assert_eq!(tarballs as usize, packages);
+    assert!(
+        output.contains(&format!("\"fetched\":{packages},\"reused\":0")),
+        "{output}"
+    );
+
+    // Resolved again with every package already in the store: all imported from it.
+    std::fs::remove_dir_all(sandbox.project().join("node_modules")).unwrap();
+    std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    let output = run_ok(&sandbox, &["install", "--reporter", "ndjson"]);
+    assert_eq!(sandbox.registry.tarball_requests(), tarballs);
+    assert!(
+        output.contains(&format!("\"fetched\":0,\"reused\":{packages}")),
+        "{output}"
+    );
+    assert_eq!(sandbox.manifest(), pnpm_tree("resolve-peers"));
+    assert!(
+        sandbox
+            .project()
+            .join("node_modules/.pnpm/lock.yaml")
+            .exists()
+    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! `pnpm-lock.yaml`, with every picked version announced as soon as it is known, so the
 //! caller can start its download while resolution goes on.
 
+pub mod early_link;
 pub mod graph;
 mod lockfile_out;
 pub mod metadata;

@@ -6,11 +6,14 @@
 //!    └────────── packuments ─────────┘
 //!    └──PackageUnit (each picked version, at once)──> fetch ──> write ──> index (the store)
 //! ```
-//! Tarballs download while the graph is still being resolved; the install that follows finds
+//! Tarballs download while the graph is still being resolved. For an install, the layout is
+//! linked as soon as the graph is final and stored packages are imported as they land
+//! ([`super::early_link`]); otherwise (`add`, `remove`, `update`) the install that follows finds
 //! them in the store and only links.
 
+use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use flowpm_pipeline::{
@@ -19,7 +22,7 @@ use flowpm_pipeline::{
 use flowpm_store::Store;
 
 use crate::InstallError;
-use crate::capacity::{FETCH_THREADS, FILE_QUEUE, threads};
+use crate::capacity::{FETCH_THREADS, FILE_QUEUE, IMPORT_QUEUE, import_threads, threads};
 use crate::config::NpmConfig;
 use crate::fetch::{Fetcher, default_tarball_url};
 use crate::install::{StoreStages, spawn_store_stages};
@@ -31,6 +34,7 @@ use crate::packument::Packument;
 use crate::platform::Platform;
 use crate::report::Reporter;
 
+use super::early_link::{EarlyLink, LinkCells, Planned};
 use super::metadata::{CacheMode, MetadataFetcher, PackumentResult, run_metadata_worker};
 use super::{Node, PackumentSource, ResolveOptions, Resolved, resolve};
 
@@ -48,13 +52,29 @@ pub struct ResolveRun<'a> {
     pub reporter: &'a dyn Reporter,
 }
 
+/// What linking inside the run did.
+#[derive(Debug, Default)]
+pub struct LinkOutcome {
+    /// Units of the plan that were neither in the store nor stored by this run.
+    pub leftover: Vec<Arc<PackageUnit>>,
+    /// Units of the plan downloaded by this run, and units found in the store.
+    pub fetched: usize,
+    pub reused: usize,
+    pub files_written: u64,
+    pub files_imported: u64,
+    pub bytes_imported: u64,
+}
+
 /// Resolves `manifest` against the registry (keeping `old`'s versions where they satisfy).
+/// With `link` (which needs `run.prefetch`), also lays out and fills `node_modules` for the
+/// result, leaving its plan in the given [`Planned`].
 pub fn resolve_with_registry(
     run: &ResolveRun<'_>,
     manifest: &Manifest,
     old: Option<&Lockfile>,
     options: &ResolveOptions,
-) -> Result<(Resolved, Vec<StageSnapshot>), InstallError> {
+    link: Option<(&EarlyLink<'_>, &Planned)>,
+) -> Result<(Resolved, Vec<StageSnapshot>, LinkOutcome), InstallError> {
     let fetcher = Fetcher::new(run.config.clone(), run.offline, run.reporter)?;
     let metadata = MetadataFetcher::new(&fetcher, run.store_dir, run.cache_mode);
     let store = if run.prefetch {
@@ -64,6 +84,10 @@ pub fn resolve_with_registry(
     };
     let files_written = AtomicU64::new(0);
     let result: Mutex<Option<Resolved>> = Mutex::new(None);
+    let link = link.filter(|_| run.prefetch);
+    let planned_fallback = Planned::default();
+    let cells = LinkCells::new(link.map_or(&planned_fallback, |(_, planned)| planned));
+    let target = link.map(|(target, _)| target);
     let config = run.config.clone();
     let default_tarball =
         move |name: &str, version: &str| default_tarball_url(&config, name, version).ok();
@@ -72,20 +96,27 @@ pub fn resolve_with_registry(
         let (name_sender, name_receiver) = unbounded::<String>();
         let (packument_sender, packument_receiver) = unbounded::<PackumentResult>();
         let (unit_sender, unit_receiver) = unbounded::<Arc<PackageUnit>>();
-        let senders = Mutex::new(Some((name_sender, unit_sender)));
-        let (result, default_tarball) = (&result, &default_tarball);
+        // Never sent on: closed by the resolve thread once the layout is prepared (or failed).
+        let (ready_sender, ready_receiver) = unbounded::<()>();
+        let senders = Mutex::new(Some((name_sender, unit_sender, ready_sender)));
+        let (result, default_tarball, cells) = (&result, &default_tarball, &cells);
         let store_ref = store.as_ref();
         pipeline.spawn("resolve", 1, move |context| {
-            let (names, units) = senders.lock().unwrap().take().expect("one resolve thread");
+            let (names, units, _ready) =
+                senders.lock().unwrap().take().expect("one resolve thread");
             let mut source = PipelineSource {
                 context,
                 names,
                 packuments: &packument_receiver,
                 units: store_ref.map(|store| (units, store)),
                 platform: Platform::host(),
+                sent: HashSet::new(),
             };
             let resolved = resolve(manifest, old, options, &mut source, default_tarball)
                 .map_err(|failure| InstallError::Resolve(failure.message))?;
+            if let (Some(target), Some(store)) = (target, store_ref) {
+                cells.prepare(target, &resolved.lockfile, store, run.reporter, source.sent)?;
+            }
             *result.lock().unwrap() = Some(resolved);
             Ok(())
         });
@@ -96,7 +127,11 @@ pub fn resolve_with_registry(
         let Some(store) = store.as_ref() else {
             return;
         };
-        let (stored_sender, stored_receiver) = bounded::<StoredPackage>(FILE_QUEUE);
+        // Packages stored before the graph is final wait here when they are to be linked.
+        let (stored_sender, stored_receiver) = match target {
+            Some(_) => unbounded::<StoredPackage>(),
+            None => bounded::<StoredPackage>(FILE_QUEUE),
+        };
         spawn_store_stages(
             pipeline,
             threads("fetch", FETCH_THREADS),
@@ -109,18 +144,43 @@ pub fn resolve_with_registry(
                 files_written: &files_written,
             },
         );
-        // Nothing is linked yet: stored packages are imported by the install that follows.
-        pipeline.spawn("stored", 1, move |context| {
-            while context.recv(&stored_receiver).is_some() {}
-            Ok(())
+        let Some(target) = target else {
+            // Nothing to link: stored packages are imported by the install that follows.
+            pipeline.spawn("stored", 1, move |context| {
+                while context.recv(&stored_receiver).is_some() {}
+                Ok(())
+            });
+            return;
+        };
+        let (import_sender, import_receiver) = bounded::<StoredPackage>(IMPORT_QUEUE);
+        let ready = ready_receiver.clone();
+        pipeline.spawn("link", 1, move |context| cells.run_link(context, &ready));
+        let ready = ready_receiver.clone();
+        pipeline.spawn("dispatch", 1, move |context| {
+            cells.run_dispatch(context, &ready, store, &stored_receiver, &import_sender)
         });
+        pipeline.spawn(
+            "import",
+            import_threads(target.project_dir),
+            move |context| cells.run_import(context, &ready_receiver, &import_receiver),
+        );
     });
     let outcome = outcome?;
     let resolved = result
         .into_inner()
         .unwrap()
         .ok_or_else(|| InstallError::Internal("resolution ended without a result".to_owned()))?;
-    Ok((resolved, outcome.stages))
+    let imported = cells.imported();
+    let (fetched, reused) = *cells.counts.lock().unwrap();
+    let linked = LinkOutcome {
+        leftover: std::mem::take(&mut *cells.leftover.lock().unwrap()),
+        fetched,
+        reused,
+        files_written: files_written.load(Ordering::Relaxed),
+        files_imported: imported.0,
+        bytes_imported: imported.1,
+    };
+    Ok((resolved, outcome.stages, linked))
 }
 
 struct PipelineSource<'a, 'c> {
@@ -129,6 +189,8 @@ struct PipelineSource<'a, 'c> {
     packuments: &'a Receiver<PackumentResult>,
     units: Option<(Sender<Arc<PackageUnit>>, &'a Store)>,
     platform: Platform,
+    /// Keys of the units sent to the fetch stages.
+    sent: HashSet<String>,
 }
 
 impl PackumentSource for PipelineSource<'_, '_> {
@@ -163,6 +225,7 @@ impl PackumentSource for PipelineSource<'_, '_> {
             return;
         }
         self.context.record_item(0);
+        self.sent.insert(key.clone());
         let _ = self.context.send(
             units,
             Arc::new(PackageUnit {

@@ -1,0 +1,199 @@
+//! Linking inside the resolution run: once the graph is final, the layout's directories and
+//! symlinks are created and every stored package is imported while the remaining tarballs
+//! still download, instead of after the last one.
+//!
+//! The resolve thread builds the plan and fills [`LinkCells`]; the `link`, `dispatch` and
+//! `import` stages wait for that (they block on a channel the resolve thread closes) and then
+//! work from the cells. Packages stored before the plan exists wait in an unbounded channel
+//! (their file lists only, bounded by the lockfile) so downloads never stall on resolution.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use flowpm_pipeline::{Receiver, Sender, StageContext};
+use flowpm_store::Store;
+
+use crate::InstallError;
+use crate::hoist::{Hoisted, hoist};
+use crate::install::group_units;
+use crate::link::{ImportMethod, Importer, Layout};
+use crate::lockfile::Lockfile;
+use crate::messages::{PackageUnit, StoredPackage};
+use crate::metadata::invalidate;
+use crate::plan::{InstallPlan, PlanOptions, plan};
+use crate::report::Reporter;
+
+/// What the caller wants linked (the project lock is already held).
+pub struct EarlyLink<'a> {
+    pub project_dir: &'a Path,
+    pub plan_options: &'a PlanOptions,
+    pub import_method: ImportMethod,
+}
+
+/// The plan and its hoisting, set by the resolve thread; owned by the caller, which uses them
+/// after the run.
+#[derive(Default)]
+pub struct Planned {
+    pub plan: OnceLock<InstallPlan>,
+    pub hoisted: OnceLock<Vec<Hoisted>>,
+}
+
+/// Filled once by the resolve thread; read by the link, dispatch and import stages.
+pub struct LinkCells<'a> {
+    planned: &'a Planned,
+    layout: OnceLock<Layout<'a>>,
+    importer: OnceLock<Importer<'a>>,
+    /// Units of the plan that neither were in the store nor arrived from the fetch stages.
+    pub leftover: Mutex<Vec<Arc<PackageUnit>>>,
+    /// Keys of the units the resolve thread sent to the fetch stages.
+    sent: OnceLock<HashSet<String>>,
+    /// Units of the plan fetched by this run, and found in the store without it.
+    pub counts: Mutex<(usize, usize)>,
+}
+
+impl<'a> LinkCells<'a> {
+    pub fn new(planned: &'a Planned) -> Self {
+        LinkCells {
+            planned,
+            layout: OnceLock::new(),
+            importer: OnceLock::new(),
+            leftover: Mutex::new(Vec::new()),
+            sent: OnceLock::new(),
+            counts: Mutex::new((0, 0)),
+        }
+    }
+
+    /// Plans the resolved lockfile and prepares `node_modules` for it (on the resolve thread).
+    pub fn prepare(
+        &'a self,
+        target: &EarlyLink<'_>,
+        lockfile: &Lockfile,
+        store: &'a Store,
+        reporter: &'a dyn Reporter,
+        sent: HashSet<String>,
+    ) -> Result<(), InstallError> {
+        let _ = self.sent.set(sent);
+        let planned = plan(lockfile, target.plan_options)?;
+        let plan = self.planned.plan.get_or_init(|| planned);
+        let layout = self
+            .layout
+            .get_or_init(|| Layout::new(target.project_dir, plan));
+        invalidate(layout)?;
+        let hoisted = self.planned.hoisted.get_or_init(|| hoist(plan));
+        layout.prune(hoisted)?;
+        let _ = self.importer.set(Importer::new(
+            layout,
+            store.cas(),
+            reporter,
+            target.import_method,
+        ));
+        Ok(())
+    }
+
+    /// Files and bytes imported so far.
+    pub fn imported(&self) -> (u64, u64) {
+        self.importer.get().map_or((0, 0), |importer| {
+            (
+                importer.files_imported.load(Ordering::Relaxed),
+                importer.bytes_imported.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    /// The prepared layout, once the resolve thread is done (`None` if it failed).
+    fn ready(&self, context: &StageContext, ready: &Receiver<()>) -> Option<&Importer<'a>> {
+        // The resolve thread never sends: it closes the channel when it is done.
+        while context.recv(ready).is_some() {}
+        self.importer.get()
+    }
+
+    /// The `link` stage: every directory and symlink.
+    pub fn run_link(
+        &self,
+        context: &StageContext,
+        ready: &Receiver<()>,
+    ) -> Result<(), InstallError> {
+        let (Some(_), Some(layout), Some(hoisted)) = (
+            self.ready(context, ready),
+            self.layout.get(),
+            self.planned.hoisted.get(),
+        ) else {
+            return Ok(());
+        };
+        layout.create_links(hoisted, context)
+    }
+
+    /// The `import` stage.
+    pub fn run_import(
+        &self,
+        context: &StageContext,
+        ready: &Receiver<()>,
+        input: &Receiver<StoredPackage>,
+    ) -> Result<(), InstallError> {
+        match self.ready(context, ready) {
+            Some(importer) => crate::link::run_import_worker(context, input, importer),
+            None => Ok(()),
+        }
+    }
+
+    /// The `dispatch` stage: sends the plan's packages already in the store, then each one
+    /// the fetch stages store, to the importers under the plan's units (which say where each
+    /// goes); whatever never arrives is left for the caller.
+    pub fn run_dispatch(
+        &self,
+        context: &StageContext,
+        ready: &Receiver<()>,
+        store: &Store,
+        stored: &Receiver<StoredPackage>,
+        import: &Sender<StoredPackage>,
+    ) -> Result<(), InstallError> {
+        let (Some(_), Some(plan)) = (self.ready(context, ready), self.planned.plan.get()) else {
+            while context.recv(stored).is_some() {}
+            return Ok(());
+        };
+        let units = group_units(plan)?;
+        let cached = store
+            .index()
+            .get_many(units.iter().map(|unit| unit.key.as_str()))?;
+        let sent = self.sent.get();
+        let fetched = units
+            .iter()
+            .filter(|unit| sent.is_some_and(|sent| sent.contains(&unit.key)))
+            .count();
+        *self.counts.lock().unwrap() = (fetched, units.len() - fetched);
+        let mut pending = HashMap::new();
+        for (unit, files) in units.into_iter().zip(cached) {
+            match files {
+                Some(files) => {
+                    let package = StoredPackage {
+                        unit,
+                        files: Arc::new(files),
+                    };
+                    if context.send(import, package).is_err() {
+                        return Ok(());
+                    }
+                }
+                None => {
+                    pending.insert(unit.key.clone(), unit);
+                }
+            }
+        }
+        // Anything stored that the final graph does not have (or that was found in the store
+        // above) is not imported.
+        while let Some(package) = context.recv(stored) {
+            if let Some(unit) = pending.remove(&package.unit.key) {
+                let package = StoredPackage {
+                    unit,
+                    files: package.files,
+                };
+                if context.send(import, package).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        self.leftover.lock().unwrap().extend(pending.into_values());
+        Ok(())
+    }
+}
