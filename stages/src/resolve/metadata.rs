@@ -163,6 +163,9 @@ pub fn run_metadata_worker(
     output: &Sender<PackumentResult>,
     metadata: &MetadataFetcher<'_>,
 ) -> Result<(), InstallError> {
+    // One compression context per thread: creating one per packument costs more than
+    // compressing a small one.
+    let mut compressor = zstd::bulk::Compressor::new(CACHE_LEVEL).ok();
     while let Some(name) = context.recv(input) {
         let (result, bytes, cache) = metadata.load(context, &name);
         context.record_item(bytes);
@@ -173,8 +176,10 @@ pub fn run_metadata_worker(
         }
         // Compressed after resolution has the packument. A cache that cannot be written only
         // costs the next run a download.
-        if let (Some(entry), Some(packument)) = (cache, packument) {
-            let _ = write_cache(&path, &entry, packument.body());
+        if let (Some(entry), Some(packument), Some(compressor)) =
+            (cache, packument, compressor.as_mut())
+        {
+            let _ = write_cache(&path, &entry, packument.body(), compressor);
         }
     }
     Ok(())
@@ -207,18 +212,25 @@ fn read_cache(path: &Path) -> Option<CacheEntry> {
 }
 
 /// Written to a temp file and renamed, so readers never see half a document.
-fn write_cache(path: &Path, entry: &CacheEntry, body: &[u8]) -> std::io::Result<()> {
+/// One frame, compressed in one call (zstd sizes its tables to the document) and written
+/// with one syscall.
+fn write_cache(
+    path: &Path,
+    entry: &CacheEntry,
+    body: &[u8],
+    compressor: &mut zstd::bulk::Compressor<'_>,
+) -> std::io::Result<()> {
+    let header = serde_json::json!({"etag": entry.etag, "last_modified": entry.last_modified});
+    let mut document = Vec::with_capacity(body.len() + 128);
+    document.extend_from_slice(header.to_string().as_bytes());
+    document.push(b'\n');
+    document.extend_from_slice(body);
+    let compressed = compressor.compress(&document)?;
+    drop(document);
     let dir = path.parent().expect("cache paths have a parent");
     std::fs::create_dir_all(dir)?;
     let mut temp = tempfile_in(dir)?;
-    {
-        let mut encoder = zstd::stream::write::Encoder::new(&mut temp.1, CACHE_LEVEL)?;
-        let header = serde_json::json!({"etag": entry.etag, "last_modified": entry.last_modified});
-        encoder.write_all(header.to_string().as_bytes())?;
-        encoder.write_all(b"\n")?;
-        encoder.write_all(body)?;
-        encoder.finish()?;
-    }
+    temp.1.write_all(&compressed)?;
     std::fs::rename(&temp.0, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&temp.0);
     })
@@ -252,7 +264,8 @@ mod tests {
             last_modified: None,
             body: Vec::new(),
         };
-        write_cache(&path, &entry, b"{\"name\":\"@s/x\"}").unwrap();
+        let mut compressor = zstd::bulk::Compressor::new(CACHE_LEVEL).unwrap();
+        write_cache(&path, &entry, b"{\"name\":\"@s/x\"}", &mut compressor).unwrap();
         let read = read_cache(&path).unwrap();
         assert_eq!(read.etag.as_deref(), Some("\"abc\""));
         assert_eq!(read.last_modified, None);
