@@ -2,8 +2,9 @@
 //! and exec the target with the interpreter named by its shebang.
 //!
 //! Which shims go where:
-//! - `node_modules/.bin`: the bins of the project's direct dependencies and of the peers
-//!   resolved for them (pnpm 12 links `webpack` there for `react-server-dom-webpack`);
+//! - `node_modules/.bin` (of the root and of each workspace project): the bins of the
+//!   project's direct dependencies and of the peers resolved for them (pnpm 12 links `webpack`
+//!   there for `react-server-dom-webpack`);
 //! - `node_modules/.pnpm/node_modules/.bin`: the bins of hoisted packages;
 //! - `.pnpm/<dir>/node_modules/<name>/node_modules/.bin`: the package's own bins and those of
 //!   its dependencies.
@@ -63,27 +64,31 @@ pub fn link_bins(layout: &Layout<'_>, hoisted: &[Hoisted]) -> Result<Vec<String>
     if commands.is_empty() {
         return Ok(warnings);
     }
-    let mut direct: Vec<usize> = plan
-        .direct
-        .iter()
-        .filter_map(|d| match d.target {
-            DirectTarget::Snapshot(index) => Some(index),
-            DirectTarget::Link(_) => None,
-        })
-        .collect();
-    let peers: Vec<usize> = direct
-        .iter()
-        .flat_map(|&index| {
-            let snapshot = &plan.snapshots[index];
-            snapshot
-                .dependencies
-                .iter()
-                .filter(|(alias, _)| snapshot.peer_names.contains(alias))
-                .map(|(_, child)| *child)
-        })
-        .collect();
-    direct.extend(peers);
-    write_bin_dir(layout, &layout.modules_dir.join(".bin"), &direct, &commands)?;
+    for importer in layout.importers() {
+        let mut direct: Vec<usize> = plan
+            .direct
+            .iter()
+            .filter(|d| d.importer == importer)
+            .filter_map(|d| match d.target {
+                DirectTarget::Snapshot(index) => Some(index),
+                DirectTarget::Link(_) => None,
+            })
+            .collect();
+        let peers: Vec<usize> = direct
+            .iter()
+            .flat_map(|&index| {
+                let snapshot = &plan.snapshots[index];
+                snapshot
+                    .dependencies
+                    .iter()
+                    .filter(|(alias, _)| snapshot.peer_names.contains(alias))
+                    .map(|(_, child)| *child)
+            })
+            .collect();
+        direct.extend(peers);
+        let bin_dir = layout.importer_modules_dir(importer).join(".bin");
+        write_bin_dir(layout, &bin_dir, &direct, &commands)?;
+    }
     let hoisted: Vec<usize> = hoisted.iter().map(|h| h.snapshot).collect();
     write_bin_dir(
         layout,

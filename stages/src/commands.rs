@@ -187,6 +187,12 @@ fn change_and_install(
 ) -> Result<InstallReport, InstallError> {
     let project_dir = std::path::absolute(&options.project_dir)
         .map_err(|e| InstallError::io("resolve", &options.project_dir, e))?;
+    if let Some(workspace) = crate::workspace::find(&project_dir)? {
+        return Err(crate::install::workspace_resolution_unsupported(
+            &workspace.root,
+            "adding or removing dependencies needs resolution",
+        ));
+    }
     let manifest_path = project_dir.join("package.json");
     let text = std::fs::read_to_string(&manifest_path)
         .map_err(|e| InstallError::io("read", &manifest_path, e))?;

@@ -4,11 +4,14 @@
 //! The rule, observed from pnpm 12: every snapshot, ordered by depth from the project (direct
 //! dependencies are depth 0) and then by depPath byte order, offers its dependencies (then its
 //! optional dependencies) in lockfile order; the first offer of an alias wins. Aliases of the
-//! project's direct dependencies are never hoisted (they already resolve from `node_modules`).
+//! root project's direct dependencies are never hoisted (they already resolve from
+//! `node_modules`). In a workspace, the other projects' direct dependencies are offered first
+//! (as children of the workspace), and after everything the projects themselves are hoisted
+//! under their package names (pnpm's `hoistWorkspacePackages`).
 
 use std::collections::{HashSet, VecDeque};
 
-use crate::plan::{DirectTarget, InstallPlan};
+use crate::plan::{DirectTarget, InstallPlan, ROOT_IMPORTER};
 
 /// One hoisted symlink: `.pnpm/node_modules/<alias>` -> snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,9 +53,20 @@ pub fn hoist(plan: &InstallPlan) -> Vec<Hoisted> {
     let mut taken: HashSet<&str> = plan
         .direct
         .iter()
+        .filter(|direct| direct.importer == ROOT_IMPORTER)
         .map(|direct| direct.alias.as_str())
         .collect();
     let mut hoisted = Vec::new();
+    for direct in plan.direct.iter().filter(|d| d.importer != ROOT_IMPORTER) {
+        if let DirectTarget::Snapshot(index) = direct.target
+            && taken.insert(direct.alias.as_str())
+        {
+            hoisted.push(Hoisted {
+                alias: direct.alias.clone(),
+                snapshot: index,
+            });
+        }
+    }
     for index in order {
         for (alias, child) in &plan.snapshots[index].dependencies {
             if taken.insert(alias.as_str()) {
@@ -64,4 +78,33 @@ pub fn hoist(plan: &InstallPlan) -> Vec<Hoisted> {
         }
     }
     hoisted
+}
+
+/// A workspace project hoisted into `.pnpm/node_modules` under its package name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoistedProject<'a> {
+    pub alias: &'a str,
+    /// Its importer id.
+    pub id: &'a str,
+}
+
+/// The workspace projects hoisted after `hoisted` (names already taken are skipped).
+pub fn hoisted_projects<'a>(plan: &'a InstallPlan, hoisted: &[Hoisted]) -> Vec<HoistedProject<'a>> {
+    let mut taken: HashSet<&str> = plan
+        .direct
+        .iter()
+        .filter(|direct| direct.importer == ROOT_IMPORTER)
+        .map(|direct| direct.alias.as_str())
+        .collect();
+    taken.extend(hoisted.iter().map(|h| h.alias.as_str()));
+    plan.workspace_projects
+        .iter()
+        .filter_map(|project| {
+            let alias = project.name.as_deref()?;
+            taken.insert(alias).then_some(HoistedProject {
+                alias,
+                id: &project.id,
+            })
+        })
+        .collect()
 }

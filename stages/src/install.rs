@@ -33,7 +33,10 @@ use crate::lockfile_write::to_yaml;
 use crate::manifest::Manifest;
 use crate::messages::{PackageUnit, StoredPackage};
 use crate::metadata::{ModulesSettings, invalidate, is_up_to_date, write_metadata};
-use crate::plan::{InstallPlan, PlanOptions, check_up_to_date, plan};
+use crate::plan::{
+    InstallPlan, PlanOptions, ROOT_IMPORTER, WorkspaceProject, check_up_to_date,
+    check_workspace_up_to_date, plan,
+};
 use crate::plan_cache;
 use crate::platform::Platform;
 use crate::report::{InstallReport, Reporter};
@@ -41,6 +44,7 @@ use crate::resolve::ResolveOptions;
 use crate::resolve::early_link::{EarlyLink, Planned};
 use crate::resolve::metadata::CacheMode;
 use crate::resolve::run::{LinkOutcome, ResolveRun, resolve_with_registry};
+use crate::workspace::{self, Workspace};
 use crate::write::{Finalizer, run_write_worker};
 
 /// What to install and how. `Default` gives a plain `flowpm install` of the current directory.
@@ -97,9 +101,18 @@ pub fn install(
     let started = Instant::now();
     let project_dir = std::path::absolute(&options.project_dir)
         .map_err(|e| InstallError::io("resolve", &options.project_dir, e))?;
+    // Inside a workspace, the whole workspace is installed from its root, as pnpm does.
+    let workspace = workspace::find(&project_dir)?;
+    let project_dir = workspace
+        .as_ref()
+        .map_or(project_dir, |workspace| workspace.root.clone());
     let manifest_path = project_dir.join("package.json");
     let manifest_bytes =
         std::fs::read(&manifest_path).map_err(|e| InstallError::io("read", &manifest_path, e))?;
+    let members = match &workspace {
+        Some(workspace) => read_members(workspace)?,
+        None => Vec::new(),
+    };
     let lockfile_path = project_dir.join("pnpm-lock.yaml");
     let existing = match std::fs::read_to_string(&lockfile_path) {
         Ok(text) => Some(text),
@@ -120,19 +133,47 @@ pub fn install(
     };
     let (lockfile_text, plan) = match existing {
         Some(text) if options.update.is_none() => {
-            let cache_key = plan_cache::key(&manifest_bytes, text.as_bytes(), &plan_options);
+            let mut manifests = manifest_bytes.clone();
+            for member in &members {
+                manifests.extend_from_slice(&(member.id.len() as u64).to_le_bytes());
+                manifests.extend_from_slice(member.id.as_bytes());
+                manifests.extend_from_slice(&(member.bytes.len() as u64).to_le_bytes());
+                manifests.extend_from_slice(&member.bytes);
+            }
+            let cache_key = plan_cache::key(&manifests, text.as_bytes(), &plan_options);
             match plan_cache::load(&store_dir, &cache_key) {
                 Some(plan) => (text, plan),
                 None => {
                     let manifest = Manifest::parse(&manifest_bytes, &manifest_path)?;
                     let lockfile = Lockfile::parse(&text, &lockfile_path)?;
-                    match check_up_to_date(&manifest, &lockfile) {
+                    let checked = match &workspace {
+                        None => check_up_to_date(&manifest, &lockfile),
+                        Some(_) => {
+                            let mut projects = vec![(ROOT_IMPORTER, &manifest)];
+                            projects.extend(members.iter().map(|m| (m.id.as_str(), &m.manifest)));
+                            check_workspace_up_to_date(&lockfile, &projects)
+                        }
+                    };
+                    match checked {
                         Ok(()) => {
-                            let plan = plan(&lockfile, &plan_options)?;
+                            let mut plan = plan(&lockfile, &plan_options)?;
+                            plan.workspace_projects = members
+                                .iter()
+                                .map(|member| WorkspaceProject {
+                                    id: member.id.clone(),
+                                    name: member.manifest.name.clone(),
+                                })
+                                .collect();
                             plan_cache::save(&store_dir, &cache_key, &plan);
                             (text, plan)
                         }
                         Err(error) if options.frozen_lockfile => return Err(error),
+                        Err(InstallError::LockfileOutdated { reason }) if workspace.is_some() => {
+                            return Err(workspace_resolution_unsupported(
+                                &project_dir,
+                                format!("pnpm-lock.yaml is out of date: {reason}"),
+                            ));
+                        }
                         Err(_) => {
                             return resolve_and_install(
                                 &Resolution {
@@ -154,6 +195,13 @@ pub fn install(
             }
         }
         existing => {
+            if workspace.is_some() {
+                let why = match existing {
+                    None => "there is no pnpm-lock.yaml".to_owned(),
+                    Some(_) => "an update was asked for".to_owned(),
+                };
+                return Err(workspace_resolution_unsupported(&project_dir, why));
+            }
             let manifest = Manifest::parse(&manifest_bytes, &manifest_path)?;
             let old = match &existing {
                 Some(text) => Some(Lockfile::parse(text, &lockfile_path)?),
@@ -268,6 +316,41 @@ pub fn install(
         stages,
         warnings,
     })
+}
+
+/// A workspace project's package.json, read for the frozen check and the plan cache key.
+struct Member {
+    id: String,
+    bytes: Vec<u8>,
+    manifest: Manifest,
+}
+
+fn read_members(workspace: &Workspace) -> Result<Vec<Member>, InstallError> {
+    workspace
+        .members
+        .iter()
+        .map(|id| {
+            let path = workspace.root.join(id).join("package.json");
+            let bytes = std::fs::read(&path).map_err(|e| InstallError::io("read", &path, e))?;
+            let manifest = Manifest::parse(&bytes, &path)?;
+            Ok(Member {
+                id: id.clone(),
+                bytes,
+                manifest,
+            })
+        })
+        .collect()
+}
+
+/// flowpm links a workspace from its lockfile but does not resolve one yet.
+pub(crate) fn workspace_resolution_unsupported(
+    root: &Path,
+    why: impl std::fmt::Display,
+) -> InstallError {
+    InstallError::WorkspaceResolution {
+        path: root.join(workspace::WORKSPACE_FILE),
+        why: why.to_string(),
+    }
 }
 
 /// What resolving for an install needs from `install`.

@@ -41,6 +41,7 @@ mod plan_cache;
 pub mod platform;
 mod report;
 pub mod resolve;
+pub mod workspace;
 pub mod write;
 
 pub use error::InstallError;

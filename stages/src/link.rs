@@ -22,9 +22,9 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::InstallError;
-use crate::hoist::Hoisted;
+use crate::hoist::{Hoisted, hoisted_projects};
 use crate::messages::StoredPackage;
-use crate::plan::{DirectTarget, InstallPlan, SnapshotPlan};
+use crate::plan::{DirectDependency, DirectTarget, InstallPlan, ROOT_IMPORTER, SnapshotPlan};
 use crate::report::Reporter;
 
 /// Paths of one project's `node_modules`.
@@ -59,6 +59,42 @@ impl<'a> Layout<'a> {
         self.snapshot_modules_dir(snapshot).join(&snapshot.name)
     }
 
+    /// The importer ids of the projects to link: the root, then each workspace project.
+    pub fn importers(&self) -> impl Iterator<Item = &'a str> {
+        std::iter::once(ROOT_IMPORTER).chain(
+            self.plan
+                .workspace_projects
+                .iter()
+                .map(|project| project.id.as_str()),
+        )
+    }
+
+    /// A project's directory (the root's for `.`).
+    pub fn importer_dir(&self, importer: &str) -> PathBuf {
+        if importer == ROOT_IMPORTER {
+            self.project_dir.clone()
+        } else {
+            self.project_dir.join(importer)
+        }
+    }
+
+    /// A project's own `node_modules`, where its direct dependencies are linked.
+    pub fn importer_modules_dir(&self, importer: &str) -> PathBuf {
+        if importer == ROOT_IMPORTER {
+            self.modules_dir.clone()
+        } else {
+            self.importer_dir(importer).join("node_modules")
+        }
+    }
+
+    /// Where a direct dependency's symlink points.
+    fn direct_target(&self, direct: &DirectDependency) -> PathBuf {
+        match &direct.target {
+            DirectTarget::Snapshot(index) => self.package_dir(&self.plan.snapshots[*index]),
+            DirectTarget::Link(path) => normalize(&self.importer_dir(&direct.importer).join(path)),
+        }
+    }
+
     /// `node_modules/.pnpm/node_modules`: where everything is hoisted.
     pub fn hoist_dir(&self) -> PathBuf {
         self.virtual_store_dir.join("node_modules")
@@ -81,12 +117,26 @@ impl<'a> Layout<'a> {
                 remove_any(&self.virtual_store_dir.join(&name))?;
             }
         }
-        let direct: HashSet<&str> = self.plan.direct.iter().map(|d| d.alias.as_str()).collect();
-        prune_links(&self.modules_dir, &direct)?;
-        let hoisted_names: HashSet<&str> = hoisted.iter().map(|h| h.alias.as_str()).collect();
+        for importer in self.importers() {
+            let direct: HashSet<&str> = self
+                .plan
+                .direct
+                .iter()
+                .filter(|d| d.importer == importer)
+                .map(|d| d.alias.as_str())
+                .collect();
+            let modules_dir = self.importer_modules_dir(importer);
+            prune_links(&modules_dir, &direct)?;
+            // Shims are regenerated from scratch.
+            remove_any(&modules_dir.join(".bin"))?;
+        }
+        let mut hoisted_names: HashSet<&str> = hoisted.iter().map(|h| h.alias.as_str()).collect();
+        hoisted_names.extend(
+            hoisted_projects(self.plan, hoisted)
+                .iter()
+                .map(|project| project.alias),
+        );
         prune_links(&self.hoist_dir(), &hoisted_names)?;
-        // Shims are regenerated from scratch.
-        remove_any(&self.modules_dir.join(".bin"))?;
         remove_any(&self.hoist_dir().join(".bin"))?;
         Ok(())
     }
@@ -110,8 +160,12 @@ impl<'a> Layout<'a> {
         // pnpm creates `.pnpm/node_modules` only when something is hoisted into it.
         let hoist_dir = self.hoist_dir();
         mkdir(hoist_dir.parent().expect("inside .pnpm").to_path_buf())?;
-        if !hoisted.is_empty() {
+        let projects = hoisted_projects(self.plan, hoisted);
+        if !hoisted.is_empty() || !projects.is_empty() {
             mkdir(hoist_dir.clone())?;
+        }
+        for importer in self.importers() {
+            mkdir(self.importer_modules_dir(importer))?;
         }
         for snapshot in &self.plan.snapshots {
             if context.is_cancelled() {
@@ -132,18 +186,12 @@ impl<'a> Layout<'a> {
             }
         }
         for direct in &self.plan.direct {
+            let modules_dir = self.importer_modules_dir(&direct.importer);
             if let Some(scope) = scope_of(&direct.alias) {
-                mkdir(self.modules_dir.join(scope))?;
+                mkdir(modules_dir.join(scope))?;
             }
-            let target = match &direct.target {
-                DirectTarget::Snapshot(index) => self.package_dir(&self.plan.snapshots[*index]),
-                DirectTarget::Link(path) => normalize(&self.project_dir.join(path)),
-            };
-            link(
-                &self.modules_dir.join(&direct.alias),
-                &target,
-                &direct.alias,
-            )?;
+            let target = self.direct_target(direct);
+            link(&modules_dir.join(&direct.alias), &target, &direct.alias)?;
             context.record_item(0);
         }
         for entry in hoisted {
@@ -152,6 +200,14 @@ impl<'a> Layout<'a> {
             }
             let target = self.package_dir(&self.plan.snapshots[entry.snapshot]);
             link(&hoist_dir.join(&entry.alias), &target, &entry.alias)?;
+            context.record_item(0);
+        }
+        for project in projects {
+            if let Some(scope) = scope_of(project.alias) {
+                mkdir(hoist_dir.join(scope))?;
+            }
+            let target = self.importer_dir(project.id);
+            link(&hoist_dir.join(project.alias), &target, project.alias)?;
             context.record_item(0);
         }
         Ok(())

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::InstallError;
-use crate::hoist::Hoisted;
+use crate::hoist::{Hoisted, hoisted_projects};
 use crate::link::Layout;
 
 /// Settings recorded in `.modules.yaml` that change the tree when they change.
@@ -54,11 +54,13 @@ pub fn is_up_to_date(layout: &Layout<'_>, lockfile_text: &str, production_only: 
         .snapshots
         .iter()
         .all(|s| layout.package_dir(s).is_dir());
-    let direct_present = layout
-        .plan
-        .direct
-        .iter()
-        .all(|d| layout.modules_dir.join(&d.alias).symlink_metadata().is_ok());
+    let direct_present = layout.plan.direct.iter().all(|d| {
+        layout
+            .importer_modules_dir(&d.importer)
+            .join(&d.alias)
+            .symlink_metadata()
+            .is_ok()
+    });
     snapshots_present && direct_present
 }
 
@@ -86,6 +88,9 @@ pub fn write_metadata(
             .entry(dep_path.clone())
             .or_insert_with(|| json!({}));
         aliases[entry.alias.as_str()] = json!("private");
+    }
+    for project in hoisted_projects(layout.plan, hoisted) {
+        hoisted_map.insert(project.id.to_owned(), json!({ project.alias: "private" }));
     }
     let mut skipped = settings.skipped.to_vec();
     skipped.sort();

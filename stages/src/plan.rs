@@ -74,6 +74,9 @@ pub enum DirectTarget {
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct DirectDependency {
+    /// The lockfile importer id of the project that depends on it: `.` for the root,
+    /// `packages/a` for a workspace project.
+    pub importer: String,
     pub alias: String,
     pub group: DependencyGroup,
     pub target: DirectTarget,
@@ -85,7 +88,20 @@ pub struct InstallPlan {
     pub direct: Vec<DirectDependency>,
     /// Optional snapshots left out because they do not support this platform.
     pub skipped: Vec<String>,
+    /// The workspace's projects besides the root (empty outside a workspace).
+    pub workspace_projects: Vec<WorkspaceProject>,
 }
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct WorkspaceProject {
+    /// The importer id: the project's directory relative to the root, `/`-separated.
+    pub id: String,
+    /// Its package.json `name`, if any.
+    pub name: Option<String>,
+}
+
+/// The root project's importer id.
+pub const ROOT_IMPORTER: &str = ".";
 
 #[derive(Debug, Clone)]
 pub struct PlanOptions {
@@ -97,8 +113,43 @@ pub struct PlanOptions {
 /// Checks that the lockfile's importer matches `package.json` exactly (pnpm's frozen check):
 /// same dependency names in each group with the same specifiers.
 pub fn check_up_to_date(manifest: &Manifest, lockfile: &Lockfile) -> Result<(), InstallError> {
+    check_importer(manifest, lockfile, ROOT_IMPORTER)
+}
+
+/// The frozen check for a workspace: the lockfile has exactly the workspace's projects as
+/// importers, and each matches its `package.json`.
+pub fn check_workspace_up_to_date(
+    lockfile: &Lockfile,
+    projects: &[(&str, &Manifest)],
+) -> Result<(), InstallError> {
+    for (id, manifest) in projects {
+        if *id != ROOT_IMPORTER && !lockfile.importers.contains_key(*id) {
+            return Err(InstallError::LockfileOutdated {
+                reason: format!("workspace project `{id}` has no importer in the lockfile"),
+            });
+        }
+        check_importer(manifest, lockfile, id)?;
+    }
+    if let Some(id) = lockfile
+        .importers
+        .keys()
+        .find(|id| !projects.iter().any(|(project, _)| project == id))
+    {
+        return Err(InstallError::LockfileOutdated {
+            reason: format!("the lockfile has an importer `{id}` that is not a workspace project"),
+        });
+    }
+    Ok(())
+}
+
+fn check_importer(manifest: &Manifest, lockfile: &Lockfile, id: &str) -> Result<(), InstallError> {
     let empty = Importer::default();
-    let importer = lockfile.importers.get(".").unwrap_or(&empty);
+    let importer = lockfile.importers.get(id).unwrap_or(&empty);
+    let project = if id == ROOT_IMPORTER {
+        String::new()
+    } else {
+        format!(" of workspace project `{id}`")
+    };
     for (group, wanted) in manifest_groups(manifest) {
         let locked = importer.group(group);
         for (name, specifier) in &wanted {
@@ -106,7 +157,7 @@ pub fn check_up_to_date(manifest: &Manifest, lockfile: &Lockfile) -> Result<(), 
                 None => {
                     return Err(InstallError::LockfileOutdated {
                         reason: format!(
-                            "`{name}` ({}) is in package.json but not in the lockfile",
+                            "`{name}` ({}) is in package.json{project} but not in the lockfile",
                             group.lockfile_key()
                         ),
                     });
@@ -114,7 +165,7 @@ pub fn check_up_to_date(manifest: &Manifest, lockfile: &Lockfile) -> Result<(), 
                 Some(entry) if entry.specifier != **specifier => {
                     return Err(InstallError::LockfileOutdated {
                         reason: format!(
-                            "`{name}` ({}) is `{specifier}` in package.json but `{}` in the lockfile",
+                            "`{name}` ({}) is `{specifier}` in package.json{project} but `{}` in the lockfile",
                             group.lockfile_key(),
                             entry.specifier
                         ),
@@ -129,7 +180,7 @@ pub fn check_up_to_date(manifest: &Manifest, lockfile: &Lockfile) -> Result<(), 
         {
             return Err(InstallError::LockfileOutdated {
                 reason: format!(
-                    "`{name}` ({}) is in the lockfile but not in package.json",
+                    "`{name}` ({}) is in the lockfile but not in package.json{project}",
                     group.lockfile_key()
                 ),
             });
@@ -191,11 +242,18 @@ impl Importer {
     }
 }
 
-/// Builds the install plan: every snapshot reachable from the importer's (filtered) direct
+/// Builds the install plan: every snapshot reachable from the importers' (filtered) direct
 /// dependencies, minus optional ones this platform cannot run.
 pub fn plan(lockfile: &Lockfile, options: &PlanOptions) -> Result<InstallPlan, InstallError> {
     let empty = Importer::default();
-    let importer = lockfile.importers.get(".").unwrap_or(&empty);
+    let mut importers: Vec<(&str, &Importer)> = lockfile
+        .importers
+        .iter()
+        .map(|(id, importer)| (id.as_str(), importer))
+        .collect();
+    if !lockfile.importers.contains_key(ROOT_IMPORTER) {
+        importers.insert(0, (ROOT_IMPORTER, &empty));
+    }
     let mut builder = PlanBuilder {
         lockfile,
         options,
@@ -207,26 +265,52 @@ pub fn plan(lockfile: &Lockfile, options: &PlanOptions) -> Result<InstallPlan, I
     if !options.production_only {
         groups.insert(1, DependencyGroup::Development);
     }
-    for group in groups {
-        for (alias, dependency) in importer.group(group) {
-            validate_package_name(alias)?;
-            let target = match reference_to_dep_path(alias, &dependency.version) {
-                None => {
-                    DirectTarget::Link(dependency.version.trim_start_matches("link:").to_owned())
-                }
-                Some(dep_path) => match builder.visit(&dep_path, "the project")? {
-                    Some(index) => DirectTarget::Snapshot(index),
-                    None => continue,
-                },
-            };
-            builder.plan.direct.push(DirectDependency {
-                alias: alias.clone(),
-                group,
-                target,
-            });
+    for (id, importer) in importers {
+        validate_importer_id(id)?;
+        let needed_by = if id == ROOT_IMPORTER {
+            "the project".to_owned()
+        } else {
+            format!("workspace project `{id}`")
+        };
+        for &group in &groups {
+            for (alias, dependency) in importer.group(group) {
+                validate_package_name(alias)?;
+                let target = match reference_to_dep_path(alias, &dependency.version) {
+                    None => DirectTarget::Link(
+                        dependency.version.trim_start_matches("link:").to_owned(),
+                    ),
+                    Some(dep_path) => match builder.visit(&dep_path, &needed_by)? {
+                        Some(index) => DirectTarget::Snapshot(index),
+                        None => continue,
+                    },
+                };
+                builder.plan.direct.push(DirectDependency {
+                    importer: id.to_owned(),
+                    alias: alias.clone(),
+                    group,
+                    target,
+                });
+            }
         }
     }
     Ok(builder.plan)
+}
+
+/// An importer id is a relative path inside the workspace; anything else (absolute, `..`,
+/// empty segments) could place links outside it.
+fn validate_importer_id(id: &str) -> Result<(), InstallError> {
+    let valid = id == ROOT_IMPORTER
+        || (!id.starts_with('/')
+            && id
+                .split('/')
+                .all(|segment| !segment.is_empty() && segment != "." && segment != ".."));
+    if valid {
+        Ok(())
+    } else {
+        Err(InstallError::LockfileOutdated {
+            reason: format!("importer `{id}` is not a path inside the workspace"),
+        })
+    }
 }
 
 struct PlanBuilder<'a> {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::plan::{InstallPlan, PlanOptions};
 
 /// Bumped whenever the plan's shape or meaning changes.
-const FORMAT: &str = "flowpm-plan-1";
+const FORMAT: &str = "flowpm-plan-2";
 
 pub fn key(manifest: &[u8], lockfile: &[u8], options: &PlanOptions) -> String {
     let mut hasher = blake3::Hasher::new();

@@ -16,14 +16,10 @@ impl Sandbox {
 
     pub fn with_registry(project: &str, registry_dir: &Path) -> Self {
         let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir(root.path().join("project")).unwrap();
-        for file in ["package.json", "pnpm-lock.yaml"] {
-            std::fs::copy(
-                flowpm_fixtures::project_dir(project).join(file),
-                root.path().join("project").join(file),
-            )
-            .unwrap();
-        }
+        copy_project(
+            &flowpm_fixtures::project_dir(project),
+            &root.path().join("project"),
+        );
         let registry = RegistryServer::start(registry_dir).unwrap();
         Sandbox { root, registry }
     }
@@ -44,6 +40,11 @@ impl Sandbox {
 
     /// As [`Sandbox::flowpm`], with extra environment variables (e.g. `npm_config_fetch_timeout`).
     pub fn flowpm_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.flowpm_in(&self.project(), args, env)
+    }
+
+    /// As [`Sandbox::flowpm_with_env`], run in `dir` (e.g. a workspace project).
+    pub fn flowpm_in(&self, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut command = Command::new(env!("CARGO_BIN_EXE_flowpm"));
         command.envs(env.iter().copied());
         command
@@ -54,7 +55,7 @@ impl Sandbox {
                 "--registry",
                 &self.registry.url(),
             ])
-            .current_dir(self.project())
+            .current_dir(dir)
             .env("HOME", self.root.path())
             .env("NPM_CONFIG_USERCONFIG", self.root.path().join("no-npmrc"))
             .env("NPM_CONFIG_GLOBALCONFIG", self.root.path().join("no-npmrc"))
@@ -102,6 +103,23 @@ pub fn text(output: &Output) -> String {
 }
 
 /// pnpm 12's tree for a fixture project, recorded by scripts/record-fixtures.sh.
+/// The fixture's manifests, lockfile and workspace file (a workspace's projects included);
+/// not pnpm's recorded tree or notes.
+fn copy_project(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if entry.file_type().unwrap().is_dir() {
+            copy_project(&entry.path(), &to.join(&name));
+        } else if ["package.json", "pnpm-lock.yaml", "pnpm-workspace.yaml"]
+            .contains(&name.to_str().unwrap())
+        {
+            std::fs::copy(entry.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
 pub fn pnpm_tree(project: &str) -> Vec<String> {
     let text = std::fs::read_to_string(flowpm_fixtures::project_dir(project).join("pnpm-tree.txt"))
         .unwrap();

@@ -7,3 +7,4 @@ mod install;
 mod malformed;
 mod reliability;
 mod resolve;
+mod workspace;

@@ -1,0 +1,194 @@
+//! pnpm workspaces: `pnpm-workspace.yaml` and the projects its `packages` globs select.
+//!
+//! As pnpm does, an install run anywhere inside a workspace installs the whole workspace from its
+//! root (the nearest ancestor holding `pnpm-workspace.yaml`). A `pnpm-workspace.yaml` without
+//! `packages` only carries settings; such a directory is an ordinary single project.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::InstallError;
+
+pub const WORKSPACE_FILE: &str = "pnpm-workspace.yaml";
+
+#[derive(Debug)]
+pub struct Workspace {
+    pub root: PathBuf,
+    /// The projects besides the root, as lockfile importer ids (`packages/a`), sorted.
+    pub members: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct WorkspaceFile {
+    #[serde(default)]
+    packages: Vec<String>,
+}
+
+/// The workspace `dir` belongs to, if any.
+pub fn find(dir: &Path) -> Result<Option<Workspace>, InstallError> {
+    for root in dir.ancestors() {
+        let path = root.join(WORKSPACE_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(InstallError::io("read", &path, error)),
+        };
+        let file: WorkspaceFile = if text.trim().is_empty() {
+            WorkspaceFile::default()
+        } else {
+            serde_saphyr::from_str(&text).map_err(|error| InstallError::InvalidFile {
+                path: path.clone(),
+                message: error.to_string(),
+            })?
+        };
+        if file.packages.is_empty() {
+            return Ok(None);
+        }
+        let members = members(root, &file.packages)?;
+        return Ok(Some(Workspace {
+            root: root.to_path_buf(),
+            members,
+        }));
+    }
+    Ok(None)
+}
+
+/// Directories under `root` with a `package.json` that the globs select (`!` excludes;
+/// `node_modules` is never searched), as `/`-separated relative paths.
+fn members(root: &Path, patterns: &[String]) -> Result<Vec<String>, InstallError> {
+    let (exclude, include): (Vec<&str>, Vec<&str>) = patterns
+        .iter()
+        .map(|p| p.trim().trim_start_matches("./").trim_end_matches('/'))
+        .partition(|p| p.starts_with('!'));
+    let exclude: Vec<&str> = exclude
+        .iter()
+        .map(|p| p[1..].trim_start_matches("./"))
+        .collect();
+    let mut found = Vec::new();
+    walk(root, "", &mut |relative| {
+        if !relative.is_empty()
+            && include.iter().any(|p| glob_match(p, relative))
+            && !exclude.iter().any(|p| glob_match(p, relative))
+            && root.join(relative).join("package.json").is_file()
+        {
+            found.push(relative.to_owned());
+        }
+    })?;
+    found.sort();
+    Ok(found)
+}
+
+/// Visits every directory below `dir` except `node_modules` and hidden ones.
+fn walk(root: &Path, relative: &str, visit: &mut dyn FnMut(&str)) -> Result<(), InstallError> {
+    visit(relative);
+    let dir = root.join(relative);
+    let entries = std::fs::read_dir(&dir).map_err(|e| InstallError::io("read", &dir, e))?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| InstallError::io("read", &dir, e))?;
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if name != "node_modules" && !name.starts_with('.') {
+            names.push(name);
+        }
+    }
+    names.sort();
+    for name in names {
+        let child = if relative.is_empty() {
+            name
+        } else {
+            format!("{relative}/{name}")
+        };
+        walk(root, &child, visit)?;
+    }
+    Ok(())
+}
+
+/// `*` matches within one path segment, `**` any number of segments.
+fn glob_match(pattern: &str, path: &str) -> bool {
+    let pattern: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
+    let path: Vec<&str> = path.split('/').collect();
+    match_segments(&pattern, &path)
+}
+
+fn match_segments(pattern: &[&str], path: &[&str]) -> bool {
+    match pattern.split_first() {
+        None => path.is_empty(),
+        Some((&"**", rest)) => (0..=path.len()).any(|skip| match_segments(rest, &path[skip..])),
+        Some((segment, rest)) => path
+            .split_first()
+            .is_some_and(|(name, tail)| match_segment(segment, name) && match_segments(rest, tail)),
+    }
+}
+
+fn match_segment(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((prefix, rest)) => {
+            let Some(tail) = name.strip_prefix(prefix) else {
+                return false;
+            };
+            (0..=tail.len())
+                .filter(|&i| tail.is_char_boundary(i))
+                .any(|i| match_segment(rest, &tail[i..]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_select_members_and_exclusions_win() {
+        assert!(glob_match("packages/*", "packages/a"));
+        assert!(!glob_match("packages/*", "packages/a/b"));
+        assert!(glob_match("apps/**", "apps/web/site"));
+        assert!(glob_match("**/tools", "a/b/tools"));
+        assert!(glob_match("pkg-*", "pkg-one"));
+        assert!(!glob_match("pkg-*", "lib-one"));
+
+        let dir = tempfile::tempdir().unwrap();
+        for member in [
+            "packages/a",
+            "packages/b",
+            "packages/test-x",
+            "apps/web",
+            "other",
+        ] {
+            std::fs::create_dir_all(dir.path().join(member)).unwrap();
+            std::fs::write(dir.path().join(member).join("package.json"), "{}").unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("packages/no-manifest")).unwrap();
+        std::fs::create_dir_all(dir.path().join("packages/a/node_modules/x")).unwrap();
+        std::fs::write(
+            dir.path().join("packages/a/node_modules/x/package.json"),
+            "{}",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join(WORKSPACE_FILE),
+            "packages:\n  - 'packages/**'\n  - apps/*\n  - '!packages/test-*'\n",
+        )
+        .unwrap();
+        let workspace = find(&dir.path().join("packages/a")).unwrap().unwrap();
+        assert_eq!(workspace.root, dir.path());
+        assert_eq!(workspace.members, ["apps/web", "packages/a", "packages/b"]);
+    }
+
+    #[test]
+    fn a_settings_only_workspace_file_is_a_single_project() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(WORKSPACE_FILE),
+            "onlyBuiltDependencies: []\n",
+        )
+        .unwrap();
+        assert!(find(dir.path()).unwrap().is_none());
+    }
+}
