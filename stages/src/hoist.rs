@@ -50,12 +50,7 @@ pub fn hoist(plan: &InstallPlan) -> Vec<Hoisted> {
                 .cmp(plan.snapshots[b].dep_path.as_bytes())
         })
     });
-    let mut taken: HashSet<&str> = plan
-        .direct
-        .iter()
-        .filter(|direct| direct.importer == ROOT_IMPORTER)
-        .map(|direct| direct.alias.as_str())
-        .collect();
+    let mut taken = root_aliases(plan);
     let mut hoisted = Vec::new();
     for direct in plan.direct.iter().filter(|d| d.importer != ROOT_IMPORTER) {
         if let DirectTarget::Snapshot(index) = direct.target
@@ -90,12 +85,7 @@ pub struct HoistedProject<'a> {
 
 /// The workspace projects hoisted after `hoisted` (names already taken are skipped).
 pub fn hoisted_projects<'a>(plan: &'a InstallPlan, hoisted: &[Hoisted]) -> Vec<HoistedProject<'a>> {
-    let mut taken: HashSet<&str> = plan
-        .direct
-        .iter()
-        .filter(|direct| direct.importer == ROOT_IMPORTER)
-        .map(|direct| direct.alias.as_str())
-        .collect();
+    let mut taken = root_aliases(plan);
     taken.extend(hoisted.iter().map(|h| h.alias.as_str()));
     plan.workspace_projects
         .iter()
@@ -106,5 +96,14 @@ pub fn hoisted_projects<'a>(plan: &'a InstallPlan, hoisted: &[Hoisted]) -> Vec<H
                 id: &project.id,
             })
         })
+        .collect()
+}
+
+/// The root project's direct dependencies: already resolvable, so never hoisted.
+fn root_aliases(plan: &InstallPlan) -> HashSet<&str> {
+    plan.direct
+        .iter()
+        .filter(|direct| direct.importer == ROOT_IMPORTER)
+        .map(|direct| direct.alias.as_str())
         .collect()
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use flowpm_pipeline::{CancelToken, bounded, unbounded};
+use flowpm_pipeline::{CancelToken, StageSnapshot, bounded, unbounded};
 use flowpm_store::Store;
 
 use crate::InstallError;
@@ -131,6 +131,16 @@ pub fn install(
         platform: Platform::host(),
         virtual_store_dir_max_length: VIRTUAL_STORE_DIR_MAX_LENGTH,
     };
+    let resolution = Resolution {
+        options,
+        config: &config,
+        store_dir: &store_dir,
+        project_dir: &project_dir,
+        lockfile_path: &lockfile_path,
+        plan_options: &plan_options,
+        reporter,
+        started,
+    };
     let (lockfile_text, plan) = match existing {
         Some(text) if options.update.is_none() => {
             let mut manifests = manifest_bytes.clone();
@@ -175,20 +185,7 @@ pub fn install(
                             ));
                         }
                         Err(_) => {
-                            return resolve_and_install(
-                                &Resolution {
-                                    options,
-                                    config: &config,
-                                    store_dir: &store_dir,
-                                    project_dir: &project_dir,
-                                    lockfile_path: &lockfile_path,
-                                    plan_options: &plan_options,
-                                    reporter,
-                                    started,
-                                },
-                                &manifest,
-                                Some(&lockfile),
-                            );
+                            return resolve_and_install(&resolution, &manifest, Some(&lockfile));
                         }
                     }
                 }
@@ -207,20 +204,7 @@ pub fn install(
                 Some(text) => Some(Lockfile::parse(text, &lockfile_path)?),
                 None => None,
             };
-            return resolve_and_install(
-                &Resolution {
-                    options,
-                    config: &config,
-                    store_dir: &store_dir,
-                    project_dir: &project_dir,
-                    lockfile_path: &lockfile_path,
-                    plan_options: &plan_options,
-                    reporter,
-                    started,
-                },
-                &manifest,
-                old.as_ref(),
-            );
+            return resolve_and_install(&resolution, &manifest, old.as_ref());
         }
     };
     if options.lockfile_only {
@@ -292,30 +276,8 @@ pub fn install(
     };
 
     warnings.extend(crate::bins::link_bins(&layout, &hoisted)?);
-    write_metadata(
-        &layout,
-        &hoisted,
-        &ModulesSettings {
-            production_only: options.production_only,
-            store_dir: &store_dir,
-            skipped: &plan.skipped,
-        },
-        &lockfile_text,
-    )?;
-    Ok(InstallReport {
-        packages: plan.snapshots.len(),
-        fetched: counts.fetched,
-        reused: counts.reused,
-        skipped_optional: plan.skipped.len(),
-        files_imported: counts.files_imported,
-        files_written: counts.files_written,
-        bytes_downloaded: counts.bytes_downloaded,
-        bytes_imported: counts.bytes_imported,
-        elapsed: started.elapsed(),
-        up_to_date: false,
-        stages,
-        warnings,
-    })
+    write_modules_metadata(&layout, &hoisted, options, &store_dir, &lockfile_text)?;
+    Ok(counts.into_report(&plan, started, stages, warnings))
 }
 
 /// A workspace project's package.json, read for the frozen check and the plan cache key.
@@ -449,30 +411,28 @@ fn resolve_and_install(
         .extend(crate::bins::link_bins(&layout, &hoisted)?);
     let text = to_yaml(&lockfile);
     write_atomically(lockfile_path, text.as_bytes())?;
+    write_modules_metadata(&layout, &hoisted, options, store_dir, &text)?;
+    Ok(counts.into_report(&plan, started, report.stages, report.warnings))
+}
+
+/// `.modules.yaml` and the lockfile copy, written last: they mark the tree complete.
+fn write_modules_metadata(
+    layout: &Layout<'_>,
+    hoisted: &[crate::hoist::Hoisted],
+    options: &InstallOptions,
+    store_dir: &Path,
+    lockfile_text: &str,
+) -> Result<(), InstallError> {
     write_metadata(
-        &layout,
-        &hoisted,
+        layout,
+        hoisted,
         &ModulesSettings {
             production_only: options.production_only,
             store_dir,
-            skipped: &plan.skipped,
+            skipped: &layout.plan.skipped,
         },
-        &text,
-    )?;
-    Ok(InstallReport {
-        packages: plan.snapshots.len(),
-        fetched: counts.fetched,
-        reused: counts.reused,
-        skipped_optional: plan.skipped.len(),
-        files_imported: counts.files_imported,
-        files_written: counts.files_written,
-        bytes_downloaded: counts.bytes_downloaded,
-        bytes_imported: counts.bytes_imported,
-        elapsed: started.elapsed(),
-        up_to_date: false,
-        stages: report.stages,
-        warnings: report.warnings,
-    })
+        lockfile_text,
+    )
 }
 
 /// Resolves `manifest` against the registry, keeping `old`'s versions where they satisfy and
@@ -636,6 +596,29 @@ struct Counts {
 }
 
 impl Counts {
+    fn into_report(
+        self,
+        plan: &InstallPlan,
+        started: Instant,
+        stages: Vec<StageSnapshot>,
+        warnings: Vec<String>,
+    ) -> InstallReport {
+        InstallReport {
+            packages: plan.snapshots.len(),
+            fetched: self.fetched,
+            reused: self.reused,
+            skipped_optional: plan.skipped.len(),
+            files_imported: self.files_imported,
+            files_written: self.files_written,
+            bytes_downloaded: self.bytes_downloaded,
+            bytes_imported: self.bytes_imported,
+            elapsed: started.elapsed(),
+            up_to_date: false,
+            stages,
+            warnings,
+        }
+    }
+
     fn add(&mut self, other: &Counts) {
         self.fetched += other.fetched;
         self.reused += other.reused;
