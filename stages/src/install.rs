@@ -143,12 +143,9 @@ pub fn install(
     };
     let (lockfile_text, plan) = match existing {
         Some(text) if options.update.is_none() => {
-            let mut manifests = manifest_bytes.clone();
+            let mut manifests = vec![manifest_bytes.as_slice()];
             for member in &members {
-                manifests.extend_from_slice(&(member.id.len() as u64).to_le_bytes());
-                manifests.extend_from_slice(member.id.as_bytes());
-                manifests.extend_from_slice(&(member.bytes.len() as u64).to_le_bytes());
-                manifests.extend_from_slice(&member.bytes);
+                manifests.extend([member.id.as_bytes(), member.bytes.as_slice()]);
             }
             let cache_key = plan_cache::key(&manifests, text.as_bytes(), &plan_options);
             match plan_cache::load(&store_dir, &cache_key) {
@@ -233,21 +230,7 @@ pub fn install(
     }
 
     let store = Store::open(&store_dir)?;
-    let units = group_units(&plan)?;
-    let cached = store
-        .index()
-        .get_many(units.iter().map(|unit| unit.key.as_str()))?;
-    let mut warm = Vec::new();
-    let mut cold = Vec::new();
-    for (unit, files) in units.into_iter().zip(cached) {
-        match files {
-            Some(files) => warm.push(StoredPackage {
-                unit,
-                files: Arc::new(files),
-            }),
-            None => cold.push(unit),
-        }
-    }
+    let (warm, cold) = split_by_store(&store, &plan)?;
     let mut warnings = Vec::new();
     for unit in &cold {
         if unit.integrity.is_none() {
@@ -546,6 +529,30 @@ fn lock_project(
 }
 
 /// Snapshots that share a tarball (peer variants of one package) share one unit.
+/// The plan's units, as packages the store already has (with their file lists) and units it
+/// does not.
+pub(crate) fn split_by_store(
+    store: &Store,
+    plan: &InstallPlan,
+) -> Result<(Vec<StoredPackage>, Vec<Arc<PackageUnit>>), InstallError> {
+    let units = group_units(plan)?;
+    let cached = store
+        .index()
+        .get_many(units.iter().map(|unit| unit.key.as_str()))?;
+    let mut warm = Vec::new();
+    let mut cold = Vec::new();
+    for (unit, files) in units.into_iter().zip(cached) {
+        match files {
+            Some(files) => warm.push(StoredPackage {
+                unit,
+                files: Arc::new(files),
+            }),
+            None => cold.push(unit),
+        }
+    }
+    Ok((warm, cold))
+}
+
 pub(crate) fn group_units(plan: &InstallPlan) -> Result<Vec<Arc<PackageUnit>>, InstallError> {
     let mut by_key: HashMap<String, PackageUnit> = HashMap::new();
     let mut order = Vec::new();

@@ -13,9 +13,14 @@ use crate::plan::{InstallPlan, PlanOptions};
 /// Bumped whenever the plan's shape or meaning changes.
 const FORMAT: &str = "flowpm-plan-2";
 
-pub fn key(manifest: &[u8], lockfile: &[u8], options: &PlanOptions) -> String {
+/// `manifests`: the root's package.json, then for each workspace project its id and its
+/// package.json (each part is length-prefixed, so their boundaries count).
+pub fn key(manifests: &[&[u8]], lockfile: &[u8], options: &PlanOptions) -> String {
     let mut hasher = blake3::Hasher::new();
-    for part in [FORMAT.as_bytes(), manifest, lockfile] {
+    let parts = std::iter::once(FORMAT.as_bytes())
+        .chain(manifests.iter().copied())
+        .chain([lockfile]);
+    for part in parts {
         hasher.update(&(part.len() as u64).to_le_bytes());
         hasher.update(part);
     }

@@ -252,11 +252,14 @@ impl Cas {
         if rustix::fs::fstat(&file).map_or(true, |stat| stat.st_size as u64 != size as u64) {
             return false;
         }
-        let mut content = Vec::with_capacity(size + 1);
-        let mut reader = std::io::Read::take(std::fs::File::from(file), size as u64 + 1);
-        std::io::Read::read_to_end(&mut reader, &mut content).is_ok()
-            && content.len() == size
-            && FileHash::of(&content) == *hash
+        // Hashed as it is read (no buffer for the whole file); `take` stops at one byte past
+        // the size, so a file that grew meanwhile cannot match.
+        let mut hasher = blake3::Hasher::new();
+        let reader = std::io::Read::take(std::fs::File::from(file), size as u64 + 1);
+        hasher
+            .update_reader(reader)
+            .is_ok_and(|hasher| hasher.count() == size as u64)
+            && FileHash(*hasher.finalize().as_bytes()) == *hash
     }
 
     /// Unlinks a file this writer created and failed to fill, unless the name has meanwhile

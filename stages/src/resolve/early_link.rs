@@ -17,7 +17,7 @@ use flowpm_store::Store;
 
 use crate::InstallError;
 use crate::hoist::{Hoisted, hoist};
-use crate::install::group_units;
+use crate::install::split_by_store;
 use crate::link::{ImportMethod, Importer, Layout};
 use crate::lockfile::Lockfile;
 use crate::messages::{PackageUnit, StoredPackage};
@@ -153,33 +153,24 @@ impl<'a> LinkCells<'a> {
             while context.recv(stored).is_some() {}
             return Ok(());
         };
-        let units = group_units(plan)?;
-        let cached = store
-            .index()
-            .get_many(units.iter().map(|unit| unit.key.as_str()))?;
+        let (stored_already, missing) = split_by_store(store, plan)?;
         let sent = self.sent.get();
-        let fetched = units
+        let fetched = stored_already
             .iter()
+            .map(|package| &package.unit)
+            .chain(&missing)
             .filter(|unit| sent.is_some_and(|sent| sent.contains(&unit.key)))
             .count();
-        *self.counts.lock().unwrap() = (fetched, units.len() - fetched);
-        let mut pending = HashMap::new();
-        for (unit, files) in units.into_iter().zip(cached) {
-            match files {
-                Some(files) => {
-                    let package = StoredPackage {
-                        unit,
-                        files: Arc::new(files),
-                    };
-                    if context.send(import, package).is_err() {
-                        return Ok(());
-                    }
-                }
-                None => {
-                    pending.insert(unit.key.clone(), unit);
-                }
+        *self.counts.lock().unwrap() = (fetched, stored_already.len() + missing.len() - fetched);
+        for package in stored_already {
+            if context.send(import, package).is_err() {
+                return Ok(());
             }
         }
+        let mut pending: HashMap<String, Arc<PackageUnit>> = missing
+            .into_iter()
+            .map(|unit| (unit.key.clone(), unit))
+            .collect();
         // Anything stored that the final graph does not have (or that was found in the store
         // above) is not imported.
         while let Some(package) = context.recv(stored) {
