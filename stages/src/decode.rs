@@ -7,8 +7,7 @@
 
 use std::io::Read;
 
-use flate2::read::GzDecoder;
-
+use crate::gunzip::{Gunzip, Take};
 use crate::integrity::{HashingReader, Integrity};
 
 /// One file of a package, owned, ready for the write pool.
@@ -103,24 +102,52 @@ pub fn decode_tarball<R: Read, E>(
     mut sink: impl FnMut(DecodedEntry<'_>) -> Result<(), SinkError<E>>,
 ) -> Result<DecodeSummary, DecodeError<E>> {
     let hashing = HashingReader::new(reader, expected.map(Integrity::hasher));
-    let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(
-        128 << 10,
-        GzDecoder::new(hashing),
-    ));
+    let mut gunzip = Gunzip::new(hashing, expected.is_none()).map_err(DecodeError::Io)?;
     let mut summary = DecodeSummary::default();
-    let entries = archive.entries().map_err(DecodeError::Io)?;
-    for entry in entries {
-        let mut entry = entry.map_err(DecodeError::Io)?;
-        let kind = entry.header().entry_type();
-        if !(kind.is_file() || kind == tar::EntryType::Continuous) {
-            if !kind.is_dir() {
-                summary.skipped_entries += 1;
-            }
-            continue;
+    let mut block = [0u8; BLOCK];
+    // Set by a pax extended header or a GNU long-name entry, for the entry that follows.
+    let mut long_path: Option<Vec<u8>> = None;
+    let mut pax_size: Option<u64> = None;
+    while gunzip.read_block(&mut block).map_err(DecodeError::Io)? {
+        if block.iter().all(|&byte| byte == 0) {
+            break;
         }
-        let raw_path = entry.path_bytes();
+        let header = TarHeader::parse(&block).map_err(DecodeError::Io)?;
+        let size = pax_size.take().unwrap_or(header.size);
+        // (Not `next_multiple_of`: a hostile base-256 size may be near `u64::MAX`.)
+        let padding = (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64;
+        match header.kind {
+            b'x' | b'L' => {
+                let data = read_metadata(&mut gunzip, size).map_err(DecodeError::Io)?;
+                gunzip.skip(padding).map_err(DecodeError::Io)?;
+                if header.kind == b'L' {
+                    long_path = Some(trim_nuls(&data).to_vec());
+                } else {
+                    for (key, value) in pax_records(&data).map_err(DecodeError::Io)? {
+                        match key {
+                            b"path" => long_path = Some(value.to_vec()),
+                            b"size" => pax_size = Some(parse_decimal(value).map_err(DecodeError::Io)?),
+                            _ => {}
+                        }
+                    }
+                }
+                continue;
+            }
+            b'0' | b'\0' | b'7' => {}
+            kind => {
+                // Directories are implied by their files; links, devices and the rest are never
+                // materialised. A GNU long link name (`K`) only describes a link.
+                if kind != b'5' && kind != b'K' {
+                    summary.skipped_entries += 1;
+                }
+                long_path = None;
+                gunzip.skip(size).map_err(DecodeError::Io)?;
+                gunzip.skip(padding).map_err(DecodeError::Io)?;
+                continue;
+            }
+        }
+        let raw_path = long_path.take().unwrap_or_else(|| header.path(&block));
         let path = package_relative_path(&raw_path).map_err(DecodeError::BadEntry)?;
-        let size = entry.header().entry_size().map_err(DecodeError::Io)?;
         if size > limits.max_file_size {
             return Err(DecodeError::BadEntry(format!(
                 "`{path}` declares {size} bytes, over the {} byte limit",
@@ -135,11 +162,9 @@ pub fn decode_tarball<R: Read, E>(
                 limits.max_total_size, limits.max_entries
             )));
         }
-        let mode = if entry.header().mode().map_err(DecodeError::Io)? & 0o111 != 0 {
-            0o755
-        } else {
-            0o644
-        };
+        // Parsed for files only: pax and global headers may leave it blank.
+        let mode = parse_octal(&block[100..108], "mode").map_err(DecodeError::Io)?;
+        let mode = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
         let truncated = |path: &str| {
             DecodeError::Io(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -147,26 +172,25 @@ pub fn decode_tarball<R: Read, E>(
             ))
         };
         let result = if size > limits.stream_threshold {
-            let mut counted = CountingRead {
-                inner: &mut entry,
-                bytes: 0,
+            let mut content = Take {
+                gunzip: &mut gunzip,
+                remaining: size,
             };
             let result = sink(DecodedEntry::Streamed {
                 path: path.clone(),
                 mode,
                 size,
-                content: &mut counted,
+                content: &mut content,
             });
-            if result.is_ok() && counted.bytes != size {
+            if result.is_ok() && content.remaining != 0 {
                 return Err(truncated(&path));
             }
             result
         } else {
             let mut data = Vec::with_capacity(size as usize);
-            entry.read_to_end(&mut data).map_err(DecodeError::Io)?;
-            if data.len() as u64 != size {
-                return Err(truncated(&path));
-            }
+            gunzip
+                .read_into_vec(&mut data, size as usize)
+                .map_err(|_| truncated(&path))?;
             sink(DecodedEntry::Buffered(DecodedFile { path, mode, data }))
         };
         result.map_err(|error| match error {
@@ -174,15 +198,10 @@ pub fn decode_tarball<R: Read, E>(
             SinkError::Read(error) => DecodeError::Io(error),
             SinkError::Other(error) => DecodeError::Sink(error),
         })?;
+        gunzip.skip(padding).map_err(DecodeError::Io)?;
     }
     // Read to the very end: the integrity hash covers the gzip trailer and any padding.
-    let mut gzip = archive.into_inner();
-    std::io::copy(&mut gzip, &mut std::io::sink()).map_err(DecodeError::Io)?;
-    let (actual, compressed_bytes) = gzip
-        .into_inner()
-        .into_inner()
-        .finish()
-        .map_err(DecodeError::Io)?;
+    let (actual, compressed_bytes) = gunzip.finish().map_err(DecodeError::Io)?;
     summary.compressed_bytes = compressed_bytes;
     if let (Some(expected), Some(actual)) = (expected, actual)
         && *expected != actual
@@ -195,18 +214,105 @@ pub fn decode_tarball<R: Read, E>(
     Ok(summary)
 }
 
-/// Counts what a streaming sink read, to check it consumed the whole entry.
-struct CountingRead<'a, R> {
-    inner: &'a mut R,
-    bytes: u64,
+const BLOCK: usize = 512;
+/// Pax and GNU long-name entries are read whole; real ones are a few hundred bytes.
+const MAX_METADATA: u64 = 1 << 20;
+
+/// The fields of a tar header the decoder uses (ustar, GNU and v7 layouts).
+struct TarHeader {
+    kind: u8,
+    size: u64,
 }
 
-impl<R: Read> Read for CountingRead<'_, R> {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buffer)?;
-        self.bytes += n as u64;
-        Ok(n)
+fn bad_header(why: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("tar: {why}"))
+}
+
+impl TarHeader {
+    fn parse(block: &[u8; BLOCK]) -> std::io::Result<TarHeader> {
+        let stored = parse_octal(&block[148..156], "checksum")?;
+        let computed = block[..148]
+            .iter()
+            .chain(&block[156..])
+            .map(|&byte| u64::from(byte))
+            .sum::<u64>()
+            + 8 * u64::from(b' ');
+        if stored != computed {
+            return Err(bad_header("header checksum mismatch".to_owned()));
+        }
+        let size_field = &block[124..136];
+        let size = if size_field[0] & 0x80 != 0 {
+            // GNU base-256: the low 63 bits of the big-endian field.
+            size_field[4..]
+                .iter()
+                .fold(0u64, |value, &byte| (value << 8) | u64::from(byte))
+        } else {
+            parse_octal(size_field, "size")?
+        };
+        Ok(TarHeader {
+            kind: block[156],
+            size,
+        })
     }
+
+    /// `prefix/name` for ustar headers, `name` for GNU and v7 ones.
+    fn path(&self, block: &[u8; BLOCK]) -> Vec<u8> {
+        let name = trim_nuls(&block[..100]);
+        let ustar = &block[257..265] == b"ustar\x0000";
+        let prefix = trim_nuls(&block[345..500]);
+        if ustar && !prefix.is_empty() {
+            [prefix, b"/", name].concat()
+        } else {
+            name.to_vec()
+        }
+    }
+}
+
+/// Up to the first NUL.
+fn trim_nuls(field: &[u8]) -> &[u8] {
+    field.split(|&byte| byte == 0).next().unwrap_or_default()
+}
+
+fn parse_octal(field: &[u8], what: &str) -> std::io::Result<u64> {
+    let text = std::str::from_utf8(trim_nuls(field)).unwrap_or("\u{fffd}");
+    u64::from_str_radix(text.trim(), 8)
+        .map_err(|_| bad_header(format!("{what} field `{}` is not octal", text.escape_debug())))
+}
+
+fn parse_decimal(value: &[u8]) -> std::io::Result<u64> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| bad_header("pax size is not a number".to_owned()))
+}
+
+fn read_metadata<R: Read>(gunzip: &mut Gunzip<R>, size: u64) -> std::io::Result<Vec<u8>> {
+    if size > MAX_METADATA {
+        return Err(bad_header(format!("{size}-byte extended header")));
+    }
+    let mut data = Vec::with_capacity(size as usize);
+    gunzip.read_into_vec(&mut data, size as usize)?;
+    Ok(data)
+}
+
+/// Pax records: `<length> <key>=<value>\n`, the length counting the whole record.
+fn pax_records(mut data: &[u8]) -> std::io::Result<Vec<(&[u8], &[u8])>> {
+    let mut records = Vec::new();
+    while !data.iter().all(|&byte| byte == 0) {
+        let bad = || bad_header("malformed pax record".to_owned());
+        let space = data.iter().position(|&byte| byte == b' ').ok_or_else(bad)?;
+        let length: usize = std::str::from_utf8(&data[..space])
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .filter(|&length| length > space + 1 && length <= data.len())
+            .ok_or_else(bad)?;
+        let record = &data[space + 1..length];
+        let record = record.strip_suffix(b"\n").ok_or_else(bad)?;
+        let equals = record.iter().position(|&byte| byte == b'=').ok_or_else(bad)?;
+        records.push((&record[..equals], &record[equals + 1..]));
+        data = &data[length..];
+    }
+    Ok(records)
 }
 
 /// Strips the first path component (npm tarballs use `package/`, some use another name) and
@@ -385,6 +491,77 @@ mod tests {
         };
         assert!(
             matches!(decode_all(&raw_tarball(&bomb), &tight), Err(DecodeError::BadEntry(m)) if m.contains("unpacks to more than"))
+        );
+    }
+
+    #[test]
+    fn reads_ustar_prefixes_gnu_long_names_and_pax_headers() {
+        let long_dir = "d".repeat(90);
+        let mut builder = tar::Builder::new(Vec::new());
+        // ustar splits a long path into prefix and name.
+        let mut header = tar::Header::new_ustar();
+        header.set_path(format!("package/{long_dir}/ustar.js")).unwrap();
+        header.set_size(1);
+        header.set_mode(0o755);
+        header.set_cksum();
+        builder.append(&header, &b"u"[..]).unwrap();
+        // GNU headers carry a long path in a preceding `L` entry.
+        let mut header = tar::Header::new_gnu();
+        header.set_size(2);
+        header.set_mode(0o644);
+        let gnu_path = format!("package/{long_dir}/{long_dir}/gnu.js");
+        builder
+            .append_data(&mut header, &gnu_path, &b"gg"[..])
+            .unwrap();
+        // A pax header names the next entry (and is not an entry itself); a global one is skipped.
+        let pax_path = format!("package/{}/pax.js", "p".repeat(150));
+        builder
+            .append_pax_extensions([("path", pax_path.as_bytes())])
+            .unwrap();
+        let mut header = tar::Header::new_ustar();
+        header.set_path("package/short.js").unwrap();
+        header.set_size(3);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append(&header, &b"ppp"[..]).unwrap();
+        let mut global = tar::Header::new_ustar();
+        global.set_entry_type(tar::EntryType::XGlobalHeader);
+        global.set_size(0);
+        global.set_cksum();
+        builder.append(&global, &b""[..]).unwrap();
+        let tar = builder.into_inner().unwrap();
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gzip.write_all(&tar).unwrap();
+        let bytes = gzip.finish().unwrap();
+
+        let mut files = Vec::new();
+        let summary =
+            decode_tarball::<_, ()>(&bytes[..], None, &DecodeLimits::default(), |entry| {
+                if let DecodedEntry::Buffered(file) = entry {
+                    files.push((file.path, file.mode, file.data));
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(
+            files,
+            [
+                (format!("{long_dir}/ustar.js"), 0o755, b"u".to_vec()),
+                (format!("{long_dir}/{long_dir}/gnu.js"), 0o644, b"gg".to_vec()),
+                (pax_path["package/".len()..].to_owned(), 0o644, b"ppp".to_vec()),
+            ]
+        );
+        assert_eq!(summary.skipped_entries, 1);
+
+        // A header whose checksum does not match is refused, not misread.
+        let mut corrupt = tar.clone();
+        corrupt[0] ^= 1;
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gzip.write_all(&corrupt).unwrap();
+        let result = decode_all(&gzip.finish().unwrap(), &DecodeLimits::default());
+        assert!(
+            matches!(&result, Err(DecodeError::Io(error)) if error.to_string().contains("checksum")),
+            "{result:?}"
         );
     }
 

@@ -23,6 +23,7 @@ pub mod decode;
 pub mod dep_path;
 mod error;
 pub mod fetch;
+mod gunzip;
 pub mod hoist;
 mod http;
 mod index;
