@@ -126,7 +126,9 @@ pub fn decode_tarball<R: Read, E>(
                     for (key, value) in pax_records(&data).map_err(DecodeError::Io)? {
                         match key {
                             b"path" => long_path = Some(value.to_vec()),
-                            b"size" => pax_size = Some(parse_decimal(value).map_err(DecodeError::Io)?),
+                            b"size" => {
+                                pax_size = Some(parse_decimal(value).map_err(DecodeError::Io)?)
+                            }
                             _ => {}
                         }
                     }
@@ -275,8 +277,12 @@ fn trim_nuls(field: &[u8]) -> &[u8] {
 
 fn parse_octal(field: &[u8], what: &str) -> std::io::Result<u64> {
     let text = std::str::from_utf8(trim_nuls(field)).unwrap_or("\u{fffd}");
-    u64::from_str_radix(text.trim(), 8)
-        .map_err(|_| bad_header(format!("{what} field `{}` is not octal", text.escape_debug())))
+    u64::from_str_radix(text.trim(), 8).map_err(|_| {
+        bad_header(format!(
+            "{what} field `{}` is not octal",
+            text.escape_debug()
+        ))
+    })
 }
 
 fn parse_decimal(value: &[u8]) -> std::io::Result<u64> {
@@ -308,7 +314,10 @@ fn pax_records(mut data: &[u8]) -> std::io::Result<Vec<(&[u8], &[u8])>> {
             .ok_or_else(bad)?;
         let record = &data[space + 1..length];
         let record = record.strip_suffix(b"\n").ok_or_else(bad)?;
-        let equals = record.iter().position(|&byte| byte == b'=').ok_or_else(bad)?;
+        let equals = record
+            .iter()
+            .position(|&byte| byte == b'=')
+            .ok_or_else(bad)?;
         records.push((&record[..equals], &record[equals + 1..]));
         data = &data[length..];
     }
@@ -500,7 +509,9 @@ mod tests {
         let mut builder = tar::Builder::new(Vec::new());
         // ustar splits a long path into prefix and name.
         let mut header = tar::Header::new_ustar();
-        header.set_path(format!("package/{long_dir}/ustar.js")).unwrap();
+        header
+            .set_path(format!("package/{long_dir}/ustar.js"))
+            .unwrap();
         header.set_size(1);
         header.set_mode(0o755);
         header.set_cksum();
@@ -547,8 +558,16 @@ mod tests {
             files,
             [
                 (format!("{long_dir}/ustar.js"), 0o755, b"u".to_vec()),
-                (format!("{long_dir}/{long_dir}/gnu.js"), 0o644, b"gg".to_vec()),
-                (pax_path["package/".len()..].to_owned(), 0o644, b"ppp".to_vec()),
+                (
+                    format!("{long_dir}/{long_dir}/gnu.js"),
+                    0o644,
+                    b"gg".to_vec()
+                ),
+                (
+                    pax_path["package/".len()..].to_owned(),
+                    0o644,
+                    b"ppp".to_vec()
+                ),
             ]
         );
         assert_eq!(summary.skipped_entries, 1);

@@ -148,8 +148,9 @@ impl<R: Read> Gunzip<R> {
     fn staged(&mut self) -> io::Result<&[u8]> {
         if self.stage_start == self.stage_end {
             let mut stage = std::mem::take(&mut self.stage);
-            let produced =
-                self.pump(|inflate, input| inflate.decompress(input, &mut stage, FlushDecompress::None));
+            let produced = self.pump(|inflate, input| {
+                inflate.decompress(input, &mut stage, FlushDecompress::None)
+            });
             self.stage = stage;
             let produced = produced?;
             if let Some(crc) = &mut self.crc {
@@ -167,7 +168,11 @@ impl<R: Read> Gunzip<R> {
         while filled < block.len() {
             let staged = self.staged()?;
             if staged.is_empty() {
-                return if filled == 0 { Ok(false) } else { Err(truncated()) };
+                return if filled == 0 {
+                    Ok(false)
+                } else {
+                    Err(truncated())
+                };
             }
             let n = staged.len().min(block.len() - filled);
             block[filled..filled + n].copy_from_slice(&staged[..n]);
@@ -221,9 +226,8 @@ impl<R: Read> Gunzip<R> {
             return Ok(0);
         }
         if self.stage_start == self.stage_end && buffer.len() >= DIRECT_MIN {
-            let produced = self.pump(|inflate, input| {
-                inflate.decompress(input, buffer, FlushDecompress::None)
-            })?;
+            let produced = self
+                .pump(|inflate, input| inflate.decompress(input, buffer, FlushDecompress::None))?;
             if let Some(crc) = &mut self.crc {
                 crc.update(&buffer[..produced]);
             }

@@ -25,6 +25,9 @@ pub struct Packument {
     pub dist_tags: BTreeMap<String, String>,
     /// Every published version, ascending.
     pub versions: Vec<PublishedVersion>,
+    /// Served from the metadata cache without asking the registry (`--prefer-offline`): a
+    /// range it cannot satisfy is worth a fresh copy before it is an error.
+    pub unrevalidated: bool,
     body: Vec<u8>,
 }
 
@@ -109,6 +112,7 @@ impl Packument {
             name,
             dist_tags,
             versions,
+            unrevalidated: false,
             body,
         })
     }

@@ -318,6 +318,44 @@ fn packuments_are_cached_and_revalidated() {
     );
 }
 
+/// `--prefer-offline` trusts the cache, but a range that the cached copy cannot satisfy gets
+/// the packument fetched again (as pnpm does), instead of failing on a stale cache.
+#[test]
+fn prefer_offline_refetches_a_packument_too_old_for_a_range() {
+    let registry = tempfile::tempdir().unwrap();
+    copy_dir(&flowpm_fixtures::registry_dir(), registry.path());
+    let packument = registry.path().join("r-lib/packument.json");
+    let current = read(&packument);
+    // The registry as it was before r-lib 1.2.0 (here renamed 0.9.0) was published.
+    std::fs::write(&packument, current.replace("1.2.0", "0.9.0")).unwrap();
+    let sandbox = Sandbox::with_registry("graph", registry.path());
+    let manifest = sandbox.project().join("package.json");
+    std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    std::fs::write(&manifest, "{\"dependencies\": {\"r-lib\": \"^1.0.0\"}}").unwrap();
+    run_ok(&sandbox, &["install", "--lockfile-only"]);
+    assert!(read(&sandbox.project().join("pnpm-lock.yaml")).contains("r-lib@1.1.1:"));
+
+    std::fs::write(&packument, current).unwrap();
+    std::fs::write(&manifest, "{\"dependencies\": {\"r-lib\": \"^1.2.0\"}}").unwrap();
+    let before = sandbox.registry.requests("/r-lib");
+    run_ok(
+        &sandbox,
+        &["install", "--lockfile-only", "--prefer-offline"],
+    );
+    assert_eq!(sandbox.registry.requests("/r-lib"), before + 1);
+    assert!(read(&sandbox.project().join("pnpm-lock.yaml")).contains("r-lib@1.2.0:"));
+    // A range no version satisfies is still an error after the one refetch.
+    std::fs::write(&manifest, "{\"dependencies\": {\"r-lib\": \"^7.0.0\"}}").unwrap();
+    let output = sandbox.flowpm(&["install", "--lockfile-only", "--prefer-offline"]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("no version of `r-lib` matches `^7.0.0`"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(sandbox.registry.requests("/r-lib"), before + 2);
+}
+
 /// Bad input fails with the dependency chain and leaves package.json and the lockfile as
 /// they were.
 #[test]

@@ -58,6 +58,8 @@ pub struct DirectDependency {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Demand {
     Packument(String),
+    /// The packument again, from the registry: the cached copy is stale for some range.
+    Refresh(String),
     Picked(NodeId),
 }
 
@@ -147,6 +149,8 @@ pub struct GraphBuilder<'a> {
     root_scope: Option<Arc<Scope>>,
     /// Old lockfile versions per name: preferred everywhere.
     locked_versions: HashMap<String, Vec<String>>,
+    /// Packuments asked for again after an unrevalidated cached copy fell short.
+    refreshed: HashSet<String>,
 }
 
 enum PackumentState {
@@ -180,6 +184,7 @@ impl<'a> GraphBuilder<'a> {
             groups: Vec::new(),
             root_scope: None,
             locked_versions,
+            refreshed: HashSet::new(),
         }
     }
 
@@ -285,7 +290,7 @@ impl<'a> GraphBuilder<'a> {
         }
     }
 
-    /// Every loaded packument name (for `--prefer-offline` bookkeeping and tests).
+    /// `a@1 > b@2 > ...` from the project down to `node`, for error messages.
     pub fn chain(&self, mut node: Option<NodeId>) -> String {
         let mut names = Vec::new();
         while let Some(id) = node {
@@ -379,6 +384,9 @@ impl<'a> GraphBuilder<'a> {
                 {
                     Some(version) => VersionSpec::Exact(version),
                     None => {
+                        if self.refresh(&packument, &request, demands) {
+                            return Ok(());
+                        }
                         return self.fail(request, "no version satisfies every range", demands);
                     }
                 }
@@ -403,6 +411,9 @@ impl<'a> GraphBuilder<'a> {
             },
         );
         let Some(picked) = picked else {
+            if self.refresh(&packument, &request, demands) {
+                return Ok(());
+            }
             let latest = packument
                 .dist_tags
                 .get("latest")
@@ -418,6 +429,25 @@ impl<'a> GraphBuilder<'a> {
         let manifest = packument.manifest(picked);
         let node = self.node(&request.name, &version, manifest, &request);
         self.settle(request, Some(node), demands)
+    }
+
+    /// Parks `request` and asks for a fresh copy of a packument the cache served unrevalidated
+    /// (`--prefer-offline`), once per name: the version it wants may be newer than the cache.
+    fn refresh(
+        &mut self,
+        packument: &Packument,
+        request: &Request,
+        demands: &mut Vec<Demand>,
+    ) -> bool {
+        if !packument.unrevalidated || !self.refreshed.insert(request.name.clone()) {
+            return false;
+        }
+        demands.push(Demand::Refresh(request.name.clone()));
+        self.packuments.insert(
+            request.name.clone(),
+            PackumentState::Loading(vec![request.clone()]),
+        );
+        true
     }
 
     fn fail(

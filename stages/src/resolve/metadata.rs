@@ -26,6 +26,10 @@ pub enum CacheMode {
 /// A loaded packument, or why it could not be had (becomes a resolution error naming the chain).
 pub type PackumentResult = (String, Result<Arc<Packument>, String>);
 
+/// A packument wanted by resolution; `refresh` asks the registry even under `--prefer-offline`
+/// (the cached copy had no version for a range).
+pub type PackumentRequest = (String, bool);
+
 /// zstd level 1: packuments compress ~8x even so, and level 3 costs twice the CPU on
 /// 20 MB documents while resolution is waiting.
 const CACHE_LEVEL: i32 = 1;
@@ -68,23 +72,32 @@ impl MetadataFetcher<'_> {
     pub fn load(
         &self,
         context: &StageContext,
-        name: &str,
+        (name, refresh): &PackumentRequest,
     ) -> (Result<Arc<Packument>, String>, u64, Option<CacheEntry>) {
+        let mode = match self.mode {
+            CacheMode::PreferOffline if *refresh => CacheMode::Revalidate,
+            mode => mode,
+        };
         let cached = read_cache(&self.cache_path(name));
         let url = match self.url(name) {
             Ok(url) => url,
             Err(error) => return (Err(error), 0, None),
         };
-        let parse = |body: Vec<u8>| {
+        let parse_unrevalidated = |body: Vec<u8>, unrevalidated: bool| {
             Packument::parse(body)
-                .map(Arc::new)
+                .map(|mut packument| {
+                    packument.unrevalidated = unrevalidated;
+                    Arc::new(packument)
+                })
                 .map_err(|error| format!("malformed packument from {url}: {}", error.0))
         };
+        let parse = |body: Vec<u8>| parse_unrevalidated(body, false);
         let (etag, last_modified) = match cached {
-            Some(entry) if self.mode != CacheMode::Revalidate => {
-                return (parse(entry.body), 0, None);
+            Some(entry) if mode != CacheMode::Revalidate => {
+                let unrevalidated = mode == CacheMode::PreferOffline;
+                return (parse_unrevalidated(entry.body, unrevalidated), 0, None);
             }
-            None if self.mode == CacheMode::Offline => {
+            None if mode == CacheMode::Offline => {
                 return (
                     Err("not in the metadata cache, and --offline was given".to_owned()),
                     0,
@@ -159,15 +172,16 @@ impl MetadataFetcher<'_> {
 /// One metadata thread: loads packuments until the request queue closes.
 pub fn run_metadata_worker(
     context: &StageContext,
-    input: &Receiver<String>,
+    input: &Receiver<PackumentRequest>,
     output: &Sender<PackumentResult>,
     metadata: &MetadataFetcher<'_>,
 ) -> Result<(), InstallError> {
     // One compression context per thread: creating one per packument costs more than
     // compressing a small one.
     let mut compressor = zstd::bulk::Compressor::new(CACHE_LEVEL).ok();
-    while let Some(name) = context.recv(input) {
-        let (result, bytes, cache) = metadata.load(context, &name);
+    while let Some(request) = context.recv(input) {
+        let (result, bytes, cache) = metadata.load(context, &request);
+        let name = request.0;
         context.record_item(bytes);
         let packument = result.as_ref().ok().cloned();
         let path = metadata.cache_path(&name);

@@ -28,6 +28,11 @@ use peers::resolve_peers;
 pub trait PackumentSource {
     fn request(&mut self, name: &str);
     fn next(&mut self) -> Option<(String, Result<Arc<Packument>, String>)>;
+    /// Asks for `name` again from the registry itself (the copy given had no version for a
+    /// range and came from the cache unrevalidated).
+    fn refresh(&mut self, name: &str) {
+        self.request(name);
+    }
     /// A package version entered the graph (its tarball can be fetched now).
     fn picked(&mut self, _node: &Node) {}
 }
@@ -55,8 +60,10 @@ pub fn resolve(
     loop {
         loop {
             for demand in demands.drain(..) {
-                if let Demand::Packument(name) = demand {
-                    source.request(&name);
+                match demand {
+                    Demand::Packument(name) => source.request(&name),
+                    Demand::Refresh(name) => source.refresh(&name),
+                    Demand::Picked(_) => {}
                 }
             }
             for node in &builder.nodes[announced..] {

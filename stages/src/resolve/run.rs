@@ -35,7 +35,9 @@ use crate::platform::Platform;
 use crate::report::Reporter;
 
 use super::early_link::{EarlyLink, LinkCells, Planned};
-use super::metadata::{CacheMode, MetadataFetcher, PackumentResult, run_metadata_worker};
+use super::metadata::{
+    CacheMode, MetadataFetcher, PackumentRequest, PackumentResult, run_metadata_worker,
+};
 use super::{Node, PackumentSource, ResolveOptions, Resolved, resolve};
 
 /// Packument fetchers: registry latency, not CPU, bounds them.
@@ -93,7 +95,7 @@ pub fn resolve_with_registry(
         move |name: &str, version: &str| default_tarball_url(&config, name, version).ok();
 
     let outcome = flowpm_pipeline::run(run.cancel, |pipeline| {
-        let (name_sender, name_receiver) = unbounded::<String>();
+        let (name_sender, name_receiver) = unbounded::<PackumentRequest>();
         let (packument_sender, packument_receiver) = unbounded::<PackumentResult>();
         let (unit_sender, unit_receiver) = unbounded::<Arc<PackageUnit>>();
         // Never sent on: closed by the resolve thread once the layout is prepared (or failed).
@@ -185,7 +187,7 @@ pub fn resolve_with_registry(
 
 struct PipelineSource<'a, 'c> {
     context: &'c StageContext,
-    names: Sender<String>,
+    names: Sender<PackumentRequest>,
     packuments: &'a Receiver<PackumentResult>,
     units: Option<(Sender<Arc<PackageUnit>>, &'a Store)>,
     platform: Platform,
@@ -195,7 +197,11 @@ struct PipelineSource<'a, 'c> {
 
 impl PackumentSource for PipelineSource<'_, '_> {
     fn request(&mut self, name: &str) {
-        let _ = self.context.send(&self.names, name.to_owned());
+        let _ = self.context.send(&self.names, (name.to_owned(), false));
+    }
+
+    fn refresh(&mut self, name: &str) {
+        let _ = self.context.send(&self.names, (name.to_owned(), true));
     }
 
     fn next(&mut self) -> Option<(String, Result<Arc<Packument>, String>)> {
