@@ -155,6 +155,7 @@ pub fn bench_write(
             integrity: None,
             tarball: None,
             snapshots: Vec::new(),
+            optional: false,
         };
         recorded.push((Arc::new(unit), files));
     }
@@ -234,6 +235,7 @@ pub fn bench_index(
                     integrity: None,
                     tarball: None,
                     snapshots: Vec::new(),
+                    optional: false,
                 };
                 let stored = StoredPackage {
                     unit: Arc::new(unit),

@@ -2,7 +2,7 @@
 //! each file to the write pool.
 
 use std::io::Read;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use flowpm_pipeline::{Receiver, Sender, StageContext};
@@ -32,6 +32,12 @@ pub struct Fetcher<'a> {
     pub limits: DecodeLimits,
     pub offline: bool,
     pub reporter: &'a dyn Reporter,
+    /// Downloads made ahead of need (during resolution): a package that cannot be had is left
+    /// for the install that follows, which knows whether it is optional.
+    pub defer_failures: bool,
+    /// Packages whose tarball could not be had but that the run goes on without, each with
+    /// its warning.
+    pub left_out: Mutex<Vec<(Arc<PackageUnit>, String)>>,
 }
 
 impl<'a> Fetcher<'a> {
@@ -48,7 +54,14 @@ impl<'a> Fetcher<'a> {
             limits: DecodeLimits::default(),
             offline,
             reporter,
+            defer_failures: false,
+            left_out: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The packages left out, emptied.
+    pub fn take_left_out(&self) -> Vec<(Arc<PackageUnit>, String)> {
+        std::mem::take(&mut *self.left_out.lock().unwrap())
     }
 
     pub(crate) fn client(&self) -> Result<&HttpClient, InstallError> {
@@ -87,17 +100,48 @@ pub fn run_fetch_worker(
     finalizer: &Finalizer<'_>,
 ) -> Result<(), InstallError> {
     while let Some(unit) = context.recv(input) {
-        if fetcher.offline {
-            return Err(InstallError::Offline {
+        let result = if fetcher.offline {
+            Err(InstallError::Offline {
                 package: unit.label(),
-            });
-        }
-        let url = fetcher.tarball_url(&unit)?;
-        if !fetch_unit(context, fetcher, &unit, &url, files, finalizer)? {
-            return Ok(());
+            })
+        } else {
+            fetcher
+                .tarball_url(&unit)
+                .and_then(|url| fetch_unit(context, fetcher, &unit, &url, files, finalizer))
+        };
+        match result {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            // pnpm leaves out an optional package it cannot fetch, with a warning.
+            Err(error) if is_unavailable(&error) && (unit.optional || fetcher.defer_failures) => {
+                let warning = format!(
+                    "an optional dependency that could not be fetched is left out of the \
+                     install: {error}"
+                );
+                if !fetcher.defer_failures {
+                    fetcher.reporter.on_warning(&warning);
+                }
+                fetcher
+                    .left_out
+                    .lock()
+                    .unwrap()
+                    .push((unit.clone(), warning));
+            }
+            Err(error) => return Err(error),
         }
     }
     Ok(())
+}
+
+/// The package's tarball cannot be had (as opposed to the store or the disk failing).
+fn is_unavailable(error: &InstallError) -> bool {
+    matches!(
+        error,
+        InstallError::Fetch { .. }
+            | InstallError::IntegrityMismatch { .. }
+            | InstallError::BadTarball { .. }
+            | InstallError::Offline { .. }
+    )
 }
 
 /// The download half of a fetch thread alone (for `flowpm bench fetch`): the same client and

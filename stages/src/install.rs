@@ -8,7 +8,7 @@
 //! ```
 //! then `.bin` shims and metadata once every package is imported.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -257,10 +257,41 @@ pub fn install(
             return Err(error);
         }
     };
+    let reduced;
+    let (layout, hoisted) = match leave_out(&layout, &counts.left_out)? {
+        None => (layout, hoisted),
+        Some((plan, hoisted)) => {
+            reduced = plan;
+            (Layout::new(&project_dir, &reduced), hoisted)
+        }
+    };
 
     warnings.extend(crate::bins::link_bins(&layout, &hoisted)?);
     write_modules_metadata(&layout, &hoisted, options, &store_dir, &lockfile_text)?;
-    Ok(counts.into_report(&plan, started, stages, warnings))
+    Ok(counts.into_report(layout.plan, started, stages, warnings))
+}
+
+/// Leaves out the optional packages whose tarballs could not be had, as pnpm does: their
+/// directories and every link to them are removed and hoisting is redone without them.
+/// Returns the reduced plan and hoisting, or `None` when nothing was left out.
+fn leave_out(
+    layout: &Layout<'_>,
+    left_out: &[(Arc<PackageUnit>, String)],
+) -> Result<Option<(InstallPlan, Vec<crate::hoist::Hoisted>)>, InstallError> {
+    if left_out.is_empty() {
+        return Ok(None);
+    }
+    let missing: HashSet<usize> = left_out
+        .iter()
+        .flat_map(|(unit, _)| unit.snapshots.iter().copied())
+        .collect();
+    layout.unlink_dependents(&missing)?;
+    let plan = layout.plan.without(&missing);
+    let hoisted = hoist(&plan);
+    let reduced = Layout::new(&layout.project_dir, &plan);
+    reduced.prune(&hoisted)?;
+    reduced.relink_hoisted(&hoisted)?;
+    Ok(Some((plan, hoisted)))
 }
 
 /// A workspace project's package.json, read for the frozen check and the plan cache key.
@@ -371,10 +402,14 @@ fn resolve_and_install(
             .find(|stage| stage.name == "fetch")
             .map_or(0, |stage| stage.bytes),
         bytes_imported: linked.bytes_imported,
+        left_out: Vec::new(),
     };
+    let mut warnings = report.warnings;
     if !linked.leftover.is_empty() {
-        // Packages of the final graph that the run neither found nor stored (not expected;
-        // kept correct rather than fast): fetched and imported now.
+        // Packages of the final graph that the run neither found nor stored (a download that
+        // failed, to be retried knowing whether it is optional): fetched and imported now,
+        // and counted by this second run only.
+        counts.fetched = counts.fetched.saturating_sub(linked.leftover.len());
         let store = Store::open(store_dir)?;
         let (stages, more) = run_pipeline(
             options,
@@ -387,15 +422,21 @@ fn resolve_and_install(
             reporter,
         )?;
         report.stages.extend(stages);
-        counts.add(&more);
+        counts.add(more);
     }
-    report
-        .warnings
-        .extend(crate::bins::link_bins(&layout, &hoisted)?);
+    let reduced;
+    let (layout, hoisted) = match leave_out(&layout, &counts.left_out)? {
+        None => (layout, hoisted),
+        Some((plan, hoisted)) => {
+            reduced = plan;
+            (Layout::new(project_dir, &reduced), hoisted)
+        }
+    };
+    warnings.extend(crate::bins::link_bins(&layout, &hoisted)?);
     let text = to_yaml(&lockfile);
     write_atomically(lockfile_path, text.as_bytes())?;
     write_modules_metadata(&layout, &hoisted, options, store_dir, &text)?;
-    Ok(counts.into_report(&plan, started, report.stages, report.warnings))
+    Ok(counts.into_report(layout.plan, started, report.stages, warnings))
 }
 
 /// `.modules.yaml` and the lockfile copy, written last: they mark the tree complete.
@@ -560,6 +601,7 @@ pub(crate) fn group_units(plan: &InstallPlan) -> Result<Vec<Arc<PackageUnit>>, I
         let key = snapshot.index_key();
         if let Some(unit) = by_key.get_mut(&key) {
             unit.snapshots.push(index);
+            unit.optional &= snapshot.optional;
             continue;
         }
         let integrity = match &snapshot.integrity {
@@ -583,6 +625,7 @@ pub(crate) fn group_units(plan: &InstallPlan) -> Result<Vec<Arc<PackageUnit>>, I
                 integrity,
                 tarball: snapshot.tarball.clone(),
                 snapshots: vec![index],
+                optional: snapshot.optional,
             },
         );
     }
@@ -600,6 +643,8 @@ struct Counts {
     files_written: u64,
     bytes_downloaded: u64,
     bytes_imported: u64,
+    /// Optional packages left out because their tarballs could not be had, with warnings.
+    left_out: Vec<(Arc<PackageUnit>, String)>,
 }
 
 impl Counts {
@@ -608,13 +653,14 @@ impl Counts {
         plan: &InstallPlan,
         started: Instant,
         stages: Vec<StageSnapshot>,
-        warnings: Vec<String>,
+        mut warnings: Vec<String>,
     ) -> InstallReport {
+        warnings.extend(self.left_out.iter().map(|(_, warning)| warning.clone()));
         InstallReport {
             packages: plan.snapshots.len(),
             fetched: self.fetched,
             reused: self.reused,
-            skipped_optional: plan.skipped.len(),
+            skipped_optional: plan.skipped.len() + self.left_out.len(),
             files_imported: self.files_imported,
             files_written: self.files_written,
             bytes_downloaded: self.bytes_downloaded,
@@ -626,7 +672,8 @@ impl Counts {
         }
     }
 
-    fn add(&mut self, other: &Counts) {
+    fn add(&mut self, other: Counts) {
+        self.left_out.extend(other.left_out);
         self.fetched += other.fetched;
         self.reused += other.reused;
         self.files_imported += other.files_imported;
@@ -700,6 +747,8 @@ fn run_pipeline(
     counts.files_imported = importer.files_imported.load(Ordering::Relaxed);
     counts.bytes_imported = importer.bytes_imported.load(Ordering::Relaxed);
     counts.bytes_downloaded = outcome.stage("fetch").map_or(0, |stage| stage.bytes);
+    counts.fetched -= fetcher.left_out.lock().unwrap().len();
+    counts.left_out = fetcher.take_left_out();
     Ok((outcome.stages, counts))
 }
 

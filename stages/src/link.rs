@@ -141,6 +141,37 @@ impl<'a> Layout<'a> {
         Ok(())
     }
 
+    /// Removes the links that dependents have to the snapshots in `missing` (packages left out
+    /// mid-install); [`Layout::prune`] on the reduced plan removes the rest.
+    pub fn unlink_dependents(&self, missing: &HashSet<usize>) -> Result<(), InstallError> {
+        for (index, snapshot) in self.plan.snapshots.iter().enumerate() {
+            if missing.contains(&index) {
+                continue;
+            }
+            for (alias, child) in &snapshot.dependencies {
+                if missing.contains(child) {
+                    remove_any(&self.snapshot_modules_dir(snapshot).join(alias))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Links what is hoisted into `.pnpm/node_modules` again (after the plan lost packages).
+    pub fn relink_hoisted(&self, hoisted: &[Hoisted]) -> Result<(), InstallError> {
+        let hoist_dir = self.hoist_dir();
+        for entry in hoisted {
+            let link_path = hoist_dir.join(&entry.alias);
+            if let Some(parent) = link_path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| InstallError::io("create directory", parent, e))?;
+            }
+            let target = self.package_dir(&self.plan.snapshots[entry.snapshot]);
+            link(&link_path, &target, &entry.alias)?;
+        }
+        Ok(())
+    }
+
     /// Creates every directory and symlink of the layout. Needs only the plan.
     pub fn create_links(
         &self,

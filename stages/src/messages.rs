@@ -27,6 +27,9 @@ pub struct PackageUnit {
     pub tarball: Option<String>,
     /// Indexes into the plan's snapshots.
     pub snapshots: Vec<usize>,
+    /// Every snapshot it serves is optional: if its tarball cannot be had, the install leaves
+    /// it out with a warning (as pnpm does) instead of failing.
+    pub optional: bool,
 }
 
 impl PackageUnit {
@@ -200,6 +203,7 @@ mod tests {
             integrity: None,
             tarball: None,
             snapshots: vec![0],
+            optional: false,
         })
     }
 

@@ -2,7 +2,7 @@
 //! and the edges between them. Everything the linker needs for directories and symlinks is known
 //! here, before any tarball is fetched.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::InstallError;
 use crate::dep_path::dep_path_to_filename;
@@ -98,6 +98,46 @@ pub struct WorkspaceProject {
     pub id: String,
     /// Its package.json `name`, if any.
     pub name: Option<String>,
+}
+
+impl InstallPlan {
+    /// This plan without the snapshots in `missing` and every dependency on them.
+    pub fn without(&self, missing: &HashSet<usize>) -> InstallPlan {
+        let mut new_index = vec![usize::MAX; self.snapshots.len()];
+        let mut snapshots = Vec::new();
+        for (index, snapshot) in self.snapshots.iter().enumerate() {
+            if !missing.contains(&index) {
+                new_index[index] = snapshots.len();
+                snapshots.push(snapshot.clone());
+            }
+        }
+        for snapshot in &mut snapshots {
+            snapshot
+                .dependencies
+                .retain(|(_, child)| !missing.contains(child));
+            for (_, child) in &mut snapshot.dependencies {
+                *child = new_index[*child];
+            }
+        }
+        let direct = self
+            .direct
+            .iter()
+            .filter_map(|direct| match direct.target {
+                DirectTarget::Snapshot(index) if missing.contains(&index) => None,
+                DirectTarget::Snapshot(index) => Some(DirectDependency {
+                    target: DirectTarget::Snapshot(new_index[index]),
+                    ..direct.clone()
+                }),
+                DirectTarget::Link(_) => Some(direct.clone()),
+            })
+            .collect();
+        InstallPlan {
+            snapshots,
+            direct,
+            skipped: self.skipped.clone(),
+            workspace_projects: self.workspace_projects.clone(),
+        }
+    }
 }
 
 /// The root project's importer id.

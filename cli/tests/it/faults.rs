@@ -63,6 +63,81 @@ fn a_missing_tarball_is_an_error_naming_package_and_url() {
     );
 }
 
+/// An optional package whose tarball cannot be had is left out with a warning, as pnpm 12
+/// does. Checked against pnpm by hand (this registry, the tarball deleted): its tree was the
+/// recorded one without that package, the link to it and its hoisting.
+#[test]
+fn an_optional_package_that_cannot_be_fetched_is_left_out() {
+    let sandbox = Sandbox::new("graph");
+    let tarball = "/native-thing-linux-x64/-/native-thing-linux-x64-1.0.0.tgz";
+    sandbox.registry.inject(
+        tarball,
+        Fault::Status {
+            status: 404,
+            retry_after: None,
+            times: 1,
+        },
+    );
+    let output = sandbox.flowpm(&["install", "--frozen-lockfile"]);
+    let message = text(&output);
+    assert!(output.status.success(), "{message}");
+    assert!(
+        message.contains("optional dependency that could not be fetched is left out")
+            && message.contains("native-thing-linux-x64@1.0.0: failed to download"),
+        "{message}"
+    );
+    let expected: Vec<String> = pnpm_tree("graph")
+        .into_iter()
+        .filter(|line| !line.contains("native-thing-linux-x64@"))
+        .collect();
+    assert_eq!(sandbox.manifest(), expected);
+
+    // The next install tries again, and the registry has it now.
+    let output = sandbox.flowpm(&["install", "--frozen-lockfile"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(sandbox.registry.requests(tarball), 2);
+    assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
+}
+
+/// The same while resolving: the download started during resolution fails, and the install
+/// that follows the final graph retries it, finds it optional and leaves it out.
+#[test]
+fn an_optional_package_that_cannot_be_fetched_is_left_out_when_resolving() {
+    let sandbox = Sandbox::new("graph");
+    std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    let tarball = "/native-thing-linux-x64/-/native-thing-linux-x64-1.0.0.tgz";
+    sandbox.registry.inject(
+        tarball,
+        Fault::Status {
+            status: 404,
+            retry_after: None,
+            times: 2,
+        },
+    );
+    let output = sandbox.flowpm(&["install"]);
+    let message = text(&output);
+    assert!(output.status.success(), "{message}");
+    assert_eq!(
+        message
+            .matches("optional dependency that could not be fetched is left out")
+            .count(),
+        1,
+        "{message}"
+    );
+    assert_eq!(sandbox.registry.requests(tarball), 2);
+    let expected: Vec<String> = pnpm_tree("graph")
+        .into_iter()
+        .filter(|line| !line.contains("native-thing-linux-x64@"))
+        .collect();
+    assert_eq!(sandbox.manifest(), expected);
+    // The lockfile keeps it, as pnpm's does.
+    let lockfile = std::fs::read_to_string(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    assert!(
+        lockfile.contains("native-thing-linux-x64@1.0.0:"),
+        "{lockfile}"
+    );
+}
+
 #[test]
 fn a_tampered_tarball_is_never_indexed_or_linked() {
     // A registry copy whose left-pad-lite@1.0.0 tarball is replaced by another valid tarball.

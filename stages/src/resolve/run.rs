@@ -77,7 +77,10 @@ pub fn resolve_with_registry(
     options: &ResolveOptions,
     link: Option<(&EarlyLink<'_>, &Planned)>,
 ) -> Result<(Resolved, Vec<StageSnapshot>, LinkOutcome), InstallError> {
-    let fetcher = Fetcher::new(run.config.clone(), run.offline, run.reporter)?;
+    let mut fetcher = Fetcher::new(run.config.clone(), run.offline, run.reporter)?;
+    // Whether a package that cannot be had is optional is known only once the graph is
+    // final: the install that follows retries it and decides.
+    fetcher.defer_failures = true;
     let metadata = MetadataFetcher::new(&fetcher, run.store_dir, run.cache_mode);
     let store = if run.prefetch {
         Some(Store::open(run.store_dir)?)
@@ -241,6 +244,8 @@ impl PackumentSource for PipelineSource<'_, '_> {
                 integrity,
                 tarball: manifest.tarball.clone(),
                 snapshots: Vec::new(),
+                // Not known yet: the fetcher defers every failure here.
+                optional: false,
             }),
         );
     }
