@@ -24,8 +24,9 @@ for project in "${@:-graph}"; do
   dir=fixtures/projects/$project
   copy="$work/$project"
   mkdir -p "$copy"
-  # The project's manifests (and, for a workspace, pnpm-workspace.yaml and its projects).
-  (cd "$dir" && find . -name node_modules -prune -o \( -name package.json -o -name pnpm-workspace.yaml \) -print) |
+  # The project's files (for a workspace: pnpm-workspace.yaml, its projects and their files,
+  # such as bins), without pnpm's earlier output.
+  (cd "$dir" && find . -name node_modules -prune -o -type f ! -name pnpm-lock.yaml ! -name pnpm-tree.txt -print) |
     while read -r file; do mkdir -p "$copy/$(dirname "$file")"; cp "$dir/$file" "$copy/$file"; done
   (cd "$copy" && "$PNPM" install --registry "$registry" --store-dir "$work/store" --cache-dir "$work/cache" \
       --ignore-scripts --reporter=silent)

@@ -61,10 +61,12 @@ pub fn link_bins(layout: &Layout<'_>, hoisted: &[Hoisted]) -> Result<Vec<String>
             commands.insert(index, found);
         }
     }
-    if commands.is_empty() {
-        return Ok(warnings);
-    }
     for importer in layout.importers() {
+        let bin_dir = layout.importer_modules_dir(importer).join(".bin");
+        write_linked_bins(layout, importer, &bin_dir, &mut warnings)?;
+        if commands.is_empty() {
+            continue;
+        }
         let mut direct: Vec<usize> = plan
             .direct
             .iter()
@@ -86,8 +88,10 @@ pub fn link_bins(layout: &Layout<'_>, hoisted: &[Hoisted]) -> Result<Vec<String>
             })
             .collect();
         direct.extend(peers);
-        let bin_dir = layout.importer_modules_dir(importer).join(".bin");
         write_bin_dir(layout, &bin_dir, &direct, &commands)?;
+    }
+    if commands.is_empty() {
+        return Ok(warnings);
     }
     let hoisted: Vec<usize> = hoisted.iter().map(|h| h.snapshot).collect();
     write_bin_dir(
@@ -121,6 +125,35 @@ pub fn link_bins(layout: &Layout<'_>, hoisted: &[Hoisted]) -> Result<Vec<String>
         other => InstallError::Internal(other.to_string()),
     })?;
     Ok(warnings)
+}
+
+/// Shims for the bins of the workspace projects `importer` depends on through `link:`, as
+/// pnpm 12 writes them: the target is the project's own path, `NODE_PATH` is the hoist
+/// directory alone, and the project's files are not made executable (they are the user's).
+/// Written before the registry packages' shims of the same directory, which replace any of
+/// the same name.
+fn write_linked_bins(
+    layout: &Layout<'_>,
+    importer: &str,
+    bin_dir: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<(), InstallError> {
+    let node_path = [layout.hoist_dir()];
+    for direct in &layout.plan.direct {
+        if direct.importer != importer || !matches!(direct.target, DirectTarget::Link(_)) {
+            continue;
+        }
+        let project_dir = layout.direct_target(direct);
+        for command in read_bin_commands(&project_dir, warnings) {
+            let path = bin_dir.join(&command.name);
+            std::fs::create_dir_all(bin_dir)
+                .map_err(|e| InstallError::io("create directory", bin_dir, e))?;
+            let shim = shim_text(bin_dir, &project_dir, &node_path, &command.path);
+            write_executable(&path, shim.as_bytes(), false)
+                .map_err(|e| InstallError::io("write bin shim", &path, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes one `.bin` directory for the commands of `providers` (created only if non-empty).
@@ -165,13 +198,12 @@ fn write_bin_dir(
     for (name, (provider, command)) in chosen {
         let snapshot = &snapshots[provider];
         let package_dir = layout.package_dir(snapshot);
-        let shim = shim_text(
-            bin_dir,
-            &package_dir,
-            &layout.snapshot_modules_dir(snapshot),
-            &layout.hoist_dir(),
-            &command.path,
-        );
+        let node_path = [
+            package_dir.join("node_modules"),
+            layout.snapshot_modules_dir(snapshot),
+            layout.hoist_dir(),
+        ];
+        let shim = shim_text(bin_dir, &package_dir, &node_path, &command.path);
         let path = bin_dir.join(name);
         write_executable(&path, shim.as_bytes(), fresh)
             .map_err(|e| InstallError::io("write bin shim", &path, e))?;
@@ -313,26 +345,21 @@ fn clean_relative(path: &str) -> Option<String> {
 pub fn shim_text(
     bin_dir: &Path,
     package_dir: &Path,
-    snapshot_modules: &Path,
-    hoist_dir: &Path,
+    node_path: &[PathBuf],
     target: &str,
 ) -> String {
     let target_path = package_dir.join(target);
     let relative_target = relative_path(bin_dir, &target_path).display().to_string();
-    let node_path = [
-        package_dir.join("node_modules"),
-        snapshot_modules.to_path_buf(),
-        hoist_dir.to_path_buf(),
-    ]
-    .iter()
-    .map(|dir| {
-        format!(
-            "\"$basedir_abs\"/'{}'",
-            relative_path(bin_dir, dir).display()
-        )
-    })
-    .collect::<Vec<_>>()
-    .join(":");
+    let node_path = node_path
+        .iter()
+        .map(|dir| {
+            format!(
+                "\"$basedir_abs\"/'{}'",
+                relative_path(bin_dir, dir).display()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(":");
     let mut shim = String::with_capacity(SHIM_HEADER.len() + 2048);
     shim.push_str(SHIM_HEADER);
     shim.push_str(&format!(

@@ -88,7 +88,7 @@ impl<'a> Layout<'a> {
     }
 
     /// Where a direct dependency's symlink points.
-    fn direct_target(&self, direct: &DirectDependency) -> PathBuf {
+    pub(crate) fn direct_target(&self, direct: &DirectDependency) -> PathBuf {
         match &direct.target {
             DirectTarget::Snapshot(index) => self.package_dir(&self.plan.snapshots[*index]),
             DirectTarget::Link(path) => normalize(&self.importer_dir(&direct.importer).join(path)),

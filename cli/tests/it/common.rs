@@ -102,24 +102,26 @@ pub fn text(output: &Output) -> String {
     )
 }
 
-/// pnpm 12's tree for a fixture project, recorded by scripts/record-fixtures.sh.
-/// The fixture's manifests, lockfile and workspace file (a workspace's projects included);
-/// not pnpm's recorded tree or notes.
+/// The fixture project's files (a workspace's projects included), without pnpm's recorded
+/// tree.
 fn copy_project(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name();
         if entry.file_type().unwrap().is_dir() {
-            copy_project(&entry.path(), &to.join(&name));
-        } else if ["package.json", "pnpm-lock.yaml", "pnpm-workspace.yaml"]
-            .contains(&name.to_str().unwrap())
-        {
+            if name != "node_modules" {
+                copy_project(&entry.path(), &to.join(&name));
+            }
+        } else if name != "pnpm-tree.txt" {
+            // Everything else is the project's: manifests, lockfile, workspace projects' files
+            // (bins, for one).
             std::fs::copy(entry.path(), to.join(&name)).unwrap();
         }
     }
 }
 
+/// pnpm 12's tree for a fixture project, recorded by scripts/record-fixtures.sh.
 pub fn pnpm_tree(project: &str) -> Vec<String> {
     let text = std::fs::read_to_string(flowpm_fixtures::project_dir(project).join("pnpm-tree.txt"))
         .unwrap();
