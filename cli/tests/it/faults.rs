@@ -63,21 +63,36 @@ fn a_missing_tarball_is_an_error_naming_package_and_url() {
     );
 }
 
-/// An optional package whose tarball cannot be had is left out with a warning, as pnpm 12
-/// does. Checked against pnpm by hand (this registry, the tarball deleted): its tree was the
-/// recorded one without that package, the link to it and its hoisting.
-#[test]
-fn an_optional_package_that_cannot_be_fetched_is_left_out() {
+const OPTIONAL_TARBALL: &str = "/native-thing-linux-x64/-/native-thing-linux-x64-1.0.0.tgz";
+
+/// The graph fixture, its registry answering 404 for an optional package's tarball `times`
+/// times.
+fn with_unavailable_optional(times: u32) -> Sandbox {
     let sandbox = Sandbox::new("graph");
-    let tarball = "/native-thing-linux-x64/-/native-thing-linux-x64-1.0.0.tgz";
     sandbox.registry.inject(
-        tarball,
+        OPTIONAL_TARBALL,
         Fault::Status {
             status: 404,
             retry_after: None,
-            times: 1,
+            times,
         },
     );
+    sandbox
+}
+
+/// What pnpm 12 installs then, checked by hand (this registry, the tarball deleted): its
+/// recorded tree without that package, the link to it and its hoisting.
+fn tree_without_optional() -> Vec<String> {
+    pnpm_tree("graph")
+        .into_iter()
+        .filter(|line| !line.contains("native-thing-linux-x64@"))
+        .collect()
+}
+
+/// An optional package whose tarball cannot be had is left out with a warning, as pnpm does.
+#[test]
+fn an_optional_package_that_cannot_be_fetched_is_left_out() {
+    let sandbox = with_unavailable_optional(1);
     let output = sandbox.flowpm(&["install", "--frozen-lockfile"]);
     let message = text(&output);
     assert!(output.status.success(), "{message}");
@@ -86,34 +101,21 @@ fn an_optional_package_that_cannot_be_fetched_is_left_out() {
             && message.contains("native-thing-linux-x64@1.0.0: failed to download"),
         "{message}"
     );
-    let expected: Vec<String> = pnpm_tree("graph")
-        .into_iter()
-        .filter(|line| !line.contains("native-thing-linux-x64@"))
-        .collect();
-    assert_eq!(sandbox.manifest(), expected);
+    assert_eq!(sandbox.manifest(), tree_without_optional());
 
     // The next install tries again, and the registry has it now.
     let output = sandbox.flowpm(&["install", "--frozen-lockfile"]);
     assert!(output.status.success(), "{}", text(&output));
-    assert_eq!(sandbox.registry.requests(tarball), 2);
+    assert_eq!(sandbox.registry.requests(OPTIONAL_TARBALL), 2);
     assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
 }
 
 /// The same while resolving: the download started during resolution fails, and the install
-/// that follows the final graph retries it, finds it optional and leaves it out.
+/// of the final graph retries it, finds it optional and leaves it out.
 #[test]
 fn an_optional_package_that_cannot_be_fetched_is_left_out_when_resolving() {
-    let sandbox = Sandbox::new("graph");
+    let sandbox = with_unavailable_optional(2);
     std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
-    let tarball = "/native-thing-linux-x64/-/native-thing-linux-x64-1.0.0.tgz";
-    sandbox.registry.inject(
-        tarball,
-        Fault::Status {
-            status: 404,
-            retry_after: None,
-            times: 2,
-        },
-    );
     let output = sandbox.flowpm(&["install"]);
     let message = text(&output);
     assert!(output.status.success(), "{message}");
@@ -124,12 +126,8 @@ fn an_optional_package_that_cannot_be_fetched_is_left_out_when_resolving() {
         1,
         "{message}"
     );
-    assert_eq!(sandbox.registry.requests(tarball), 2);
-    let expected: Vec<String> = pnpm_tree("graph")
-        .into_iter()
-        .filter(|line| !line.contains("native-thing-linux-x64@"))
-        .collect();
-    assert_eq!(sandbox.manifest(), expected);
+    assert_eq!(sandbox.registry.requests(OPTIONAL_TARBALL), 2);
+    assert_eq!(sandbox.manifest(), tree_without_optional());
     // The lockfile keeps it, as pnpm's does.
     let lockfile = std::fs::read_to_string(sandbox.project().join("pnpm-lock.yaml")).unwrap();
     assert!(
