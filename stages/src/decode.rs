@@ -5,6 +5,7 @@
 //! it is only known at the end of the stream, which is why a package reaches the index and
 //! node_modules only once it is verified.
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use crate::gunzip::{Gunzip, Take};
@@ -148,7 +149,10 @@ pub fn decode_tarball<R: Read, E>(
                 continue;
             }
         }
-        let raw_path = long_path.take().unwrap_or_else(|| header.path(&block));
+        let raw_path = match long_path.take() {
+            Some(path) => Cow::Owned(path),
+            None => TarHeader::path(&block),
+        };
         let path = package_relative_path(&raw_path).map_err(DecodeError::BadEntry)?;
         if size > limits.max_file_size {
             return Err(DecodeError::BadEntry(format!(
@@ -192,7 +196,10 @@ pub fn decode_tarball<R: Read, E>(
             let mut data = Vec::with_capacity(size as usize);
             gunzip
                 .read_into_vec(&mut data, size as usize)
-                .map_err(|_| truncated(&path))?;
+                .map_err(|error| match error.kind() {
+                    std::io::ErrorKind::UnexpectedEof => truncated(&path),
+                    _ => DecodeError::Io(error),
+                })?;
             sink(DecodedEntry::Buffered(DecodedFile { path, mode, data }))
         };
         result.map_err(|error| match error {
@@ -257,15 +264,16 @@ impl TarHeader {
         })
     }
 
-    /// `prefix/name` for ustar headers, `name` for GNU and v7 ones.
-    fn path(&self, block: &[u8; BLOCK]) -> Vec<u8> {
+    /// `prefix/name` for ustar headers, `name` for GNU and v7 ones (borrowed: most entries
+    /// have no prefix).
+    fn path(block: &[u8; BLOCK]) -> Cow<'_, [u8]> {
         let name = trim_nuls(&block[..100]);
         let ustar = &block[257..265] == b"ustar\x0000";
         let prefix = trim_nuls(&block[345..500]);
         if ustar && !prefix.is_empty() {
-            [prefix, b"/", name].concat()
+            Cow::Owned([prefix, b"/", name].concat())
         } else {
-            name.to_vec()
+            Cow::Borrowed(name)
         }
     }
 }

@@ -141,7 +141,7 @@ pub fn install(
         reporter,
         started,
     };
-    let (lockfile_text, plan) = match existing {
+    let (lockfile_text, mut plan) = match existing {
         Some(text) if options.update.is_none() => {
             let mut manifests = vec![manifest_bytes.as_slice()];
             for member in &members {
@@ -245,7 +245,7 @@ pub fn install(
     reporter.on_plan(plan.snapshots.len(), cold.len());
 
     invalidate(&layout)?;
-    let hoisted = hoist(&plan);
+    let mut hoisted = hoist(&plan);
     layout.prune(&hoisted)?;
     let result = run_pipeline(
         options, &config, &store, &layout, &hoisted, warm, cold, reporter,
@@ -257,41 +257,36 @@ pub fn install(
             return Err(error);
         }
     };
-    let reduced;
-    let (layout, hoisted) = match leave_out(&layout, &counts.left_out)? {
-        None => (layout, hoisted),
-        Some((plan, hoisted)) => {
-            reduced = plan;
-            (Layout::new(&project_dir, &reduced), hoisted)
-        }
-    };
+    leave_out(&project_dir, &mut plan, &mut hoisted, &counts.left_out)?;
+    let layout = Layout::new(&project_dir, &plan);
 
     warnings.extend(crate::bins::link_bins(&layout, &hoisted)?);
     write_modules_metadata(&layout, &hoisted, options, &store_dir, &lockfile_text)?;
-    Ok(counts.into_report(layout.plan, started, stages, warnings))
+    Ok(counts.into_report(&plan, started, stages, warnings))
 }
 
 /// Leaves out the optional packages whose tarballs could not be had, as pnpm does: their
-/// directories and every link to them are removed and hoisting is redone without them.
-/// Returns the reduced plan and hoisting, or `None` when nothing was left out.
+/// directories and every link to them are removed, and `plan` and `hoisted` become the plan
+/// and hoisting without them.
 fn leave_out(
-    layout: &Layout<'_>,
+    project_dir: &Path,
+    plan: &mut InstallPlan,
+    hoisted: &mut Vec<crate::hoist::Hoisted>,
     left_out: &[(Arc<PackageUnit>, String)],
-) -> Result<Option<(InstallPlan, Vec<crate::hoist::Hoisted>)>, InstallError> {
+) -> Result<(), InstallError> {
     if left_out.is_empty() {
-        return Ok(None);
+        return Ok(());
     }
     let missing: HashSet<usize> = left_out
         .iter()
         .flat_map(|(unit, _)| unit.snapshots.iter().copied())
         .collect();
-    layout.unlink_dependents(&missing)?;
-    let plan = layout.plan.without(&missing);
-    let hoisted = hoist(&plan);
-    let reduced = Layout::new(&layout.project_dir, &plan);
-    reduced.prune(&hoisted)?;
-    reduced.relink_hoisted(&hoisted)?;
-    Ok(Some((plan, hoisted)))
+    Layout::new(project_dir, plan).unlink_dependents(&missing)?;
+    *plan = plan.without(&missing);
+    *hoisted = hoist(plan);
+    let layout = Layout::new(project_dir, plan);
+    layout.prune(hoisted)?;
+    layout.relink_hoisted(hoisted)
 }
 
 /// A workspace project's package.json, read for the frozen check and the plan cache key.
@@ -384,7 +379,8 @@ fn resolve_and_install(
         reporter,
         Some((&target, &planned)),
     )?;
-    let (Some(plan), Some(hoisted)) = (planned.plan.into_inner(), planned.hoisted.into_inner())
+    let (Some(mut plan), Some(mut hoisted)) =
+        (planned.plan.into_inner(), planned.hoisted.into_inner())
     else {
         return Err(InstallError::Internal(
             "resolution ended without an install plan".to_owned(),
@@ -424,19 +420,13 @@ fn resolve_and_install(
         report.stages.extend(stages);
         counts.add(more);
     }
-    let reduced;
-    let (layout, hoisted) = match leave_out(&layout, &counts.left_out)? {
-        None => (layout, hoisted),
-        Some((plan, hoisted)) => {
-            reduced = plan;
-            (Layout::new(project_dir, &reduced), hoisted)
-        }
-    };
+    leave_out(project_dir, &mut plan, &mut hoisted, &counts.left_out)?;
+    let layout = Layout::new(project_dir, &plan);
     warnings.extend(crate::bins::link_bins(&layout, &hoisted)?);
     let text = to_yaml(&lockfile);
     write_atomically(lockfile_path, text.as_bytes())?;
     write_modules_metadata(&layout, &hoisted, options, store_dir, &text)?;
-    Ok(counts.into_report(layout.plan, started, report.stages, warnings))
+    Ok(counts.into_report(&plan, started, report.stages, warnings))
 }
 
 /// `.modules.yaml` and the lockfile copy, written last: they mark the tree complete.
@@ -569,7 +559,6 @@ fn lock_project(
     }
 }
 
-/// Snapshots that share a tarball (peer variants of one package) share one unit.
 /// The plan's units, as packages the store already has (with their file lists) and units it
 /// does not.
 pub(crate) fn split_by_store(
@@ -594,6 +583,7 @@ pub(crate) fn split_by_store(
     Ok((warm, cold))
 }
 
+/// Snapshots that share a tarball (peer variants of one package) share one unit.
 pub(crate) fn group_units(plan: &InstallPlan) -> Result<Vec<Arc<PackageUnit>>, InstallError> {
     let mut by_key: HashMap<String, PackageUnit> = HashMap::new();
     let mut order = Vec::new();
@@ -747,8 +737,8 @@ fn run_pipeline(
     counts.files_imported = importer.files_imported.load(Ordering::Relaxed);
     counts.bytes_imported = importer.bytes_imported.load(Ordering::Relaxed);
     counts.bytes_downloaded = outcome.stage("fetch").map_or(0, |stage| stage.bytes);
-    counts.fetched -= fetcher.left_out.lock().unwrap().len();
     counts.left_out = fetcher.take_left_out();
+    counts.fetched -= counts.left_out.len();
     Ok((outcome.stages, counts))
 }
 

@@ -66,7 +66,10 @@ fn members(root: &Path, patterns: &[String]) -> Result<Vec<String>, InstallError
         .map(|p| p[1..].trim_start_matches("./"))
         .collect();
     let mut found = Vec::new();
-    walk(root, "", &mut |relative| {
+    // Only directories some pattern can still reach are listed: an install (a no-op one too)
+    // must not walk the projects' source trees.
+    let descend = |relative: &str| include.iter().any(|p| glob_may_match_below(p, relative));
+    walk(root, "", &descend, &mut |relative| {
         if !relative.is_empty()
             && include.iter().any(|p| glob_match(p, relative))
             && !exclude.iter().any(|p| glob_match(p, relative))
@@ -79,9 +82,18 @@ fn members(root: &Path, patterns: &[String]) -> Result<Vec<String>, InstallError
     Ok(found)
 }
 
-/// Visits every directory below `dir` except `node_modules` and hidden ones.
-fn walk(root: &Path, relative: &str, visit: &mut dyn FnMut(&str)) -> Result<(), InstallError> {
+/// Visits `relative` and the directories below it for which `descend` holds of their parent,
+/// except `node_modules` and hidden ones.
+fn walk(
+    root: &Path,
+    relative: &str,
+    descend: &dyn Fn(&str) -> bool,
+    visit: &mut dyn FnMut(&str),
+) -> Result<(), InstallError> {
     visit(relative);
+    if !descend(relative) {
+        return Ok(());
+    }
     let dir = root.join(relative);
     let entries = std::fs::read_dir(&dir).map_err(|e| InstallError::io("read", &dir, e))?;
     let mut names = Vec::new();
@@ -104,7 +116,7 @@ fn walk(root: &Path, relative: &str, visit: &mut dyn FnMut(&str)) -> Result<(), 
         } else {
             format!("{relative}/{name}")
         };
-        walk(root, &child, visit)?;
+        walk(root, &child, descend, visit)?;
     }
     Ok(())
 }
@@ -114,6 +126,24 @@ fn glob_match(pattern: &str, path: &str) -> bool {
     let pattern: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
     let path: Vec<&str> = path.split('/').collect();
     match_segments(&pattern, &path)
+}
+
+/// Whether `pattern` can match a directory strictly below `dir` (`""`: the root).
+fn glob_may_match_below(pattern: &str, dir: &str) -> bool {
+    let pattern: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
+    let dir: Vec<&str> = dir.split('/').filter(|s| !s.is_empty()).collect();
+    may_match_below(&pattern, &dir)
+}
+
+fn may_match_below(pattern: &[&str], dir: &[&str]) -> bool {
+    match (pattern.split_first(), dir.split_first()) {
+        (Some((&"**", _)), _) => true,
+        (Some(_), None) => true,
+        (None, _) => false,
+        (Some((segment, rest)), Some((name, tail))) => {
+            match_segment(segment, name) && may_match_below(rest, tail)
+        }
+    }
 }
 
 fn match_segments(pattern: &[&str], path: &[&str]) -> bool {
@@ -152,6 +182,11 @@ mod tests {
         assert!(glob_match("**/tools", "a/b/tools"));
         assert!(glob_match("pkg-*", "pkg-one"));
         assert!(!glob_match("pkg-*", "lib-one"));
+        assert!(glob_may_match_below("packages/*", ""));
+        assert!(glob_may_match_below("packages/*", "packages"));
+        assert!(!glob_may_match_below("packages/*", "packages/a"));
+        assert!(!glob_may_match_below("packages/*", "src"));
+        assert!(glob_may_match_below("apps/**", "apps/web/site"));
 
         let dir = tempfile::tempdir().unwrap();
         for member in [

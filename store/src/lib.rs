@@ -7,9 +7,9 @@
 //! short. Streamed (large) files, whose hash is only known at the end, go through a private
 //! temp file renamed into place without replacing ([`Cas::stage_reader`],
 //! [`StagedFile::commit`]). Since a name is its content's hash, a file is valid whichever
-//! tarball wrote it; the index ([`Index`]) maps a package's tarball identity (its `integrity`) to the list of files it
-//! unpacks to, and is written only after every listed file is in the CAS, so an index hit is
-//! always a complete package.
+//! tarball wrote it; the index ([`Index`]) maps a package's tarball identity (its
+//! `integrity`) to the list of files it unpacks to, and is written only after every listed
+//! file is in the CAS, so an index hit is always a complete package.
 //!
 //! The store knows nothing about semver, lockfiles or node_modules.
 

@@ -43,6 +43,18 @@ impl Sandbox {
         self.flowpm_in(&self.project(), args, env)
     }
 
+    /// Runs `flowpm <args>` as [`Sandbox::flowpm`] does, asserts that it fails, and returns
+    /// its output.
+    pub fn flowpm_fails(&self, args: &[&str]) -> String {
+        let output = self.flowpm(args);
+        assert!(
+            !output.status.success(),
+            "flowpm {args:?} succeeded:\n{}",
+            text(&output)
+        );
+        text(&output)
+    }
+
     /// As [`Sandbox::flowpm_with_env`], run in `dir` (e.g. a workspace project).
     pub fn flowpm_in(&self, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut command = Command::new(env!("CARGO_BIN_EXE_flowpm"));
@@ -100,6 +112,13 @@ pub fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// Replaces `from` (which must be there) with `to` in the file at `path`.
+pub fn replace_in(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "`{from}` is not in {}", path.display());
+    std::fs::write(path, text.replace(from, to)).unwrap();
 }
 
 /// The fixture project's files (a workspace's projects included), without pnpm's recorded

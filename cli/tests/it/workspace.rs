@@ -1,6 +1,6 @@
 //! pnpm workspaces: installed from an up-to-date lockfile, from the root or any project.
 
-use crate::common::{Sandbox, diff, node_available, pnpm_tree, text};
+use crate::common::{Sandbox, diff, node_available, pnpm_tree, replace_in, text};
 
 #[test]
 fn a_workspace_installs_as_pnpm_lays_it_out_from_any_project() {
@@ -55,33 +55,23 @@ fn a_workspace_installs_as_pnpm_lays_it_out_from_any_project() {
 #[test]
 fn a_workspace_project_out_of_sync_with_the_lockfile_is_named_and_nothing_is_written() {
     let sandbox = Sandbox::new("workspace");
-    let lib = sandbox.project().join("packages/lib/package.json");
-    let manifest = std::fs::read_to_string(&lib).unwrap();
-    std::fs::write(
-        &lib,
-        manifest.replace("\"r-lib\": \"^1.0.0\"", "\"r-lib\": \"^1.1.0\""),
-    )
-    .unwrap();
+    replace_in(
+        &sandbox.project().join("packages/lib/package.json"),
+        "\"r-lib\": \"^1.0.0\"",
+        "\"r-lib\": \"^1.1.0\"",
+    );
     let lockfile = std::fs::read(sandbox.project().join("pnpm-lock.yaml")).unwrap();
 
-    let frozen = sandbox.flowpm(&["install", "--frozen-lockfile"]);
-    assert!(!frozen.status.success());
+    let frozen = sandbox.flowpm_fails(&["install", "--frozen-lockfile"]);
     assert!(
-        text(&frozen).contains("is `^1.1.0` in package.json of workspace project `packages/lib`"),
-        "{}",
-        text(&frozen)
+        frozen.contains("is `^1.1.0` in package.json of workspace project `packages/lib`"),
+        "{frozen}"
     );
     // Without --frozen-lockfile the workspace would need resolving, which is refused clearly.
-    let install = sandbox.flowpm(&["install"]);
-    assert!(!install.status.success());
-    assert!(
-        text(&install).contains("cannot resolve one yet"),
-        "{}",
-        text(&install)
-    );
-    let add = sandbox.flowpm(&["add", "r-tilde"]);
-    assert!(!add.status.success());
-    assert!(text(&add).contains("pnpm-workspace.yaml"), "{}", text(&add));
+    let install = sandbox.flowpm_fails(&["install"]);
+    assert!(install.contains("cannot resolve one yet"), "{install}");
+    let add = sandbox.flowpm_fails(&["add", "r-tilde"]);
+    assert!(add.contains("pnpm-workspace.yaml"), "{add}");
 
     assert_eq!(
         std::fs::read(sandbox.project().join("pnpm-lock.yaml")).unwrap(),

@@ -83,7 +83,8 @@ impl MetadataFetcher<'_> {
             Ok(url) => url,
             Err(error) => return (Err(error), 0, None),
         };
-        let parse_unrevalidated = |body: Vec<u8>, unrevalidated: bool| {
+        // `unrevalidated`: served from the cache without asking the registry.
+        let parse = |body: Vec<u8>, unrevalidated: bool| {
             Packument::parse(body)
                 .map(|mut packument| {
                     packument.unrevalidated = unrevalidated;
@@ -91,11 +92,10 @@ impl MetadataFetcher<'_> {
                 })
                 .map_err(|error| format!("malformed packument from {url}: {}", error.0))
         };
-        let parse = |body: Vec<u8>| parse_unrevalidated(body, false);
         let (etag, last_modified) = match cached {
             Some(entry) if mode != CacheMode::Revalidate => {
                 let unrevalidated = mode == CacheMode::PreferOffline;
-                return (parse_unrevalidated(entry.body, unrevalidated), 0, None);
+                return (parse(entry.body, unrevalidated), 0, None);
             }
             None if mode == CacheMode::Offline => {
                 return (
@@ -117,7 +117,7 @@ impl MetadataFetcher<'_> {
             match client.get_document(&url, etag.as_deref(), last_modified.as_deref()) {
                 Ok(Document::NotModified) => {
                     return match cached {
-                        Some(entry) => (parse(entry.body), 0, None),
+                        Some(entry) => (parse(entry.body, false), 0, None),
                         None => (
                             Err(format!(
                                 "{url} answered 304 Not Modified to a plain request"
@@ -133,7 +133,7 @@ impl MetadataFetcher<'_> {
                     last_modified,
                 }) => {
                     let bytes = body.len() as u64;
-                    let parsed = parse(body);
+                    let parsed = parse(body, false);
                     let entry = parsed.is_ok().then_some(CacheEntry {
                         etag,
                         last_modified,
@@ -205,7 +205,7 @@ pub struct CacheEntry {
     body: Vec<u8>,
 }
 
-/// Format: zstd of `{"etag":..,"last_modified":..}\n<packument JSON>`.
+/// Format: zstd of `{"etag":..,"last_modified":..}\n<packument JSON>` (one or more frames).
 fn read_cache(path: &Path) -> Option<CacheEntry> {
     let file = std::fs::File::open(path).ok()?;
     let mut data = Vec::new();
@@ -226,8 +226,9 @@ fn read_cache(path: &Path) -> Option<CacheEntry> {
 }
 
 /// Written to a temp file and renamed, so readers never see half a document.
-/// One frame, compressed in one call (zstd sizes its tables to the document) and written
-/// with one syscall.
+/// Two frames, the header line and the body, each compressed in one call (zstd sizes its
+/// tables to the input; the body is not copied behind the header first) and written with one
+/// syscall; the reader's decoder runs on across frames.
 fn write_cache(
     path: &Path,
     entry: &CacheEntry,
@@ -235,12 +236,8 @@ fn write_cache(
     compressor: &mut zstd::bulk::Compressor<'_>,
 ) -> std::io::Result<()> {
     let header = serde_json::json!({"etag": entry.etag, "last_modified": entry.last_modified});
-    let mut document = Vec::with_capacity(body.len() + 128);
-    document.extend_from_slice(header.to_string().as_bytes());
-    document.push(b'\n');
-    document.extend_from_slice(body);
-    let compressed = compressor.compress(&document)?;
-    drop(document);
+    let mut compressed = compressor.compress(format!("{header}\n").as_bytes())?;
+    compressed.extend_from_slice(&compressor.compress(body)?);
     let dir = path.parent().expect("cache paths have a parent");
     std::fs::create_dir_all(dir)?;
     let mut temp = tempfile_in(dir)?;
