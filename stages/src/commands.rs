@@ -34,18 +34,53 @@ impl SavePrefix {
 
     /// The prefix style of an existing specifier (`update --latest` keeps it).
     fn of(specifier: &str) -> SavePrefix {
+        SavePrefix::pinned_by(specifier).unwrap_or(SavePrefix::Caret)
+    }
+
+    /// What a specifier pins, as pnpm 12 reads it to save the version it resolved
+    /// (fixtures/projects/RESOLVE-ORACLE.md §6): `~1.1.0`, `1.1` and `1.x` pin the minor
+    /// (`~`), `^1.0.0` and `1` the major (`^`), `1.2.0` and `1.1.x` the patch (exact).
+    /// `None` for anything else (`*`, `>=1`, `1 - 2`, `a || b`, tags): the save prefix applies.
+    fn pinned_by(specifier: &str) -> Option<SavePrefix> {
         let range = specifier
             .strip_prefix("npm:")
-            .and_then(|target| target.get(1..)?.split_once('@').map(|(_, r)| r))
-            .unwrap_or(specifier);
-        if range.starts_with('~') {
-            SavePrefix::Tilde
-        } else if nodejs_semver::Version::parse(range).is_ok() && !range.contains(' ') {
-            SavePrefix::Exact
-        } else {
-            SavePrefix::Caret
+            .map_or(Some(specifier), |target| {
+                target.get(1..)?.split_once('@').map(|(_, r)| r)
+            })?
+            .trim();
+        if range.contains(' ') || range.contains("||") {
+            return None;
+        }
+        if let Some(rest) = range.strip_prefix('~') {
+            return is_partial_version(rest.trim_start_matches('>')).then_some(SavePrefix::Tilde);
+        }
+        if let Some(rest) = range.strip_prefix('^') {
+            return is_partial_version(rest).then_some(SavePrefix::Caret);
+        }
+        if !is_partial_version(range) {
+            return None;
+        }
+        let core = range.split(['-', '+']).next().unwrap_or(range);
+        match core.split('.').count() {
+            1 if core != "*" && core != "x" && core != "X" => Some(SavePrefix::Caret),
+            2 => Some(SavePrefix::Tilde),
+            3 => Some(SavePrefix::Exact),
+            _ => None,
         }
     }
+}
+
+/// `1`, `1.2`, `1.x`, `1.2.3`, `1.2.3-beta.1`: a version with parts possibly left out or
+/// wildcards (not a tag, not a comparison).
+fn is_partial_version(text: &str) -> bool {
+    let text = text.strip_prefix('v').unwrap_or(text);
+    let core = text.split(['-', '+']).next().unwrap_or(text);
+    !core.is_empty()
+        && core.split('.').count() <= 3
+        && core.split('.').all(|part| {
+            matches!(part, "x" | "X" | "*")
+                || (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+        })
 }
 
 /// One argument of `flowpm add`: `name`, `name@range`, `@scope/name@tag`,
@@ -85,19 +120,18 @@ pub fn add(
 ) -> Result<InstallReport, InstallError> {
     let mut edits = Vec::new();
     for spec in specs {
-        // A range or exact version is saved as given; a tag (or nothing) is resolved first
-        // and saved as `<prefix><version>`.
+        // As pnpm 12: the version resolved is saved, with the prefix the given specifier
+        // pins (`~1.1.0` -> `~1.1.2`), else the save prefix (`>=1` -> `^2.1.0`, or `2.1.0`
+        // with -E).
         let given = spec
             .specifier
             .clone()
             .unwrap_or_else(|| "latest".to_owned());
-        let needs_version = !is_range_or_version(&given);
         edits.push(Edit::Set {
             group,
             alias: spec.alias.clone(),
+            prefix: SavePrefix::pinned_by(&given).unwrap_or(prefix),
             resolve_as: given,
-            save: (!needs_version).then(|| spec.specifier.clone().unwrap_or_default()),
-            prefix,
         });
     }
     change_and_install(options, edits, reporter)
@@ -129,7 +163,7 @@ pub fn update(
     if !latest {
         return install(&options, reporter);
     }
-    let manifest = read_manifest(&options.project_dir)?;
+    let manifest = read_manifest(&locate(&options)?.project_dir)?;
     let mut edits = Vec::new();
     let mut named = Vec::new();
     for (group, alias, specifier) in crate::resolve::project_dependencies(&manifest) {
@@ -153,7 +187,6 @@ pub fn update(
             alias,
             prefix: SavePrefix::of(&specifier),
             resolve_as,
-            save: None,
         });
     }
     for name in names {
@@ -173,8 +206,7 @@ enum Edit {
         alias: String,
         /// What resolution uses (`latest`, a tag, or the range itself).
         resolve_as: String,
-        /// What package.json gets; `None`: `<prefix><resolved version>`.
-        save: Option<String>,
+        /// package.json gets `<prefix><resolved version>`.
         prefix: SavePrefix,
     },
     Remove(String),
@@ -185,14 +217,16 @@ fn change_and_install(
     edits: Vec<Edit>,
     reporter: &dyn Reporter,
 ) -> Result<InstallReport, InstallError> {
-    let project_dir = std::path::absolute(&options.project_dir)
-        .map_err(|e| InstallError::io("resolve", &options.project_dir, e))?;
-    if let Some(workspace) = crate::workspace::find(&project_dir)? {
-        return Err(crate::install::workspace_resolution_unsupported(
-            &workspace.root,
-            "adding or removing dependencies needs resolution",
-        ));
-    }
+    let Located {
+        workspace,
+        root_dir,
+        edited,
+        project_dir,
+    } = locate(options)?;
+    let mut members = match &workspace {
+        Some(workspace) => workspace.read_members()?,
+        None => Vec::new(),
+    };
     let manifest_path = project_dir.join("package.json");
     let text = std::fs::read_to_string(&manifest_path)
         .map_err(|e| InstallError::io("read", &manifest_path, e))?;
@@ -218,18 +252,33 @@ fn change_and_install(
         }
     }
 
-    let lockfile_path = project_dir.join("pnpm-lock.yaml");
+    let root_manifest = if edited == "." {
+        manifest
+    } else {
+        let member = members
+            .iter_mut()
+            .find(|member| member.id == edited)
+            .expect("the edited project is a member");
+        member.manifest = manifest;
+        read_manifest(&root_dir)?
+    };
+    let projects = crate::resolve::Project::all(
+        &root_manifest,
+        members.iter().map(|m| (m.id.clone(), &m.manifest)),
+    );
+
+    let lockfile_path = root_dir.join("pnpm-lock.yaml");
     let old = match std::fs::read_to_string(&lockfile_path) {
         Ok(text) => Some(Lockfile::parse(&text, &lockfile_path)?),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
         Err(error) => return Err(InstallError::io("read", &lockfile_path, error)),
     };
-    let (config, store_dir) = load_config(&project_dir, options)?;
+    let (config, store_dir) = load_config(&root_dir, options)?;
     let (mut lockfile, resolution, _) = resolve_project(
         options,
         &config,
         &store_dir,
-        &manifest,
+        &projects,
         old.as_ref(),
         reporter,
         None,
@@ -241,31 +290,34 @@ fn change_and_install(
             group,
             alias,
             resolve_as,
-            save,
             prefix,
         } = edit
         else {
             continue;
         };
-        let saved = match save {
-            Some(saved) => saved.clone(),
-            None => {
-                let version = locked_version(&lockfile, *group, alias).ok_or_else(|| {
-                    InstallError::Internal(format!("`{alias}` is missing from the new lockfile"))
-                })?;
-                match resolve_as.strip_prefix("npm:") {
-                    Some(target) => {
-                        let name = split_dep_path(target).map_or(target, |(name, _)| name);
-                        format!("npm:{name}@{}", prefix.apply(&version))
-                    }
-                    None => prefix.apply(&version),
-                }
-            }
+        let version = locked_version(&lockfile, &edited, *group, alias).ok_or_else(|| {
+            InstallError::Internal(format!("`{alias}` is missing from the new lockfile"))
+        })?;
+        // pnpm saves a prerelease exactly, whatever the specifier pinned.
+        let prerelease = nodejs_semver::Version::parse(&version).is_ok_and(|v| v.is_prerelease());
+        let prefix = if prerelease {
+            SavePrefix::Exact
+        } else {
+            *prefix
         };
-        if let Some(importer) = lockfile.importers.get_mut(".") {
-            if let Some(entry) = importer.group_mut(*group).get_mut(alias) {
-                entry.specifier = saved.clone();
+        let saved = match resolve_as.strip_prefix("npm:") {
+            Some(target) => {
+                let name = split_dep_path(target).map_or(target, |(name, _)| name);
+                format!("npm:{name}@{}", prefix.apply(&version))
             }
+            None => prefix.apply(&version),
+        };
+        if let Some(entry) = lockfile
+            .importers
+            .get_mut(&edited)
+            .and_then(|importer| importer.group_mut(*group).get_mut(alias))
+        {
+            entry.specifier = saved.clone();
         }
         document.set_dependency(*group, alias, &saved);
     }
@@ -278,6 +330,7 @@ fn change_and_install(
     }
     let mut install_options = options.clone();
     install_options.update = None;
+    install_options.project_dir = root_dir;
     let mut report = install(&install_options, reporter)?;
     let mut stages = resolution.stages;
     stages.append(&mut report.stages);
@@ -313,6 +366,45 @@ fn write_both(first: (&Path, &[u8]), second: (&Path, &[u8])) -> Result<(), Insta
     std::fs::rename(&second_temp, second.0).map_err(|e| InstallError::io("replace", second.0, e))
 }
 
+/// Where a command run in `options.project_dir` works.
+struct Located {
+    workspace: Option<crate::workspace::Workspace>,
+    /// The workspace root (the project itself outside a workspace).
+    root_dir: std::path::PathBuf,
+    /// The importer id of the project whose package.json changes.
+    edited: String,
+    project_dir: std::path::PathBuf,
+}
+
+/// Inside a workspace, the project edited is the one the directory is in, and the whole
+/// workspace is resolved, as pnpm does.
+fn locate(options: &InstallOptions) -> Result<Located, InstallError> {
+    let dir = std::path::absolute(&options.project_dir)
+        .map_err(|e| InstallError::io("resolve", &options.project_dir, e))?;
+    let workspace = crate::workspace::find(&dir)?;
+    let Some(found) = &workspace else {
+        return Ok(Located {
+            workspace,
+            root_dir: dir.clone(),
+            edited: ".".to_owned(),
+            project_dir: dir,
+        });
+    };
+    let edited = found.project_of(&dir);
+    let root_dir = found.root.clone();
+    let project_dir = if edited == "." {
+        root_dir.clone()
+    } else {
+        root_dir.join(&edited)
+    };
+    Ok(Located {
+        workspace,
+        root_dir,
+        edited,
+        project_dir,
+    })
+}
+
 fn read_manifest(project_dir: &Path) -> Result<Manifest, InstallError> {
     Manifest::read(&project_dir.join("package.json"))
 }
@@ -341,9 +433,14 @@ fn remove_everywhere(manifest: &mut Manifest, name: &str) -> bool {
     a || b || c
 }
 
-/// The version the new lockfile gives a direct dependency (without peer suffix).
-fn locked_version(lockfile: &Lockfile, group: DependencyGroup, alias: &str) -> Option<String> {
-    let importer = lockfile.importers.get(".")?;
+/// The version the new lockfile gives a direct dependency of `project` (without peer suffix).
+fn locked_version(
+    lockfile: &Lockfile,
+    project: &str,
+    group: DependencyGroup,
+    alias: &str,
+) -> Option<String> {
+    let importer = lockfile.importers.get(project)?;
     let dep_path = reference_to_dep_path(alias, &importer.group(group).get(alias)?.version)?;
     split_dep_path(package_key(&dep_path)).map(|(_, version)| version.to_owned())
 }
@@ -387,5 +484,32 @@ mod tests {
         assert_eq!(SavePrefix::of("~1.2.0"), SavePrefix::Tilde);
         assert_eq!(SavePrefix::of("1.2.0"), SavePrefix::Exact);
         assert_eq!(SavePrefix::of("npm:y@^1"), SavePrefix::Caret);
+    }
+
+    /// pnpm 12 on the fixture registry (RESOLVE-ORACLE.md §6).
+    #[test]
+    fn the_saved_prefix_is_what_the_specifier_pins() {
+        use SavePrefix::{Caret, Exact, Tilde};
+        let cases = [
+            ("^1.0.0", Some(Caret)),
+            ("1", Some(Caret)),
+            ("~1.1.0", Some(Tilde)),
+            ("1.1", Some(Tilde)),
+            ("1.x", Some(Tilde)),
+            ("1.2.0", Some(Exact)),
+            ("1.1.x", Some(Exact)),
+            ("2.0.0-beta.1", Some(Exact)),
+            ("npm:y@~1.0.0", Some(Tilde)),
+            ("*", None),
+            (">=1.1.0", None),
+            ("<1.1.0", None),
+            ("1.0.0 - 1.1.0", None),
+            ("1.0.5 || 1.1.x", None),
+            ("next", None),
+            ("latest", None),
+        ];
+        for (specifier, pinned) in cases {
+            assert_eq!(SavePrefix::pinned_by(specifier), pinned, "{specifier}");
+        }
     }
 }

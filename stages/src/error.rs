@@ -25,11 +25,6 @@ pub enum InstallError {
     )]
     LockfileOutdated { reason: String },
     #[error(
-        "`{}`: flowpm installs a workspace from an up-to-date pnpm-lock.yaml but cannot resolve one yet, and {why} (run `pnpm install --lockfile-only`, then `flowpm install`)",
-        path.display()
-    )]
-    WorkspaceResolution { path: PathBuf, why: String },
-    #[error(
         "pnpm-lock.yaml references `{dep_path}` (needed by {needed_by}) but has no {section} entry for it"
     )]
     LockfileMissingEntry {

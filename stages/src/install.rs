@@ -40,11 +40,11 @@ use crate::plan::{
 use crate::plan_cache;
 use crate::platform::Platform;
 use crate::report::{InstallReport, Reporter};
-use crate::resolve::ResolveOptions;
 use crate::resolve::early_link::{EarlyLink, Planned};
 use crate::resolve::metadata::CacheMode;
 use crate::resolve::run::{LinkOutcome, ResolveRun, resolve_with_registry};
-use crate::workspace::{self, Workspace};
+use crate::resolve::{Project, ResolveOptions};
+use crate::workspace;
 use crate::write::{Finalizer, run_write_worker};
 
 /// What to install and how. `Default` gives a plain `flowpm install` of the current directory.
@@ -110,7 +110,7 @@ pub fn install(
     let manifest_bytes =
         std::fs::read(&manifest_path).map_err(|e| InstallError::io("read", &manifest_path, e))?;
     let members = match &workspace {
-        Some(workspace) => read_members(workspace)?,
+        Some(workspace) => workspace.read_members()?,
         None => Vec::new(),
     };
     let lockfile_path = project_dir.join("pnpm-lock.yaml");
@@ -131,6 +131,13 @@ pub fn install(
         platform: Platform::host(),
         virtual_store_dir_max_length: VIRTUAL_STORE_DIR_MAX_LENGTH,
     };
+    let workspace_projects: Vec<WorkspaceProject> = members
+        .iter()
+        .map(|member| WorkspaceProject {
+            id: member.id.clone(),
+            name: member.manifest.name.clone(),
+        })
+        .collect();
     let resolution = Resolution {
         options,
         config: &config,
@@ -138,8 +145,15 @@ pub fn install(
         project_dir: &project_dir,
         lockfile_path: &lockfile_path,
         plan_options: &plan_options,
+        workspace_projects: &workspace_projects,
         reporter,
         started,
+    };
+    let projects = |manifest| {
+        Project::all(
+            manifest,
+            members.iter().map(|m| (m.id.clone(), &m.manifest)),
+        )
     };
     let (lockfile_text, mut plan) = match existing {
         Some(text) if options.update.is_none() => {
@@ -164,44 +178,29 @@ pub fn install(
                     match checked {
                         Ok(()) => {
                             let mut plan = plan(&lockfile, &plan_options)?;
-                            plan.workspace_projects = members
-                                .iter()
-                                .map(|member| WorkspaceProject {
-                                    id: member.id.clone(),
-                                    name: member.manifest.name.clone(),
-                                })
-                                .collect();
+                            plan.workspace_projects = workspace_projects.clone();
                             plan_cache::save(&store_dir, &cache_key, &plan);
                             (text, plan)
                         }
                         Err(error) if options.frozen_lockfile => return Err(error),
-                        Err(InstallError::LockfileOutdated { reason }) if workspace.is_some() => {
-                            return Err(workspace_resolution_unsupported(
-                                &project_dir,
-                                format!("pnpm-lock.yaml is out of date: {reason}"),
-                            ));
-                        }
                         Err(_) => {
-                            return resolve_and_install(&resolution, &manifest, Some(&lockfile));
+                            return resolve_and_install(
+                                &resolution,
+                                &projects(&manifest),
+                                Some(&lockfile),
+                            );
                         }
                     }
                 }
             }
         }
         existing => {
-            if workspace.is_some() {
-                let why = match existing {
-                    None => "there is no pnpm-lock.yaml".to_owned(),
-                    Some(_) => "an update was asked for".to_owned(),
-                };
-                return Err(workspace_resolution_unsupported(&project_dir, why));
-            }
             let manifest = Manifest::parse(&manifest_bytes, &manifest_path)?;
             let old = match &existing {
                 Some(text) => Some(Lockfile::parse(text, &lockfile_path)?),
                 None => None,
             };
-            return resolve_and_install(&resolution, &manifest, old.as_ref());
+            return resolve_and_install(&resolution, &projects(&manifest), old.as_ref());
         }
     };
     if options.lockfile_only {
@@ -289,41 +288,6 @@ fn leave_out(
     layout.relink_hoisted(hoisted)
 }
 
-/// A workspace project's package.json, read for the frozen check and the plan cache key.
-struct Member {
-    id: String,
-    bytes: Vec<u8>,
-    manifest: Manifest,
-}
-
-fn read_members(workspace: &Workspace) -> Result<Vec<Member>, InstallError> {
-    workspace
-        .members
-        .iter()
-        .map(|id| {
-            let path = workspace.root.join(id).join("package.json");
-            let bytes = std::fs::read(&path).map_err(|e| InstallError::io("read", &path, e))?;
-            let manifest = Manifest::parse(&bytes, &path)?;
-            Ok(Member {
-                id: id.clone(),
-                bytes,
-                manifest,
-            })
-        })
-        .collect()
-}
-
-/// flowpm links a workspace from its lockfile but does not resolve one yet.
-pub(crate) fn workspace_resolution_unsupported(
-    root: &Path,
-    why: impl std::fmt::Display,
-) -> InstallError {
-    InstallError::WorkspaceResolution {
-        path: root.join(workspace::WORKSPACE_FILE),
-        why: why.to_string(),
-    }
-}
-
 /// What resolving for an install needs from `install`.
 struct Resolution<'a> {
     options: &'a InstallOptions,
@@ -332,6 +296,7 @@ struct Resolution<'a> {
     project_dir: &'a Path,
     lockfile_path: &'a Path,
     plan_options: &'a PlanOptions,
+    workspace_projects: &'a [WorkspaceProject],
     reporter: &'a dyn Reporter,
     started: Instant,
 }
@@ -341,7 +306,7 @@ struct Resolution<'a> {
 /// download leaves the old file untouched. With `--lockfile-only`, only resolves and writes.
 fn resolve_and_install(
     resolution: &Resolution<'_>,
-    manifest: &Manifest,
+    projects: &[Project<'_>],
     old: Option<&Lockfile>,
 ) -> Result<InstallReport, InstallError> {
     let Resolution {
@@ -351,12 +316,13 @@ fn resolve_and_install(
         project_dir,
         lockfile_path,
         plan_options,
+        workspace_projects,
         reporter,
         started,
     } = *resolution;
     if options.lockfile_only {
         let (lockfile, mut report, _) =
-            resolve_project(options, config, store_dir, manifest, old, reporter, None)?;
+            resolve_project(options, config, store_dir, projects, old, reporter, None)?;
         let text = to_yaml(&lockfile);
         write_atomically(lockfile_path, text.as_bytes())?;
         report.packages = plan(&lockfile, plan_options)?.snapshots.len();
@@ -369,12 +335,13 @@ fn resolve_and_install(
         project_dir,
         plan_options,
         import_method: options.import_method,
+        workspace_projects,
     };
     let (lockfile, mut report, linked) = resolve_project(
         options,
         config,
         store_dir,
-        manifest,
+        projects,
         old,
         reporter,
         Some((&target, &planned)),
@@ -449,13 +416,13 @@ fn write_modules_metadata(
     )
 }
 
-/// Resolves `manifest` against the registry, keeping `old`'s versions where they satisfy and
+/// Resolves `projects` against the registry, keeping `old`'s versions where they satisfy and
 /// downloading tarballs into the store as versions are picked (unless `--lockfile-only`).
 pub(crate) fn resolve_project(
     options: &InstallOptions,
     config: &Arc<NpmConfig>,
     store_dir: &Path,
-    manifest: &Manifest,
+    projects: &[Project<'_>],
     old: Option<&Lockfile>,
     reporter: &dyn Reporter,
     link: Option<(&EarlyLink<'_>, &Planned)>,
@@ -498,7 +465,7 @@ pub(crate) fn resolve_project(
         reporter,
     };
     let (resolved, stages, linked) =
-        resolve_with_registry(&run, manifest, old, &resolve_options, link)?;
+        resolve_with_registry(&run, projects, old, &resolve_options, link)?;
     for warning in &resolved.warnings {
         reporter.on_warning(warning);
     }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::InstallError;
+use crate::manifest::Manifest;
 
 pub const WORKSPACE_FILE: &str = "pnpm-workspace.yaml";
 
@@ -23,6 +24,44 @@ pub struct Workspace {
 struct WorkspaceFile {
     #[serde(default)]
     packages: Vec<String>,
+}
+
+/// A workspace project's package.json, read for the frozen check, the plan cache key and
+/// resolution.
+pub struct Member {
+    /// Its importer id.
+    pub id: String,
+    pub bytes: Vec<u8>,
+    pub manifest: Manifest,
+}
+
+impl Workspace {
+    pub fn read_members(&self) -> Result<Vec<Member>, InstallError> {
+        self.members
+            .iter()
+            .map(|id| {
+                let path = self.root.join(id).join("package.json");
+                let bytes = std::fs::read(&path).map_err(|e| InstallError::io("read", &path, e))?;
+                let manifest = Manifest::parse(&bytes, &path)?;
+                Ok(Member {
+                    id: id.clone(),
+                    bytes,
+                    manifest,
+                })
+            })
+            .collect()
+    }
+
+    /// The importer id of the project `dir` is in (`.` for the root).
+    pub fn project_of(&self, dir: &Path) -> String {
+        let relative = dir.strip_prefix(&self.root).unwrap_or(Path::new(""));
+        self.members
+            .iter()
+            .filter(|id| relative.starts_with(id.as_str()))
+            .max_by_key(|id| id.len())
+            .cloned()
+            .unwrap_or_else(|| ".".to_owned())
+    }
 }
 
 /// The workspace `dir` belongs to, if any.

@@ -202,10 +202,13 @@ fn add_remove_and_update_latest_keep_package_json_formatting() {
         ],
     );
     let manifest = read(&sandbox.project().join("package.json"));
-    // A new group goes after the last dependency group; nothing else moves.
+    // A new group goes after the last dependency group; nothing else moves. As pnpm 12 does,
+    // the version resolved is saved with the prefix the specifier pins (`~1.1.0` -> `~1.1.2`,
+    // even with -E), a prerelease exactly (`next` -> `2.0.0-alpha.1`), and -E applies when
+    // the specifier pins nothing (`r-star`).
     assert_eq!(
         manifest,
-        "{\n    \"name\": \"x\",\n    \"dependencies\": {\n        \"r-core\": \"1.0.0\",\n        \"r-lib\": \"^1.2.0\",\n        \"r-tags\": \"^2.0.0-alpha.1\"\n    },\n    \"devDependencies\": {\n        \"r-caret\": \"~1.1.0\",\n        \"r-star\": \"1.2.0\"\n    },\n    \"scripts\": {}\n}"
+        "{\n    \"name\": \"x\",\n    \"dependencies\": {\n        \"r-core\": \"1.0.0\",\n        \"r-lib\": \"^1.2.0\",\n        \"r-tags\": \"2.0.0-alpha.1\"\n    },\n    \"devDependencies\": {\n        \"r-caret\": \"~1.1.2\",\n        \"r-star\": \"1.2.0\"\n    },\n    \"scripts\": {}\n}"
     );
     for name in ["r-core", "r-lib", "r-tags", "r-caret", "r-star"] {
         assert!(

@@ -52,35 +52,145 @@ fn a_workspace_installs_as_pnpm_lays_it_out_from_any_project() {
     }
 }
 
+/// Without a lockfile, each project resolves in its own scope (`r-lib` is 1.2.0 at the root
+/// next to `packages/a`'s pin of 1.1.0), auto-installed peers are per project (`packages/a`
+/// gets `r-core` for `r-dom`), `workspace:` specifiers (`~`, `^1.0.0`, `name@*` for the root)
+/// become `link:` entries, a registry range is not linked to a workspace project of that name
+/// (`r-lib3`), and an empty project gets an empty importer: the lockfile is byte for byte
+/// pnpm 12's and the tree is pnpm's.
 #[test]
-fn a_workspace_project_out_of_sync_with_the_lockfile_is_named_and_nothing_is_written() {
+fn a_workspace_without_a_lockfile_resolves_to_pnpms_lockfile_and_tree() {
+    for (project, nested) in [
+        ("workspace", "packages/app"),
+        ("workspace-resolve", "packages/b"),
+    ] {
+        let sandbox = Sandbox::new(project);
+        let lockfile_path = sandbox.project().join("pnpm-lock.yaml");
+        let recorded = std::fs::read_to_string(&lockfile_path).unwrap();
+        std::fs::remove_file(&lockfile_path).unwrap();
+
+        let output = sandbox.flowpm_in(&sandbox.project().join(nested), &["install"], &[]);
+        assert!(output.status.success(), "{project}: {}", text(&output));
+        let written = std::fs::read_to_string(&lockfile_path).unwrap();
+        assert!(
+            written == recorded,
+            "{project}: the lockfile differs from pnpm's:\n{}",
+            diff(
+                &recorded.lines().map(str::to_owned).collect::<Vec<_>>(),
+                &written.lines().map(str::to_owned).collect::<Vec<_>>()
+            )
+        );
+        let expected = pnpm_tree(project);
+        let tree = sandbox.manifest();
+        assert!(
+            tree == expected,
+            "{project}: the tree differs from pnpm's:\n{}",
+            diff(&expected, &tree)
+        );
+        let again = sandbox.install(&[]);
+        assert!(
+            text(&again).contains("Already up to date"),
+            "{}",
+            text(&again)
+        );
+    }
+}
+
+#[test]
+fn a_workspace_project_out_of_sync_with_the_lockfile_is_resolved_again() {
     let sandbox = Sandbox::new("workspace");
-    replace_in(
-        &sandbox.project().join("packages/lib/package.json"),
-        "\"r-lib\": \"^1.0.0\"",
-        "\"r-lib\": \"^1.1.0\"",
-    );
-    let lockfile = std::fs::read(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    let lib = sandbox.project().join("packages/lib/package.json");
+    replace_in(&lib, "\"r-lib\": \"^1.0.0\"", "\"r-lib\": \"~1.1.0\"");
+    let lockfile_path = sandbox.project().join("pnpm-lock.yaml");
+    let before = std::fs::read_to_string(&lockfile_path).unwrap();
 
     let frozen = sandbox.flowpm_fails(&["install", "--frozen-lockfile"]);
     assert!(
-        frozen.contains("is `^1.1.0` in package.json of workspace project `packages/lib`"),
+        frozen.contains("is `~1.1.0` in package.json of workspace project `packages/lib`"),
         "{frozen}"
     );
-    // Without --frozen-lockfile the workspace would need resolving, which is refused clearly.
-    let install = sandbox.flowpm_fails(&["install"]);
-    assert!(install.contains("cannot resolve one yet"), "{install}");
-    let add = sandbox.flowpm_fails(&["add", "r-tilde"]);
-    assert!(add.contains("pnpm-workspace.yaml"), "{add}");
+    assert_eq!(std::fs::read_to_string(&lockfile_path).unwrap(), before);
+    assert!(!sandbox.project().join("node_modules").exists());
 
+    // Only what changed moves (checked against pnpm 12 on the same edit: identical lockfile).
+    let output = sandbox.flowpm(&["install"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let after = std::fs::read_to_string(&lockfile_path).unwrap();
+    let expected = before
+        .replace(
+            "      r-lib:\n        specifier: ^1.0.0\n        version: 1.2.0",
+            "      r-lib:\n        specifier: ~1.1.0\n        version: 1.1.1",
+        )
+        .replace("r-lib@1.2.0", "r-lib@1.1.1")
+        .replace(
+            "jI7OPJBv1WunxXXZu4KR2LyIBNvLsOdfdPavswz4sY+tyzZabegnlpoyx8eT9xuxLX56QWDVXtA//KSB917AQA==",
+            "jet6hCZRf9/yDS1mZ/B97FCp00Ws/KEXPdYfNZO6EkPcC4fekZulrQCZ+vUiZi7LpKvXUoQmWL0JcZJHtr0Lgg==",
+        );
+    assert_eq!(after, expected);
+    let installed = std::fs::read_to_string(
+        sandbox
+            .project()
+            .join("packages/lib/node_modules/r-lib/package.json"),
+    )
+    .unwrap();
+    assert!(installed.contains("\"version\": \"1.1.1\""), "{installed}");
+}
+
+/// `add` and `remove` run in a workspace project edit that project's package.json and resolve
+/// the whole workspace (pnpm 12 wrote the same lockfiles for the same commands).
+#[test]
+fn add_and_remove_in_a_workspace_project_edit_that_project() {
+    let sandbox = Sandbox::new("workspace");
+    let app = sandbox.project().join("packages/app");
+    let root_manifest = std::fs::read_to_string(sandbox.project().join("package.json")).unwrap();
+    let output = sandbox.flowpm_in(&app, &["add", "r-tilde@~1.1.0"], &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    let manifest = std::fs::read_to_string(app.join("package.json")).unwrap();
+    assert!(manifest.contains("\"r-tilde\": \"~1.1.2\""), "{manifest}");
+    assert_eq!(
+        std::fs::read_to_string(sandbox.project().join("package.json")).unwrap(),
+        root_manifest
+    );
+    let lockfile = std::fs::read_to_string(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    let app_importer = &lockfile
+        [lockfile.find("  packages/app:").unwrap()..lockfile.find("  packages/lib:").unwrap()];
+    assert!(
+        app_importer.contains("      r-tilde:\n        specifier: ~1.1.2\n        version: 1.1.2"),
+        "{app_importer}"
+    );
+    assert!(app.join("node_modules/r-tilde").exists());
+    assert!(!sandbox.project().join("node_modules/r-tilde").exists());
+
+    let output = sandbox.flowpm_in(&app, &["remove", "peer-plugin"], &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        !std::fs::read_to_string(app.join("package.json"))
+            .unwrap()
+            .contains("peer-plugin")
+    );
+    assert!(!app.join("node_modules/peer-plugin").exists());
+    let lockfile = std::fs::read_to_string(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    assert!(!lockfile.contains("peer-plugin"), "{lockfile}");
+    sandbox.install(&[]);
+}
+
+#[test]
+fn a_workspace_specifier_no_project_matches_is_named_and_nothing_is_written() {
+    let sandbox = Sandbox::new("workspace");
+    let cli = sandbox.project().join("tools/cli/package.json");
+    replace_in(&cli, "\"workspace:^\"", "\"workspace:^2.0.0\"");
+    let lockfile = std::fs::read(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    let error = sandbox.flowpm_fails(&["install"]);
+    assert!(
+        error.contains("`@ws/app@workspace:^2.0.0` (in tools/cli/package.json)")
+            && error.contains(
+                "no version of workspace project `@ws/app` matches `^2.0.0` (it is 1.0.0)"
+            ),
+        "{error}"
+    );
     assert_eq!(
         std::fs::read(sandbox.project().join("pnpm-lock.yaml")).unwrap(),
         lockfile
     );
     assert!(!sandbox.project().join("node_modules").exists());
-    assert!(
-        std::fs::read_to_string(sandbox.project().join("package.json"))
-            .unwrap()
-            .contains("bin-tool")
-    );
 }

@@ -22,7 +22,7 @@ use crate::link::{ImportMethod, Importer, Layout};
 use crate::lockfile::Lockfile;
 use crate::messages::{PackageUnit, StoredPackage};
 use crate::metadata::invalidate;
-use crate::plan::{InstallPlan, PlanOptions, plan};
+use crate::plan::{InstallPlan, PlanOptions, WorkspaceProject, plan};
 use crate::report::Reporter;
 
 /// What the caller wants linked (the project lock is already held).
@@ -30,6 +30,8 @@ pub struct EarlyLink<'a> {
     pub project_dir: &'a Path,
     pub plan_options: &'a PlanOptions,
     pub import_method: ImportMethod,
+    /// The workspace's projects besides the root (none outside a workspace).
+    pub workspace_projects: &'a [WorkspaceProject],
 }
 
 /// The plan and its hoisting, set by the resolve thread; owned by the caller, which uses them
@@ -75,7 +77,8 @@ impl<'a> LinkCells<'a> {
         sent: HashSet<String>,
     ) -> Result<(), InstallError> {
         let _ = self.sent.set(sent);
-        let planned = plan(lockfile, target.plan_options)?;
+        let mut planned = plan(lockfile, target.plan_options)?;
+        planned.workspace_projects = target.workspace_projects.to_vec();
         let plan = self.planned.plan.get_or_init(|| planned);
         let layout = self
             .layout

@@ -45,12 +45,32 @@ pub struct Edge {
     pub optional: bool,
 }
 
-/// A dependency of the project (`importers['.']`).
+/// A dependency of a project (an importer of the lockfile).
 #[derive(Debug)]
 pub struct DirectDependency {
+    /// The project's index in the projects resolved.
+    pub project: usize,
     pub group: DependencyGroup,
     pub alias: String,
     pub specifier: String,
+    pub node: Option<NodeId>,
+    /// `workspace:` dependencies: the workspace project linked to (no node).
+    pub workspace: Option<usize>,
+}
+
+/// One project's dependencies, as given to [`GraphBuilder::start`].
+pub struct ProjectDependencies {
+    /// The importer id (`.` or the project's path from the workspace root).
+    pub id: String,
+    /// `(group, alias, specifier, workspace project linked to)`.
+    pub dependencies: Vec<(DependencyGroup, String, String, Option<usize>)>,
+}
+
+/// An auto-installed peer: an invisible direct dependency of one project.
+#[derive(Debug)]
+pub struct HiddenPeer {
+    pub project: usize,
+    pub name: String,
     pub node: Option<NodeId>,
 }
 
@@ -137,16 +157,20 @@ impl Scope {
 pub struct GraphBuilder<'a> {
     pub nodes: Vec<Node>,
     pub direct: Vec<DirectDependency>,
-    /// Auto-installed peers: invisible direct dependencies (name, node).
-    pub hidden: Vec<(String, Option<NodeId>)>,
+    /// Auto-installed peers: invisible direct dependencies.
+    pub hidden: Vec<HiddenPeer>,
+    /// Importer ids, by project index.
+    pub projects: Vec<String>,
     pub warnings: Vec<String>,
     old: Option<&'a Lockfile>,
     options: ResolveOptions,
     by_key: HashMap<(String, String), NodeId>,
     packuments: HashMap<String, PackumentState>,
     groups: Vec<Group>,
-    /// What the project's direct dependencies' children see (auto-installed peers too).
-    root_scope: Option<Arc<Scope>>,
+    /// Per project, what its direct dependencies' children see (auto-installed peers too).
+    root_scopes: Vec<Option<Arc<Scope>>>,
+    /// The group of each project's direct dependencies: group -> project.
+    root_groups: HashMap<GroupId, usize>,
     /// Old lockfile versions per name: preferred everywhere.
     locked_versions: HashMap<String, Vec<String>>,
     /// Packuments asked for again after an unrevalidated cached copy fell short.
@@ -176,68 +200,95 @@ impl<'a> GraphBuilder<'a> {
             nodes: Vec::new(),
             direct: Vec::new(),
             hidden: Vec::new(),
+            projects: Vec::new(),
             warnings: Vec::new(),
             old,
             options,
             by_key: HashMap::new(),
             packuments: HashMap::new(),
             groups: Vec::new(),
-            root_scope: None,
+            root_scopes: Vec::new(),
+            root_groups: HashMap::new(),
             locked_versions,
             refreshed: HashSet::new(),
         }
     }
 
-    /// Starts with the project's dependencies: `(group, alias, specifier)`.
+    /// Starts with the projects' dependencies. Each project resolves in a scope of its own,
+    /// as pnpm resolves each importer: a version picked for one project is not preferred in
+    /// another (only the old lockfile's versions are preferred everywhere).
     pub fn start(
         &mut self,
-        dependencies: Vec<(DependencyGroup, String, String)>,
+        projects: Vec<ProjectDependencies>,
         demands: &mut Vec<Demand>,
     ) -> Result<(), ResolveFailure> {
-        let group = self.new_group(Arc::new(Scope::default()));
-        let mut requests = Vec::new();
-        for (dep_group, alias, specifier) in dependencies {
-            let index = self.direct.len();
-            let locked = self.locked_direct(&alias, &specifier);
-            let (name, wanted) = match locked {
-                Some(locked) => locked,
-                None => parse_specifier(&alias, &specifier).map_err(|why| ResolveFailure {
-                    message: format!("`{alias}@{specifier}` (in package.json): {why}"),
-                })?,
-            };
-            self.direct.push(DirectDependency {
-                group: dep_group,
-                alias: alias.clone(),
-                specifier: specifier.clone(),
-                node: None,
-            });
-            requests.push(Request {
-                slot: Slot::Direct(index),
-                group,
-                alias,
-                name,
-                spec_text: specifier,
-                wanted,
-                optional: dep_group == DependencyGroup::Optional,
-            });
+        let mut submissions = Vec::new();
+        for (project, ProjectDependencies { id, dependencies }) in projects.into_iter().enumerate()
+        {
+            let group = self.new_group(Arc::new(Scope::default()));
+            self.root_groups.insert(group, project);
+            self.root_scopes.push(None);
+            let mut requests = Vec::new();
+            for (dep_group, alias, specifier, workspace) in dependencies {
+                let index = self.direct.len();
+                self.direct.push(DirectDependency {
+                    project,
+                    group: dep_group,
+                    alias: alias.clone(),
+                    specifier: specifier.clone(),
+                    node: None,
+                    workspace,
+                });
+                if workspace.is_some() {
+                    continue;
+                }
+                let (name, wanted) = match self.locked_direct(&id, &alias, &specifier) {
+                    Some(locked) => locked,
+                    None => parse_specifier(&alias, &specifier).map_err(|why| ResolveFailure {
+                        message: format!(
+                            "`{alias}@{specifier}` (in {}): {why}",
+                            manifest_path(&id)
+                        ),
+                    })?,
+                };
+                requests.push(Request {
+                    slot: Slot::Direct(index),
+                    group,
+                    alias,
+                    name,
+                    spec_text: specifier,
+                    wanted,
+                    optional: dep_group == DependencyGroup::Optional,
+                });
+            }
+            self.projects.push(id);
+            submissions.push((group, requests));
         }
-        self.submit(group, requests, demands)
+        for (group, requests) in submissions {
+            self.submit(group, requests, demands)?;
+        }
+        Ok(())
     }
 
-    /// Adds auto-installed peers as invisible direct dependencies: `(name, range)`.
+    /// Adds auto-installed peers as invisible direct dependencies of `project`:
     /// `(name, ranges, who wants it)`; a peer no version satisfies is skipped with a warning.
     pub fn add_hidden(
         &mut self,
+        project: usize,
         peers: Vec<(String, Vec<String>, String)>,
         demands: &mut Vec<Demand>,
     ) -> Result<(), ResolveFailure> {
         // Hidden peers are direct dependencies too: they see the project's versions.
-        let scope = self.root_scope.clone().unwrap_or_default();
+        let scope = self.root_scopes[project].clone().unwrap_or_default();
         let group = self.new_group(scope);
         let mut requests = Vec::new();
         for (name, ranges, who) in peers {
             let index = self.hidden.len();
-            self.hidden.push((name.clone(), None));
+            self.hidden.push(HiddenPeer {
+                project,
+                name: name.clone(),
+                node: None,
+            });
             requests.push(Request {
                 slot: Slot::Hidden(index),
                 group,
@@ -499,7 +550,7 @@ impl<'a> GraphBuilder<'a> {
         });
         match request.slot {
             Slot::Direct(index) => self.direct[index].node = node,
-            Slot::Hidden(index) => self.hidden[index].1 = node,
+            Slot::Hidden(index) => self.hidden[index].node = node,
             Slot::Child(parent, index) => self.nodes[parent].children[index] = edge,
         }
         if let Some(node) = node {
@@ -549,8 +600,8 @@ impl<'a> GraphBuilder<'a> {
             parent: Some(self.groups[group].scope.clone()),
             versions,
         });
-        if group == 0 {
-            self.root_scope = Some(scope.clone());
+        if let Some(&project) = self.root_groups.get(&group) {
+            self.root_scopes[project] = Some(scope.clone());
         }
         for member in members {
             if self.nodes[member].expanded {
@@ -668,8 +719,13 @@ impl<'a> GraphBuilder<'a> {
     }
 
     /// A direct dependency whose specifier did not change keeps its locked version.
-    fn locked_direct(&self, alias: &str, specifier: &str) -> Option<(String, Wanted)> {
-        let importer = self.old?.importers.get(".")?;
+    fn locked_direct(
+        &self,
+        project: &str,
+        alias: &str,
+        specifier: &str,
+    ) -> Option<(String, Wanted)> {
+        let importer = self.old?.importers.get(project)?;
         let entry = [
             &importer.dependencies,
             &importer.dev_dependencies,
@@ -810,6 +866,15 @@ pub fn child_requests(manifest: &VersionManifest) -> Vec<(String, String, bool)>
         }
     }
     requests
+}
+
+/// Where a project's dependencies are declared, for messages.
+pub(super) fn manifest_path(project: &str) -> String {
+    if project == "." {
+        "package.json".to_owned()
+    } else {
+        format!("{project}/package.json")
+    }
 }
 
 /// `^1.0.0`, `latest`, `npm:real@^2` -> (package name, what to pick).

@@ -9,30 +9,43 @@ use crate::lockfile::{
 
 use super::graph::{DirectDependency, Node};
 use super::peers::PeerResolution;
+use super::workspace_link::relative_link;
 
-/// `default_tarball(name, version)` is the URL the registry layout implies; pnpm writes
-/// `resolution.tarball` only when the real URL differs from it.
+/// `projects` are the importer ids; `default_tarball(name, version)` is the URL the registry
+/// layout implies (pnpm writes `resolution.tarball` only when the real URL differs from it).
 pub fn build_lockfile(
     nodes: &[Node],
+    projects: &[String],
     direct: &[DirectDependency],
     peers: &PeerResolution,
     default_tarball: &dyn Fn(&str, &str) -> Option<String>,
 ) -> Lockfile {
-    let mut importer = Importer::default();
+    // Every project has an importer, empty ones too (pnpm writes `packages/c: {}`).
+    let mut importers: BTreeMap<String, Importer> = projects
+        .iter()
+        .map(|id| (id.clone(), Importer::default()))
+        .collect();
     for (dependency, key) in direct.iter().zip(&peers.direct) {
-        let (Some(node), Some(key)) = (dependency.node, key) else {
-            continue;
+        let id = &projects[dependency.project];
+        let version = match (dependency.workspace, dependency.node, key) {
+            (Some(target), _, _) => format!("link:{}", relative_link(id, &projects[target])),
+            (None, Some(node), Some(key)) => reference(&dependency.alias, &nodes[node].name, key),
+            _ => continue,
         };
-        importer.group_mut(dependency.group).insert(
-            dependency.alias.clone(),
-            ImporterDependency {
-                specifier: dependency.specifier.clone(),
-                version: reference(&dependency.alias, &nodes[node].name, key),
-            },
-        );
+        importers
+            .get_mut(id)
+            .expect("every project has an importer")
+            .group_mut(dependency.group)
+            .insert(
+                dependency.alias.clone(),
+                ImporterDependency {
+                    specifier: dependency.specifier.clone(),
+                    version,
+                },
+            );
     }
 
-    let required = required_snapshots(&importer, peers);
+    let required = required_snapshots(importers.values(), peers);
     let mut packages = BTreeMap::new();
     let mut snapshots = BTreeMap::new();
     for (key, snapshot) in &peers.snapshots {
@@ -65,7 +78,7 @@ pub fn build_lockfile(
             exclude_links_from_lockfile: Some(false),
             ..LockfileSettings::default()
         }),
-        importers: BTreeMap::from([(".".to_owned(), importer)]),
+        importers,
         packages,
         snapshots,
         ..Lockfile::default()
@@ -82,15 +95,21 @@ fn reference(alias: &str, name: &str, key: &str) -> String {
     }
 }
 
-/// Snapshots reachable from the project's non-optional dependencies through non-optional
+/// Snapshots reachable from the projects' non-optional dependencies through non-optional
 /// edges; every other snapshot is `optional: true`.
-fn required_snapshots<'p>(importer: &Importer, peers: &'p PeerResolution) -> HashSet<&'p str> {
+fn required_snapshots<'i, 'p>(
+    importers: impl Iterator<Item = &'i Importer>,
+    peers: &'p PeerResolution,
+) -> HashSet<&'p str> {
     let mut required: HashSet<&str> = HashSet::new();
     let mut pending: Vec<&str> = Vec::new();
-    let roots = importer
-        .dependencies
-        .iter()
-        .chain(&importer.dev_dependencies)
+    let roots = importers
+        .flat_map(|importer| {
+            importer
+                .dependencies
+                .iter()
+                .chain(&importer.dev_dependencies)
+        })
         .map(|(alias, dependency)| {
             crate::lockfile::reference_to_dep_path(alias, &dependency.version)
         });

@@ -8,6 +8,7 @@ mod lockfile_out;
 pub mod metadata;
 pub mod peers;
 pub mod run;
+mod workspace_link;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use crate::packument::Packument;
 use crate::plan::DependencyGroup;
 
 pub use graph::{Demand, Node, ResolveFailure, ResolveOptions};
-use graph::{GraphBuilder, satisfying_node};
+use graph::{GraphBuilder, ProjectDependencies, satisfying_node};
 use peers::resolve_peers;
 
 /// Where packuments come from, and who hears about picked versions. `next` blocks until a
@@ -44,9 +45,36 @@ pub struct Resolved {
     pub packages: usize,
 }
 
-/// Resolves `manifest` (keeping versions of `old` where they still satisfy) into a lockfile.
+/// A project to resolve: the root (`.`) or a workspace project (its path from the root, as
+/// the lockfile's importer id).
+pub struct Project<'a> {
+    pub id: String,
+    pub manifest: &'a Manifest,
+}
+
+impl<'a> Project<'a> {
+    /// The projects of a workspace (or the lone project): the root first.
+    pub fn all(
+        root: &'a Manifest,
+        members: impl IntoIterator<Item = (String, &'a Manifest)>,
+    ) -> Vec<Self> {
+        std::iter::once(Project {
+            id: ".".to_owned(),
+            manifest: root,
+        })
+        .chain(
+            members
+                .into_iter()
+                .map(|(id, manifest)| Project { id, manifest }),
+        )
+        .collect()
+    }
+}
+
+/// Resolves `projects` (keeping versions of `old` where they still satisfy) into a lockfile
+/// with one importer per project.
 pub fn resolve(
-    manifest: &Manifest,
+    projects: &[Project<'_>],
     old: Option<&Lockfile>,
     options: &ResolveOptions,
     source: &mut dyn PackumentSource,
@@ -55,7 +83,7 @@ pub fn resolve(
     let mut builder = GraphBuilder::new(old, options.clone());
     let mut demands = Vec::new();
     let mut announced = 0;
-    builder.start(project_dependencies(manifest), &mut demands)?;
+    builder.start(project_inputs(projects)?, &mut demands)?;
     let mut attempted_peers = HashSet::new();
     loop {
         loop {
@@ -78,37 +106,31 @@ pub fn resolve(
             })?;
             builder.on_packument(&name, result, &mut demands)?;
         }
-        let direct: Vec<(String, Option<usize>)> = builder
+        let direct: Vec<peers::ScopeEntry> = builder
             .direct
             .iter()
-            .map(|d| (d.alias.clone(), d.node))
+            .map(|d| (d.project, d.alias.clone(), d.node))
             .collect();
-        let peers = resolve_peers(&builder.nodes, &direct, &builder.hidden);
-        // autoInstallPeers: required peers missing from scope become hidden direct
-        // dependencies, then peers are resolved again.
-        let mut hidden = Vec::new();
-        for (name, wanted) in &peers.missing {
-            if !attempted_peers.insert(name.clone()) {
-                continue;
+        let hidden: Vec<peers::ScopeEntry> = builder
+            .hidden
+            .iter()
+            .map(|h| (h.project, h.name.clone(), h.node))
+            .collect();
+        let peers = resolve_peers(&builder.nodes, projects.len(), &direct, &hidden);
+        // autoInstallPeers: required peers missing from a project's scope become its hidden
+        // direct dependencies, then peers are resolved again.
+        let mut added = false;
+        for (project, missing) in peers.missing.iter().enumerate() {
+            let hidden = missing_peers(&builder, project, missing, &mut attempted_peers);
+            if !hidden.is_empty() {
+                builder.add_hidden(project, hidden, &mut demands)?;
+                added = true;
             }
-            let ranges: Vec<Range> = wanted
-                .iter()
-                .filter_map(|(range, _)| Range::parse(range).ok())
-                .collect();
-            let ranges_text = match satisfying_node(&builder.nodes, name, &ranges) {
-                Some(id) => vec![builder.nodes[id].version.clone()],
-                None => wanted.iter().map(|(range, _)| range.clone()).collect(),
-            };
-            let who = wanted
-                .iter()
-                .map(|(range, by)| format!("{range} by {by}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            hidden.push((name.clone(), ranges_text, who));
         }
-        if hidden.is_empty() {
+        if !added {
             let lockfile = lockfile_out::build_lockfile(
                 &builder.nodes,
+                &builder.projects,
                 &builder.direct,
                 &peers,
                 default_tarball,
@@ -119,8 +141,65 @@ pub fn resolve(
                 packages: builder.nodes.len(),
             });
         }
-        builder.add_hidden(hidden, &mut demands)?;
     }
+}
+
+/// The auto-installed peers a project still misses, as `(name, ranges, who wants it)`: a
+/// version already in the graph that satisfies every range is used, as pnpm does.
+fn missing_peers(
+    builder: &GraphBuilder<'_>,
+    project: usize,
+    missing: &std::collections::BTreeMap<String, Vec<(String, String)>>,
+    attempted: &mut HashSet<(usize, String)>,
+) -> Vec<(String, Vec<String>, String)> {
+    let mut hidden = Vec::new();
+    for (name, wanted) in missing {
+        if !attempted.insert((project, name.clone())) {
+            continue;
+        }
+        let ranges: Vec<Range> = wanted
+            .iter()
+            .filter_map(|(range, _)| Range::parse(range).ok())
+            .collect();
+        let ranges_text = match satisfying_node(&builder.nodes, name, &ranges) {
+            Some(id) => vec![builder.nodes[id].version.clone()],
+            None => wanted.iter().map(|(range, _)| range.clone()).collect(),
+        };
+        let who = wanted
+            .iter()
+            .map(|(range, by)| format!("{range} by {by}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        hidden.push((name.clone(), ranges_text, who));
+    }
+    hidden
+}
+
+/// Each project's dependencies, with `workspace:` ones pointed at their projects.
+fn project_inputs(projects: &[Project<'_>]) -> Result<Vec<ProjectDependencies>, ResolveFailure> {
+    projects
+        .iter()
+        .enumerate()
+        .map(|(index, project)| {
+            let dependencies = project_dependencies(project.manifest)
+                .into_iter()
+                .map(|(group, alias, specifier)| {
+                    let target = workspace_link::link_target(projects, index, &alias, &specifier)
+                        .map_err(|why| ResolveFailure {
+                        message: format!(
+                            "`{alias}@{specifier}` (in {}): {why}",
+                            graph::manifest_path(&project.id)
+                        ),
+                    })?;
+                    Ok((group, alias, specifier, target))
+                })
+                .collect::<Result<_, ResolveFailure>>()?;
+            Ok(ProjectDependencies {
+                id: project.id.clone(),
+                dependencies,
+            })
+        })
+        .collect()
 }
 
 /// package.json's dependencies as `(group, alias, specifier)`, grouped as pnpm reads them.

@@ -27,11 +27,14 @@ pub struct Snapshot {
 #[derive(Debug, Default)]
 pub struct PeerResolution {
     pub snapshots: BTreeMap<String, Snapshot>,
-    /// Snapshot key of each direct dependency (index as in the graph's `direct`).
+    /// Snapshot key of each direct dependency (index as in the `direct` given).
     pub direct: Vec<Option<String>>,
-    /// Required peers found nowhere in scope: name -> (range, who needs it).
-    pub missing: BTreeMap<String, Vec<(String, String)>>,
+    /// Per project, required peers found nowhere in its scope: name -> (range, who needs it).
+    pub missing: Vec<BTreeMap<String, Vec<(String, String)>>>,
 }
+
+/// A name in a project's scope: `(project, alias, node)`.
+pub type ScopeEntry = (usize, String, Option<NodeId>);
 
 /// Names in scope at one level: a package's dependencies (or the project's).
 struct Frame<'f> {
@@ -77,15 +80,19 @@ struct Resolver<'g> {
     optional_peer_ranges: HashMap<String, String>,
     /// First key computed per node (for optional peers found elsewhere in the graph).
     any_key: HashMap<NodeId, String>,
+    /// The project whose dependencies are being resolved (missing peers are per project).
+    project: usize,
     out: PeerResolution,
 }
 
-/// Resolves peers for the whole graph. `direct` and `hidden` form the project's scope
-/// (hidden: auto-installed peers, visible to peers but not linked).
+/// Resolves peers for the whole graph. Each of the `projects` projects has a scope of its own:
+/// its `direct` dependencies and its `hidden` ones (auto-installed peers, visible to peers but
+/// not linked). Snapshots are shared: a key says everything its package was resolved with.
 pub fn resolve_peers(
     nodes: &[Node],
-    direct: &[(String, Option<NodeId>)],
-    hidden: &[(String, Option<NodeId>)],
+    projects: usize,
+    direct: &[ScopeEntry],
+    hidden: &[ScopeEntry],
 ) -> PeerResolution {
     let mut resolver = Resolver {
         nodes,
@@ -105,35 +112,49 @@ pub fn resolve_peers(
             })
             .collect(),
         any_key: HashMap::new(),
-        out: PeerResolution::default(),
+        project: 0,
+        out: PeerResolution {
+            direct: vec![None; direct.len()],
+            missing: vec![BTreeMap::new(); projects],
+            ..PeerResolution::default()
+        },
     };
-    let mut entries: HashMap<&str, NodeId> = HashMap::new();
-    for (name, node) in hidden {
-        if let Some(node) = node {
-            entries.insert(name.as_str(), *node);
+    for project in 0..projects {
+        let (project_direct, project_hidden) =
+            (in_project(direct, project), in_project(hidden, project));
+        // Direct dependencies shadow auto-installed peers of the same name.
+        let entries: HashMap<&str, NodeId> = project_hidden
+            .iter()
+            .chain(&project_direct)
+            .map(|&(_, alias, node)| (alias, node))
+            .collect();
+        let root = Frame {
+            parent: None,
+            entries,
+        };
+        // What a project misses is found again for each project, not taken from the memo.
+        resolver.project = project;
+        resolver.memo.clear();
+        for &(index, _, node) in &project_direct {
+            resolver.out.direct[index] = Some(resolver.resolve(node, &root).key.clone());
         }
-    }
-    for (alias, node) in direct {
-        if let Some(node) = node {
-            entries.insert(alias.as_str(), *node);
-        }
-    }
-    let root = Frame {
-        parent: None,
-        entries,
-    };
-    for (_, node) in direct {
-        let key = node.map(|node| resolver.resolve(node, &root).key.clone());
-        resolver.out.direct.push(key);
-    }
-    for (_, node) in hidden {
-        if let Some(node) = node {
-            resolver.resolve(*node, &root);
+        for &(_, _, node) in &project_hidden {
+            resolver.resolve(node, &root);
         }
     }
     let mut out = resolver.out;
     link_cycle_references(&mut out);
     out
+}
+
+/// `(index in entries, alias, node)` of one project's resolved entries.
+fn in_project(entries: &[ScopeEntry], project: usize) -> Vec<(usize, &str, NodeId)> {
+    entries
+        .iter()
+        .enumerate()
+        .filter(|(_, (p, _, _))| *p == project)
+        .filter_map(|(index, (_, alias, node))| Some((index, alias.as_str(), (*node)?)))
+        .collect()
 }
 
 /// Inside a peer cycle a package is referred to by its bare `name@version`, which may have no
@@ -287,9 +308,7 @@ impl<'g> Resolver<'g> {
                     dependencies.insert(name.clone(), key);
                 }
                 None if optional => {}
-                None => self
-                    .out
-                    .missing
+                None => self.out.missing[self.project]
                     .entry(name.clone())
                     .or_default()
                     .push((range.clone(), format!("{}@{}", node.name, node.version))),
@@ -478,8 +497,8 @@ mod tests {
             node("b", &["a"], &[]),
             node("user", &[], &[(0, "a"), (1, "b")]),
         ];
-        let direct = vec![("user".to_owned(), Some(2))];
-        let out = resolve_peers(&nodes, &direct, &[]);
+        let direct = vec![(0, "user".to_owned(), Some(2))];
+        let out = resolve_peers(&nodes, 1, &direct, &[]);
         let keys: Vec<&str> = out.snapshots.keys().map(String::as_str).collect();
         assert!(keys.contains(&"a@1.0.0(b@1.0.0)"), "{keys:?}");
         assert!(keys.contains(&"b@1.0.0(a@1.0.0)"), "{keys:?}");

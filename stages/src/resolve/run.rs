@@ -28,7 +28,6 @@ use crate::fetch::{Fetcher, default_tarball_url};
 use crate::install::{StoreStages, spawn_store_stages};
 use crate::integrity::Integrity;
 use crate::lockfile::Lockfile;
-use crate::manifest::Manifest;
 use crate::messages::{PackageUnit, StoredPackage};
 use crate::packument::Packument;
 use crate::platform::Platform;
@@ -38,7 +37,7 @@ use super::early_link::{EarlyLink, LinkCells, Planned};
 use super::metadata::{
     CacheMode, MetadataFetcher, PackumentRequest, PackumentResult, run_metadata_worker,
 };
-use super::{Node, PackumentSource, ResolveOptions, Resolved, resolve};
+use super::{Node, PackumentSource, Project, ResolveOptions, Resolved, resolve};
 
 /// Packument fetchers: registry latency, not CPU, bounds them.
 pub const METADATA_THREADS: usize = 16;
@@ -67,12 +66,12 @@ pub struct LinkOutcome {
     pub bytes_imported: u64,
 }
 
-/// Resolves `manifest` against the registry (keeping `old`'s versions where they satisfy).
+/// Resolves `projects` against the registry (keeping `old`'s versions where they satisfy).
 /// With `link` (which needs `run.prefetch`), also lays out and fills `node_modules` for the
 /// result, leaving its plan in the given [`Planned`].
 pub fn resolve_with_registry(
     run: &ResolveRun<'_>,
-    manifest: &Manifest,
+    projects: &[Project<'_>],
     old: Option<&Lockfile>,
     options: &ResolveOptions,
     link: Option<(&EarlyLink<'_>, &Planned)>,
@@ -117,7 +116,7 @@ pub fn resolve_with_registry(
                 platform: Platform::host(),
                 sent: HashSet::new(),
             };
-            let resolved = resolve(manifest, old, options, &mut source, default_tarball)
+            let resolved = resolve(projects, old, options, &mut source, default_tarball)
                 .map_err(|failure| InstallError::Resolve(failure.message))?;
             if let (Some(target), Some(store)) = (target, store_ref) {
                 cells.prepare(target, &resolved.lockfile, store, run.reporter, source.sent)?;

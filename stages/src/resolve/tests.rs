@@ -62,7 +62,7 @@ fn resolve_project(
         picked: Vec::new(),
     };
     let resolved = resolve(
-        &manifest,
+        &Project::all(&manifest, []),
         old,
         &ResolveOptions::default(),
         &mut source,
