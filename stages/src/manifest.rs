@@ -20,6 +20,10 @@ pub struct Manifest {
     pub dev_dependencies: BTreeMap<String, String>,
     #[serde(default)]
     pub optional_dependencies: BTreeMap<String, String>,
+    /// The project's own peers: installed as dependencies when no other group has them
+    /// (`autoInstallPeers`).
+    #[serde(default)]
+    pub peer_dependencies: BTreeMap<String, String>,
 }
 
 impl Manifest {

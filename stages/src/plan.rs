@@ -230,7 +230,8 @@ fn check_importer(manifest: &Manifest, lockfile: &Lockfile, id: &str) -> Result<
 }
 
 /// package.json groups as pnpm sees them: a name in `optionalDependencies` is optional only,
-/// and one in `dependencies` is not also a dev dependency.
+/// one in `dependencies` is not also a dev dependency, and a peer of the project that no group
+/// has is a dependency with the peer's range (`autoInstallPeers`; optional peers too).
 pub(crate) fn manifest_groups(
     manifest: &Manifest,
 ) -> Vec<(DependencyGroup, BTreeMap<&str, &String>)> {
@@ -239,9 +240,13 @@ pub(crate) fn manifest_groups(
         .iter()
         .map(|(k, v)| (k.as_str(), v))
         .collect();
+    let peers = manifest.peer_dependencies.iter().filter(|(name, _)| {
+        !manifest.dependencies.contains_key(*name) && !manifest.dev_dependencies.contains_key(*name)
+    });
     let production: BTreeMap<&str, &String> = manifest
         .dependencies
         .iter()
+        .chain(peers)
         .filter(|(name, _)| !optional.contains_key(name.as_str()))
         .map(|(k, v)| (k.as_str(), v))
         .collect();

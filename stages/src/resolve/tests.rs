@@ -102,6 +102,17 @@ fn assert_same_as_pnpm(project: &str) {
     }
 }
 
+/// A project's own peers that no dependency group has are installed as dependencies (pnpm 12,
+/// autoInstallPeers; optional ones too), and pnpm's lockfile for it passes the frozen check.
+#[test]
+fn project_peers_match_pnpm() {
+    assert_same_as_pnpm("resolve-project-peers");
+    let dir = repo().join("fixtures/projects/resolve-project-peers");
+    let manifest = Manifest::read(&dir.join("package.json")).unwrap();
+    let lockfile = Lockfile::parse(&recorded("resolve-project-peers"), &dir).unwrap();
+    crate::plan::check_up_to_date(&manifest, &lockfile).unwrap();
+}
+
 #[test]
 fn graph_matches_pnpm() {
     assert_same_as_pnpm("graph");
