@@ -166,7 +166,9 @@ pub fn update(
     let manifest = read_manifest(&locate(&options)?.project_dir)?;
     let mut edits = Vec::new();
     let mut named = Vec::new();
-    for (group, alias, specifier) in crate::resolve::project_dependencies(&manifest) {
+    for (group, alias, specifier) in
+        crate::resolve::project_dependencies(&manifest, &Default::default())
+    {
         if !names.is_empty() && !names.contains(&alias) {
             continue;
         }
@@ -273,12 +275,18 @@ fn change_and_install(
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
         Err(error) => return Err(InstallError::io("read", &lockfile_path, error)),
     };
+    let overrides = crate::install::parse_overrides(
+        crate::workspace::read_overrides(&root_dir)?,
+        &root_manifest,
+        &root_dir,
+    )?;
     let (config, store_dir) = load_config(&root_dir, options)?;
     let (mut lockfile, resolution, _) = resolve_project(
         options,
         &config,
         &store_dir,
         &projects,
+        &overrides,
         old.as_ref(),
         reporter,
         None,

@@ -33,6 +33,7 @@ use crate::lockfile_write::to_yaml;
 use crate::manifest::Manifest;
 use crate::messages::{PackageUnit, StoredPackage};
 use crate::metadata::{ModulesSettings, invalidate, is_up_to_date, write_metadata};
+use crate::overrides::Overrides;
 use crate::plan::{
     InstallPlan, PlanOptions, ROOT_IMPORTER, WorkspaceProject, check_up_to_date,
     check_workspace_up_to_date, plan,
@@ -109,6 +110,7 @@ pub fn install(
     let manifest_path = project_dir.join("package.json");
     let manifest_bytes =
         std::fs::read(&manifest_path).map_err(|e| InstallError::io("read", &manifest_path, e))?;
+    let override_pairs = workspace::read_overrides(&project_dir)?;
     let members = match &workspace {
         Some(workspace) => workspace.read_members()?,
         None => Vec::new(),
@@ -157,7 +159,8 @@ pub fn install(
     };
     let (lockfile_text, mut plan) = match existing {
         Some(text) if options.update.is_none() => {
-            let mut manifests = vec![manifest_bytes.as_slice()];
+            let overrides_key = format!("{override_pairs:?}");
+            let mut manifests = vec![manifest_bytes.as_slice(), overrides_key.as_bytes()];
             for member in &members {
                 manifests.extend([member.id.as_bytes(), member.bytes.as_slice()]);
             }
@@ -166,13 +169,14 @@ pub fn install(
                 Some(plan) => (text, plan),
                 None => {
                     let manifest = Manifest::parse(&manifest_bytes, &manifest_path)?;
+                    let overrides = parse_overrides(override_pairs, &manifest, &project_dir)?;
                     let lockfile = Lockfile::parse(&text, &lockfile_path)?;
                     let checked = match &workspace {
-                        None => check_up_to_date(&manifest, &lockfile),
+                        None => check_up_to_date(&manifest, &lockfile, &overrides),
                         Some(_) => {
                             let mut projects = vec![(ROOT_IMPORTER, &manifest)];
                             projects.extend(members.iter().map(|m| (m.id.as_str(), &m.manifest)));
-                            check_workspace_up_to_date(&lockfile, &projects)
+                            check_workspace_up_to_date(&lockfile, &projects, &overrides)
                         }
                     };
                     match checked {
@@ -187,6 +191,7 @@ pub fn install(
                             return resolve_and_install(
                                 &resolution,
                                 &projects(&manifest),
+                                &overrides,
                                 Some(&lockfile),
                             );
                         }
@@ -196,11 +201,17 @@ pub fn install(
         }
         existing => {
             let manifest = Manifest::parse(&manifest_bytes, &manifest_path)?;
+            let overrides = parse_overrides(override_pairs, &manifest, &project_dir)?;
             let old = match &existing {
                 Some(text) => Some(Lockfile::parse(text, &lockfile_path)?),
                 None => None,
             };
-            return resolve_and_install(&resolution, &projects(&manifest), old.as_ref());
+            return resolve_and_install(
+                &resolution,
+                &projects(&manifest),
+                &overrides,
+                old.as_ref(),
+            );
         }
     };
     if options.lockfile_only {
@@ -307,6 +318,7 @@ struct Resolution<'a> {
 fn resolve_and_install(
     resolution: &Resolution<'_>,
     projects: &[Project<'_>],
+    overrides: &Overrides,
     old: Option<&Lockfile>,
 ) -> Result<InstallReport, InstallError> {
     let Resolution {
@@ -321,8 +333,9 @@ fn resolve_and_install(
         started,
     } = *resolution;
     if options.lockfile_only {
-        let (lockfile, mut report, _) =
-            resolve_project(options, config, store_dir, projects, old, reporter, None)?;
+        let (lockfile, mut report, _) = resolve_project(
+            options, config, store_dir, projects, overrides, old, reporter, None,
+        )?;
         let text = to_yaml(&lockfile);
         write_atomically(lockfile_path, text.as_bytes())?;
         report.packages = plan(&lockfile, plan_options)?.snapshots.len();
@@ -342,6 +355,7 @@ fn resolve_and_install(
         config,
         store_dir,
         projects,
+        overrides,
         old,
         reporter,
         Some((&target, &planned)),
@@ -418,11 +432,13 @@ fn write_modules_metadata(
 
 /// Resolves `projects` against the registry, keeping `old`'s versions where they satisfy and
 /// downloading tarballs into the store as versions are picked (unless `--lockfile-only`).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn resolve_project(
     options: &InstallOptions,
     config: &Arc<NpmConfig>,
     store_dir: &Path,
     projects: &[Project<'_>],
+    overrides: &Overrides,
     old: Option<&Lockfile>,
     reporter: &dyn Reporter,
     link: Option<(&EarlyLink<'_>, &Planned)>,
@@ -447,6 +463,7 @@ pub(crate) fn resolve_project(
         }),
         update: update.unwrap_or_default().iter().cloned().collect(),
         update_all: update.is_some_and(|names| names.is_empty()),
+        overrides: overrides.clone(),
     };
     let cache_mode = if options.offline {
         CacheMode::Offline
@@ -478,6 +495,18 @@ pub(crate) fn resolve_project(
         },
         linked,
     ))
+}
+
+/// The overrides of `root`'s pnpm-workspace.yaml (`$name` values refer to `root_manifest`).
+pub(crate) fn parse_overrides(
+    pairs: Vec<(String, String)>,
+    root_manifest: &Manifest,
+    root: &Path,
+) -> Result<Overrides, InstallError> {
+    Overrides::parse(pairs, root_manifest).map_err(|message| InstallError::InvalidFile {
+        path: root.join(workspace::WORKSPACE_FILE),
+        message,
+    })
 }
 
 /// pnpm 12's default `minimumReleaseAge`: a day.

@@ -36,6 +36,7 @@ pub mod manifest;
 pub mod manifest_edit;
 pub mod messages;
 mod metadata;
+pub mod overrides;
 pub mod packument;
 pub mod plan;
 mod plan_cache;

@@ -160,7 +160,7 @@ pub struct SnapshotEntry {
 }
 
 /// Reads a map of strings keeping its order (`overrides`).
-fn ordered_pairs<'de, D: Deserializer<'de>>(
+pub(crate) fn ordered_pairs<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Vec<(String, String)>, D::Error> {
     struct Pairs;

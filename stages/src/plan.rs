@@ -10,6 +10,7 @@ use crate::lockfile::{
     Importer, ImporterDependency, Lockfile, package_key, reference_to_dep_path, split_dep_path,
 };
 use crate::manifest::Manifest;
+use crate::overrides::Overrides;
 use crate::platform::Platform;
 
 /// Which group of the importer a direct dependency belongs to.
@@ -152,8 +153,23 @@ pub struct PlanOptions {
 
 /// Checks that the lockfile's importer matches `package.json` exactly (pnpm's frozen check):
 /// same dependency names in each group with the same specifiers.
-pub fn check_up_to_date(manifest: &Manifest, lockfile: &Lockfile) -> Result<(), InstallError> {
-    check_importer(manifest, lockfile, ROOT_IMPORTER)
+pub fn check_up_to_date(
+    manifest: &Manifest,
+    lockfile: &Lockfile,
+    overrides: &Overrides,
+) -> Result<(), InstallError> {
+    check_overrides(lockfile, overrides)?;
+    check_importer(manifest, lockfile, ROOT_IMPORTER, overrides)
+}
+
+/// The lockfile was resolved with the configured overrides (pnpm compares the maps as written).
+fn check_overrides(lockfile: &Lockfile, overrides: &Overrides) -> Result<(), InstallError> {
+    if lockfile.overrides == overrides.pairs {
+        return Ok(());
+    }
+    Err(InstallError::LockfileOutdated {
+        reason: "the overrides in pnpm-workspace.yaml are not the ones in the lockfile".to_owned(),
+    })
 }
 
 /// The frozen check for a workspace: the lockfile has exactly the workspace's projects as
@@ -161,14 +177,16 @@ pub fn check_up_to_date(manifest: &Manifest, lockfile: &Lockfile) -> Result<(), 
 pub fn check_workspace_up_to_date(
     lockfile: &Lockfile,
     projects: &[(&str, &Manifest)],
+    overrides: &Overrides,
 ) -> Result<(), InstallError> {
+    check_overrides(lockfile, overrides)?;
     for (id, manifest) in projects {
         if *id != ROOT_IMPORTER && !lockfile.importers.contains_key(*id) {
             return Err(InstallError::LockfileOutdated {
                 reason: format!("workspace project `{id}` has no importer in the lockfile"),
             });
         }
-        check_importer(manifest, lockfile, id)?;
+        check_importer(manifest, lockfile, id, overrides)?;
     }
     if let Some(id) = lockfile
         .importers
@@ -182,7 +200,14 @@ pub fn check_workspace_up_to_date(
     Ok(())
 }
 
-fn check_importer(manifest: &Manifest, lockfile: &Lockfile, id: &str) -> Result<(), InstallError> {
+/// Every dependency of the project is in its importer with the same specifier (overridden, as
+/// pnpm records it), and nothing else is.
+fn check_importer(
+    manifest: &Manifest,
+    lockfile: &Lockfile,
+    id: &str,
+    overrides: &Overrides,
+) -> Result<(), InstallError> {
     let empty = Importer::default();
     let importer = lockfile.importers.get(id).unwrap_or(&empty);
     let project = if id == ROOT_IMPORTER {
@@ -192,6 +217,10 @@ fn check_importer(manifest: &Manifest, lockfile: &Lockfile, id: &str) -> Result<
     };
     for (group, wanted) in manifest_groups(manifest) {
         let locked = importer.group(group);
+        let wanted: BTreeMap<&str, std::borrow::Cow<'_, str>> = wanted
+            .into_iter()
+            .filter_map(|(name, spec)| Some((name, overrides.apply(None, name, spec)?)))
+            .collect();
         for (name, specifier) in &wanted {
             match locked.get(*name) {
                 None => {
@@ -202,7 +231,7 @@ fn check_importer(manifest: &Manifest, lockfile: &Lockfile, id: &str) -> Result<
                         ),
                     });
                 }
-                Some(entry) if entry.specifier != **specifier => {
+                Some(entry) if entry.specifier != *specifier => {
                     return Err(InstallError::LockfileOutdated {
                         reason: format!(
                             "`{name}` ({}) is `{specifier}` in package.json{project} but `{}` in the lockfile",
@@ -588,9 +617,9 @@ snapshots:
             .dependencies
             .insert("alias".into(), "npm:c@^3.0.0".into());
         manifest.dev_dependencies.insert("d".into(), "1.0.0".into());
-        check_up_to_date(&manifest, &lockfile).unwrap();
+        check_up_to_date(&manifest, &lockfile, &Default::default()).unwrap();
         manifest.dependencies.insert("a".into(), "^1.1.0".into());
-        let error = check_up_to_date(&manifest, &lockfile)
+        let error = check_up_to_date(&manifest, &lockfile, &Default::default())
             .unwrap_err()
             .to_string();
         assert!(

@@ -24,6 +24,35 @@ pub struct Workspace {
 struct WorkspaceFile {
     #[serde(default)]
     packages: Vec<String>,
+    /// In the file's order (the lockfile records them so).
+    #[serde(default, deserialize_with = "crate::lockfile::ordered_pairs")]
+    overrides: Vec<(String, String)>,
+}
+
+/// The `overrides` of the `pnpm-workspace.yaml` in `root` (the workspace root, or a lone
+/// project's directory), as written; empty without the file.
+pub fn read_overrides(root: &Path) -> Result<Vec<(String, String)>, InstallError> {
+    let path = root.join(WORKSPACE_FILE);
+    Ok(read_file(&path)?
+        .map(|file| file.overrides)
+        .unwrap_or_default())
+}
+
+fn read_file(path: &Path) -> Result<Option<WorkspaceFile>, InstallError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(InstallError::io("read", path, error)),
+    };
+    if text.trim().is_empty() {
+        return Ok(Some(WorkspaceFile::default()));
+    }
+    serde_saphyr::from_str(&text)
+        .map(Some)
+        .map_err(|error| InstallError::InvalidFile {
+            path: path.to_path_buf(),
+            message: error.to_string(),
+        })
 }
 
 /// A workspace project's package.json, read for the frozen check, the plan cache key and
@@ -67,19 +96,8 @@ impl Workspace {
 /// The workspace `dir` belongs to, if any.
 pub fn find(dir: &Path) -> Result<Option<Workspace>, InstallError> {
     for root in dir.ancestors() {
-        let path = root.join(WORKSPACE_FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(error) => return Err(InstallError::io("read", &path, error)),
-        };
-        let file: WorkspaceFile = if text.trim().is_empty() {
-            WorkspaceFile::default()
-        } else {
-            serde_saphyr::from_str(&text).map_err(|error| InstallError::InvalidFile {
-                path: path.clone(),
-                message: error.to_string(),
-            })?
+        let Some(file) = read_file(&root.join(WORKSPACE_FILE))? else {
+            continue;
         };
         if file.packages.is_empty() {
             return Ok(None);

@@ -5,6 +5,7 @@ mod common;
 mod faults;
 mod install;
 mod malformed;
+mod overrides;
 mod reliability;
 mod resolve;
 mod workspace;

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use nodejs_semver::{Range, Version};
 
 use crate::lockfile::{Lockfile, package_key, reference_to_dep_path, split_dep_path};
+use crate::overrides::Overrides;
 use crate::packument::{
     Packument, PickOptions, VersionManifest, VersionSpec, parse_version_spec, pick_version,
     pick_where,
@@ -96,6 +97,8 @@ pub struct ResolveOptions {
     /// `flowpm update`: names whose locked versions are ignored (all when `update_all`).
     pub update: HashSet<String>,
     pub update_all: bool,
+    /// `overrides` of pnpm-workspace.yaml (project dependencies are overridden by the caller).
+    pub overrides: Overrides,
 }
 
 /// What a request resolves against.
@@ -556,8 +559,7 @@ impl<'a> GraphBuilder<'a> {
         if let Some(node) = node {
             if !self.nodes[node].expanded {
                 // Children names are known now: fetch their packuments ahead of the barrier.
-                let manifest = self.nodes[node].manifest.clone();
-                for (alias, spec, _) in child_requests(&manifest) {
+                for (alias, spec, _) in self.children_of(&self.nodes[node]) {
                     if let Ok((name, _)) = parse_specifier(&alias, &spec) {
                         self.prefetch(&name, demands);
                     }
@@ -641,7 +643,7 @@ impl<'a> GraphBuilder<'a> {
             return Ok(locked);
         }
         let mut requests = Vec::new();
-        for (alias, spec, optional) in child_requests(&node.manifest) {
+        for (alias, spec, optional) in self.children_of(node) {
             match parse_specifier(&alias, &spec) {
                 Ok((name, wanted)) => requests.push((alias, name, spec, wanted, optional)),
                 // An optional dependency flowpm cannot resolve is skipped, as pnpm does.
@@ -657,6 +659,27 @@ impl<'a> GraphBuilder<'a> {
             }
         }
         Ok(requests)
+    }
+
+    /// A package's dependencies as `(alias, spec, optional)`, overridden.
+    fn children_of(&self, node: &Node) -> Vec<(String, String, bool)> {
+        let mut children = child_requests(&node.manifest);
+        if self.options.overrides.is_empty() {
+            return children;
+        }
+        let parent = Some((node.name.as_str(), node.version.as_str()));
+        children.retain_mut(|(alias, spec, _)| {
+            match self.options.overrides.apply(parent, alias, spec) {
+                Some(overridden) => {
+                    if overridden != spec.as_str() {
+                        *spec = overridden.into_owned();
+                    }
+                    true
+                }
+                None => false,
+            }
+        });
+        children
     }
 
     fn node(
@@ -688,8 +711,14 @@ impl<'a> GraphBuilder<'a> {
 
     // --- the old lockfile ---------------------------------------------------------------
 
+    /// Whether `name`'s locked versions (and locked subtrees) are kept. Not when the overrides
+    /// changed: any subtree may be affected, so everything is picked again (the old versions
+    /// stay preferred).
     fn keeps_locked(&self, name: &str) -> bool {
-        self.old.is_some() && !self.options.update_all && !self.options.update.contains(name)
+        self.old
+            .is_some_and(|old| old.overrides == self.options.overrides.pairs)
+            && !self.options.update_all
+            && !self.options.update.contains(name)
     }
 
     /// True when `flowpm update` names a dependency of this locked package: the package then

@@ -17,6 +17,7 @@ use nodejs_semver::Range;
 
 use crate::lockfile::Lockfile;
 use crate::manifest::Manifest;
+use crate::overrides::Overrides;
 use crate::packument::Packument;
 use crate::plan::DependencyGroup;
 
@@ -83,7 +84,7 @@ pub fn resolve(
     let mut builder = GraphBuilder::new(old, options.clone());
     let mut demands = Vec::new();
     let mut announced = 0;
-    builder.start(project_inputs(projects)?, &mut demands)?;
+    builder.start(project_inputs(projects, &options.overrides)?, &mut demands)?;
     let mut attempted_peers = HashSet::new();
     loop {
         loop {
@@ -135,6 +136,10 @@ pub fn resolve(
                 &peers,
                 default_tarball,
             );
+            let lockfile = Lockfile {
+                overrides: options.overrides.pairs.clone(),
+                ..lockfile
+            };
             return Ok(Resolved {
                 lockfile,
                 warnings: builder.warnings,
@@ -175,13 +180,17 @@ fn missing_peers(
     hidden
 }
 
-/// Each project's dependencies, with `workspace:` ones pointed at their projects.
-fn project_inputs(projects: &[Project<'_>]) -> Result<Vec<ProjectDependencies>, ResolveFailure> {
+/// Each project's dependencies, overridden (the lockfile's importers record the overridden
+/// specifiers, as pnpm's do), with `workspace:` ones pointed at their projects.
+fn project_inputs(
+    projects: &[Project<'_>],
+    overrides: &Overrides,
+) -> Result<Vec<ProjectDependencies>, ResolveFailure> {
     projects
         .iter()
         .enumerate()
         .map(|(index, project)| {
-            let dependencies = project_dependencies(project.manifest)
+            let dependencies = project_dependencies(project.manifest, overrides)
                 .into_iter()
                 .map(|(group, alias, specifier)| {
                     let target = workspace_link::link_target(projects, index, &alias, &specifier)
@@ -202,14 +211,19 @@ fn project_inputs(projects: &[Project<'_>]) -> Result<Vec<ProjectDependencies>, 
         .collect()
 }
 
-/// package.json's dependencies as `(group, alias, specifier)`, grouped as pnpm reads them.
-pub fn project_dependencies(manifest: &Manifest) -> Vec<(DependencyGroup, String, String)> {
+/// package.json's dependencies as `(group, alias, specifier)`, grouped as pnpm reads them and
+/// overridden (an override of `-` drops one).
+pub fn project_dependencies(
+    manifest: &Manifest,
+    overrides: &Overrides,
+) -> Vec<(DependencyGroup, String, String)> {
     crate::plan::manifest_groups(manifest)
         .into_iter()
         .flat_map(|(group, dependencies)| {
-            dependencies
-                .into_iter()
-                .map(move |(alias, spec)| (group, alias.to_owned(), spec.clone()))
+            dependencies.into_iter().filter_map(move |(alias, spec)| {
+                let spec = overrides.apply(None, alias, spec)?;
+                Some((group, alias.to_owned(), spec.into_owned()))
+            })
         })
         .collect()
 }

@@ -1,0 +1,87 @@
+//! `overrides` in pnpm-workspace.yaml, against pnpm 12's lockfile and tree for the
+//! `resolve-overrides` fixture: by name, by name and range, under a parent (with a range), `-`
+//! (dropped), `$name` (the root's own specifier) and an `npm:` alias.
+
+use crate::common::{Sandbox, diff, pnpm_tree, replace_in, text};
+
+fn lines(text: &str) -> Vec<String> {
+    text.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn overrides_install_and_resolve_as_pnpm_does() {
+    let sandbox = Sandbox::new("resolve-overrides");
+    let expected = pnpm_tree("resolve-overrides");
+    // pnpm's lockfile records overridden importer specifiers (`r-lib: 1.0.0` where package.json
+    // says `^1.0.0`): with the same overrides configured it is up to date.
+    sandbox.install(&[]);
+    let tree = sandbox.manifest();
+    assert!(tree == expected, "{}", diff(&expected, &tree));
+
+    let lockfile_path = sandbox.project().join("pnpm-lock.yaml");
+    let recorded = std::fs::read_to_string(&lockfile_path).unwrap();
+    std::fs::remove_file(&lockfile_path).unwrap();
+    let output = sandbox.flowpm(&["install"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let written = std::fs::read_to_string(&lockfile_path).unwrap();
+    assert!(
+        written == recorded,
+        "the lockfile differs from pnpm's:\n{}",
+        diff(&lines(&recorded), &lines(&written))
+    );
+    let tree = sandbox.manifest();
+    assert!(tree == expected, "{}", diff(&expected, &tree));
+}
+
+#[test]
+fn changed_overrides_make_the_lockfile_outdated_and_are_resolved_again() {
+    let sandbox = Sandbox::new("resolve-overrides");
+    let settings = sandbox.project().join("pnpm-workspace.yaml");
+    replace_in(&settings, "  r-lib: 1.0.0\n", "  r-lib: 1.1.1\n");
+    replace_in(&settings, "  r-tilde: npm:r-aliased@^1\n", "");
+
+    let frozen = sandbox.flowpm_fails(&["install", "--frozen-lockfile"]);
+    assert!(
+        frozen.contains("the overrides in pnpm-workspace.yaml are not the ones in the lockfile"),
+        "{frozen}"
+    );
+    // pnpm 12 wrote the same lockfile for this edit.
+    let output = sandbox.flowpm(&["install"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let lockfile = std::fs::read_to_string(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    for expected in [
+        "overrides:\n  r-lib: 1.1.1\n  r-wants-tilde>r-lib: 1.1.0\n  r-lib2@^1.0.0: 1.1.0\n  r-pins-lib3@1>r-lib3: '-'\n  r-caret: ~1.1.0\n\n",
+        "      r-lib:\n        specifier: 1.1.1\n        version: 1.1.1\n",
+        "      r-tilde:\n        specifier: ~1.1.0\n        version: 1.1.2\n",
+        "  r-wants-caret@1.0.0:\n    dependencies:\n      r-lib: 1.1.1\n",
+        "  r-wants-tilde@1.0.0:\n    dependencies:\n      r-lib: 1.1.0\n",
+        "  r-pins-lib3@1.0.0: {}\n",
+    ] {
+        assert!(
+            lockfile.contains(expected),
+            "{expected}\nnot in\n{lockfile}"
+        );
+    }
+    assert!(!lockfile.contains("r-aliased"), "{lockfile}");
+    sandbox.install(&[]);
+}
+
+#[test]
+fn an_override_referring_to_no_root_dependency_is_named() {
+    let sandbox = Sandbox::new("resolve-overrides");
+    let settings = sandbox.project().join("pnpm-workspace.yaml");
+    replace_in(&settings, "$r-caret", "$r-nothing");
+    let lockfile = std::fs::read(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    let error = sandbox.flowpm_fails(&["install"]);
+    assert!(
+        error.contains("pnpm-workspace.yaml")
+            && error.contains(
+                "refers to `r-nothing`, which is not a dependency of the root package.json"
+            ),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read(sandbox.project().join("pnpm-lock.yaml")).unwrap(),
+        lockfile
+    );
+}

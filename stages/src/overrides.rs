@@ -1,0 +1,207 @@
+//! pnpm's `overrides` (the `overrides` map of `pnpm-workspace.yaml`; pnpm 12 ignores
+//! package.json's `pnpm.overrides`): replace the specifier of a dependency wherever it occurs,
+//! or only under a given parent.
+//!
+//! Keys: `name`, `name@range` (only where the requested range is a subset of `range`),
+//! `parent>name`, `parent@range>name`. Values: a specifier (`1.0.0`, `^2`, `npm:other@1`), `-`
+//! (drop the dependency) or `$name` (the root project's own specifier for `name`). A rule with a
+//! parent wins over one without. The lockfile records the map as written
+//! ([`Overrides::pairs`]), and importers record the overridden specifiers, as pnpm does.
+
+use std::borrow::Cow;
+
+use nodejs_semver::{Range, Version};
+
+use crate::manifest::Manifest;
+
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// The map as configured, in its order, with `$name` values replaced by what they refer
+    /// to: what the lockfile's `overrides` says (pnpm writes it so).
+    pub pairs: Vec<(String, String)>,
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    parent: Option<Selector>,
+    target: Selector,
+    /// `None`: the dependency is dropped (`-`).
+    value: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Selector {
+    name: String,
+    range: Option<Range>,
+}
+
+impl Overrides {
+    /// Parses the configured map; `$name` values refer to `root`'s dependencies.
+    pub fn parse(mut pairs: Vec<(String, String)>, root: &Manifest) -> Result<Self, String> {
+        let mut rules = Vec::with_capacity(pairs.len());
+        for (key, value) in &mut pairs {
+            let (parent, target) = match split_parent(key) {
+                Some((parent, target)) => (Some(selector(parent, key)?), selector(target, key)?),
+                None => (None, selector(key, key)?),
+            };
+            let value = match value.as_str() {
+                "-" => None,
+                reference if reference.starts_with('$') => {
+                    let name = &reference[1..];
+                    let spec = [
+                        &root.dependencies,
+                        &root.dev_dependencies,
+                        &root.optional_dependencies,
+                    ]
+                    .into_iter()
+                    .find_map(|group| group.get(name))
+                    .ok_or_else(|| {
+                        format!(
+                            "override `{key}: {value}` refers to `{name}`, which is not a dependency of the root package.json"
+                        )
+                    })?;
+                    *value = spec.clone();
+                    Some(spec.clone())
+                }
+                spec => Some(spec.to_owned()),
+            };
+            rules.push(Rule {
+                parent,
+                target,
+                value,
+            });
+        }
+        Ok(Overrides { pairs, rules })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The specifier to use for dependency `alias@spec` of `parent` (`(name, version)`; `None`
+    /// for a project's own dependency); `None` when an override drops it.
+    pub fn apply<'s>(
+        &self,
+        parent: Option<(&str, &str)>,
+        alias: &str,
+        spec: &'s str,
+    ) -> Option<Cow<'s, str>> {
+        let matches = |rule: &&Rule| {
+            rule.target.name == alias
+                && rule.target.range.as_ref().is_none_or(|range| {
+                    Range::parse(spec).is_ok_and(|requested| range.allows_all(&requested))
+                })
+        };
+        let with_parent = self.rules.iter().filter(matches).find(|rule| {
+            rule.parent.as_ref().is_some_and(|selector| {
+                parent.is_some_and(|(name, version)| {
+                    selector.name == name
+                        && selector.range.as_ref().is_none_or(|range| {
+                            Version::parse(version).is_ok_and(|v| range.satisfies(&v))
+                        })
+                })
+            })
+        });
+        let rule = with_parent.or_else(|| {
+            self.rules
+                .iter()
+                .filter(matches)
+                .find(|rule| rule.parent.is_none())
+        });
+        match rule {
+            None => Some(Cow::Borrowed(spec)),
+            Some(rule) => rule
+                .value
+                .as_deref()
+                .map(|value| Cow::Owned(value.to_owned())),
+        }
+    }
+}
+
+/// `parent>child`: the first `>` that is not part of a comparison (`>=1`, `@>1`).
+fn split_parent(key: &str) -> Option<(&str, &str)> {
+    let bytes = key.as_bytes();
+    (1..bytes.len()).find_map(|index| {
+        (bytes[index] == b'>'
+            && bytes.get(index + 1) != Some(&b'=')
+            && !matches!(bytes[index - 1], b'@' | b' ' | b'<' | b'>' | b'|'))
+        .then(|| (&key[..index], &key[index + 1..]))
+    })
+}
+
+/// `name` or `name@range` (a scope's `@` is not a separator).
+fn selector(text: &str, key: &str) -> Result<Selector, String> {
+    let (name, range) = match text.get(1..).and_then(|rest| rest.rfind('@')) {
+        Some(at) => (&text[..=at], Some(&text[at + 2..])),
+        None => (text, None),
+    };
+    crate::plan::validate_package_name(name)
+        .map_err(|error| format!("override `{key}`: {error}"))?;
+    let range = match range {
+        Some(range) => Some(
+            Range::parse(range)
+                .map_err(|_| format!("override `{key}`: `{range}` is not a version range"))?,
+        ),
+        None => None,
+    };
+    Ok(Selector {
+        name: name.to_owned(),
+        range,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn overrides(pairs: &[(&str, &str)]) -> Overrides {
+        let mut root = Manifest::default();
+        root.dependencies.insert("r-lib".into(), "^1.1.0".into());
+        Overrides::parse(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            &root,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn rules_apply_by_name_range_and_parent() {
+        let rules = overrides(&[
+            ("r-lib", "1.0.0"),
+            ("r-wants-tilde>r-lib", "1.1.0"),
+            ("@s/x@<2", "2.0.0"),
+            ("p@>=2>q", "-"),
+            ("ref", "$r-lib"),
+        ]);
+        let apply = |parent, alias, spec| rules.apply(parent, alias, spec).map(|s| s.into_owned());
+        assert_eq!(apply(None, "r-lib", "^1.0.0").as_deref(), Some("1.0.0"));
+        assert_eq!(
+            apply(Some(("r-wants-tilde", "1.0.0")), "r-lib", "~1.1.0").as_deref(),
+            Some("1.1.0")
+        );
+        assert_eq!(
+            apply(Some(("other", "1.0.0")), "r-lib", "*").as_deref(),
+            Some("1.0.0")
+        );
+        assert_eq!(apply(None, "@s/x", "^1.0.0").as_deref(), Some("2.0.0"));
+        // `^2` is not a subset of `<2`: not overridden.
+        assert_eq!(apply(None, "@s/x", "^2.0.0").as_deref(), Some("^2.0.0"));
+        assert_eq!(apply(Some(("p", "2.1.0")), "q", "1"), None);
+        assert_eq!(apply(Some(("p", "1.0.0")), "q", "1").as_deref(), Some("1"));
+        assert_eq!(apply(None, "ref", "1").as_deref(), Some("^1.1.0"));
+        assert_eq!(apply(None, "untouched", "^3").as_deref(), Some("^3"));
+    }
+
+    #[test]
+    fn bad_rules_are_named() {
+        let root = Manifest::default();
+        let error = Overrides::parse(vec![("a".into(), "$missing".into())], &root).unwrap_err();
+        assert!(error.contains("`missing`"), "{error}");
+        let error = Overrides::parse(vec![("a@not a range!".into(), "1".into())], &root);
+        assert!(error.is_err());
+    }
+}
