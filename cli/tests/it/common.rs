@@ -55,6 +55,18 @@ impl Sandbox {
         text(&output)
     }
 
+    /// As [`Sandbox::flowpm_fails`], and asserts that the lockfile is left as it was.
+    pub fn fails_keeping_lockfile(&self, args: &[&str]) -> String {
+        let path = self.project().join("pnpm-lock.yaml");
+        let before = std::fs::read(&path).unwrap();
+        let error = self.flowpm_fails(args);
+        assert!(
+            std::fs::read(&path).unwrap() == before,
+            "the lockfile changed"
+        );
+        error
+    }
+
     /// As [`Sandbox::flowpm_with_env`], run in `dir` (e.g. a workspace project).
     pub fn flowpm_in(&self, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut command = Command::new(env!("CARGO_BIN_EXE_flowpm"));
