@@ -221,6 +221,7 @@ fn change_and_install(
 ) -> Result<InstallReport, InstallError> {
     let Located {
         workspace,
+        overrides,
         root_dir,
         edited,
         project_dir,
@@ -275,11 +276,7 @@ fn change_and_install(
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
         Err(error) => return Err(InstallError::io("read", &lockfile_path, error)),
     };
-    let overrides = crate::install::parse_overrides(
-        crate::workspace::read_overrides(&root_dir)?,
-        &root_manifest,
-        &root_dir,
-    )?;
+    let overrides = crate::install::parse_overrides(overrides, &root_manifest, &root_dir)?;
     let (config, store_dir) = load_config(&root_dir, options)?;
     let (mut lockfile, resolution, _) = resolve_project(
         options,
@@ -377,6 +374,8 @@ fn write_both(first: (&Path, &[u8]), second: (&Path, &[u8])) -> Result<(), Insta
 /// Where a command run in `options.project_dir` works.
 struct Located {
     workspace: Option<crate::workspace::Workspace>,
+    /// The overrides of pnpm-workspace.yaml, as written.
+    overrides: Vec<(String, String)>,
     /// The workspace root (the project itself outside a workspace).
     root_dir: std::path::PathBuf,
     /// The importer id of the project whose package.json changes.
@@ -389,10 +388,14 @@ struct Located {
 fn locate(options: &InstallOptions) -> Result<Located, InstallError> {
     let dir = std::path::absolute(&options.project_dir)
         .map_err(|e| InstallError::io("resolve", &options.project_dir, e))?;
-    let workspace = crate::workspace::find(&dir)?;
+    let crate::workspace::Found {
+        workspace,
+        overrides,
+    } = crate::workspace::find(&dir)?;
     let Some(found) = &workspace else {
         return Ok(Located {
             workspace,
+            overrides,
             root_dir: dir.clone(),
             edited: ".".to_owned(),
             project_dir: dir,
@@ -407,6 +410,7 @@ fn locate(options: &InstallOptions) -> Result<Located, InstallError> {
     };
     Ok(Located {
         workspace,
+        overrides,
         root_dir,
         edited,
         project_dir,

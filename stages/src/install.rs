@@ -103,14 +103,16 @@ pub fn install(
     let project_dir = std::path::absolute(&options.project_dir)
         .map_err(|e| InstallError::io("resolve", &options.project_dir, e))?;
     // Inside a workspace, the whole workspace is installed from its root, as pnpm does.
-    let workspace = workspace::find(&project_dir)?;
+    let workspace::Found {
+        workspace,
+        overrides: override_pairs,
+    } = workspace::find(&project_dir)?;
     let project_dir = workspace
         .as_ref()
         .map_or(project_dir, |workspace| workspace.root.clone());
     let manifest_path = project_dir.join("package.json");
     let manifest_bytes =
         std::fs::read(&manifest_path).map_err(|e| InstallError::io("read", &manifest_path, e))?;
-    let override_pairs = workspace::read_overrides(&project_dir)?;
     let members = match &workspace {
         Some(workspace) => workspace.read_members()?,
         None => Vec::new(),

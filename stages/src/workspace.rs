@@ -29,15 +29,6 @@ struct WorkspaceFile {
     overrides: Vec<(String, String)>,
 }
 
-/// The `overrides` of the `pnpm-workspace.yaml` in `root` (the workspace root, or a lone
-/// project's directory), as written; empty without the file.
-pub fn read_overrides(root: &Path) -> Result<Vec<(String, String)>, InstallError> {
-    let path = root.join(WORKSPACE_FILE);
-    Ok(read_file(&path)?
-        .map(|file| file.overrides)
-        .unwrap_or_default())
-}
-
 fn read_file(path: &Path) -> Result<Option<WorkspaceFile>, InstallError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -93,22 +84,43 @@ impl Workspace {
     }
 }
 
-/// The workspace `dir` belongs to, if any.
-pub fn find(dir: &Path) -> Result<Option<Workspace>, InstallError> {
+/// What the nearest `pnpm-workspace.yaml` says for an install in `dir` (read once).
+#[derive(Debug, Default)]
+pub struct Found {
+    /// The workspace `dir` belongs to, when the file lists `packages`.
+    pub workspace: Option<Workspace>,
+    /// The file's `overrides` (in its order), when they apply: the workspace root's file, or a
+    /// settings-only file in `dir` itself.
+    pub overrides: Vec<(String, String)>,
+}
+
+/// Finds the workspace `dir` belongs to, if any, and the overrides that apply to it.
+pub fn find(dir: &Path) -> Result<Found, InstallError> {
     for root in dir.ancestors() {
         let Some(file) = read_file(&root.join(WORKSPACE_FILE))? else {
             continue;
         };
         if file.packages.is_empty() {
-            return Ok(None);
+            let overrides = if root == dir {
+                file.overrides
+            } else {
+                Vec::new()
+            };
+            return Ok(Found {
+                workspace: None,
+                overrides,
+            });
         }
         let members = members(root, &file.packages)?;
-        return Ok(Some(Workspace {
-            root: root.to_path_buf(),
-            members,
-        }));
+        return Ok(Found {
+            workspace: Some(Workspace {
+                root: root.to_path_buf(),
+                members,
+            }),
+            overrides: file.overrides,
+        });
     }
-    Ok(None)
+    Ok(Found::default())
 }
 
 /// Directories under `root` with a `package.json` that the globs select (`!` excludes;
@@ -268,7 +280,7 @@ mod tests {
             "packages:\n  - 'packages/**'\n  - apps/*\n  - '!packages/test-*'\n",
         )
         .unwrap();
-        let workspace = find(&dir.path().join("packages/a")).unwrap().unwrap();
+        let workspace = find(&dir.path().join("packages/a")).unwrap().workspace.unwrap();
         assert_eq!(workspace.root, dir.path());
         assert_eq!(workspace.members, ["apps/web", "packages/a", "packages/b"]);
     }
@@ -281,6 +293,6 @@ mod tests {
             "onlyBuiltDependencies: []\n",
         )
         .unwrap();
-        assert!(find(dir.path()).unwrap().is_none());
+        assert!(find(dir.path()).unwrap().workspace.is_none());
     }
 }

@@ -670,14 +670,11 @@ impl<'a> GraphBuilder<'a> {
         let parent = Some((node.name.as_str(), node.version.as_str()));
         children.retain_mut(|(alias, spec, _)| {
             match self.options.overrides.apply(parent, alias, spec) {
-                Some(overridden) => {
-                    if overridden != spec.as_str() {
-                        *spec = overridden.into_owned();
-                    }
-                    true
-                }
-                None => false,
+                Some(std::borrow::Cow::Owned(overridden)) => *spec = overridden,
+                Some(std::borrow::Cow::Borrowed(_)) => {}
+                None => return false,
             }
+            true
         });
         children
     }
