@@ -221,7 +221,7 @@ fn change_and_install(
 ) -> Result<InstallReport, InstallError> {
     let Located {
         workspace,
-        overrides,
+        settings,
         root_dir,
         edited,
         project_dir,
@@ -276,14 +276,14 @@ fn change_and_install(
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
         Err(error) => return Err(InstallError::io("read", &lockfile_path, error)),
     };
-    let overrides = crate::install::parse_overrides(overrides, &root_manifest, &root_dir)?;
+    let rules = crate::install::parse_rules(settings, &root_manifest, &root_dir)?;
     let (config, store_dir) = load_config(&root_dir, options)?;
     let (mut lockfile, resolution, _) = resolve_project(
         options,
         &config,
         &store_dir,
         &projects,
-        &overrides,
+        &rules,
         old.as_ref(),
         reporter,
         None,
@@ -311,6 +311,8 @@ fn change_and_install(
             *prefix
         };
         let saved = match resolve_as.strip_prefix("npm:") {
+            // A catalog reference is saved as given: the catalog holds the range.
+            _ if resolve_as.starts_with("catalog:") => resolve_as.clone(),
             Some(target) => {
                 let name = split_dep_path(target).map_or(target, |(name, _)| name);
                 format!("npm:{name}@{}", prefix.apply(&version))
@@ -374,8 +376,8 @@ fn write_both(first: (&Path, &[u8]), second: (&Path, &[u8])) -> Result<(), Insta
 /// Where a command run in `options.project_dir` works.
 struct Located {
     workspace: Option<crate::workspace::Workspace>,
-    /// The overrides of pnpm-workspace.yaml, as written.
-    overrides: Vec<(String, String)>,
+    /// The overrides and catalogs of pnpm-workspace.yaml, as written.
+    settings: crate::workspace::Settings,
     /// The workspace root (the project itself outside a workspace).
     root_dir: std::path::PathBuf,
     /// The importer id of the project whose package.json changes.
@@ -390,12 +392,12 @@ fn locate(options: &InstallOptions) -> Result<Located, InstallError> {
         .map_err(|e| InstallError::io("resolve", &options.project_dir, e))?;
     let crate::workspace::Found {
         workspace,
-        overrides,
+        settings,
     } = crate::workspace::find(&dir)?;
     let Some(found) = &workspace else {
         return Ok(Located {
             workspace,
-            overrides,
+            settings,
             root_dir: dir.clone(),
             edited: ".".to_owned(),
             project_dir: dir,
@@ -410,7 +412,7 @@ fn locate(options: &InstallOptions) -> Result<Located, InstallError> {
     };
     Ok(Located {
         workspace,
-        overrides,
+        settings,
         root_dir,
         edited,
         project_dir,

@@ -21,6 +21,7 @@ use crate::InstallError;
 use crate::capacity::{
     FETCH_THREADS, FILE_QUEUE, IMPORT_QUEUE, INDEX_QUEUE, WRITE_THREADS, import_threads, threads,
 };
+use crate::catalogs::Catalogs;
 use crate::config::{ConfigOverrides, NpmConfig};
 use crate::dep_path::VIRTUAL_STORE_DIR_MAX_LENGTH;
 use crate::fetch::{Fetcher, run_fetch_worker};
@@ -105,7 +106,7 @@ pub fn install(
     // Inside a workspace, the whole workspace is installed from its root, as pnpm does.
     let workspace::Found {
         workspace,
-        overrides: override_pairs,
+        settings,
     } = workspace::find(&project_dir)?;
     let project_dir = workspace
         .as_ref()
@@ -161,8 +162,9 @@ pub fn install(
     };
     let (lockfile_text, mut plan) = match existing {
         Some(text) if options.update.is_none() => {
-            let overrides_key = format!("{override_pairs:?}");
-            let mut manifests = vec![manifest_bytes.as_slice(), overrides_key.as_bytes()];
+            // The workspace's overrides and catalogs decide whether the lockfile is current.
+            let settings_key = format!("{:?}{:?}", settings.overrides, settings.catalogs);
+            let mut manifests = vec![manifest_bytes.as_slice(), settings_key.as_bytes()];
             for member in &members {
                 manifests.extend([member.id.as_bytes(), member.bytes.as_slice()]);
             }
@@ -171,14 +173,24 @@ pub fn install(
                 Some(plan) => (text, plan),
                 None => {
                     let manifest = Manifest::parse(&manifest_bytes, &manifest_path)?;
-                    let overrides = parse_overrides(override_pairs, &manifest, &project_dir)?;
+                    let rules = parse_rules(settings, &manifest, &project_dir)?;
                     let lockfile = Lockfile::parse(&text, &lockfile_path)?;
                     let checked = match &workspace {
-                        None => check_up_to_date(&manifest, &lockfile, &overrides),
+                        None => check_up_to_date(
+                            &manifest,
+                            &lockfile,
+                            &rules.overrides,
+                            &rules.catalogs,
+                        ),
                         Some(_) => {
                             let mut projects = vec![(ROOT_IMPORTER, &manifest)];
                             projects.extend(members.iter().map(|m| (m.id.as_str(), &m.manifest)));
-                            check_workspace_up_to_date(&lockfile, &projects, &overrides)
+                            check_workspace_up_to_date(
+                                &lockfile,
+                                &projects,
+                                &rules.overrides,
+                                &rules.catalogs,
+                            )
                         }
                     };
                     match checked {
@@ -193,7 +205,7 @@ pub fn install(
                             return resolve_and_install(
                                 &resolution,
                                 &projects(&manifest),
-                                &overrides,
+                                &rules,
                                 Some(&lockfile),
                             );
                         }
@@ -203,17 +215,12 @@ pub fn install(
         }
         existing => {
             let manifest = Manifest::parse(&manifest_bytes, &manifest_path)?;
-            let overrides = parse_overrides(override_pairs, &manifest, &project_dir)?;
+            let rules = parse_rules(settings, &manifest, &project_dir)?;
             let old = match &existing {
                 Some(text) => Some(Lockfile::parse(text, &lockfile_path)?),
                 None => None,
             };
-            return resolve_and_install(
-                &resolution,
-                &projects(&manifest),
-                &overrides,
-                old.as_ref(),
-            );
+            return resolve_and_install(&resolution, &projects(&manifest), &rules, old.as_ref());
         }
     };
     if options.lockfile_only {
@@ -320,7 +327,7 @@ struct Resolution<'a> {
 fn resolve_and_install(
     resolution: &Resolution<'_>,
     projects: &[Project<'_>],
-    overrides: &Overrides,
+    rules: &Rules,
     old: Option<&Lockfile>,
 ) -> Result<InstallReport, InstallError> {
     let Resolution {
@@ -336,7 +343,7 @@ fn resolve_and_install(
     } = *resolution;
     if options.lockfile_only {
         let (lockfile, mut report, _) = resolve_project(
-            options, config, store_dir, projects, overrides, old, reporter, None,
+            options, config, store_dir, projects, rules, old, reporter, None,
         )?;
         let text = to_yaml(&lockfile);
         write_atomically(lockfile_path, text.as_bytes())?;
@@ -357,7 +364,7 @@ fn resolve_and_install(
         config,
         store_dir,
         projects,
-        overrides,
+        rules,
         old,
         reporter,
         Some((&target, &planned)),
@@ -440,7 +447,7 @@ pub(crate) fn resolve_project(
     config: &Arc<NpmConfig>,
     store_dir: &Path,
     projects: &[Project<'_>],
-    overrides: &Overrides,
+    rules: &Rules,
     old: Option<&Lockfile>,
     reporter: &dyn Reporter,
     link: Option<(&EarlyLink<'_>, &Planned)>,
@@ -465,7 +472,8 @@ pub(crate) fn resolve_project(
         }),
         update: update.unwrap_or_default().iter().cloned().collect(),
         update_all: update.is_some_and(|names| names.is_empty()),
-        overrides: overrides.clone(),
+        overrides: rules.overrides.clone(),
+        catalogs: rules.catalogs.clone(),
     };
     let cache_mode = if options.offline {
         CacheMode::Offline
@@ -499,15 +507,28 @@ pub(crate) fn resolve_project(
     ))
 }
 
-/// The overrides of `root`'s pnpm-workspace.yaml (`$name` values refer to `root_manifest`).
-pub(crate) fn parse_overrides(
-    pairs: Vec<(String, String)>,
+/// What `root`'s pnpm-workspace.yaml makes resolution apply.
+pub(crate) struct Rules {
+    pub overrides: Overrides,
+    pub catalogs: Catalogs,
+}
+
+/// Parses the overrides of `root`'s pnpm-workspace.yaml (`$name` values refer to
+/// `root_manifest`) and takes its catalogs.
+pub(crate) fn parse_rules(
+    settings: workspace::Settings,
     root_manifest: &Manifest,
     root: &Path,
-) -> Result<Overrides, InstallError> {
-    Overrides::parse(pairs, root_manifest).map_err(|message| InstallError::InvalidFile {
-        path: root.join(workspace::WORKSPACE_FILE),
-        message,
+) -> Result<Rules, InstallError> {
+    let overrides = Overrides::parse(settings.overrides, root_manifest).map_err(|message| {
+        InstallError::InvalidFile {
+            path: root.join(workspace::WORKSPACE_FILE),
+            message,
+        }
+    })?;
+    Ok(Rules {
+        overrides,
+        catalogs: settings.catalogs,
     })
 }
 

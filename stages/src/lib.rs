@@ -17,6 +17,7 @@
 pub mod bench;
 mod bins;
 pub mod capacity;
+pub mod catalogs;
 pub mod commands;
 pub mod config;
 pub mod decode;

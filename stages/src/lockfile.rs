@@ -20,6 +20,9 @@ pub struct Lockfile {
     pub lockfile_version: LockfileVersion,
     #[serde(default)]
     pub settings: Option<LockfileSettings>,
+    /// The catalog entries the projects use: catalog -> package -> range and version.
+    #[serde(default)]
+    pub catalogs: BTreeMap<String, BTreeMap<String, ImporterDependency>>,
     /// In the order of the project's configuration: pnpm does not sort this map.
     #[serde(default, deserialize_with = "ordered_pairs")]
     pub overrides: Vec<(String, String)>,

@@ -62,6 +62,21 @@ pub fn to_yaml(lockfile: &Lockfile) -> String {
             let _ = writeln!(out, "  peersSuffixMaxLength: {length}");
         }
     }
+    if !lockfile.catalogs.is_empty() {
+        out.push_str("\ncatalogs:\n");
+        for (catalog, entries) in &lockfile.catalogs {
+            let _ = writeln!(out, "  {}:", scalar(catalog, Context::Block));
+            for (name, ImporterDependency { specifier, version }) in entries {
+                let _ = writeln!(out, "    {}:", scalar(name, Context::Block));
+                let _ = writeln!(
+                    out,
+                    "      specifier: {}",
+                    scalar(specifier, Context::Block)
+                );
+                let _ = writeln!(out, "      version: {}", scalar(version, Context::Block));
+            }
+        }
+    }
     if !lockfile.overrides.is_empty() {
         out.push_str("\noverrides:\n");
         let pairs = lockfile

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::InstallError;
+use crate::catalogs::Catalogs;
 use crate::dep_path::dep_path_to_filename;
 use crate::lockfile::{
     Importer, ImporterDependency, Lockfile, package_key, reference_to_dep_path, split_dep_path,
@@ -157,9 +158,34 @@ pub fn check_up_to_date(
     manifest: &Manifest,
     lockfile: &Lockfile,
     overrides: &Overrides,
+    catalogs: &Catalogs,
 ) -> Result<(), InstallError> {
     check_overrides(lockfile, overrides)?;
-    check_importer(manifest, lockfile, ROOT_IMPORTER, overrides)
+    check_catalogs(lockfile, catalogs)?;
+    check_importer(manifest, lockfile, ROOT_IMPORTER, overrides, catalogs)
+}
+
+/// Every catalog entry the lockfile resolved still has the same range (pnpm: "The current
+/// catalogs configuration doesn't match the value found in the lockfile").
+fn check_catalogs(lockfile: &Lockfile, catalogs: &Catalogs) -> Result<(), InstallError> {
+    for (catalog, entries) in &lockfile.catalogs {
+        for (name, locked) in entries {
+            let range = catalogs
+                .0
+                .get(catalog)
+                .and_then(|entries| entries.get(name));
+            if range != Some(&locked.specifier) {
+                return Err(InstallError::LockfileOutdated {
+                    reason: format!(
+                        "the `{catalog}` catalog entry for `{name}` is {} in pnpm-workspace.yaml but `{}` in the lockfile",
+                        range.map_or_else(|| "missing".to_owned(), |range| format!("`{range}`")),
+                        locked.specifier
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The lockfile was resolved with the configured overrides (pnpm compares the maps as written).
@@ -178,15 +204,17 @@ pub fn check_workspace_up_to_date(
     lockfile: &Lockfile,
     projects: &[(&str, &Manifest)],
     overrides: &Overrides,
+    catalogs: &Catalogs,
 ) -> Result<(), InstallError> {
     check_overrides(lockfile, overrides)?;
+    check_catalogs(lockfile, catalogs)?;
     for (id, manifest) in projects {
         if *id != ROOT_IMPORTER && !lockfile.importers.contains_key(*id) {
             return Err(InstallError::LockfileOutdated {
                 reason: format!("workspace project `{id}` has no importer in the lockfile"),
             });
         }
-        check_importer(manifest, lockfile, id, overrides)?;
+        check_importer(manifest, lockfile, id, overrides, catalogs)?;
     }
     if let Some(id) = lockfile
         .importers
@@ -207,6 +235,7 @@ fn check_importer(
     lockfile: &Lockfile,
     id: &str,
     overrides: &Overrides,
+    catalogs: &Catalogs,
 ) -> Result<(), InstallError> {
     let empty = Importer::default();
     let importer = lockfile.importers.get(id).unwrap_or(&empty);
@@ -241,6 +270,24 @@ fn check_importer(
                     });
                 }
                 Some(_) => {}
+            }
+            // A catalog dependency needs its entry resolved in the lockfile (checked above).
+            if let Some(entry) = catalogs.lookup(name, specifier) {
+                let entry = entry.map_err(|why| InstallError::LockfileOutdated {
+                    reason: format!("`{name}@{specifier}` in package.json{project}: {why}"),
+                })?;
+                if !lockfile
+                    .catalogs
+                    .get(&entry.catalog)
+                    .is_some_and(|entries| entries.contains_key(*name))
+                {
+                    return Err(InstallError::LockfileOutdated {
+                        reason: format!(
+                            "the `{}` catalog entry for `{name}` is not in the lockfile",
+                            entry.catalog
+                        ),
+                    });
+                }
             }
         }
         if let Some(name) = locked
@@ -617,11 +664,22 @@ snapshots:
             .dependencies
             .insert("alias".into(), "npm:c@^3.0.0".into());
         manifest.dev_dependencies.insert("d".into(), "1.0.0".into());
-        check_up_to_date(&manifest, &lockfile, &Default::default()).unwrap();
+        check_up_to_date(
+            &manifest,
+            &lockfile,
+            &Default::default(),
+            &Default::default(),
+        )
+        .unwrap();
         manifest.dependencies.insert("a".into(), "^1.1.0".into());
-        let error = check_up_to_date(&manifest, &lockfile, &Default::default())
-            .unwrap_err()
-            .to_string();
+        let error = check_up_to_date(
+            &manifest,
+            &lockfile,
+            &Default::default(),
+            &Default::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             error.contains("`a` (dependencies) is `^1.1.0` in package.json but `^1.0.0`"),
             "{error}"

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use std::collections::BTreeMap;
+
 use crate::InstallError;
+use crate::catalogs::Catalogs;
 use crate::manifest::Manifest;
 
 pub const WORKSPACE_FILE: &str = "pnpm-workspace.yaml";
@@ -27,6 +30,35 @@ struct WorkspaceFile {
     /// In the file's order (the lockfile records them so).
     #[serde(default, deserialize_with = "crate::lockfile::ordered_pairs")]
     overrides: Vec<(String, String)>,
+    #[serde(default)]
+    catalog: BTreeMap<String, String>,
+    #[serde(default)]
+    catalogs: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// The settings of a pnpm-workspace.yaml that shape resolution.
+#[derive(Debug, Default)]
+pub struct Settings {
+    /// `overrides`, in the file's order.
+    pub overrides: Vec<(String, String)>,
+    pub catalogs: Catalogs,
+}
+
+impl WorkspaceFile {
+    fn settings(&mut self, path: &Path) -> Result<Settings, InstallError> {
+        let catalogs = Catalogs::new(
+            std::mem::take(&mut self.catalog),
+            std::mem::take(&mut self.catalogs),
+        )
+        .map_err(|message| InstallError::InvalidFile {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(Settings {
+            overrides: std::mem::take(&mut self.overrides),
+            catalogs,
+        })
+    }
 }
 
 fn read_file(path: &Path) -> Result<Option<WorkspaceFile>, InstallError> {
@@ -89,26 +121,27 @@ impl Workspace {
 pub struct Found {
     /// The workspace `dir` belongs to, when the file lists `packages`.
     pub workspace: Option<Workspace>,
-    /// The file's `overrides` (in its order), when they apply: the workspace root's file, or a
+    /// The file's `overrides` and catalogs, when they apply: the workspace root's file, or a
     /// settings-only file in `dir` itself.
-    pub overrides: Vec<(String, String)>,
+    pub settings: Settings,
 }
 
-/// Finds the workspace `dir` belongs to, if any, and the overrides that apply to it.
+/// Finds the workspace `dir` belongs to, if any, and the settings that apply to it.
 pub fn find(dir: &Path) -> Result<Found, InstallError> {
     for root in dir.ancestors() {
-        let Some(file) = read_file(&root.join(WORKSPACE_FILE))? else {
+        let path = root.join(WORKSPACE_FILE);
+        let Some(mut file) = read_file(&path)? else {
             continue;
         };
         if file.packages.is_empty() {
-            let overrides = if root == dir {
-                file.overrides
+            let settings = if root == dir {
+                file.settings(&path)?
             } else {
-                Vec::new()
+                Settings::default()
             };
             return Ok(Found {
                 workspace: None,
-                overrides,
+                settings,
             });
         }
         let members = members(root, &file.packages)?;
@@ -117,7 +150,7 @@ pub fn find(dir: &Path) -> Result<Found, InstallError> {
                 root: root.to_path_buf(),
                 members,
             }),
-            overrides: file.overrides,
+            settings: file.settings(&path)?,
         });
     }
     Ok(Found::default())
@@ -280,7 +313,10 @@ mod tests {
             "packages:\n  - 'packages/**'\n  - apps/*\n  - '!packages/test-*'\n",
         )
         .unwrap();
-        let workspace = find(&dir.path().join("packages/a")).unwrap().workspace.unwrap();
+        let workspace = find(&dir.path().join("packages/a"))
+            .unwrap()
+            .workspace
+            .unwrap();
         assert_eq!(workspace.root, dir.path());
         assert_eq!(workspace.members, ["apps/web", "packages/a", "packages/b"]);
     }

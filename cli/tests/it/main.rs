@@ -1,6 +1,7 @@
 //! Integration tests: the real `flowpm` binary against the loopback fixture registry.
 
 mod bench;
+mod catalogs;
 mod common;
 mod faults;
 mod install;

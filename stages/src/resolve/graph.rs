@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use nodejs_semver::{Range, Version};
 
+use crate::catalogs::{CatalogEntry, Catalogs};
 use crate::lockfile::{Lockfile, package_key, reference_to_dep_path, split_dep_path};
 use crate::overrides::Overrides;
 use crate::packument::{
@@ -57,14 +58,27 @@ pub struct DirectDependency {
     pub node: Option<NodeId>,
     /// `workspace:` dependencies: the workspace project linked to (no node).
     pub workspace: Option<usize>,
+    /// `catalog:` dependencies: the entry whose range was resolved.
+    pub catalog: Option<CatalogEntry>,
 }
 
 /// One project's dependencies, as given to [`GraphBuilder::start`].
 pub struct ProjectDependencies {
     /// The importer id (`.` or the project's path from the workspace root).
     pub id: String,
-    /// `(group, alias, specifier, workspace project linked to)`.
-    pub dependencies: Vec<(DependencyGroup, String, String, Option<usize>)>,
+    pub dependencies: Vec<ProjectDependency>,
+}
+
+/// A dependency as package.json gives it (overridden).
+pub struct ProjectDependency {
+    pub group: DependencyGroup,
+    pub alias: String,
+    /// As the importer records it (`catalog:` for a catalog entry).
+    pub specifier: String,
+    /// `workspace:` dependencies: the workspace project linked to.
+    pub workspace: Option<usize>,
+    /// `catalog:` dependencies: the entry, whose range is resolved instead of `specifier`.
+    pub catalog: Option<CatalogEntry>,
 }
 
 /// An auto-installed peer: an invisible direct dependency of one project.
@@ -99,6 +113,8 @@ pub struct ResolveOptions {
     pub update_all: bool,
     /// `overrides` of pnpm-workspace.yaml (project dependencies are overridden by the caller).
     pub overrides: Overrides,
+    /// The catalogs of pnpm-workspace.yaml, for `catalog:` dependencies.
+    pub catalogs: Catalogs,
 }
 
 /// What a request resolves against.
@@ -232,20 +248,37 @@ impl<'a> GraphBuilder<'a> {
             self.root_groups.insert(group, project);
             self.root_scopes.push(None);
             let mut requests = Vec::new();
-            for (dep_group, alias, specifier, workspace) in dependencies {
+            for dependency in dependencies {
+                let ProjectDependency {
+                    group: dep_group,
+                    alias,
+                    specifier,
+                    workspace,
+                    catalog,
+                } = dependency;
                 let index = self.direct.len();
+                // A catalog entry resolves its range; it stays locked while the range does.
+                let locked = match &catalog {
+                    Some(entry) if !self.locked_catalog_entry(entry, &alias) => None,
+                    _ => self.locked_direct(&id, &alias, &specifier),
+                };
+                let written = specifier;
+                let specifier = catalog
+                    .as_ref()
+                    .map_or_else(|| written.clone(), |entry| entry.range.clone());
                 self.direct.push(DirectDependency {
                     project,
                     group: dep_group,
                     alias: alias.clone(),
-                    specifier: specifier.clone(),
+                    specifier: written,
                     node: None,
                     workspace,
+                    catalog,
                 });
                 if workspace.is_some() {
                     continue;
                 }
-                let (name, wanted) = match self.locked_direct(&id, &alias, &specifier) {
+                let (name, wanted) = match locked {
                     Some(locked) => locked,
                     None => parse_specifier(&alias, &specifier).map_err(|why| ResolveFailure {
                         message: format!(
@@ -745,6 +778,16 @@ impl<'a> GraphBuilder<'a> {
     }
 
     /// A direct dependency whose specifier did not change keeps its locked version.
+    /// Whether the old lockfile resolved this catalog entry from the same range.
+    fn locked_catalog_entry(&self, entry: &CatalogEntry, alias: &str) -> bool {
+        self.old.is_some_and(|old| {
+            old.catalogs
+                .get(&entry.catalog)
+                .and_then(|entries| entries.get(alias))
+                .is_some_and(|locked| locked.specifier == entry.range)
+        })
+    }
+
     fn locked_direct(
         &self,
         project: &str,

@@ -25,6 +25,7 @@ pub fn build_lockfile(
         .iter()
         .map(|id| (id.clone(), Importer::default()))
         .collect();
+    let mut catalogs: BTreeMap<String, BTreeMap<String, ImporterDependency>> = BTreeMap::new();
     for (dependency, key) in direct.iter().zip(&peers.direct) {
         let id = &projects[dependency.project];
         let version = match (dependency.workspace, dependency.node, key) {
@@ -32,6 +33,17 @@ pub fn build_lockfile(
             (None, Some(node), Some(key)) => reference(&dependency.alias, &nodes[node].name, key),
             _ => continue,
         };
+        if let (Some(entry), Some(node)) = (&dependency.catalog, dependency.node) {
+            // The bare version (no alias, no peer suffix); the first project to use it wins.
+            catalogs
+                .entry(entry.catalog.clone())
+                .or_default()
+                .entry(dependency.alias.clone())
+                .or_insert(ImporterDependency {
+                    specifier: entry.range.clone(),
+                    version: nodes[node].version.clone(),
+                });
+        }
         importers
             .get_mut(id)
             .expect("every project has an importer")
@@ -78,6 +90,7 @@ pub fn build_lockfile(
             exclude_links_from_lockfile: Some(false),
             ..LockfileSettings::default()
         }),
+        catalogs,
         importers,
         packages,
         snapshots,

@@ -22,7 +22,7 @@ use crate::packument::Packument;
 use crate::plan::DependencyGroup;
 
 pub use graph::{Demand, Node, ResolveFailure, ResolveOptions};
-use graph::{GraphBuilder, ProjectDependencies, satisfying_node};
+use graph::{GraphBuilder, ProjectDependencies, ProjectDependency, satisfying_node};
 use peers::resolve_peers;
 
 /// Where packuments come from, and who hears about picked versions. `next` blocks until a
@@ -84,7 +84,7 @@ pub fn resolve(
     let mut builder = GraphBuilder::new(old, options.clone());
     let mut demands = Vec::new();
     let mut announced = 0;
-    builder.start(project_inputs(projects, &options.overrides)?, &mut demands)?;
+    builder.start(project_inputs(projects, options)?, &mut demands)?;
     let mut attempted_peers = HashSet::new();
     loop {
         loop {
@@ -181,26 +181,39 @@ fn missing_peers(
 }
 
 /// Each project's dependencies, overridden (the lockfile's importers record the overridden
-/// specifiers, as pnpm's do), with `workspace:` ones pointed at their projects.
+/// specifiers, as pnpm's do), with `workspace:` ones pointed at their projects and `catalog:`
+/// ones at their catalog entries.
 fn project_inputs(
     projects: &[Project<'_>],
-    overrides: &Overrides,
+    options: &ResolveOptions,
 ) -> Result<Vec<ProjectDependencies>, ResolveFailure> {
     projects
         .iter()
         .enumerate()
         .map(|(index, project)| {
-            let dependencies = project_dependencies(project.manifest, overrides)
+            let dependencies = project_dependencies(project.manifest, &options.overrides)
                 .into_iter()
                 .map(|(group, alias, specifier)| {
-                    let target = workspace_link::link_target(projects, index, &alias, &specifier)
-                        .map_err(|why| ResolveFailure {
+                    let failure = |why: String| ResolveFailure {
                         message: format!(
                             "`{alias}@{specifier}` (in {}): {why}",
                             graph::manifest_path(&project.id)
                         ),
-                    })?;
-                    Ok((group, alias, specifier, target))
+                    };
+                    let catalog = options
+                        .catalogs
+                        .lookup(&alias, &specifier)
+                        .transpose()
+                        .map_err(failure)?;
+                    let target = workspace_link::link_target(projects, index, &alias, &specifier)
+                        .map_err(failure)?;
+                    Ok(ProjectDependency {
+                        group,
+                        alias,
+                        specifier,
+                        workspace: target,
+                        catalog,
+                    })
                 })
                 .collect::<Result<_, ResolveFailure>>()?;
             Ok(ProjectDependencies {

@@ -110,7 +110,13 @@ fn project_peers_match_pnpm() {
     let dir = repo().join("fixtures/projects/resolve-project-peers");
     let manifest = Manifest::read(&dir.join("package.json")).unwrap();
     let lockfile = Lockfile::parse(&recorded("resolve-project-peers"), &dir).unwrap();
-    crate::plan::check_up_to_date(&manifest, &lockfile, &Default::default()).unwrap();
+    crate::plan::check_up_to_date(
+        &manifest,
+        &lockfile,
+        &Default::default(),
+        &Default::default(),
+    )
+    .unwrap();
 }
 
 #[test]
