@@ -66,15 +66,7 @@ pub fn to_yaml(lockfile: &Lockfile) -> String {
         out.push_str("\ncatalogs:\n");
         for (catalog, entries) in &lockfile.catalogs {
             let _ = writeln!(out, "  {}:", scalar(catalog, Context::Block));
-            for (name, ImporterDependency { specifier, version }) in entries {
-                let _ = writeln!(out, "    {}:", scalar(name, Context::Block));
-                let _ = writeln!(
-                    out,
-                    "      specifier: {}",
-                    scalar(specifier, Context::Block)
-                );
-                let _ = writeln!(out, "      version: {}", scalar(version, Context::Block));
-            }
+            write_specified(&mut out, 2, entries);
         }
     }
     if !lockfile.overrides.is_empty() {
@@ -136,15 +128,30 @@ fn write_importer(out: &mut String, importer: &Importer) {
             continue;
         }
         let _ = writeln!(out, "    {key}:");
-        for (name, ImporterDependency { specifier, version }) in dependencies {
-            let _ = writeln!(out, "      {}:", scalar(name, Context::Block));
-            let _ = writeln!(
-                out,
-                "        specifier: {}",
-                scalar(specifier, Context::Block)
-            );
-            let _ = writeln!(out, "        version: {}", scalar(version, Context::Block));
-        }
+        write_specified(out, 3, dependencies);
+    }
+}
+
+/// `name:` then its `specifier` and `version`, at `depth` levels of indentation (importers
+/// and catalogs).
+fn write_specified(
+    out: &mut String,
+    depth: usize,
+    dependencies: &BTreeMap<String, ImporterDependency>,
+) {
+    let indent = "  ".repeat(depth);
+    for (name, ImporterDependency { specifier, version }) in dependencies {
+        let _ = writeln!(out, "{indent}{}:", scalar(name, Context::Block));
+        let _ = writeln!(
+            out,
+            "{indent}  specifier: {}",
+            scalar(specifier, Context::Block)
+        );
+        let _ = writeln!(
+            out,
+            "{indent}  version: {}",
+            scalar(version, Context::Block)
+        );
     }
 }
 

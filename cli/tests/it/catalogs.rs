@@ -1,37 +1,14 @@
 //! pnpm catalogs (`catalog:` and `catalog:<name>` specifiers, ranges in pnpm-workspace.yaml),
 //! against pnpm 12's lockfile and tree for the `workspace-catalogs` fixture.
 
-use crate::common::{Sandbox, diff, pnpm_tree, replace_in, text};
+use crate::common::{Sandbox, assert_resolves_as_pnpm, replace_in, text};
 
-fn lines(text: &str) -> Vec<String> {
-    text.lines().map(str::to_owned).collect()
-}
-
+/// pnpm's lockfile (importers say `catalog:`, the `catalogs` section has the ranges) is up to
+/// date as recorded; resolved from scratch (the default and a named catalog, `catalog:default`,
+/// a tag as a catalog range, one range used by two projects) it is written again byte for byte.
 #[test]
 fn catalogs_install_and_resolve_as_pnpm_does() {
-    let sandbox = Sandbox::new("workspace-catalogs");
-    let expected = pnpm_tree("workspace-catalogs");
-    // pnpm's lockfile (importers say `catalog:`, the `catalogs` section has the ranges) is up
-    // to date as recorded.
-    sandbox.install(&[]);
-    let tree = sandbox.manifest();
-    assert!(tree == expected, "{}", diff(&expected, &tree));
-
-    // Resolved from scratch: the default and a named catalog, `catalog:default`, a tag as a
-    // catalog range, and one range used by two projects.
-    let lockfile_path = sandbox.project().join("pnpm-lock.yaml");
-    let recorded = std::fs::read_to_string(&lockfile_path).unwrap();
-    std::fs::remove_file(&lockfile_path).unwrap();
-    let output = sandbox.flowpm(&["install"]);
-    assert!(output.status.success(), "{}", text(&output));
-    let written = std::fs::read_to_string(&lockfile_path).unwrap();
-    assert!(
-        written == recorded,
-        "the lockfile differs from pnpm's:\n{}",
-        diff(&lines(&recorded), &lines(&written))
-    );
-    let tree = sandbox.manifest();
-    assert!(tree == expected, "{}", diff(&expected, &tree));
+    assert_resolves_as_pnpm("workspace-catalogs");
 }
 
 #[test]

@@ -179,3 +179,28 @@ pub fn node_available() -> bool {
         .output()
         .is_ok_and(|o| o.status.success())
 }
+
+/// pnpm's recorded lockfile for `project` installs pnpm's tree as is, and resolving the project
+/// from scratch writes that lockfile byte for byte and the same tree.
+pub fn assert_resolves_as_pnpm(project: &str) {
+    let sandbox = Sandbox::new(project);
+    let expected = pnpm_tree(project);
+    sandbox.install(&[]);
+    let tree = sandbox.manifest();
+    assert!(tree == expected, "{}", diff(&expected, &tree));
+
+    let lockfile_path = sandbox.project().join("pnpm-lock.yaml");
+    let recorded = std::fs::read_to_string(&lockfile_path).unwrap();
+    std::fs::remove_file(&lockfile_path).unwrap();
+    let output = sandbox.flowpm(&["install"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let written = std::fs::read_to_string(&lockfile_path).unwrap();
+    let lines = |text: &str| text.lines().map(str::to_owned).collect::<Vec<_>>();
+    assert!(
+        written == recorded,
+        "the lockfile differs from pnpm's:\n{}",
+        diff(&lines(&recorded), &lines(&written))
+    );
+    let tree = sandbox.manifest();
+    assert!(tree == expected, "{}", diff(&expected, &tree));
+}

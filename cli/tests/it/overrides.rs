@@ -2,35 +2,14 @@
 //! `resolve-overrides` fixture: by name, by name and range, under a parent (with a range), `-`
 //! (dropped), `$name` (the root's own specifier) and an `npm:` alias.
 
-use crate::common::{Sandbox, diff, pnpm_tree, replace_in, text};
+use crate::common::{Sandbox, assert_resolves_as_pnpm, replace_in, text};
 
-fn lines(text: &str) -> Vec<String> {
-    text.lines().map(str::to_owned).collect()
-}
-
+/// pnpm's lockfile records overridden importer specifiers (`r-lib: 1.0.0` where package.json
+/// says `^1.0.0`): with the same overrides configured it is up to date, and resolving from
+/// scratch writes it again.
 #[test]
 fn overrides_install_and_resolve_as_pnpm_does() {
-    let sandbox = Sandbox::new("resolve-overrides");
-    let expected = pnpm_tree("resolve-overrides");
-    // pnpm's lockfile records overridden importer specifiers (`r-lib: 1.0.0` where package.json
-    // says `^1.0.0`): with the same overrides configured it is up to date.
-    sandbox.install(&[]);
-    let tree = sandbox.manifest();
-    assert!(tree == expected, "{}", diff(&expected, &tree));
-
-    let lockfile_path = sandbox.project().join("pnpm-lock.yaml");
-    let recorded = std::fs::read_to_string(&lockfile_path).unwrap();
-    std::fs::remove_file(&lockfile_path).unwrap();
-    let output = sandbox.flowpm(&["install"]);
-    assert!(output.status.success(), "{}", text(&output));
-    let written = std::fs::read_to_string(&lockfile_path).unwrap();
-    assert!(
-        written == recorded,
-        "the lockfile differs from pnpm's:\n{}",
-        diff(&lines(&recorded), &lines(&written))
-    );
-    let tree = sandbox.manifest();
-    assert!(tree == expected, "{}", diff(&expected, &tree));
+    assert_resolves_as_pnpm("resolve-overrides");
 }
 
 #[test]
