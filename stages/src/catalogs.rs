@@ -43,10 +43,6 @@ impl Catalogs {
         Ok(Catalogs(named))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.values().all(BTreeMap::is_empty)
-    }
-
     /// `None` when `specifier` is not a `catalog:` one; else its entry, or why there is none.
     pub fn lookup(&self, alias: &str, specifier: &str) -> Option<Result<CatalogEntry, String>> {
         let name = specifier.strip_prefix(PROTOCOL)?.trim();

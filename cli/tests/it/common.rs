@@ -188,19 +188,29 @@ pub fn assert_resolves_as_pnpm(project: &str) {
     sandbox.install(&[]);
     let tree = sandbox.manifest();
     assert!(tree == expected, "{}", diff(&expected, &tree));
+    assert_resolves_from_scratch(&sandbox, project, &sandbox.project());
+}
 
+/// With pnpm's recorded lockfile removed, `flowpm install` run in `dir` writes it again byte
+/// for byte and lays out pnpm's tree.
+pub fn assert_resolves_from_scratch(sandbox: &Sandbox, project: &str, dir: &Path) {
     let lockfile_path = sandbox.project().join("pnpm-lock.yaml");
     let recorded = std::fs::read_to_string(&lockfile_path).unwrap();
     std::fs::remove_file(&lockfile_path).unwrap();
-    let output = sandbox.flowpm(&["install"]);
-    assert!(output.status.success(), "{}", text(&output));
+    let output = sandbox.flowpm_in(dir, &["install"], &[]);
+    assert!(output.status.success(), "{project}: {}", text(&output));
     let written = std::fs::read_to_string(&lockfile_path).unwrap();
     let lines = |text: &str| text.lines().map(str::to_owned).collect::<Vec<_>>();
     assert!(
         written == recorded,
-        "the lockfile differs from pnpm's:\n{}",
+        "{project}: the lockfile differs from pnpm's:\n{}",
         diff(&lines(&recorded), &lines(&written))
     );
+    let expected = pnpm_tree(project);
     let tree = sandbox.manifest();
-    assert!(tree == expected, "{}", diff(&expected, &tree));
+    assert!(
+        tree == expected,
+        "{project}: the tree differs from pnpm's:\n{}",
+        diff(&expected, &tree)
+    );
 }

@@ -1,6 +1,8 @@
 //! pnpm workspaces: installed from an up-to-date lockfile, from the root or any project.
 
-use crate::common::{Sandbox, diff, node_available, pnpm_tree, replace_in, text};
+use crate::common::{
+    Sandbox, assert_resolves_from_scratch, diff, node_available, pnpm_tree, replace_in, text,
+};
 
 #[test]
 fn a_workspace_installs_as_pnpm_lays_it_out_from_any_project() {
@@ -65,28 +67,7 @@ fn a_workspace_without_a_lockfile_resolves_to_pnpms_lockfile_and_tree() {
         ("workspace-resolve", "packages/b"),
     ] {
         let sandbox = Sandbox::new(project);
-        let lockfile_path = sandbox.project().join("pnpm-lock.yaml");
-        let recorded = std::fs::read_to_string(&lockfile_path).unwrap();
-        std::fs::remove_file(&lockfile_path).unwrap();
-
-        let output = sandbox.flowpm_in(&sandbox.project().join(nested), &["install"], &[]);
-        assert!(output.status.success(), "{project}: {}", text(&output));
-        let written = std::fs::read_to_string(&lockfile_path).unwrap();
-        assert!(
-            written == recorded,
-            "{project}: the lockfile differs from pnpm's:\n{}",
-            diff(
-                &recorded.lines().map(str::to_owned).collect::<Vec<_>>(),
-                &written.lines().map(str::to_owned).collect::<Vec<_>>()
-            )
-        );
-        let expected = pnpm_tree(project);
-        let tree = sandbox.manifest();
-        assert!(
-            tree == expected,
-            "{project}: the tree differs from pnpm's:\n{}",
-            diff(&expected, &tree)
-        );
+        assert_resolves_from_scratch(&sandbox, project, &sandbox.project().join(nested));
         let again = sandbox.install(&[]);
         assert!(
             text(&again).contains("Already up to date"),

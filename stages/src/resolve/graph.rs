@@ -777,7 +777,6 @@ impl<'a> GraphBuilder<'a> {
             })
     }
 
-    /// A direct dependency whose specifier did not change keeps its locked version.
     /// Whether the old lockfile resolved this catalog entry from the same range.
     fn locked_catalog_entry(&self, entry: &CatalogEntry, alias: &str) -> bool {
         self.old.is_some_and(|old| {
@@ -788,6 +787,7 @@ impl<'a> GraphBuilder<'a> {
         })
     }
 
+    /// A direct dependency whose specifier did not change keeps its locked version.
     fn locked_direct(
         &self,
         project: &str,
