@@ -13,6 +13,7 @@ use crate::lockfile_write::to_yaml;
 use crate::manifest::Manifest;
 use crate::manifest_edit::ManifestText;
 use crate::plan::DependencyGroup;
+use crate::replace::temp_path;
 use crate::report::{InstallReport, Reporter};
 
 /// How `add` writes the range of a package added without one (or with a dist-tag).
@@ -351,13 +352,7 @@ fn change_and_install(
 /// Writes both files to temp files first and renames them only when both are written, so a
 /// full disk or a permission error leaves package.json and the lockfile as they were.
 fn write_both(first: (&Path, &[u8]), second: (&Path, &[u8])) -> Result<(), InstallError> {
-    let temp = |path: &Path| {
-        let name = path
-            .file_name()
-            .map_or_else(Default::default, |n| n.to_string_lossy());
-        path.with_file_name(format!(".{name}.flowpm-{}", std::process::id()))
-    };
-    let (first_temp, second_temp) = (temp(first.0), temp(second.0));
+    let (first_temp, second_temp) = (temp_path(first.0), temp_path(second.0));
     let written = std::fs::write(&first_temp, first.1)
         .map_err(|e| InstallError::io("write", &first_temp, e))
         .and_then(|()| {

@@ -41,6 +41,7 @@ use crate::plan::{
 };
 use crate::plan_cache;
 use crate::platform::Platform;
+use crate::replace::{remove_stale_temps, write_atomically};
 use crate::report::{InstallReport, Reporter};
 use crate::resolve::early_link::{EarlyLink, Planned};
 use crate::resolve::metadata::CacheMode;
@@ -535,20 +536,6 @@ pub(crate) fn parse_rules(
 /// pnpm 12's default `minimumReleaseAge`: a day.
 const DEFAULT_MINIMUM_RELEASE_AGE: u64 = 1440;
 
-/// Writes `path` through a temp file in the same directory and a rename.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map_or_else(Default::default, |n| n.to_string_lossy());
-    let temp = dir.join(format!(".{name}.flowpm-{}", std::process::id()));
-    std::fs::write(&temp, bytes).map_err(|e| InstallError::io("write", &temp, e))?;
-    std::fs::rename(&temp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&temp);
-        InstallError::io("replace", path, e)
-    })
-}
-
 /// Locks the project directory (`flock` on the directory itself, so no file is created) until
 /// the returned handle drops, which the kernel also does if the process dies.
 fn lock_project(
@@ -562,20 +549,22 @@ fn lock_project(
         Mode::empty(),
     )
     .map_err(|e| InstallError::io("open", project_dir, e.into()))?;
-    if flock(&dir, FlockOperation::NonBlockingLockExclusive).is_ok() {
-        return Ok(dir);
-    }
-    reporter.on_warning(&format!(
-        "waiting for another install in {} to finish",
-        project_dir.display()
-    ));
-    loop {
-        match flock(&dir, FlockOperation::LockExclusive) {
-            Ok(()) => return Ok(dir),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(InstallError::io("lock", project_dir, e.into())),
+    if flock(&dir, FlockOperation::NonBlockingLockExclusive).is_err() {
+        reporter.on_warning(&format!(
+            "waiting for another install in {} to finish",
+            project_dir.display()
+        ));
+        loop {
+            match flock(&dir, FlockOperation::LockExclusive) {
+                Ok(()) => break,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(InstallError::io("lock", project_dir, e.into())),
+            }
         }
     }
+    // A killed install's `.pnpm-lock.yaml.flowpm-<pid>` (those in node_modules go with the prune).
+    remove_stale_temps(project_dir);
+    Ok(dir)
 }
 
 /// The plan's units, as packages the store already has (with their file lists) and units it

@@ -42,6 +42,7 @@ pub mod packument;
 pub mod plan;
 mod plan_cache;
 pub mod platform;
+mod replace;
 mod report;
 pub mod resolve;
 pub mod workspace;

@@ -322,10 +322,14 @@ fn list_dir(dir: &Path) -> Result<Vec<String>, InstallError> {
 /// Removes symlinks in `dir` (and in its `@scope` subdirectories) whose alias is not wanted.
 fn prune_links(dir: &Path, wanted: &HashSet<&str>) -> Result<(), InstallError> {
     for name in list_dir(dir)? {
+        let path = dir.join(&name);
         if name.starts_with('.') {
+            // `.bin`, `.pnpm`, `.modules.yaml` are not links; a killed install's temp file goes.
+            if crate::replace::is_stale_temp(&name) {
+                remove_any(&path)?;
+            }
             continue;
         }
-        let path = dir.join(&name);
         if name.starts_with('@') && !path.is_symlink() {
             for inner in list_dir(&path)? {
                 if !wanted.contains(format!("{name}/{inner}").as_str()) {

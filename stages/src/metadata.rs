@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::InstallError;
 use crate::hoist::{Hoisted, hoisted_projects};
 use crate::link::Layout;
+use crate::replace::write_atomically;
 
 /// Settings recorded in `.modules.yaml` that change the tree when they change.
 pub struct ModulesSettings<'a> {
@@ -118,12 +119,6 @@ pub fn write_metadata(
         .map_err(|e| InstallError::Internal(e.to_string()))?;
     write_atomically(&modules_yaml_path(layout), text.as_bytes())?;
     write_atomically(&lock_copy_path(layout), lockfile_text.as_bytes())
-}
-
-fn write_atomically(path: &Path, content: &[u8]) -> Result<(), InstallError> {
-    let temp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&temp, content).map_err(|e| InstallError::io("write", &temp, e))?;
-    std::fs::rename(&temp, path).map_err(|e| InstallError::io("write", path, e))
 }
 
 /// `Sat, 21 Nov 2026 12:17:05 GMT`, as JavaScript's `toUTCString`.

@@ -145,6 +145,35 @@ fn concurrent_installs_share_one_store() {
 }
 
 #[test]
+fn a_killed_installs_temp_files_are_swept_and_no_others() {
+    // What a SIGKILL between writing and renaming leaves (pid 99999999 never runs: pid_max is
+    // at most 2^22), beside a live process's temp and user files that only look alike.
+    let sandbox = Sandbox::new("graph");
+    let project = sandbox.project();
+    let modules = project.join("node_modules");
+    std::fs::create_dir_all(modules.join(".pnpm")).unwrap();
+    let live = format!(".pnpm-lock.yaml.flowpm-{}", std::process::id());
+    let stale = [
+        modules.join(".modules.yaml.flowpm-99999999"),
+        modules.join(".pnpm/.lock.yaml.flowpm-99999999"),
+        project.join(".pnpm-lock.yaml.flowpm-99999999"),
+    ];
+    let kept = [project.join(&live), project.join("notes.flowpm-99999999")];
+    for path in stale.iter().chain(&kept) {
+        std::fs::write(path, "partial").unwrap();
+    }
+    sandbox.install(&[]);
+    for path in &stale {
+        assert!(!path.exists(), "{} is left", path.display());
+    }
+    for path in &kept {
+        assert!(path.exists(), "{} is removed", path.display());
+        std::fs::remove_file(path).unwrap();
+    }
+    assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
+}
+
+#[test]
 fn kill_9_at_twenty_points_never_breaks_the_next_install() {
     // How long a cold install takes here, to spread the kill points over it.
     let probe = Sandbox::new("graph");
