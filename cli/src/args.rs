@@ -213,6 +213,9 @@ pub struct AddArgs {
     /// use cached metadata without revalidating it
     #[argh(switch)]
     pub prefer_offline: bool,
+    /// run no lifecycle scripts: neither the projects' nor dependencies' builds
+    #[argh(switch)]
+    pub ignore_scripts: bool,
     /// the npm registry URL
     #[argh(option)]
     pub registry: Option<String>,
@@ -240,6 +243,9 @@ pub struct RemoveArgs {
     /// use cached metadata without revalidating it
     #[argh(switch)]
     pub prefer_offline: bool,
+    /// run no lifecycle scripts: neither the projects' nor dependencies' builds
+    #[argh(switch)]
+    pub ignore_scripts: bool,
     /// the npm registry URL
     #[argh(option)]
     pub registry: Option<String>,
@@ -267,6 +273,9 @@ pub struct UpdateArgs {
     /// use cached metadata without revalidating it
     #[argh(switch)]
     pub prefer_offline: bool,
+    /// run no lifecycle scripts: neither the projects' nor dependencies' builds
+    #[argh(switch)]
+    pub ignore_scripts: bool,
     /// the npm registry URL
     #[argh(option)]
     pub registry: Option<String>,
@@ -292,6 +301,9 @@ pub struct InstallArgs {
     /// use cached metadata without revalidating it
     #[argh(switch)]
     pub prefer_offline: bool,
+    /// run no lifecycle scripts: neither the projects' nor dependencies' builds
+    #[argh(switch)]
+    pub ignore_scripts: bool,
     /// use only the store; fail if a package would need downloading
     #[argh(switch)]
     pub offline: bool,

@@ -83,6 +83,7 @@ fn run_install(project_dir: std::path::PathBuf, args: InstallArgs) -> anyhow::Re
         import_method,
         lockfile_only: args.lockfile_only,
         prefer_offline: args.prefer_offline,
+        ignore_scripts: args.ignore_scripts,
         ..InstallOptions::default()
     };
     with_progress(&args.reporter, "install failed", |reporter| {
@@ -140,6 +141,7 @@ fn run_add(project_dir: std::path::PathBuf, args: AddArgs) -> anyhow::Result<()>
         lockfile_only: args.lockfile_only,
         registry: args.registry,
         store_dir: args.store_dir,
+        ignore_scripts: args.ignore_scripts,
         ..InstallOptions::default()
     };
     with_progress(&args.reporter, "add failed", |reporter| {
@@ -171,6 +173,7 @@ fn run_remove(project_dir: std::path::PathBuf, args: RemoveArgs) -> anyhow::Resu
     }
     let options = InstallOptions {
         offline: args.offline,
+        ignore_scripts: args.ignore_scripts,
         ..resolving(
             project_dir,
             args.registry,
@@ -185,13 +188,16 @@ fn run_remove(project_dir: std::path::PathBuf, args: RemoveArgs) -> anyhow::Resu
 }
 
 fn run_update(project_dir: std::path::PathBuf, args: UpdateArgs) -> anyhow::Result<()> {
-    let options = resolving(
-        project_dir,
-        args.registry,
-        args.store_dir,
-        args.prefer_offline,
-        args.lockfile_only,
-    );
+    let options = InstallOptions {
+        ignore_scripts: args.ignore_scripts,
+        ..resolving(
+            project_dir,
+            args.registry,
+            args.store_dir,
+            args.prefer_offline,
+            args.lockfile_only,
+        )
+    };
     with_progress(&args.reporter, "update failed", |reporter| {
         flowpm_stages::commands::update(&options, &args.packages, args.latest, reporter)
     })

@@ -239,7 +239,10 @@ pub fn bench_index(
                 };
                 let stored = StoredPackage {
                     unit: Arc::new(unit),
-                    files: Arc::new(PackageFiles { files }),
+                    files: Arc::new(PackageFiles {
+                        files,
+                        requires_build: false,
+                    }),
                 };
                 if context.send(&sender, stored).is_err() {
                     break;

@@ -56,11 +56,15 @@ pub struct DecodeLimits {
     pub max_entries: usize,
 }
 
+impl DecodeLimits {
+    pub const DEFAULT_STREAM_THRESHOLD: u64 = 256 << 10;
+}
+
 impl Default for DecodeLimits {
     fn default() -> Self {
         // The largest files on npm are native binaries of a few hundred MB.
         DecodeLimits {
-            stream_threshold: 256 << 10,
+            stream_threshold: Self::DEFAULT_STREAM_THRESHOLD,
             max_file_size: 1 << 30,
             max_total_size: 4 << 30,
             max_entries: 500_000,

@@ -32,6 +32,18 @@ pub enum InstallError {
         needed_by: String,
         section: &'static str,
     },
+    #[error("{package}: the `{event}` script (`{script}`) {outcome}")]
+    Script {
+        package: String,
+        event: String,
+        script: String,
+        outcome: String,
+    },
+    #[error(
+        "ignored build scripts: {}. Allow them in pnpm-workspace.yaml (`allowBuilds:` with `<name>: true`, or `false` to skip them quietly), or install with --ignore-scripts",
+        packages.join(", ")
+    )]
+    IgnoredBuilds { packages: Vec<String> },
     #[error("{package}: unsupported dependency reference `{reference}` ({why})")]
     UnsupportedReference {
         package: String,

@@ -28,12 +28,13 @@ use crate::fetch::{Fetcher, run_fetch_worker};
 use crate::hoist::hoist;
 use crate::index::run_index_writer;
 use crate::integrity::Integrity;
+use crate::lifecycle::{BuildSettings, Lifecycle};
 use crate::link::{ImportMethod, Importer, Layout, run_import_worker};
 use crate::lockfile::Lockfile;
 use crate::lockfile_write::to_yaml;
 use crate::manifest::Manifest;
 use crate::messages::{PackageUnit, StoredPackage};
-use crate::metadata::{ModulesSettings, invalidate, is_up_to_date, write_metadata};
+use crate::metadata::{Installed, ModulesSettings, invalidate, is_up_to_date, write_metadata};
 use crate::overrides::Overrides;
 use crate::plan::{
     InstallPlan, PlanOptions, ROOT_IMPORTER, WorkspaceProject, check_up_to_date,
@@ -72,6 +73,9 @@ pub struct InstallOptions {
     /// pnpm's `minimumReleaseAge` in minutes (versions younger than this are avoided);
     /// `None` reads `minimum-release-age` from the configuration, default 1440 as pnpm 12.
     pub minimum_release_age: Option<u64>,
+    /// Run no lifecycle scripts (neither the projects' nor the dependencies' builds), as
+    /// `--ignore-scripts`; `ignore-scripts=true` in .npmrc does the same.
+    pub ignore_scripts: bool,
     /// Lets an embedding program abort the install from another thread.
     pub cancel: CancelToken,
 }
@@ -90,6 +94,7 @@ impl Default for InstallOptions {
             prefer_offline: false,
             update: None,
             minimum_release_age: None,
+            ignore_scripts: false,
             cancel: CancelToken::new(),
         }
     }
@@ -107,8 +112,10 @@ pub fn install(
     // Inside a workspace, the whole workspace is installed from its root, as pnpm does.
     let workspace::Found {
         workspace,
-        settings,
+        mut settings,
     } = workspace::find(&project_dir)?;
+    let builds = std::mem::take(&mut settings.builds);
+    let init_cwd = project_dir.clone();
     let project_dir = workspace
         .as_ref()
         .map_or(project_dir, |workspace| workspace.root.clone());
@@ -132,6 +139,11 @@ pub fn install(
         });
     }
     let (config, store_dir) = load_config(&project_dir, options)?;
+    let lifecycle = scripts_enabled(options, &config).then_some(Lifecycle {
+        settings: &builds,
+        init_cwd: &init_cwd,
+    });
+    let lifecycle = lifecycle.as_ref();
     let plan_options = PlanOptions {
         production_only: options.production_only,
         platform: Platform::host(),
@@ -152,6 +164,8 @@ pub fn install(
         lockfile_path: &lockfile_path,
         plan_options: &plan_options,
         workspace_projects: &workspace_projects,
+        builds: &builds,
+        lifecycle,
         reporter,
         started,
     };
@@ -233,20 +247,32 @@ pub fn install(
         });
     }
     let layout = Layout::new(&project_dir, &plan);
-    let up_to_date = || InstallReport {
-        packages: plan.snapshots.len(),
-        skipped_optional: plan.skipped.len(),
-        up_to_date: true,
-        elapsed: started.elapsed(),
-        ..InstallReport::default()
+    let up_to_date = |installed: Installed| {
+        let mut warnings = Vec::new();
+        report_ignored(installed.ignored_builds, lifecycle, reporter, &mut warnings)?;
+        Ok(InstallReport {
+            packages: plan.snapshots.len(),
+            skipped_optional: plan.skipped.len(),
+            up_to_date: true,
+            elapsed: started.elapsed(),
+            warnings,
+            ..InstallReport::default()
+        })
     };
-    if is_up_to_date(&layout, &lockfile_text, options.production_only) {
-        return Ok(up_to_date());
+    let current = |layout: &Layout<'_>| {
+        let builds = lifecycle.map(|l| l.settings);
+        is_up_to_date(layout, &lockfile_text, options.production_only, builds)
+    };
+    if let Some(installed) = current(&layout) {
+        return up_to_date(installed);
     }
     // One install at a time per project; one that waited may find the work done.
     let _project_lock = lock_project(&project_dir, reporter)?;
-    if is_up_to_date(&layout, &lockfile_text, options.production_only) {
-        return Ok(up_to_date());
+    if let Some(installed) = current(&layout) {
+        return up_to_date(installed);
+    }
+    if let Some(lifecycle) = lifecycle {
+        lifecycle.before_link(&project_dir, &workspace_projects)?;
     }
 
     let store = Store::open(&store_dir)?;
@@ -281,7 +307,14 @@ pub fn install(
     let layout = Layout::new(&project_dir, &plan);
 
     warnings.extend(crate::bins::link_bins(&layout, &hoisted)?);
-    write_modules_metadata(&layout, &hoisted, options, &store_dir, &lockfile_text)?;
+    let end = Finish {
+        options,
+        store: &store,
+        builds: &builds,
+        lifecycle,
+        reporter,
+    };
+    end.finish(&layout, &hoisted, &lockfile_text, &mut warnings)?;
     Ok(counts.into_report(&plan, started, stages, warnings))
 }
 
@@ -318,6 +351,8 @@ struct Resolution<'a> {
     lockfile_path: &'a Path,
     plan_options: &'a PlanOptions,
     workspace_projects: &'a [WorkspaceProject],
+    builds: &'a BuildSettings,
+    lifecycle: Option<&'a Lifecycle<'a>>,
     reporter: &'a dyn Reporter,
     started: Instant,
 }
@@ -339,6 +374,8 @@ fn resolve_and_install(
         lockfile_path,
         plan_options,
         workspace_projects,
+        builds,
+        lifecycle,
         reporter,
         started,
     } = *resolution;
@@ -353,6 +390,9 @@ fn resolve_and_install(
         return Ok(report);
     }
     let _project_lock = lock_project(project_dir, reporter)?;
+    if let Some(lifecycle) = lifecycle {
+        lifecycle.before_link(project_dir, workspace_projects)?;
+    }
     let planned = Planned::default();
     let target = EarlyLink {
         project_dir,
@@ -416,28 +456,86 @@ fn resolve_and_install(
     warnings.extend(crate::bins::link_bins(&layout, &hoisted)?);
     let text = to_yaml(&lockfile);
     write_atomically(lockfile_path, text.as_bytes())?;
-    write_modules_metadata(&layout, &hoisted, options, store_dir, &text)?;
+    let end = Finish {
+        options,
+        store: &Store::open(store_dir)?,
+        builds,
+        lifecycle,
+        reporter,
+    };
+    end.finish(&layout, &hoisted, &text, &mut warnings)?;
     Ok(counts.into_report(&plan, started, report.stages, warnings))
 }
 
-/// `.modules.yaml` and the lockfile copy, written last: they mark the tree complete.
-fn write_modules_metadata(
-    layout: &Layout<'_>,
-    hoisted: &[crate::hoist::Hoisted],
-    options: &InstallOptions,
-    store_dir: &Path,
-    lockfile_text: &str,
+/// The end of an install that changed the tree.
+struct Finish<'a> {
+    options: &'a InstallOptions,
+    store: &'a Store,
+    builds: &'a BuildSettings,
+    lifecycle: Option<&'a Lifecycle<'a>>,
+    reporter: &'a dyn Reporter,
+}
+
+impl Finish<'_> {
+    /// Runs the builds and the projects' scripts, then writes `.modules.yaml` and the lockfile
+    /// copy, last: they mark the tree complete. Ignored builds are reported after that.
+    fn finish(
+        &self,
+        layout: &Layout<'_>,
+        hoisted: &[crate::hoist::Hoisted],
+        lockfile_text: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), InstallError> {
+        let ignored = match self.lifecycle {
+            Some(lifecycle) => lifecycle.after_link(layout, self.store)?,
+            None => Vec::new(),
+        };
+        let store_dir = self.store.root();
+        write_metadata(
+            layout,
+            hoisted,
+            &ModulesSettings {
+                production_only: self.options.production_only,
+                store_dir,
+                skipped: &layout.plan.skipped,
+                allow_builds: &self.builds.allow,
+                ignored_builds: &ignored,
+            },
+            lockfile_text,
+        )?;
+        report_ignored(ignored, self.lifecycle, self.reporter, warnings)
+    }
+}
+
+/// Builds that no `allowBuilds` entry decides fail the install with `strictDepBuilds` (pnpm
+/// 12's default), else they are a warning. The tree is complete either way.
+fn report_ignored(
+    ignored: Vec<String>,
+    lifecycle: Option<&Lifecycle<'_>>,
+    reporter: &dyn Reporter,
+    warnings: &mut Vec<String>,
 ) -> Result<(), InstallError> {
-    write_metadata(
-        layout,
-        hoisted,
-        &ModulesSettings {
-            production_only: options.production_only,
-            store_dir,
-            skipped: &layout.plan.skipped,
-        },
-        lockfile_text,
-    )
+    let Some(lifecycle) = lifecycle else {
+        return Ok(());
+    };
+    if ignored.is_empty() {
+        return Ok(());
+    }
+    if lifecycle.settings.strict {
+        return Err(InstallError::IgnoredBuilds { packages: ignored });
+    }
+    let warning = format!(
+        "ignored build scripts: {} (allow them with `allowBuilds` in pnpm-workspace.yaml)",
+        ignored.join(", ")
+    );
+    reporter.on_warning(&warning);
+    warnings.push(warning);
+    Ok(())
+}
+
+/// Scripts run unless `--ignore-scripts` or `ignore-scripts=true` in .npmrc says otherwise.
+fn scripts_enabled(options: &InstallOptions, config: &NpmConfig) -> bool {
+    !options.ignore_scripts && config.get("ignore-scripts") != Some("true")
 }
 
 /// Resolves `projects` against the registry, keeping `old`'s versions where they satisfy and

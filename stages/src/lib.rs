@@ -30,6 +30,7 @@ mod http;
 mod index;
 mod install;
 pub mod integrity;
+pub mod lifecycle;
 pub mod link;
 pub mod lockfile;
 pub mod lockfile_write;

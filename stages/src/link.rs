@@ -434,7 +434,7 @@ impl<'a> Importer<'a> {
                     io_error("create directory", &package_dir.join(parent), e.into())
                 })?;
             }
-            self.import_file(&dir, file)
+            self.import_file(&dir, file, files.requires_build)
                 .map_err(|e| io_error("import file", &package_dir.join(&file.path), e.into()))?;
             self.bytes_imported.fetch_add(file.size, Ordering::Relaxed);
         }
@@ -444,12 +444,22 @@ impl<'a> Importer<'a> {
         Ok(())
     }
 
-    fn import_file(&self, dir: &OwnedFd, file: &FileEntry) -> rustix::io::Result<()> {
+    /// Imports one file; `private` (a package whose build scripts may rewrite its files) gets
+    /// a copy of its own, never a hardlink into the store, as pnpm does.
+    fn import_file(
+        &self,
+        dir: &OwnedFd,
+        file: &FileEntry,
+        private: bool,
+    ) -> rustix::io::Result<()> {
         let name = Cas::relative_path(&file.hash, file.is_executable());
         let source = name.as_str();
         let destination = file.path.as_str();
         loop {
-            let method = self.decided.load(Ordering::Relaxed);
+            let method = match self.decided.load(Ordering::Relaxed) {
+                METHOD_HARDLINK if private => METHOD_COPY,
+                method => method,
+            };
             let result = match method {
                 METHOD_UNDECIDED | METHOD_CLONE => {
                     self.clone_file(source, dir, destination, file.mode)

@@ -53,6 +53,8 @@ pub struct Attempt {
     /// (a verified tarball with a missing file must not become an index entry).
     poisoned: AtomicBool,
     staged: Mutex<Vec<StagedEntry>>,
+    /// Its package.json has install scripts (seen by the writer that staged it).
+    install_scripts: AtomicBool,
 }
 
 /// A staged file of an attempt, with its order in the tarball (a later duplicate entry wins).
@@ -71,7 +73,16 @@ impl Attempt {
             verified: AtomicBool::new(false),
             poisoned: AtomicBool::new(false),
             staged: Mutex::new(Vec::new()),
+            install_scripts: AtomicBool::new(false),
         }
+    }
+
+    pub fn mark_install_scripts(&self) {
+        self.install_scripts.store(true, Ordering::Release);
+    }
+
+    pub fn has_install_scripts(&self) -> bool {
+        self.install_scripts.load(Ordering::Acquire)
     }
 
     /// Called by the decoder before it hands a file to the write pool.

@@ -4,12 +4,14 @@
 //! removed when an install starts changing `node_modules` and written last, after everything
 //! else: its presence means the tree is complete for that lockfile (for pnpm as well).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::json;
 
 use crate::InstallError;
 use crate::hoist::{Hoisted, hoisted_projects};
+use crate::lifecycle::BuildSettings;
 use crate::link::Layout;
 use crate::replace::write_atomically;
 
@@ -18,6 +20,10 @@ pub struct ModulesSettings<'a> {
     pub production_only: bool,
     pub store_dir: &'a Path,
     pub skipped: &'a [String],
+    /// pnpm-workspace.yaml's `allowBuilds`, recorded so that a change to it is not a no-op.
+    pub allow_builds: &'a BTreeMap<String, bool>,
+    /// Builds neither allowed nor denied (`name@version`).
+    pub ignored_builds: &'a [String],
 }
 
 pub fn lock_copy_path(layout: &Layout<'_>) -> std::path::PathBuf {
@@ -28,26 +34,49 @@ pub fn modules_yaml_path(layout: &Layout<'_>) -> std::path::PathBuf {
     layout.modules_dir.join(".modules.yaml")
 }
 
-/// True when `node_modules` already holds a complete install of `lockfile_text` with the same
-/// settings and every package directory is still there.
-pub fn is_up_to_date(layout: &Layout<'_>, lockfile_text: &str, production_only: bool) -> bool {
-    let Ok(installed) = std::fs::read(lock_copy_path(layout)) else {
-        return false;
-    };
+/// What a complete earlier install recorded that a no-op install still reports.
+#[derive(Debug, Default)]
+pub struct Installed {
+    /// `ignoredBuilds` of `.modules.yaml`.
+    pub ignored_builds: Vec<String>,
+}
+
+/// `Some` when `node_modules` already holds a complete install of `lockfile_text` with the
+/// same settings and every package directory is still there. With `builds` (scripts on), an
+/// `allowBuilds` that changed since, or that now allows every ignored build, is a change.
+pub fn is_up_to_date(
+    layout: &Layout<'_>,
+    lockfile_text: &str,
+    production_only: bool,
+    builds: Option<&BuildSettings>,
+) -> Option<Installed> {
+    let installed = std::fs::read(lock_copy_path(layout)).ok()?;
     if installed != lockfile_text.as_bytes() {
-        return false;
+        return None;
     }
-    let Ok(modules) = std::fs::read(modules_yaml_path(layout)) else {
-        return false;
-    };
-    let Ok(modules) = serde_json::from_slice::<serde_json::Value>(&modules) else {
-        return false;
-    };
+    let modules = std::fs::read(modules_yaml_path(layout)).ok()?;
+    let modules = serde_json::from_slice::<serde_json::Value>(&modules).ok()?;
     let dev_included = modules["included"]["devDependencies"]
         .as_bool()
         .unwrap_or(true);
     if dev_included == production_only {
-        return false;
+        return None;
+    }
+    let ignored_builds: Vec<String> = match modules["ignoredBuilds"].as_array() {
+        Some(list) => list
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        None => Vec::new(),
+    };
+    if let Some(builds) = builds {
+        let recorded: Option<BTreeMap<String, bool>> =
+            serde_json::from_value(modules["allowBuilds"].clone()).ok();
+        if recorded.as_ref() != Some(&builds.allow)
+            || (builds.allow_all && !ignored_builds.is_empty())
+        {
+            return None;
+        }
     }
     // One stat per package: catches deleted directories, as pnpm does.
     let snapshots_present = layout
@@ -62,7 +91,7 @@ pub fn is_up_to_date(layout: &Layout<'_>, lockfile_text: &str, production_only: 
             .symlink_metadata()
             .is_ok()
     });
-    snapshots_present && direct_present
+    (snapshots_present && direct_present).then_some(Installed { ignored_builds })
 }
 
 /// Removes the completion marker before the tree is modified.
@@ -95,7 +124,8 @@ pub fn write_metadata(
     }
     let mut skipped = settings.skipped.to_vec();
     skipped.sort();
-    let modules = json!({
+    // Keys in pnpm 12's order (`ignoredBuilds` only when there are some).
+    let mut modules = json!({
         "hoistedDependencies": hoisted_map,
         "hoistPattern": ["*"],
         "included": {
@@ -107,14 +137,24 @@ pub fn write_metadata(
         "nodeLinker": "isolated",
         "packageManager": concat!("flowpm@", env!("CARGO_PKG_VERSION")),
         "pendingBuilds": [],
-        "prunedAt": http_date(std::time::SystemTime::now()),
-        "publicHoistPattern": [],
-        "skipped": skipped,
-        "storeDir": settings.store_dir.display().to_string(),
-        "virtualStoreDir": ".pnpm",
-        "virtualStoreDirMaxLength": crate::dep_path::VIRTUAL_STORE_DIR_MAX_LENGTH,
-        "allowBuilds": {},
     });
+    if !settings.ignored_builds.is_empty() {
+        modules["ignoredBuilds"] = json!(settings.ignored_builds);
+    }
+    for (key, value) in [
+        ("prunedAt", json!(http_date(std::time::SystemTime::now()))),
+        ("publicHoistPattern", json!([])),
+        ("skipped", json!(skipped)),
+        ("storeDir", json!(settings.store_dir.display().to_string())),
+        ("virtualStoreDir", json!(".pnpm")),
+        (
+            "virtualStoreDirMaxLength",
+            json!(crate::dep_path::VIRTUAL_STORE_DIR_MAX_LENGTH),
+        ),
+        ("allowBuilds", json!(settings.allow_builds)),
+    ] {
+        modules[key] = value;
+    }
     let text = serde_json::to_string_pretty(&modules)
         .map_err(|e| InstallError::Internal(e.to_string()))?;
     write_atomically(&modules_yaml_path(layout), text.as_bytes())?;

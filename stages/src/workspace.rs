@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::InstallError;
 use crate::catalogs::Catalogs;
+use crate::lifecycle::BuildSettings;
 use crate::manifest::Manifest;
 
 pub const WORKSPACE_FILE: &str = "pnpm-workspace.yaml";
@@ -34,6 +35,13 @@ struct WorkspaceFile {
     catalog: BTreeMap<String, String>,
     #[serde(default)]
     catalogs: BTreeMap<String, BTreeMap<String, String>>,
+    /// `name` or `name@version` to true or false (other values count as not listed).
+    #[serde(default, rename = "allowBuilds")]
+    allow_builds: BTreeMap<String, serde_json::Value>,
+    #[serde(default, rename = "dangerouslyAllowAllBuilds")]
+    dangerously_allow_all_builds: bool,
+    #[serde(default, rename = "strictDepBuilds")]
+    strict_dep_builds: Option<bool>,
 }
 
 /// The settings of a pnpm-workspace.yaml that shape resolution.
@@ -42,6 +50,8 @@ pub struct Settings {
     /// `overrides`, in the file's order.
     pub overrides: Vec<(String, String)>,
     pub catalogs: Catalogs,
+    /// Which dependencies may run build scripts.
+    pub builds: BuildSettings,
 }
 
 impl WorkspaceFile {
@@ -54,9 +64,18 @@ impl WorkspaceFile {
             path: path.to_path_buf(),
             message,
         })?;
+        let allow = std::mem::take(&mut self.allow_builds)
+            .into_iter()
+            .filter_map(|(key, value)| Some((key, value.as_bool()?)))
+            .collect();
         Ok(Settings {
             overrides: std::mem::take(&mut self.overrides),
             catalogs,
+            builds: BuildSettings::new(
+                allow,
+                self.dangerously_allow_all_builds,
+                self.strict_dep_builds,
+            ),
         })
     }
 }

@@ -9,8 +9,12 @@ use flowpm_pipeline::{Receiver, Sender, StageContext};
 use flowpm_store::{Cas, CommitOutcome, FileEntry, PackageFiles};
 
 use crate::InstallError;
+use crate::lifecycle::{has_install_scripts, requires_build};
 use crate::messages::{Attempt, FileJob, StagedEntry, StoredPackage};
 use crate::report::Reporter;
+
+/// Files this large are streamed by the decoder, not sent to the writers.
+const STREAMED_MIN: u64 = crate::decode::DecodeLimits::DEFAULT_STREAM_THRESHOLD;
 
 /// Where finalised packages go, shared by writers and fetch threads.
 pub struct Finalizer<'a> {
@@ -34,6 +38,9 @@ pub fn run_write_worker(
         let mut failure = None;
         for (sequence, file) in files {
             let executable = file.mode & 0o111 != 0;
+            if file.path == "package.json" && has_install_scripts(&file.data) {
+                attempt.mark_install_scripts();
+            }
             match finalizer.cas.stage(&file.data, executable) {
                 Ok(done) => {
                     context.record_item(file.data.len() as u64);
@@ -97,10 +104,25 @@ pub fn finalize(
             size,
         });
     }
+    let mut scripts = attempt.has_install_scripts();
+    if let Some(manifest) = files.iter().find(|f| f.path == "package.json")
+        && !scripts
+        && manifest.size > STREAMED_MIN
+    {
+        // Over the streaming threshold, package.json bypassed the writers: read it back.
+        let path = finalizer
+            .cas
+            .file_path(&manifest.hash, manifest.is_executable());
+        scripts = std::fs::read(path).is_ok_and(|bytes| has_install_scripts(&bytes));
+    }
+    let requires_build = requires_build(scripts, &files);
     finalizer.reporter.on_fetched(&attempt.unit.name);
     let stored = StoredPackage {
         unit: attempt.unit.clone(),
-        files: Arc::new(PackageFiles { files }),
+        files: Arc::new(PackageFiles {
+            files,
+            requires_build,
+        }),
     };
     if context.send(&finalizer.index, stored.clone()).is_err() {
         return Ok(());

@@ -70,6 +70,8 @@ impl Index {
         let txn = self.env.begin_ro_txn().map_err(|e| self.error("read", e))?;
         keys.into_iter()
             .map(|key| match txn.get(self.db, &storage_key(key)) {
+                // Written by an older flowpm: fetched again and overwritten.
+                Ok(bytes) if PackageFiles::is_older_format(bytes) => Ok(None),
                 Ok(bytes) => {
                     PackageFiles::decode(bytes)
                         .map(Some)
@@ -78,6 +80,22 @@ impl Index {
                         })
                 }
                 Err(lmdb::Error::NotFound) => Ok(None),
+                Err(e) => Err(self.error("read", e)),
+            })
+            .collect()
+    }
+
+    /// Which of `keys` are stored as requiring a build, reading only each entry's header (a
+    /// missing or unreadable entry does not).
+    pub fn requires_build_many<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k str>,
+    ) -> Result<Vec<bool>, StoreError> {
+        let txn = self.env.begin_ro_txn().map_err(|e| self.error("read", e))?;
+        keys.into_iter()
+            .map(|key| match txn.get(self.db, &storage_key(key)) {
+                Ok(bytes) => Ok(PackageFiles::peek_requires_build(bytes).unwrap_or(false)),
+                Err(lmdb::Error::NotFound) => Ok(false),
                 Err(e) => Err(self.error("read", e)),
             })
             .collect()
@@ -203,6 +221,7 @@ mod tests {
                 mode: 0o644,
                 size: 1,
             }],
+            requires_build: false,
         };
         let long_key = format!("https://example.invalid/{}", "x".repeat(600));
         let mut batch = IndexBatch::default();

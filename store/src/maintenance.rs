@@ -197,7 +197,13 @@ mod tests {
                 size: content.len() as u64,
             };
             staged.commit(store.cas()).unwrap();
-            batch.push(key, &PackageFiles { files: vec![entry] });
+            batch.push(
+                key,
+                &PackageFiles {
+                    files: vec![entry],
+                    requires_build: false,
+                },
+            );
         }
         store.index().commit(&batch).unwrap();
         let orphan = store.cas().stage(b"orphan", true).unwrap();

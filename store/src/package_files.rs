@@ -23,17 +23,27 @@ impl FileEntry {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PackageFiles {
     pub files: Vec<FileEntry>,
+    /// The package has install scripts (`preinstall`, `install`, `postinstall`, or a
+    /// `binding.gyp`): known when it is stored, so no install reads its package.json again.
+    pub requires_build: bool,
 }
 
-const FORMAT_VERSION: u8 = 1;
+/// Version 2 added the flags byte; a version-1 entry reads as missing (fetched again).
+const FORMAT_VERSION: u8 = 2;
+const REQUIRES_BUILD: u8 = 1;
 
 impl PackageFiles {
-    /// Compact binary form: version byte, count, then per file
+    /// Compact binary form: version byte, flags byte, count, then per file
     /// `path_len u16 | path | hash 32 | mode u32 | size u64`, little-endian.
     pub fn encode(&self) -> Vec<u8> {
         let mut out =
-            Vec::with_capacity(5 + self.files.iter().map(|f| 46 + f.path.len()).sum::<usize>());
+            Vec::with_capacity(6 + self.files.iter().map(|f| 46 + f.path.len()).sum::<usize>());
         out.push(FORMAT_VERSION);
+        out.push(if self.requires_build {
+            REQUIRES_BUILD
+        } else {
+            0
+        });
         out.extend_from_slice(&(self.files.len() as u32).to_le_bytes());
         for file in &self.files {
             out.extend_from_slice(&(file.path.len() as u16).to_le_bytes());
@@ -48,9 +58,7 @@ impl PackageFiles {
     /// The inverse of [`PackageFiles::encode`]; `None` if the bytes are not a valid entry.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let mut reader = Reader(bytes);
-        if reader.take(1)?[0] != FORMAT_VERSION {
-            return None;
-        }
+        let requires_build = Self::peek_requires_build(reader.take(2)?)?;
         let count = u32::from_le_bytes(reader.take(4)?.try_into().ok()?) as usize;
         let mut files = Vec::with_capacity(count.min(1 << 16));
         for _ in 0..count {
@@ -66,7 +74,26 @@ impl PackageFiles {
                 size,
             });
         }
-        reader.0.is_empty().then_some(PackageFiles { files })
+        reader.0.is_empty().then_some(PackageFiles {
+            files,
+            requires_build,
+        })
+    }
+
+    /// Whether `bytes` are an entry of an earlier format version.
+    pub fn is_older_format(bytes: &[u8]) -> bool {
+        bytes
+            .first()
+            .is_some_and(|&version| version < FORMAT_VERSION)
+    }
+
+    /// [`PackageFiles::requires_build`] from an encoded entry's first bytes, without decoding
+    /// its file list; `None` if they are not a valid entry's.
+    pub fn peek_requires_build(bytes: &[u8]) -> Option<bool> {
+        match bytes {
+            [FORMAT_VERSION, flags, ..] => Some(flags & REQUIRES_BUILD != 0),
+            _ => None,
+        }
     }
 
     pub fn total_size(&self) -> u64 {
@@ -108,10 +135,15 @@ mod tests {
                     size: 1,
                 },
             ],
+            requires_build: true,
         };
         let bytes = files.encode();
         assert_eq!(PackageFiles::decode(&bytes), Some(files));
+        assert_eq!(PackageFiles::peek_requires_build(&bytes), Some(true));
         assert_eq!(PackageFiles::decode(&bytes[..bytes.len() - 1]), None);
-        assert_eq!(PackageFiles::decode(&[2, 0, 0, 0, 0]), None);
+        assert_eq!(PackageFiles::decode(&[3, 0, 0, 0, 0, 0]), None);
+        // A version-1 entry (before the flags byte) is not read as a package's files.
+        assert_eq!(PackageFiles::decode(&[1, 0, 0, 0, 0]), None);
+        assert_eq!(PackageFiles::peek_requires_build(&[1, 0, 0, 0, 0]), None);
     }
 }

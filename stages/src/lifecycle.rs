@@ -1,0 +1,464 @@
+//! Lifecycle scripts, as pnpm 12 runs them.
+//!
+//! - A dependency "requires a build" when its package.json has a `preinstall`, `install` or
+//!   `postinstall` script, or it ships a `binding.gyp` (implicit `node-gyp rebuild`) or
+//!   `.hooks/`. This is decided when the package is stored and kept in the store's index.
+//! - Such a package is imported by copy, never hardlinked, so its scripts cannot alter the
+//!   store; its scripts run only when `allowBuilds` in pnpm-workspace.yaml allows it (or with
+//!   `dangerouslyAllowAllBuilds`), dependencies before dependents, in the package directory.
+//! - A build neither allowed nor denied is "ignored": recorded in `.modules.yaml`
+//!   (`ignoredBuilds`), and with `strictDepBuilds` (pnpm 12's default) the install fails after
+//!   the tree is complete, naming them.
+//! - The projects' own `preinstall` runs before the tree is linked; `install`, `postinstall`,
+//!   `preprepare`, `prepare` and `postprepare` after the dependencies' builds.
+//! - `--ignore-scripts` (or `ignore-scripts=true` in .npmrc) runs none of them.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use flowpm_store::FileEntry;
+use serde::Deserialize;
+
+use crate::InstallError;
+use crate::link::Layout;
+use crate::plan::{InstallPlan, ROOT_IMPORTER, WorkspaceProject};
+
+/// Whether a package.json has an install-time script (checked for every stored package, so
+/// the common case, no such key anywhere, is a byte scan without parsing).
+pub(crate) fn has_install_scripts(package_json: &[u8]) -> bool {
+    if !package_json.windows(8).any(|w| w == b"install\"") {
+        return false;
+    }
+    serde_json::from_slice::<ScriptsOnly>(package_json).is_ok_and(|manifest| {
+        ["preinstall", "install", "postinstall"]
+            .iter()
+            .any(|event| {
+                manifest
+                    .scripts
+                    .get(*event)
+                    .and_then(|s| s.as_str())
+                    .is_some_and(|s| !s.is_empty())
+            })
+    })
+}
+
+/// Whether a package with these files requires a build (pnpm's rule).
+pub(crate) fn requires_build(has_install_scripts: bool, files: &[FileEntry]) -> bool {
+    has_install_scripts
+        || files
+            .iter()
+            .any(|file| file.path == "binding.gyp" || file.path.starts_with(".hooks/"))
+}
+
+#[derive(Deserialize, Default)]
+struct ScriptsOnly {
+    #[serde(default)]
+    scripts: HashMap<String, serde_json::Value>,
+}
+
+/// What pnpm-workspace.yaml says about dependency builds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildSettings {
+    /// `allowBuilds`: `name` or `name@version` (versions joined by `||`) to true or false.
+    pub allow: BTreeMap<String, bool>,
+    /// `dangerouslyAllowAllBuilds`.
+    pub allow_all: bool,
+    /// `strictDepBuilds` (default true, as in pnpm 12): ignored builds fail the install.
+    pub strict: bool,
+}
+
+impl Default for BuildSettings {
+    fn default() -> Self {
+        BuildSettings::new(BTreeMap::new(), false, None)
+    }
+}
+
+impl BuildSettings {
+    pub(crate) fn new(
+        allow: BTreeMap<String, bool>,
+        allow_all: bool,
+        strict: Option<bool>,
+    ) -> Self {
+        BuildSettings {
+            allow,
+            allow_all,
+            strict: strict.unwrap_or(true),
+        }
+    }
+
+    /// `Some(true)` allowed, `Some(false)` denied, `None` not listed (ignored).
+    fn decision(&self, name: &str, version: &str) -> Option<bool> {
+        if self.allow_all {
+            return Some(true);
+        }
+        let by_version = self.allow.iter().find_map(|(key, &allowed)| {
+            let (key_name, versions) = split_name(key)?;
+            (key_name == name && versions.split("||").any(|v| v.trim() == version))
+                .then_some(allowed)
+        });
+        by_version.or_else(|| self.allow.get(name).copied())
+    }
+}
+
+/// `name@versions` into its parts (`@scope/name@1.0.0` too); `None` without a version.
+fn split_name(key: &str) -> Option<(&str, &str)> {
+    let at = key.get(1..)?.find('@')? + 1;
+    Some((&key[..at], &key[at + 1..]))
+}
+
+/// The dependency builds of one install, sorted into what runs and what is ignored.
+#[derive(Debug, Default)]
+pub(crate) struct Builds {
+    /// Snapshot indices to build, dependencies before dependents.
+    pub run: Vec<usize>,
+    /// `name@version` of the builds neither allowed nor denied, sorted.
+    pub ignored: Vec<String>,
+}
+
+/// Sorts the snapshots that require a build (`requires[i]` for snapshot `i`).
+pub(crate) fn plan_builds(
+    plan: &InstallPlan,
+    requires: &[bool],
+    settings: &BuildSettings,
+) -> Builds {
+    let mut builds = Builds::default();
+    let mut allowed = HashSet::new();
+    for (index, snapshot) in plan.snapshots.iter().enumerate() {
+        if !requires[index] {
+            continue;
+        }
+        match settings.decision(&snapshot.name, &snapshot.version) {
+            Some(true) => {
+                allowed.insert(index);
+            }
+            Some(false) => {}
+            None => builds
+                .ignored
+                .push(format!("{}@{}", snapshot.name, snapshot.version)),
+        }
+    }
+    builds.ignored.sort();
+    builds.ignored.dedup();
+    // Post-order over the dependency graph: a package's dependencies (built ones included,
+    // through packages that are not built) come first; cycles are cut where they close.
+    let mut visited = HashSet::new();
+    for index in 0..plan.snapshots.len() {
+        if allowed.contains(&index) {
+            post_order(plan, index, &allowed, &mut visited, &mut builds.run);
+        }
+    }
+    builds
+}
+
+fn post_order(
+    plan: &InstallPlan,
+    start: usize,
+    allowed: &HashSet<usize>,
+    visited: &mut HashSet<usize>,
+    out: &mut Vec<usize>,
+) {
+    if !visited.insert(start) {
+        return;
+    }
+    // Iterative, so a deep chain cannot overflow the stack: (node, next child position).
+    let mut stack = vec![(start, 0)];
+    while let Some((node, position)) = stack.last_mut() {
+        let children = &plan.snapshots[*node].dependencies;
+        if let Some((_, child)) = children.get(*position) {
+            *position += 1;
+            if visited.insert(*child) {
+                stack.push((*child, 0));
+            }
+            continue;
+        }
+        if allowed.contains(node) {
+            out.push(*node);
+        }
+        stack.pop();
+    }
+}
+
+/// The events a dependency's build runs, with the implicit `node-gyp rebuild` of a package
+/// that has a `binding.gyp` and neither an `install` nor a `preinstall` script.
+const BUILD_EVENTS: [&str; 3] = ["preinstall", "install", "postinstall"];
+
+/// A project's own events after its dependencies are in place.
+pub(crate) const PROJECT_EVENTS_AFTER: [&str; 5] = [
+    "install",
+    "postinstall",
+    "preprepare",
+    "prepare",
+    "postprepare",
+];
+
+/// One package.json's scripts, read when they are about to run.
+pub(crate) struct Scripts {
+    manifest_path: PathBuf,
+    name: String,
+    version: String,
+    scripts: HashMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct ScriptsManifest {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    scripts: HashMap<String, serde_json::Value>,
+}
+
+impl Scripts {
+    pub(crate) fn read(dir: &Path) -> Result<Self, InstallError> {
+        let manifest_path = dir.join("package.json");
+        let bytes = std::fs::read(&manifest_path)
+            .map_err(|e| InstallError::io("read", &manifest_path, e))?;
+        let manifest: ScriptsManifest =
+            serde_json::from_slice(&bytes).map_err(|e| InstallError::InvalidFile {
+                path: manifest_path.clone(),
+                message: e.to_string(),
+            })?;
+        let scripts = manifest
+            .scripts
+            .into_iter()
+            .filter_map(|(event, script)| match script {
+                serde_json::Value::String(script) if !script.is_empty() => Some((event, script)),
+                _ => None,
+            })
+            .collect();
+        Ok(Scripts {
+            manifest_path,
+            name: manifest.name.unwrap_or_default(),
+            version: manifest.version.unwrap_or_default(),
+            scripts,
+        })
+    }
+
+    fn get(&self, event: &str) -> Option<&str> {
+        self.scripts.get(event).map(String::as_str)
+    }
+}
+
+/// Where scripts run and what they see.
+pub(crate) struct ScriptRunner<'a> {
+    /// The directory `pnpm install` was started in (`INIT_CWD`).
+    pub init_cwd: &'a Path,
+    /// `node_modules/.bin` directories to put first on `PATH`, most specific first.
+    pub bin_dirs: Vec<PathBuf>,
+}
+
+impl ScriptRunner<'_> {
+    /// Runs a dependency's build in `dir`, as pnpm does for an allowed package.
+    pub(crate) fn build(&self, dir: &Path, label: &str) -> Result<(), InstallError> {
+        let scripts = Scripts::read(dir)?;
+        let gyp = dir.join("binding.gyp").is_file()
+            && scripts.get("install").is_none()
+            && scripts.get("preinstall").is_none();
+        for event in BUILD_EVENTS {
+            let script = match scripts.get(event) {
+                Some(script) => script,
+                None if event == "install" && gyp => "node-gyp rebuild",
+                None => continue,
+            };
+            self.run(dir, &scripts, event, script, label)?;
+        }
+        Ok(())
+    }
+
+    /// Runs `events` of a project's own package.json, those it has, in order.
+    pub(crate) fn project(&self, dir: &Path, events: &[&str]) -> Result<(), InstallError> {
+        let scripts = Scripts::read(dir)?;
+        let label = scripts.manifest_path.display().to_string();
+        for event in events {
+            if let Some(script) = scripts.get(event) {
+                self.run(dir, &scripts, event, script, &label)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn run(
+        &self,
+        dir: &Path,
+        scripts: &Scripts,
+        event: &str,
+        script: &str,
+        label: &str,
+    ) -> Result<(), InstallError> {
+        let mut path = std::env::join_paths(&self.bin_dirs)
+            .map_err(|e| InstallError::Internal(e.to_string()))?;
+        if let Some(inherited) = std::env::var_os("PATH") {
+            path.push(":");
+            path.push(inherited);
+        }
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .env("PATH", path)
+            .env("INIT_CWD", self.init_cwd)
+            .env("npm_command", "install")
+            .env("npm_lifecycle_event", event)
+            .env("npm_lifecycle_script", script)
+            .env("npm_package_name", &scripts.name)
+            .env("npm_package_version", &scripts.version)
+            .env("npm_package_json", &scripts.manifest_path)
+            .env(
+                "npm_config_user_agent",
+                concat!("flowpm/", env!("CARGO_PKG_VERSION")),
+            )
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| InstallError::Script {
+                package: label.to_owned(),
+                event: event.to_owned(),
+                script: script.to_owned(),
+                outcome: format!("could not start `sh`: {e}"),
+            })?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        let tail: Vec<&str> = text.lines().rev().take(20).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        Err(InstallError::Script {
+            package: label.to_owned(),
+            event: event.to_owned(),
+            script: script.to_owned(),
+            outcome: match output.status.code() {
+                Some(code) => format!("exited with {code}\n{}", tail.join("\n")),
+                None => format!("was killed by a signal\n{}", tail.join("\n")),
+            },
+        })
+    }
+}
+
+/// How one install treats scripts: `None` when they are off (`--ignore-scripts`).
+pub(crate) struct Lifecycle<'a> {
+    pub settings: &'a BuildSettings,
+    /// Where the command was started (`INIT_CWD`).
+    pub init_cwd: &'a Path,
+}
+
+impl Lifecycle<'_> {
+    /// The projects' `preinstall`, before their dependencies are linked.
+    pub(crate) fn before_link(
+        &self,
+        root: &Path,
+        members: &[WorkspaceProject],
+    ) -> Result<(), InstallError> {
+        let importers = std::iter::once(ROOT_IMPORTER).chain(members.iter().map(|m| m.id.as_str()));
+        for importer in importers {
+            self.project(root, importer, &["preinstall"])?;
+        }
+        Ok(())
+    }
+
+    /// Once the tree is linked: the allowed dependency builds (dependencies first), then the
+    /// projects' own install-time scripts. Returns the ignored builds.
+    pub(crate) fn after_link(
+        &self,
+        layout: &Layout<'_>,
+        store: &flowpm_store::Store,
+    ) -> Result<Vec<String>, InstallError> {
+        let plan = layout.plan;
+        let requires = store.index().requires_build_many(
+            plan.snapshots
+                .iter()
+                .map(|s| s.index_key())
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str),
+        )?;
+        let builds = plan_builds(plan, &requires, self.settings);
+        let project_bins = layout.importer_modules_dir(ROOT_IMPORTER).join(".bin");
+        for index in builds.run {
+            let snapshot = &plan.snapshots[index];
+            let dir = layout.package_dir(snapshot);
+            let runner = ScriptRunner {
+                init_cwd: self.init_cwd,
+                bin_dirs: vec![
+                    dir.join("node_modules/.bin"),
+                    layout.hoist_dir().join(".bin"),
+                    project_bins.clone(),
+                ],
+            };
+            runner.build(&dir, &snapshot.dep_path)?;
+        }
+        for importer in layout.importers() {
+            self.project(&layout.project_dir, importer, &PROJECT_EVENTS_AFTER)?;
+        }
+        Ok(builds.ignored)
+    }
+
+    /// Runs `events` of one project (the workspace root's bins come after its own).
+    fn project(&self, root: &Path, importer: &str, events: &[&str]) -> Result<(), InstallError> {
+        let dir = if importer == ROOT_IMPORTER {
+            root.to_path_buf()
+        } else {
+            root.join(importer)
+        };
+        let mut bin_dirs = vec![dir.join("node_modules/.bin")];
+        if importer != ROOT_IMPORTER {
+            bin_dirs.push(root.join("node_modules/.bin"));
+        }
+        let runner = ScriptRunner {
+            init_cwd: self.init_cwd,
+            bin_dirs,
+        };
+        runner.project(&dir, events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_scripts_are_found_only_where_they_are() {
+        assert!(has_install_scripts(
+            br#"{"scripts":{"postinstall":"node x"}}"#
+        ));
+        assert!(has_install_scripts(
+            br#"{"scripts":{"install":"node-gyp rebuild"}}"#
+        ));
+        assert!(!has_install_scripts(
+            br#"{"scripts":{"prepare":"husky","test":"x"}}"#
+        ));
+        assert!(!has_install_scripts(br#"{"scripts":{"postinstall":""}}"#));
+        // Mentioned, but not as a script.
+        assert!(!has_install_scripts(
+            br#"{"description":"no \"install\" here"}"#
+        ));
+        assert!(!has_install_scripts(b"not json install\""));
+    }
+
+    #[test]
+    fn allow_builds_by_name_and_by_version() {
+        let settings = BuildSettings::new(
+            [
+                ("esbuild".to_owned(), true),
+                ("core-js".to_owned(), false),
+                ("@scope/native@1.0.0 || 2.0.0".to_owned(), true),
+                ("sharp@0.33.0".to_owned(), false),
+                ("sharp".to_owned(), true),
+            ]
+            .into(),
+            false,
+            None,
+        );
+        assert!(settings.strict);
+        assert_eq!(settings.decision("esbuild", "0.25.0"), Some(true));
+        assert_eq!(settings.decision("core-js", "3.0.0"), Some(false));
+        assert_eq!(settings.decision("@scope/native", "2.0.0"), Some(true));
+        assert_eq!(settings.decision("@scope/native", "3.0.0"), None);
+        assert_eq!(settings.decision("sharp", "0.33.0"), Some(false));
+        assert_eq!(settings.decision("sharp", "0.34.0"), Some(true));
+        assert_eq!(settings.decision("other", "1.0.0"), None);
+        let all = BuildSettings::new(BTreeMap::new(), true, Some(false));
+        assert_eq!(all.decision("other", "1.0.0"), Some(true));
+    }
+}
