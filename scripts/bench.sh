@@ -142,7 +142,7 @@ tool_cmd() {
   local t=$1 d=$2 phase=${3:-p3}
   # shellcheck disable=SC2206  # *_ARGS are meant to be word-split
   case $t in
-    flowpm) CMD=("$FLOWPM" install --frozen-lockfile --registry "$REGISTRY" --store-dir "$d/store"
+    flowpm) CMD=("$FLOWPM" install --frozen-lockfile --ignore-scripts --registry "$REGISTRY" --store-dir "$d/store"
                  --reporter silent ${FLOWPM_ARGS:-}) ;;
     pnpm) CMD=("$PNPM" install --frozen-lockfile --ignore-scripts --registry "$REGISTRY" --store-dir "$d/store"
                --cache-dir "$d/cache" --reporter=silent ${PNPM_ARGS:-}) ;;

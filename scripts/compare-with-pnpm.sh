@@ -150,7 +150,7 @@ run_install() {
 run_install pnpm "$PNPM" install --frozen-lockfile --ignore-scripts \
   --store-dir "$WORK/pnpm-store" --cache-dir "$WORK/pnpm-cache"
 
-run_install flowpm "$FLOWPM" install --frozen-lockfile \
+run_install flowpm "$FLOWPM" install --frozen-lockfile --ignore-scripts \
   --store-dir "$WORK/flowpm-store"
 
 # --- manifests and diff --------------------------------------------------------

@@ -513,7 +513,7 @@ cmd_record() { # <project-dir> <mirror-dir> <port>
   }
 
   if [[ -x $FLOWPM ]]; then
-    step flowpm "package.json pnpm-lock.yaml" -- "$FLOWPM" install --frozen-lockfile --registry "$base" \
+    step flowpm "package.json pnpm-lock.yaml" -- "$FLOWPM" install --frozen-lockfile --ignore-scripts --registry "$base" \
       --store-dir "$work/flowpm-store" --reporter silent
   else
     log "  flowpm: skipped, no binary at $FLOWPM (set FLOWPM=)"
@@ -660,7 +660,7 @@ cmd_verify_inner() { # <mirror-dir> <port>
     fi
   }
   if [[ -x $FLOWPM ]]; then
-    vstep flowpm "package.json pnpm-lock.yaml" -- "$FLOWPM" install --frozen-lockfile --registry "$base" \
+    vstep flowpm "package.json pnpm-lock.yaml" -- "$FLOWPM" install --frozen-lockfile --ignore-scripts --registry "$base" \
       --store-dir "$work/s-flowpm" --reporter silent
   fi
   vstep pnpm "package.json pnpm-lock.yaml" -- "$PNPM" install --frozen-lockfile --ignore-scripts \

@@ -14,7 +14,7 @@ run_tool() {
   rm -rf "$dir" "$work/$tool-store" "$work/$tool-cache"; mkdir -p "$dir"
   cp "$project/package.json" "$project/pnpm-lock.yaml" "$dir/"
   local cmd
-  if [[ $tool == flowpm ]]; then cmd=("$flowpm" install --frozen-lockfile --store-dir "$work/$tool-store" --reporter silent)
+  if [[ $tool == flowpm ]]; then cmd=("$flowpm" install --frozen-lockfile --ignore-scripts --store-dir "$work/$tool-store" --reporter silent)
   else cmd=("$pnpm" install --frozen-lockfile --ignore-scripts --store-dir "$work/$tool-store" --cache-dir "$work/$tool-cache" --reporter=silent); fi
   echo "$tool p3 $(cd "$dir" && seconds "${cmd[@]}")"
   rm -rf "$dir/node_modules"

@@ -28,8 +28,11 @@ for project in "${@:-graph}"; do
   # such as bins), without pnpm's earlier output.
   (cd "$dir" && find . -name node_modules -prune -o -type f ! -name pnpm-lock.yaml ! -name pnpm-tree.txt -print) |
     while read -r file; do mkdir -p "$copy/$(dirname "$file")"; cp "$dir/$file" "$copy/$file"; done
+  # Scripts run only for a project that allows builds (its tree is then the built one).
+  scripts=--ignore-scripts
+  grep -qs '^allowBuilds:' "$dir/pnpm-workspace.yaml" && scripts=
   (cd "$copy" && "$PNPM" install --registry "$registry" --store-dir "$work/store" --cache-dir "$work/cache" \
-      --ignore-scripts --reporter=silent)
+      $scripts --reporter=silent)
   cp "$copy/pnpm-lock.yaml" "$dir/pnpm-lock.yaml"
   "$fixtures" manifest "$copy" >"$dir/pnpm-tree.txt"
   echo "$project: $(grep -c . "$dir/pnpm-tree.txt") entries recorded"

@@ -312,6 +312,7 @@ pub fn install(
         store: &store,
         builds: &builds,
         lifecycle,
+        lockfile_path: None,
         reporter,
     };
     end.finish(&layout, &hoisted, &lockfile_text, &mut warnings)?;
@@ -455,12 +456,12 @@ fn resolve_and_install(
     let layout = Layout::new(project_dir, &plan);
     warnings.extend(crate::bins::link_bins(&layout, &hoisted)?);
     let text = to_yaml(&lockfile);
-    write_atomically(lockfile_path, text.as_bytes())?;
     let end = Finish {
         options,
         store: &Store::open(store_dir)?,
         builds,
         lifecycle,
+        lockfile_path: Some(lockfile_path),
         reporter,
     };
     end.finish(&layout, &hoisted, &text, &mut warnings)?;
@@ -473,12 +474,16 @@ struct Finish<'a> {
     store: &'a Store,
     builds: &'a BuildSettings,
     lifecycle: Option<&'a Lifecycle<'a>>,
+    /// Where a newly resolved lockfile goes: written once the scripts succeed (a failed build
+    /// leaves the old one, as with pnpm).
+    lockfile_path: Option<&'a Path>,
     reporter: &'a dyn Reporter,
 }
 
 impl Finish<'_> {
-    /// Runs the builds and the projects' scripts, then writes `.modules.yaml` and the lockfile
-    /// copy, last: they mark the tree complete. Ignored builds are reported after that.
+    /// Runs the builds and the projects' scripts, writes the lockfile if it is new, then
+    /// `.modules.yaml` and the lockfile copy, last: they mark the tree complete. Ignored
+    /// builds are reported after that.
     fn finish(
         &self,
         layout: &Layout<'_>,
@@ -490,6 +495,9 @@ impl Finish<'_> {
             Some(lifecycle) => lifecycle.after_link(layout, self.store)?,
             None => Vec::new(),
         };
+        if let Some(path) = self.lockfile_path {
+            write_atomically(path, lockfile_text.as_bytes())?;
+        }
         let store_dir = self.store.root();
         write_metadata(
             layout,

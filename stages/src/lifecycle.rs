@@ -293,11 +293,16 @@ impl ScriptRunner<'_> {
             path.push(":");
             path.push(inherited);
         }
+        // pnpm gives scripts their own TMPDIR, `node_modules/.tmp` beside them (and leaves it).
+        let temp = dir.join("node_modules/.tmp");
+        std::fs::create_dir_all(&temp)
+            .map_err(|e| InstallError::io("create directory", &temp, e))?;
         let output = Command::new("sh")
             .arg("-c")
             .arg(script)
             .current_dir(dir)
             .env("PATH", path)
+            .env("TMPDIR", &temp)
             .env("INIT_CWD", self.init_cwd)
             .env("npm_command", "install")
             .env("npm_lifecycle_event", event)

@@ -9,4 +9,5 @@ mod malformed;
 mod overrides;
 mod reliability;
 mod resolve;
+mod scripts;
 mod workspace;

@@ -1,0 +1,170 @@
+//! Lifecycle scripts: allowed dependency builds, ignored ones, and the project's own scripts
+//! (fixture project `builds`; what pnpm 12 does with it is in RESOLVE-ORACLE.md §11).
+
+use std::os::unix::fs::MetadataExt;
+
+use crate::common::{Sandbox, pnpm_tree, text};
+
+fn log(sandbox: &Sandbox) -> Vec<String> {
+    let log = std::fs::read_to_string(sandbox.project().join("builds.log")).unwrap_or_default();
+    let _ = std::fs::remove_file(sandbox.project().join("builds.log"));
+    log.lines().map(str::to_owned).collect()
+}
+
+fn package_file(sandbox: &Sandbox, package: &str, file: &str) -> std::path::PathBuf {
+    let name = package.rsplit_once('@').unwrap().0;
+    sandbox.project().join(format!(
+        "node_modules/.pnpm/{package}/node_modules/{name}/{file}"
+    ))
+}
+
+#[test]
+fn allowed_builds_run_dependencies_first_on_private_copies() {
+    let sandbox = Sandbox::new("builds");
+    sandbox.install(&[]);
+    assert_eq!(
+        log(&sandbox),
+        [
+            "root preinstall",
+            "build-dep postinstall",
+            "build-top preinstall",
+            "build-top install",
+            // A bin of its dependency, found on PATH.
+            "extra ran",
+            "root install",
+            "root postinstall",
+            "root prepare",
+        ]
+    );
+    // What the scripts wrote is in the package; the store keeps what the tarball shipped.
+    let index = package_file(&sandbox, "build-dep@1.0.0", "index.js");
+    assert_eq!(std::fs::read_to_string(&index).unwrap(), "rewritten\n");
+    assert!(package_file(&sandbox, "build-dep@1.0.0", "built.txt").exists());
+    for package in ["build-dep@1.0.0", "build-top@1.0.0", "build-gyp@1.0.0"] {
+        let links = std::fs::metadata(package_file(&sandbox, package, "index.js"))
+            .unwrap()
+            .nlink();
+        assert_eq!(links, 1, "{package} is a copy, as pnpm makes it");
+    }
+    let shared = std::fs::metadata(
+        sandbox
+            .project()
+            .join("node_modules/.pnpm/bin-tool@1.0.0/node_modules/bin-tool/cli.js"),
+    )
+    .unwrap();
+    assert!(
+        shared.nlink() > 1,
+        "packages without builds stay hardlinked"
+    );
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_flowpm"))
+        .args([
+            "store",
+            "verify",
+            "--store-dir",
+            sandbox.store().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(text(&verify).contains(": 0 bad"), "{}", text(&verify));
+    // The tree is pnpm's for the same project, scripts run (recorded with them).
+    assert_eq!(sandbox.manifest(), pnpm_tree("builds"));
+
+    // Nothing to do: nothing runs.
+    let noop = sandbox.install(&[]);
+    assert!(
+        text(&noop).contains("Already up to date"),
+        "{}",
+        text(&noop)
+    );
+    assert!(log(&sandbox).is_empty());
+}
+
+#[test]
+fn unlisted_builds_fail_the_install_after_the_tree_is_complete() {
+    let sandbox = Sandbox::new("builds");
+    std::fs::remove_file(sandbox.project().join("pnpm-workspace.yaml")).unwrap();
+    let error = sandbox.flowpm_fails(&["install", "--frozen-lockfile"]);
+    assert!(
+        error.contains("ignored build scripts: build-dep@1.0.0, build-gyp@1.0.0, build-top@1.0.0"),
+        "{error}"
+    );
+    assert!(error.contains("allowBuilds"), "{error}");
+    // The tree is linked and the project's scripts ran; no dependency script did.
+    assert_eq!(
+        log(&sandbox),
+        [
+            "root preinstall",
+            "root install",
+            "root postinstall",
+            "root prepare"
+        ]
+    );
+    assert!(package_file(&sandbox, "build-top@1.0.0", "index.js").exists());
+    let modules =
+        std::fs::read_to_string(sandbox.project().join("node_modules/.modules.yaml")).unwrap();
+    assert!(
+        modules.contains("\"ignoredBuilds\": [\n    \"build-dep@1.0.0\","),
+        "{modules}"
+    );
+    // As pnpm: a no-op install fails again, and --ignore-scripts runs nothing and passes.
+    let again = sandbox.flowpm_fails(&["install", "--frozen-lockfile"]);
+    assert!(again.contains("ignored build scripts"), "{again}");
+    sandbox.install(&["--ignore-scripts"]);
+    assert!(log(&sandbox).is_empty());
+
+    // Allowing them later is a change: they build without anything else to do.
+    std::fs::write(
+        sandbox.project().join("pnpm-workspace.yaml"),
+        "allowBuilds:\n  build-top: true\n  build-dep: true\n  build-gyp: false\n",
+    )
+    .unwrap();
+    sandbox.install(&[]);
+    let ran = log(&sandbox);
+    assert!(ran.contains(&"build-dep postinstall".to_owned()), "{ran:?}");
+    assert!(
+        !std::fs::read_to_string(sandbox.project().join("node_modules/.modules.yaml"))
+            .unwrap()
+            .contains("ignoredBuilds")
+    );
+
+    // strictDepBuilds: false makes them a warning.
+    std::fs::write(
+        sandbox.project().join("pnpm-workspace.yaml"),
+        "strictDepBuilds: false\n",
+    )
+    .unwrap();
+    let warned = sandbox.install(&[]);
+    assert!(
+        text(&warned).contains("ignored build scripts"),
+        "{}",
+        text(&warned)
+    );
+}
+
+#[test]
+fn a_failing_build_names_the_package_script_and_output_and_is_retried() {
+    let sandbox = Sandbox::new("builds");
+    let project = sandbox.project();
+    crate::common::replace_in(
+        &project.join("package.json"),
+        "\"build-gyp\": \"1.0.0\",",
+        "\"build-fails\": \"1.0.0\",\n    \"build-gyp\": \"1.0.0\",",
+    );
+    std::fs::write(
+        project.join("pnpm-workspace.yaml"),
+        "allowBuilds:\n  build-top: true\n  build-dep: true\n  build-gyp: false\n  build-fails: true\n",
+    )
+    .unwrap();
+    let error = sandbox.fails_keeping_lockfile(&["install"]);
+    assert!(
+        error.contains(
+            "build-fails@1.0.0: the `postinstall` script (`echo compiling; echo 'no compiler here' >&2; exit 3`) exited with 3"
+        ),
+        "{error}"
+    );
+    assert!(error.contains("no compiler here"), "{error}");
+    // As with pnpm, the lockfile is left as it was; the tree is not marked complete.
+    assert!(!project.join("node_modules/.pnpm/lock.yaml").exists());
+    let again = sandbox.fails_keeping_lockfile(&["install"]);
+    assert!(again.contains("exited with 3"), "{again}");
+}
