@@ -156,6 +156,7 @@ fn resolving(
     store_dir: Option<std::path::PathBuf>,
     prefer_offline: bool,
     lockfile_only: bool,
+    ignore_scripts: bool,
 ) -> InstallOptions {
     InstallOptions {
         project_dir,
@@ -163,6 +164,7 @@ fn resolving(
         store_dir,
         prefer_offline,
         lockfile_only,
+        ignore_scripts,
         ..InstallOptions::default()
     }
 }
@@ -173,13 +175,13 @@ fn run_remove(project_dir: std::path::PathBuf, args: RemoveArgs) -> anyhow::Resu
     }
     let options = InstallOptions {
         offline: args.offline,
-        ignore_scripts: args.ignore_scripts,
         ..resolving(
             project_dir,
             args.registry,
             args.store_dir,
             args.prefer_offline,
             args.lockfile_only,
+            args.ignore_scripts,
         )
     };
     with_progress(&args.reporter, "remove failed", |reporter| {
@@ -188,16 +190,14 @@ fn run_remove(project_dir: std::path::PathBuf, args: RemoveArgs) -> anyhow::Resu
 }
 
 fn run_update(project_dir: std::path::PathBuf, args: UpdateArgs) -> anyhow::Result<()> {
-    let options = InstallOptions {
-        ignore_scripts: args.ignore_scripts,
-        ..resolving(
-            project_dir,
-            args.registry,
-            args.store_dir,
-            args.prefer_offline,
-            args.lockfile_only,
-        )
-    };
+    let options = resolving(
+        project_dir,
+        args.registry,
+        args.store_dir,
+        args.prefer_offline,
+        args.lockfile_only,
+        args.ignore_scripts,
+    );
     with_progress(&args.reporter, "update failed", |reporter| {
         flowpm_stages::commands::update(&options, &args.packages, args.latest, reporter)
     })
