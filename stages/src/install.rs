@@ -290,11 +290,13 @@ pub fn install(
     }
     reporter.on_plan(plan.snapshots.len(), cold.len());
 
+    // Read before `invalidate`: it needs the earlier install to have been complete.
+    let kept = crate::lifecycle::already_built(&layout);
     invalidate(&layout)?;
     let mut hoisted = hoist(&plan);
     layout.prune(&hoisted)?;
     let result = run_pipeline(
-        options, &config, &store, &layout, &hoisted, warm, cold, reporter,
+        options, &config, &store, &layout, &hoisted, warm, cold, &kept, reporter,
     );
     let (stages, counts) = match result {
         Ok(done) => done,
@@ -313,6 +315,7 @@ pub fn install(
         builds: &builds,
         lifecycle,
         lockfile_path: None,
+        kept: &kept,
         reporter,
     };
     end.finish(&layout, &hoisted, &lockfile_text, &mut warnings)?;
@@ -411,6 +414,7 @@ fn resolve_and_install(
         reporter,
         Some((&target, &planned)),
     )?;
+    let kept = planned.kept.into_inner().unwrap_or_default();
     let (Some(mut plan), Some(mut hoisted)) =
         (planned.plan.into_inner(), planned.hoisted.into_inner())
     else {
@@ -447,6 +451,7 @@ fn resolve_and_install(
             &hoisted,
             Vec::new(),
             linked.leftover,
+            &kept,
             reporter,
         )?;
         report.stages.extend(stages);
@@ -462,6 +467,7 @@ fn resolve_and_install(
         builds,
         lifecycle,
         lockfile_path: Some(lockfile_path),
+        kept: &kept,
         reporter,
     };
     end.finish(&layout, &hoisted, &text, &mut warnings)?;
@@ -477,6 +483,8 @@ struct Finish<'a> {
     /// Where a newly resolved lockfile goes: written once the scripts succeed (a failed build
     /// leaves the old one, as with pnpm).
     lockfile_path: Option<&'a Path>,
+    /// Built packages left as an earlier install built them.
+    kept: &'a HashSet<String>,
     reporter: &'a dyn Reporter,
 }
 
@@ -491,9 +499,15 @@ impl Finish<'_> {
         lockfile_text: &str,
         warnings: &mut Vec<String>,
     ) -> Result<(), InstallError> {
-        let ignored = match self.lifecycle {
-            Some(lifecycle) => lifecycle.after_link(layout, self.store)?,
-            None => Vec::new(),
+        let (ignored, pending) = match self.lifecycle {
+            Some(lifecycle) => (
+                lifecycle.after_link(layout, self.store, self.kept)?,
+                Vec::new(),
+            ),
+            None => (
+                Vec::new(),
+                crate::lifecycle::pending_builds(layout, self.store)?,
+            ),
         };
         if let Some(path) = self.lockfile_path {
             write_atomically(path, lockfile_text.as_bytes())?;
@@ -508,6 +522,7 @@ impl Finish<'_> {
                 skipped: &layout.plan.skipped,
                 allow_builds: &self.builds.allow,
                 ignored_builds: &ignored,
+                pending_builds: &pending,
             },
             lockfile_text,
         )?;
@@ -797,6 +812,7 @@ fn run_pipeline(
     hoisted: &[crate::hoist::Hoisted],
     warm: Vec<StoredPackage>,
     cold: Vec<Arc<PackageUnit>>,
+    kept: &HashSet<String>,
     reporter: &dyn Reporter,
 ) -> Result<(Vec<flowpm_pipeline::StageSnapshot>, Counts), InstallError> {
     let mut counts = Counts {
@@ -805,7 +821,8 @@ fn run_pipeline(
         ..Counts::default()
     };
     let files_written = AtomicU64::new(0);
-    let importer = Importer::new(layout, store.cas(), reporter, options.import_method);
+    let importer =
+        Importer::new(layout, store.cas(), reporter, options.import_method).keeping(kept.clone());
     let fetcher = Fetcher::new(config.clone(), options.offline, reporter)?;
     let outcome = flowpm_pipeline::run(&options.cancel, |pipeline| {
         // The work list is the plan itself (bounded by the lockfile), so it is queued whole.

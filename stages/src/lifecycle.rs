@@ -341,6 +341,75 @@ impl ScriptRunner<'_> {
     }
 }
 
+/// The packages that the last complete install built (allowed by the `allowBuilds` it
+/// recorded, not pending) and whose directories are still there: like pnpm, a later install
+/// leaves them as they are instead of importing and building them again. As depPaths.
+pub(crate) fn already_built(layout: &Layout<'_>) -> HashSet<String> {
+    let Some(recorded) = crate::metadata::recorded_builds(layout) else {
+        return HashSet::new();
+    };
+    if recorded.allow.is_empty() {
+        return HashSet::new();
+    }
+    let settings = BuildSettings::new(recorded.allow, false, None);
+    layout
+        .plan
+        .snapshots
+        .iter()
+        .filter(|s| {
+            settings.decision(&s.name, &s.version) == Some(true)
+                && !recorded.pending.contains(&s.dep_path)
+                && layout.package_dir(s).is_dir()
+        })
+        .map(|s| s.dep_path.clone())
+        .collect()
+}
+
+/// What an install with scripts off leaves to build: the projects that have install-time
+/// scripts (`.` or their ids) and the packages that require a build (depPaths), sorted.
+pub(crate) fn pending_builds(
+    layout: &Layout<'_>,
+    store: &flowpm_store::Store,
+) -> Result<Vec<String>, InstallError> {
+    let mut pending = Vec::new();
+    for importer in layout.importers() {
+        let scripts = Scripts::read(&layout.importer_dir(importer))?;
+        let mut events = std::iter::once("preinstall").chain(PROJECT_EVENTS_AFTER);
+        if events.any(|event| scripts.get(event).is_some()) {
+            pending.push(importer.to_owned());
+        }
+    }
+    let requires = requires_builds(layout, store)?;
+    pending.extend(
+        layout
+            .plan
+            .snapshots
+            .iter()
+            .zip(requires)
+            .filter(|(_, requires)| *requires)
+            .map(|(s, _)| s.dep_path.clone()),
+    );
+    pending.sort();
+    pending.dedup();
+    Ok(pending)
+}
+
+/// For each snapshot of the plan, whether its package requires a build (from the index).
+fn requires_builds(
+    layout: &Layout<'_>,
+    store: &flowpm_store::Store,
+) -> Result<Vec<bool>, InstallError> {
+    let keys: Vec<String> = layout
+        .plan
+        .snapshots
+        .iter()
+        .map(|s| s.index_key())
+        .collect();
+    Ok(store
+        .index()
+        .requires_build_many(keys.iter().map(String::as_str))?)
+}
+
 /// How one install treats scripts: `None` when they are off (`--ignore-scripts`).
 pub(crate) struct Lifecycle<'a> {
     pub settings: &'a BuildSettings,
@@ -364,21 +433,19 @@ impl Lifecycle<'_> {
 
     /// Once the tree is linked: the allowed dependency builds (dependencies first), then the
     /// projects' own install-time scripts. Returns the ignored builds.
+    /// `kept` are the packages [`already_built`] (left as they were).
     pub(crate) fn after_link(
         &self,
         layout: &Layout<'_>,
         store: &flowpm_store::Store,
+        kept: &HashSet<String>,
     ) -> Result<Vec<String>, InstallError> {
         let plan = layout.plan;
-        let requires = store.index().requires_build_many(
-            plan.snapshots
-                .iter()
-                .map(|s| s.index_key())
-                .collect::<Vec<_>>()
-                .iter()
-                .map(String::as_str),
-        )?;
-        let builds = plan_builds(plan, &requires, self.settings);
+        let requires = requires_builds(layout, store)?;
+        let mut builds = plan_builds(plan, &requires, self.settings);
+        builds
+            .run
+            .retain(|&index| !kept.contains(&plan.snapshots[index].dep_path));
         let project_bins = layout.importer_modules_dir(ROOT_IMPORTER).join(".bin");
         for index in builds.run {
             let snapshot = &plan.snapshots[index];

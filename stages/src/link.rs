@@ -378,9 +378,18 @@ pub struct Importer<'a> {
     decided: AtomicU8,
     pub files_imported: AtomicU64,
     pub bytes_imported: AtomicU64,
+    /// Built packages left as an earlier install built them (depPaths): not imported again.
+    kept: HashSet<String>,
 }
 
 impl<'a> Importer<'a> {
+    /// Leaves the packages in `kept` alone when they require a build (see
+    /// [`crate::lifecycle::already_built`]).
+    pub fn keeping(mut self, kept: HashSet<String>) -> Self {
+        self.kept = kept;
+        self
+    }
+
     pub fn new(
         layout: &'a Layout<'a>,
         cas: &'a Cas,
@@ -401,6 +410,7 @@ impl<'a> Importer<'a> {
             decided: AtomicU8::new(decided),
             files_imported: AtomicU64::new(0),
             bytes_imported: AtomicU64::new(0),
+            kept: HashSet::new(),
         }
     }
 
@@ -583,7 +593,11 @@ pub fn run_import_worker(
 ) -> Result<(), InstallError> {
     while let Some(stored) = context.recv(input) {
         for &index in &stored.unit.snapshots {
-            importer.import(&importer.layout.plan.snapshots[index], &stored.files)?;
+            let snapshot = &importer.layout.plan.snapshots[index];
+            if stored.files.requires_build && importer.kept.contains(&snapshot.dep_path) {
+                continue;
+            }
+            importer.import(snapshot, &stored.files)?;
             context.record_item(stored.files.total_size());
         }
     }

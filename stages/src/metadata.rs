@@ -24,6 +24,26 @@ pub struct ModulesSettings<'a> {
     pub allow_builds: &'a BTreeMap<String, bool>,
     /// Builds neither allowed nor denied (`name@version`).
     pub ignored_builds: &'a [String],
+    /// With scripts off: the projects with scripts and the packages with builds that did not
+    /// run (`.` and depPaths), as pnpm records them for a later rebuild.
+    pub pending_builds: &'a [String],
+}
+
+/// What the last complete install recorded about builds.
+pub struct RecordedBuilds {
+    pub allow: BTreeMap<String, bool>,
+    pub pending: Vec<String>,
+}
+
+/// The build state of the install `node_modules` holds, if that install completed.
+pub fn recorded_builds(layout: &Layout<'_>) -> Option<RecordedBuilds> {
+    std::fs::symlink_metadata(lock_copy_path(layout)).ok()?;
+    let modules = std::fs::read(modules_yaml_path(layout)).ok()?;
+    let modules = serde_json::from_slice::<serde_json::Value>(&modules).ok()?;
+    Some(RecordedBuilds {
+        allow: serde_json::from_value(modules["allowBuilds"].clone()).unwrap_or_default(),
+        pending: serde_json::from_value(modules["pendingBuilds"].clone()).unwrap_or_default(),
+    })
 }
 
 pub fn lock_copy_path(layout: &Layout<'_>) -> std::path::PathBuf {
@@ -136,7 +156,7 @@ pub fn write_metadata(
         "layoutVersion": 5,
         "nodeLinker": "isolated",
         "packageManager": concat!("flowpm@", env!("CARGO_PKG_VERSION")),
-        "pendingBuilds": [],
+        "pendingBuilds": settings.pending_builds,
     });
     if !settings.ignored_builds.is_empty() {
         modules["ignoredBuilds"] = json!(settings.ignored_builds);

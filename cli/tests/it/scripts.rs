@@ -77,6 +77,49 @@ fn allowed_builds_run_dependencies_first_on_private_copies() {
         text(&noop)
     );
     assert!(log(&sandbox).is_empty());
+
+    // Another change: as pnpm, built packages are left as they are, only the projects' run.
+    crate::common::replace_in(
+        &sandbox.project().join("package.json"),
+        "\"build-gyp\": \"1.0.0\",",
+        "\"build-gyp\": \"1.0.0\",\n    \"left-pad-lite\": \"1.0.0\",",
+    );
+    let changed = sandbox.flowpm(&["install"]);
+    assert!(changed.status.success(), "{}", text(&changed));
+    assert_eq!(
+        log(&sandbox),
+        [
+            "root preinstall",
+            "root install",
+            "root postinstall",
+            "root prepare"
+        ]
+    );
+    assert_eq!(std::fs::read_to_string(&index).unwrap(), "rewritten\n");
+    assert!(package_file(&sandbox, "build-dep@1.0.0", "built.txt").exists());
+}
+
+#[test]
+fn builds_skipped_by_ignore_scripts_are_pending_and_run_later() {
+    let sandbox = Sandbox::new("builds");
+    sandbox.install(&["--ignore-scripts"]);
+    assert!(log(&sandbox).is_empty());
+    let modules =
+        std::fs::read_to_string(sandbox.project().join("node_modules/.modules.yaml")).unwrap();
+    assert!(
+        modules.contains(
+            "\"pendingBuilds\": [\n    \".\",\n    \"build-dep@1.0.0\",\n    \"build-gyp@1.0.0\",\n    \"build-top@1.0.0\"\n  ]"
+        ),
+        "{modules}"
+    );
+    assert!(!package_file(&sandbox, "build-dep@1.0.0", "built.txt").exists());
+    // A later install that is not a no-op (here: the tree marked incomplete) builds them; the
+    // copies were private all along.
+    std::fs::remove_file(sandbox.project().join("node_modules/.pnpm/lock.yaml")).unwrap();
+    sandbox.install(&[]);
+    assert!(log(&sandbox).contains(&"build-dep postinstall".to_owned()));
+    assert!(package_file(&sandbox, "build-dep@1.0.0", "built.txt").exists());
+    assert_eq!(sandbox.manifest(), pnpm_tree("builds"));
 }
 
 #[test]

@@ -40,6 +40,8 @@ pub struct EarlyLink<'a> {
 pub struct Planned {
     pub plan: OnceLock<InstallPlan>,
     pub hoisted: OnceLock<Vec<Hoisted>>,
+    /// The plan's packages an earlier install built, left as they are.
+    pub kept: OnceLock<HashSet<String>>,
 }
 
 /// Filled once by the resolve thread; read by the link, dispatch and import stages.
@@ -83,15 +85,15 @@ impl<'a> LinkCells<'a> {
         let layout = self
             .layout
             .get_or_init(|| Layout::new(target.project_dir, plan));
+        let kept = self
+            .planned
+            .kept
+            .get_or_init(|| crate::lifecycle::already_built(layout));
         invalidate(layout)?;
         let hoisted = self.planned.hoisted.get_or_init(|| hoist(plan));
         layout.prune(hoisted)?;
-        let _ = self.importer.set(Importer::new(
-            layout,
-            store.cas(),
-            reporter,
-            target.import_method,
-        ));
+        let importer = Importer::new(layout, store.cas(), reporter, target.import_method);
+        let _ = self.importer.set(importer.keeping(kept.clone()));
         Ok(())
     }
 
