@@ -135,14 +135,15 @@ fn run_add(project_dir: std::path::PathBuf, args: AddArgs) -> anyhow::Result<()>
         SavePrefix::Caret
     };
     let options = InstallOptions {
-        project_dir,
         offline: args.offline,
-        prefer_offline: args.prefer_offline,
-        lockfile_only: args.lockfile_only,
-        registry: args.registry,
-        store_dir: args.store_dir,
-        ignore_scripts: args.ignore_scripts,
-        ..InstallOptions::default()
+        ..resolving(
+            project_dir,
+            args.registry,
+            args.store_dir,
+            args.prefer_offline,
+            args.lockfile_only,
+            args.ignore_scripts,
+        )
     };
     with_progress(&args.reporter, "add failed", |reporter| {
         add(&options, &specs, group, prefix, reporter)

@@ -141,6 +141,7 @@ pub fn install(
     let (config, store_dir) = load_config(&project_dir, options)?;
     let lifecycle = scripts_enabled(options, &config).then_some(Lifecycle {
         settings: &builds,
+        cancel: &options.cancel,
         init_cwd: &init_cwd,
     });
     let lifecycle = lifecycle.as_ref();
@@ -506,7 +507,7 @@ impl Finish<'_> {
             ),
             None => (
                 Vec::new(),
-                crate::lifecycle::pending_builds(layout, self.store)?,
+                crate::lifecycle::pending_builds(layout, self.store, self.kept)?,
             ),
         };
         if let Some(path) = self.lockfile_path {
@@ -521,6 +522,7 @@ impl Finish<'_> {
                 store_dir,
                 skipped: &layout.plan.skipped,
                 allow_builds: &self.builds.allow,
+                allow_all_builds: self.builds.allow_all,
                 ignored_builds: &ignored,
                 pending_builds: &pending,
             },

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use flowpm_pipeline::CancelToken;
 use flowpm_store::FileEntry;
 use serde::Deserialize;
 
@@ -30,16 +31,11 @@ pub(crate) fn has_install_scripts(package_json: &[u8]) -> bool {
     if !package_json.windows(8).any(|w| w == b"install\"") {
         return false;
     }
-    serde_json::from_slice::<ScriptsOnly>(package_json).is_ok_and(|manifest| {
-        ["preinstall", "install", "postinstall"]
+    ScriptsManifest::parse(package_json).is_ok_and(|manifest| {
+        let scripts = manifest.scripts();
+        BUILD_EVENTS
             .iter()
-            .any(|event| {
-                manifest
-                    .scripts
-                    .get(*event)
-                    .and_then(|s| s.as_str())
-                    .is_some_and(|s| !s.is_empty())
-            })
+            .any(|event| scripts.contains_key(*event))
     })
 }
 
@@ -49,12 +45,6 @@ pub(crate) fn requires_build(has_install_scripts: bool, files: &[FileEntry]) -> 
         || files
             .iter()
             .any(|file| file.path == "binding.gyp" || file.path.starts_with(".hooks/"))
-}
-
-#[derive(Deserialize, Default)]
-struct ScriptsOnly {
-    #[serde(default)]
-    scripts: HashMap<String, serde_json::Value>,
 }
 
 /// What pnpm-workspace.yaml says about dependency builds.
@@ -179,6 +169,99 @@ fn post_order(
     }
 }
 
+/// Builds at once at most (pnpm's `childConcurrency` default).
+const CHILD_CONCURRENCY: usize = 5;
+
+/// Runs `job` for each of `order` (a dependency post-order of the plan) on up to `concurrency`
+/// threads, each only once the builds it depends on (through any path of the plan, and earlier
+/// in `order`, which cuts cycles) are done. The first error (a panic, or `cancel`) stops new
+/// jobs and is returned.
+fn run_in_order(
+    plan: &InstallPlan,
+    order: &[usize],
+    concurrency: usize,
+    cancel: &CancelToken,
+    job: impl Fn(usize) -> Result<(), InstallError> + Sync,
+) -> Result<(), InstallError> {
+    use std::sync::{Condvar, Mutex};
+    let position: HashMap<usize, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    // For each job, the earlier jobs it waits for (positions in `order`).
+    let waits: Vec<Vec<usize>> = order
+        .iter()
+        .enumerate()
+        .map(|(at, &node)| {
+            let mut found = Vec::new();
+            let mut seen = HashSet::from([node]);
+            let mut stack: Vec<usize> = plan.snapshots[node]
+                .dependencies
+                .iter()
+                .map(|d| d.1)
+                .collect();
+            while let Some(next) = stack.pop() {
+                if !seen.insert(next) {
+                    continue;
+                }
+                match position.get(&next) {
+                    // An earlier job waits for its own dependencies; a later one (a cycle back
+                    // to this job) is not waited for, but what it needs is.
+                    Some(&p) if p < at => found.push(p),
+                    _ => stack.extend(plan.snapshots[next].dependencies.iter().map(|d| d.1)),
+                }
+            }
+            found
+        })
+        .collect();
+    struct State {
+        started: Vec<bool>,
+        done: Vec<bool>,
+        failed: Option<InstallError>,
+    }
+    let state = Mutex::new(State {
+        started: vec![false; order.len()],
+        done: vec![false; order.len()],
+        failed: None,
+    });
+    let changed = Condvar::new();
+    let worker = || loop {
+        let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
+        let next = loop {
+            if guard.failed.is_some() || guard.started.iter().all(|&s| s) {
+                return;
+            }
+            let ready = (0..order.len())
+                .find(|&i| !guard.started[i] && waits[i].iter().all(|&w| guard.done[w]));
+            match ready {
+                Some(i) => break i,
+                None => guard = changed.wait(guard).unwrap_or_else(|p| p.into_inner()),
+            }
+        };
+        guard.started[next] = true;
+        drop(guard);
+        let result = if cancel.is_cancelled() {
+            Err(InstallError::Cancelled)
+        } else {
+            // A panic still marks the job done, so no worker waits for it forever.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(order[next])))
+                .unwrap_or_else(|_| Err(InstallError::Internal("a build panicked".to_owned())))
+        };
+        let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
+        guard.done[next] = true;
+        if let Err(error) = result {
+            guard.failed.get_or_insert(error);
+        }
+        changed.notify_all();
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..concurrency.min(order.len()) {
+            scope.spawn(worker);
+        }
+    });
+    match state.into_inner().unwrap_or_else(|p| p.into_inner()).failed {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
 /// The events a dependency's build runs, with the implicit `node-gyp rebuild` of a package
 /// that has a `binding.gyp` and neither an `install` nor a `preinstall` script.
 const BUILD_EVENTS: [&str; 3] = ["preinstall", "install", "postinstall"];
@@ -210,28 +293,40 @@ struct ScriptsManifest {
     scripts: HashMap<String, serde_json::Value>,
 }
 
-impl Scripts {
-    pub(crate) fn read(dir: &Path) -> Result<Self, InstallError> {
-        let manifest_path = dir.join("package.json");
-        let bytes = std::fs::read(&manifest_path)
-            .map_err(|e| InstallError::io("read", &manifest_path, e))?;
-        let manifest: ScriptsManifest =
-            serde_json::from_slice(&bytes).map_err(|e| InstallError::InvalidFile {
-                path: manifest_path.clone(),
-                message: e.to_string(),
-            })?;
-        let scripts = manifest
-            .scripts
+impl ScriptsManifest {
+    fn parse(bytes: &[u8]) -> serde_json::Result<Self> {
+        // A byte order mark is valid in a package.json (npm strips it).
+        serde_json::from_slice(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes))
+    }
+
+    /// The scripts that run something (non-empty strings).
+    fn scripts(self) -> HashMap<String, String> {
+        self.scripts
             .into_iter()
             .filter_map(|(event, script)| match script {
                 serde_json::Value::String(script) if !script.is_empty() => Some((event, script)),
                 _ => None,
             })
-            .collect();
+            .collect()
+    }
+}
+
+impl Scripts {
+    pub(crate) fn read(dir: &Path) -> Result<Self, InstallError> {
+        let manifest_path = dir.join("package.json");
+        let bytes = std::fs::read(&manifest_path)
+            .map_err(|e| InstallError::io("read", &manifest_path, e))?;
+        let mut manifest =
+            ScriptsManifest::parse(&bytes).map_err(|e| InstallError::InvalidFile {
+                path: manifest_path.clone(),
+                message: e.to_string(),
+            })?;
+        let (name, version) = (manifest.name.take(), manifest.version.take());
+        let scripts = manifest.scripts();
         Ok(Scripts {
             manifest_path,
-            name: manifest.name.unwrap_or_default(),
-            version: manifest.version.unwrap_or_default(),
+            name: name.unwrap_or_default(),
+            version: version.unwrap_or_default(),
             scripts,
         })
     }
@@ -297,7 +392,9 @@ impl ScriptRunner<'_> {
         let temp = dir.join("node_modules/.tmp");
         std::fs::create_dir_all(&temp)
             .map_err(|e| InstallError::io("create directory", &temp, e))?;
-        let output = Command::new("sh")
+        // An absolute path: `PATH` starts with `.bin` directories, where a package could
+        // provide a command named `sh`.
+        let output = Command::new("/bin/sh")
             .arg("-c")
             .arg(script)
             .current_dir(dir)
@@ -320,7 +417,7 @@ impl ScriptRunner<'_> {
                 package: label.to_owned(),
                 event: event.to_owned(),
                 script: script.to_owned(),
-                outcome: format!("could not start `sh`: {e}"),
+                outcome: format!("could not start `/bin/sh`: {e}"),
             })?;
         if output.status.success() {
             return Ok(());
@@ -348,10 +445,10 @@ pub(crate) fn already_built(layout: &Layout<'_>) -> HashSet<String> {
     let Some(recorded) = crate::metadata::recorded_builds(layout) else {
         return HashSet::new();
     };
-    if recorded.allow.is_empty() {
+    if recorded.allow.is_empty() && !recorded.allow_all {
         return HashSet::new();
     }
-    let settings = BuildSettings::new(recorded.allow, false, None);
+    let settings = BuildSettings::new(recorded.allow, recorded.allow_all, None);
     layout
         .plan
         .snapshots
@@ -370,6 +467,7 @@ pub(crate) fn already_built(layout: &Layout<'_>) -> HashSet<String> {
 pub(crate) fn pending_builds(
     layout: &Layout<'_>,
     store: &flowpm_store::Store,
+    kept: &HashSet<String>,
 ) -> Result<Vec<String>, InstallError> {
     let mut pending = Vec::new();
     for importer in layout.importers() {
@@ -386,7 +484,7 @@ pub(crate) fn pending_builds(
             .snapshots
             .iter()
             .zip(requires)
-            .filter(|(_, requires)| *requires)
+            .filter(|(s, requires)| *requires && !kept.contains(&s.dep_path))
             .map(|(s, _)| s.dep_path.clone()),
     );
     pending.sort();
@@ -413,6 +511,8 @@ fn requires_builds(
 /// How one install treats scripts: `None` when they are off (`--ignore-scripts`).
 pub(crate) struct Lifecycle<'a> {
     pub settings: &'a BuildSettings,
+    /// Checked before each build starts.
+    pub cancel: &'a CancelToken,
     /// Where the command was started (`INIT_CWD`).
     pub init_cwd: &'a Path,
 }
@@ -447,7 +547,7 @@ impl Lifecycle<'_> {
             .run
             .retain(|&index| !kept.contains(&plan.snapshots[index].dep_path));
         let project_bins = layout.importer_modules_dir(ROOT_IMPORTER).join(".bin");
-        for index in builds.run {
+        run_in_order(plan, &builds.run, CHILD_CONCURRENCY, self.cancel, |index| {
             let snapshot = &plan.snapshots[index];
             let dir = layout.package_dir(snapshot);
             let runner = ScriptRunner {
@@ -458,8 +558,8 @@ impl Lifecycle<'_> {
                     project_bins.clone(),
                 ],
             };
-            runner.build(&dir, &snapshot.dep_path)?;
-        }
+            runner.build(&dir, &snapshot.dep_path)
+        })?;
         for importer in layout.importers() {
             self.project(&layout.project_dir, importer, &PROJECT_EVENTS_AFTER)?;
         }
@@ -506,6 +606,104 @@ mod tests {
             br#"{"description":"no \"install\" here"}"#
         ));
         assert!(!has_install_scripts(b"not json install\""));
+    }
+
+    /// `top` needs `mid-a` and `mid-b` (not built), which need `leaf`; `x` and `y` need each
+    /// other. Built: top, leaf, x, y, and `solo`.
+    const GRAPH: &str = r#"lockfileVersion: '9.0'
+importers:
+  .:
+    dependencies:
+      top: {specifier: 1.0.0, version: 1.0.0}
+      x: {specifier: 1.0.0, version: 1.0.0}
+      solo: {specifier: 1.0.0, version: 1.0.0}
+packages:
+  top@1.0.0: {resolution: {integrity: sha512-top}}
+  mid-a@1.0.0: {resolution: {integrity: sha512-mida}}
+  mid-b@1.0.0: {resolution: {integrity: sha512-midb}}
+  leaf@1.0.0: {resolution: {integrity: sha512-leaf}}
+  x@1.0.0: {resolution: {integrity: sha512-x}}
+  y@1.0.0: {resolution: {integrity: sha512-y}}
+  solo@1.0.0: {resolution: {integrity: sha512-solo}}
+snapshots:
+  top@1.0.0: {dependencies: {mid-a: 1.0.0, mid-b: 1.0.0}}
+  mid-a@1.0.0: {dependencies: {leaf: 1.0.0}}
+  mid-b@1.0.0: {dependencies: {leaf: 1.0.0}}
+  leaf@1.0.0: {}
+  x@1.0.0: {dependencies: {y: 1.0.0}}
+  y@1.0.0: {dependencies: {x: 1.0.0}}
+  solo@1.0.0: {}
+"#;
+
+    #[test]
+    fn builds_run_after_what_they_depend_on_and_cycles_do_not_deadlock() {
+        let lockfile =
+            crate::lockfile::Lockfile::parse(GRAPH, Path::new("pnpm-lock.yaml")).unwrap();
+        let options = crate::plan::PlanOptions {
+            production_only: false,
+            platform: crate::platform::Platform::host(),
+            virtual_store_dir_max_length: 120,
+        };
+        let plan = crate::plan::plan(&lockfile, &options).unwrap();
+        let built = ["top", "leaf", "x", "y", "solo"];
+        let requires: Vec<bool> = plan
+            .snapshots
+            .iter()
+            .map(|s| built.contains(&s.name.as_str()))
+            .collect();
+        let all = BuildSettings::new(BTreeMap::new(), true, None);
+        let builds = plan_builds(&plan, &requires, &all);
+        let names: Vec<&str> = builds
+            .run
+            .iter()
+            .map(|&i| plan.snapshots[i].name.as_str())
+            .collect();
+        assert_eq!(names.len(), 5);
+        let at = |name| names.iter().position(|n| *n == name).unwrap();
+        assert!(at("leaf") < at("top"), "{names:?}");
+
+        for concurrency in [1, 5] {
+            let finished = std::sync::Mutex::new(Vec::new());
+            run_in_order(
+                &plan,
+                &builds.run,
+                concurrency,
+                &CancelToken::new(),
+                |index| {
+                    let name = plan.snapshots[index].name.clone();
+                    if name == "top" {
+                        assert!(finished.lock().unwrap().contains(&"leaf".to_owned()));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    finished.lock().unwrap().push(name);
+                    Ok(())
+                },
+            )
+            .unwrap();
+            assert_eq!(finished.into_inner().unwrap().len(), 5);
+        }
+
+        // A failure stops what has not started and is returned.
+        let started = std::sync::Mutex::new(0);
+        let error = run_in_order(&plan, &builds.run, 1, &CancelToken::new(), |_| {
+            *started.lock().unwrap() += 1;
+            Err(InstallError::Internal("boom".to_owned()))
+        })
+        .unwrap_err();
+        assert!(error.to_string().contains("boom"));
+        assert_eq!(*started.lock().unwrap(), 1);
+
+        // A panicking build is an error, not a hang of the builds waiting for it.
+        let error = run_in_order(&plan, &builds.run, 5, &CancelToken::new(), |index| {
+            assert_ne!(plan.snapshots[index].name, "leaf", "leaf fails");
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(error.to_string().contains("a build panicked"), "{error}");
+        let cancel = CancelToken::new();
+        cancel.cancel();
+        let error = run_in_order(&plan, &builds.run, 2, &cancel, |_| Ok(())).unwrap_err();
+        assert!(matches!(error, InstallError::Cancelled), "{error}");
     }
 
     #[test]

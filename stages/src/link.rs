@@ -326,7 +326,7 @@ fn prune_links(dir: &Path, wanted: &HashSet<&str>) -> Result<(), InstallError> {
         if name.starts_with('.') {
             // `.bin`, `.pnpm`, `.modules.yaml` are not links; a killed install's temp file goes.
             if crate::replace::is_stale_temp(&name) {
-                remove_any(&path)?;
+                let _ = std::fs::remove_file(&path);
             }
             continue;
         }
@@ -427,6 +427,11 @@ impl<'a> Importer<'a> {
             path: path.to_path_buf(),
             source,
         };
+        if files.requires_build {
+            // What an earlier build left must not survive into this one (a stale binary would
+            // make it skip compiling); the package's own `node_modules` holds links, kept.
+            clear_except_modules(&package_dir).map_err(|e| io_error("clear", &package_dir, e))?;
+        }
         std::fs::DirBuilder::new()
             .recursive(true)
             .create(&package_dir)
@@ -562,6 +567,27 @@ impl<'a> Importer<'a> {
         )?;
         Ok((source, target))
     }
+}
+
+/// Removes everything in `dir` but its `node_modules` (a missing `dir` is already clear).
+fn clear_except_modules(dir: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name() == "node_modules" {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// `mkdir -p` of `relative` under `dir`, remembering what exists to save syscalls.

@@ -20,8 +20,10 @@ pub struct ModulesSettings<'a> {
     pub production_only: bool,
     pub store_dir: &'a Path,
     pub skipped: &'a [String],
-    /// pnpm-workspace.yaml's `allowBuilds`, recorded so that a change to it is not a no-op.
+    /// pnpm-workspace.yaml's `allowBuilds` and `dangerouslyAllowAllBuilds`, recorded so that
+    /// a change to them is not a no-op.
     pub allow_builds: &'a BTreeMap<String, bool>,
+    pub allow_all_builds: bool,
     /// Builds neither allowed nor denied (`name@version`).
     pub ignored_builds: &'a [String],
     /// With scripts off: the projects with scripts and the packages with builds that did not
@@ -29,9 +31,13 @@ pub struct ModulesSettings<'a> {
     pub pending_builds: &'a [String],
 }
 
+/// `dangerouslyAllowAllBuilds` as recorded in `.modules.yaml`.
+const ALLOW_ALL_KEY: &str = "dangerouslyAllowAllBuilds";
+
 /// What the last complete install recorded about builds.
 pub struct RecordedBuilds {
     pub allow: BTreeMap<String, bool>,
+    pub allow_all: bool,
     pub pending: Vec<String>,
 }
 
@@ -42,6 +48,7 @@ pub fn recorded_builds(layout: &Layout<'_>) -> Option<RecordedBuilds> {
     let modules = serde_json::from_slice::<serde_json::Value>(&modules).ok()?;
     Some(RecordedBuilds {
         allow: serde_json::from_value(modules["allowBuilds"].clone()).unwrap_or_default(),
+        allow_all: modules[ALLOW_ALL_KEY].as_bool().unwrap_or(false),
         pending: serde_json::from_value(modules["pendingBuilds"].clone()).unwrap_or_default(),
     })
 }
@@ -92,9 +99,8 @@ pub fn is_up_to_date(
     if let Some(builds) = builds {
         let recorded: Option<BTreeMap<String, bool>> =
             serde_json::from_value(modules["allowBuilds"].clone()).ok();
-        if recorded.as_ref() != Some(&builds.allow)
-            || (builds.allow_all && !ignored_builds.is_empty())
-        {
+        let recorded_all = modules[ALLOW_ALL_KEY].as_bool().unwrap_or(false);
+        if recorded.as_ref() != Some(&builds.allow) || recorded_all != builds.allow_all {
             return None;
         }
     }
@@ -174,6 +180,10 @@ pub fn write_metadata(
         ("allowBuilds", json!(settings.allow_builds)),
     ] {
         modules[key] = value;
+    }
+    // flowpm's own key (pnpm does not record the setting), only when it is on.
+    if settings.allow_all_builds {
+        modules[ALLOW_ALL_KEY] = json!(true);
     }
     let text = serde_json::to_string_pretty(&modules)
         .map_err(|e| InstallError::Internal(e.to_string()))?;

@@ -33,6 +33,7 @@ pub(crate) fn is_stale_temp(name: &str) -> bool {
     let Some(pid) = name
         .strip_prefix('.')
         .and_then(|rest| rest.rsplit_once(MARK))
+        .filter(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|(_, pid)| pid.parse::<i32>().ok())
     else {
         return false;
@@ -78,6 +79,8 @@ mod tests {
             "modules.yaml.flowpm-99999999",
             ".modules.yaml.flowpm-",
             ".modules.yaml.flowpm-x",
+            ".modules.yaml.flowpm--1",
+            ".modules.yaml.flowpm-+5",
             ".modules.yaml",
             ".bin",
         ] {

@@ -208,6 +208,11 @@ fn a_failing_build_names_the_package_script_and_output_and_is_retried() {
     assert!(error.contains("no compiler here"), "{error}");
     // As with pnpm, the lockfile is left as it was; the tree is not marked complete.
     assert!(!project.join("node_modules/.pnpm/lock.yaml").exists());
+    // The retry imports the packages with builds afresh: what the failed run's builds left
+    // does not survive into the next build.
+    let stale = package_file(&sandbox, "build-top@1.0.0", "stale.node");
+    std::fs::write(&stale, "from an earlier build").unwrap();
     let again = sandbox.fails_keeping_lockfile(&["install"]);
+    assert!(!stale.exists());
     assert!(again.contains("exited with 3"), "{again}");
 }
