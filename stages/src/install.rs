@@ -276,8 +276,18 @@ pub fn install(
         lifecycle.before_link(&project_dir, &workspace_projects)?;
     }
 
+    // Read before `invalidate`: it needs the earlier install to have been complete.
+    let kept = crate::lifecycle::already_built(&layout);
     let store = Store::open(&store_dir)?;
-    let (warm, cold) = split_by_store(&store, &plan)?;
+    let (warm, mut cold) = split_by_store(&store, &plan)?;
+    // A built package left in place needs nothing from the store (it may not be there: a
+    // pruned or another store, or `--offline`).
+    cold.retain(|unit| {
+        !unit
+            .snapshots
+            .iter()
+            .all(|&index| kept.contains(&plan.snapshots[index].dep_path))
+    });
     let mut warnings = Vec::new();
     for unit in &cold {
         if unit.integrity.is_none() {
@@ -291,8 +301,6 @@ pub fn install(
     }
     reporter.on_plan(plan.snapshots.len(), cold.len());
 
-    // Read before `invalidate`: it needs the earlier install to have been complete.
-    let kept = crate::lifecycle::already_built(&layout);
     invalidate(&layout)?;
     let mut hoisted = hoist(&plan);
     layout.prune(&hoisted)?;

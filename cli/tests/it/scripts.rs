@@ -97,6 +97,21 @@ fn allowed_builds_run_dependencies_first_on_private_copies() {
     );
     assert_eq!(std::fs::read_to_string(&index).unwrap(), "rewritten\n");
     assert!(package_file(&sandbox, "build-dep@1.0.0", "built.txt").exists());
+
+    // Built packages in place need nothing from the store: with an empty one, a frozen
+    // install that is not a no-op (allowBuilds gained an entry) downloads only the others.
+    std::fs::remove_dir_all(sandbox.store()).unwrap();
+    let settings = sandbox.project().join("pnpm-workspace.yaml");
+    let mut text_now = std::fs::read_to_string(&settings).unwrap();
+    text_now.push_str("  bin-tool: false\n");
+    std::fs::write(&settings, text_now).unwrap();
+    let refetched = sandbox.install(&[]);
+    assert!(
+        text(&refetched).contains("Installed 5 packages (3 downloaded"),
+        "{}",
+        text(&refetched)
+    );
+    assert_eq!(std::fs::read_to_string(&index).unwrap(), "rewritten\n");
 }
 
 #[test]
