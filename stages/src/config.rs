@@ -128,6 +128,17 @@ impl NpmConfig {
             .map_err(InstallError::Config)
     }
 
+    /// Every registry configured: the default one and the scoped ones (`@scope:registry`).
+    pub fn registries(&self) -> Result<Vec<String>, InstallError> {
+        let mut registries = vec![self.registry()?];
+        for (key, value) in &self.values {
+            if key.starts_with('@') && key.ends_with(":registry") {
+                registries.push(with_trailing_slash(value));
+            }
+        }
+        Ok(registries)
+    }
+
     /// The registry serving `name` (`@scope:registry` wins for scoped packages).
     pub fn registry_for(&self, name: &str) -> Result<String, InstallError> {
         if let Some((scope, _)) = name.split_once('/')

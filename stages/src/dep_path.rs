@@ -13,7 +13,10 @@ pub fn dep_path_to_filename(dep_path: &str, max_length: usize) -> String {
     let mut filename: String = unescaped(dep_path)
         .chars()
         .map(|c| {
-            if matches!(c, '\\' | '/' | ':' | '*' | '?' | '"' | '<' | '>' | '|') {
+            if matches!(
+                c,
+                '\\' | '/' | ':' | '*' | '?' | '"' | '<' | '>' | '|' | '#'
+            ) {
                 '+'
             } else {
                 c
@@ -26,19 +29,63 @@ pub fn dep_path_to_filename(dep_path: &str, max_length: usize) -> String {
         }
         filename = filename.replace(")(", "_").replace(['(', ')'], "_");
     }
+    // Trailing dots and spaces (which Windows drops) become `+` and the name gets a hash.
+    let kept = filename.trim_end_matches(['.', ' ']).len();
+    let ambiguous = escapes_ambiguously(dep_path);
+    if kept < filename.len() {
+        let trailing = filename.len() - kept;
+        filename.truncate(kept);
+        filename.extend(std::iter::repeat_n('+', trailing));
+        let input = if ambiguous {
+            dep_path.to_owned()
+        } else {
+            filename.clone()
+        };
+        return with_hash(&filename, &input, max_length);
+    }
+    // A URL or path whose escaping could make two depPaths one name (a port's `:`, a query's
+    // `?`...) is told apart by a hash of the depPath itself, long or not (pnpm 12).
+    if ambiguous {
+        return with_hash(&filename, dep_path, max_length);
+    }
     // Uppercase names are hashed too, so two names differing only in case cannot collide on
     // case-insensitive filesystems.
     let has_uppercase = filename != filename.to_lowercase();
     if filename.len() > max_length || has_uppercase {
-        let hash = short_hash(&filename);
-        let keep = max_length.saturating_sub(hash.len() + 1);
-        let mut cut = keep.min(filename.len());
-        while !filename.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        return format!("{}_{hash}", &filename[..cut]);
+        return with_hash(&filename, &filename, max_length);
     }
     filename
+}
+
+/// `name` (cut to fit `max_length` with the suffix) + `_` + the short hash of `input`.
+fn with_hash(name: &str, input: &str, max_length: usize) -> String {
+    let hash = short_hash(input);
+    let keep = max_length.saturating_sub(hash.len() + 1);
+    let mut cut = keep.min(name.len());
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}_{hash}", &name[..cut])
+}
+
+/// Whether the depPath's version is a location (a tarball URL, a path) with characters that
+/// escape to `+` other than `/`: `http://host:8080/a.tgz` yes, `https://host/a.tgz` no.
+fn escapes_ambiguously(dep_path: &str) -> bool {
+    let id = dep_path.split('(').next().unwrap_or_default();
+    let id = id.strip_prefix('/').unwrap_or(id);
+    let version = if id.starts_with("file:") {
+        id
+    } else {
+        match id.get(1..).and_then(|rest| rest.find('@')) {
+            Some(at) => &id[at + 2..],
+            None => return false,
+        }
+    };
+    let Some((_, location)) = version.split_once(':') else {
+        return false;
+    };
+    let location = location.strip_prefix("//").unwrap_or(location);
+    location.contains(['+', '\\', ':', '*', '?', '"', '<', '>', '|', '#'])
 }
 
 fn unescaped(dep_path: &str) -> std::borrow::Cow<'_, str> {
@@ -75,6 +122,32 @@ mod tests {
             name("@testing-library/react@14.0.0(react-dom@18.2.0(react@18.2.0))(react@18.2.0)"),
             "@testing-library+react@14.0.0_react-dom@18.2.0_react@18.2.0__react@18.2.0"
         );
+    }
+
+    #[test]
+    fn hashes_urls_that_escape_ambiguously_by_their_dep_path() {
+        // Both observed from pnpm 12.21.0 (remote tarballs on a loopback port).
+        assert_eq!(
+            dep_path_to_filename(
+                "@fixture/scoped@http://127.0.0.1:36083/@fixture/scoped/-/scoped-1.0.0.tgz",
+                VIRTUAL_STORE_DIR_MAX_LENGTH
+            ),
+            "@fixture+scoped@http+++127.0.0.1+36083+@fixture+scoped+-+scoped-1.0.0.tgz_8f92f4b708ca5153dba4b04043a6021f"
+        );
+        let long = format!(
+            "left-pad-lite@http://127.0.0.1:36083/left-pad-lite/-/left-pad-lite-1.0.0.tgz?{}=1",
+            "q".repeat(100)
+        );
+        assert_eq!(
+            dep_path_to_filename(&long, VIRTUAL_STORE_DIR_MAX_LENGTH),
+            "left-pad-lite@http+++127.0.0.1+36083+left-pad-lite+-+left-pad-lite-1.0.0.tgz+qqqqqqqqqq_094c1115aa40a68b6f26c8603e85500f"
+        );
+        // Without a port or query, `/` alone escapes unambiguously.
+        assert_eq!(
+            dep_path_to_filename("a@https://host.example/a-1.0.0.tgz", 120),
+            "a@https+++host.example+a-1.0.0.tgz"
+        );
+        assert!(!escapes_ambiguously("react-dom@18.2.0(react@18.2.0)"));
     }
 
     #[test]

@@ -605,6 +605,7 @@ pub(crate) fn resolve_project(
         update: update.unwrap_or_default().iter().cloned().collect(),
         update_all: update.is_some_and(|names| names.is_empty()),
         overrides: rules.overrides.clone(),
+        registries: config.registries()?,
         catalogs: rules.catalogs.clone(),
     };
     let cache_mode = if options.offline {

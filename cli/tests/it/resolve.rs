@@ -504,3 +504,57 @@ fn update_reaches_transitive_dependencies() {
         lockfile(&sandbox)
     );
 }
+
+/// A tarball URL on the configured registry is that registry's version, as pnpm 12 resolves
+/// it (the importer keeps the URL as its specifier; the lockfile below is pnpm's for the same
+/// package.json, the registry URL put back as the placeholder). A tarball elsewhere is named as
+/// unsupported.
+#[test]
+fn a_registry_tarball_url_resolves_to_the_registry_version() {
+    let sandbox = with_manifest("{}");
+    let url = format!(
+        "{}left-pad-lite/-/left-pad-lite-2.0.0.tgz",
+        sandbox.registry.url()
+    );
+    let manifest = format!(
+        "{{\"dependencies\": {{\"left-pad-lite\": \"{url}\", \"scoped-user\": \"npm:@fixture/scoped@1.0.0\"}}}}"
+    );
+    std::fs::write(sandbox.project().join("package.json"), manifest).unwrap();
+    run_ok(&sandbox, &["install"]);
+    let expected = "lockfileVersion: '9.0'
+
+settings:
+  autoInstallPeers: true
+  excludeLinksFromLockfile: false
+
+importers:
+
+  .:
+    dependencies:
+      left-pad-lite:
+        specifier: {{REGISTRY}}left-pad-lite/-/left-pad-lite-2.0.0.tgz
+        version: 2.0.0
+      scoped-user:
+        specifier: npm:@fixture/scoped@1.0.0
+        version: '@fixture/scoped@1.0.0'
+
+packages:
+";
+    let written = lockfile(&sandbox);
+    assert!(written.starts_with(expected), "{written}");
+    assert!(
+        written.contains("\n  left-pad-lite@2.0.0:\n    resolution: {integrity: sha512-"),
+        "{written}"
+    );
+    // Up to date with its own package.json.
+    run_ok(&sandbox, &["install", "--frozen-lockfile"]);
+
+    let elsewhere =
+        "{\"dependencies\": {\"left-pad-lite\": \"http://127.0.0.1:9/left-pad-lite-2.0.0.tgz\"}}";
+    std::fs::write(sandbox.project().join("package.json"), elsewhere).unwrap();
+    let error = sandbox.fails_keeping_lockfile(&["install"]);
+    assert!(
+        error.contains("`http:` dependencies are not supported yet"),
+        "{error}"
+    );
+}

@@ -115,6 +115,9 @@ pub struct ResolveOptions {
     pub overrides: Overrides,
     /// The catalogs of pnpm-workspace.yaml, for `catalog:` dependencies.
     pub catalogs: Catalogs,
+    /// The configured registries (ending in `/`): a tarball URL on one of them is that
+    /// registry's version of the package, as pnpm resolves it.
+    pub registries: Vec<String>,
 }
 
 /// What a request resolves against.
@@ -280,12 +283,14 @@ impl<'a> GraphBuilder<'a> {
                 }
                 let (name, wanted) = match locked {
                     Some(locked) => locked,
-                    None => parse_specifier(&alias, &specifier).map_err(|why| ResolveFailure {
-                        message: format!(
-                            "`{alias}@{specifier}` (in {}): {why}",
-                            manifest_path(&id)
-                        ),
-                    })?,
+                    None => parse_specifier(&alias, &specifier, &self.options.registries).map_err(
+                        |why| ResolveFailure {
+                            message: format!(
+                                "`{alias}@{specifier}` (in {}): {why}",
+                                manifest_path(&id)
+                            ),
+                        },
+                    )?,
                 };
                 requests.push(Request {
                     slot: Slot::Direct(index),
@@ -593,7 +598,8 @@ impl<'a> GraphBuilder<'a> {
             if !self.nodes[node].expanded {
                 // Children names are known now: fetch their packuments ahead of the barrier.
                 for (alias, spec, _) in self.children_of(&self.nodes[node]) {
-                    if let Ok((name, _)) = parse_specifier(&alias, &spec) {
+                    if let Ok((name, _)) = parse_specifier(&alias, &spec, &self.options.registries)
+                    {
                         self.prefetch(&name, demands);
                     }
                 }
@@ -677,7 +683,7 @@ impl<'a> GraphBuilder<'a> {
         }
         let mut requests = Vec::new();
         for (alias, spec, optional) in self.children_of(node) {
-            match parse_specifier(&alias, &spec) {
+            match parse_specifier(&alias, &spec, &self.options.registries) {
                 Ok((name, wanted)) => requests.push((alias, name, spec, wanted, optional)),
                 // An optional dependency flowpm cannot resolve is skipped, as pnpm does.
                 Err(_) if optional => {}
@@ -946,8 +952,19 @@ pub(super) fn manifest_path(project: &str) -> String {
     }
 }
 
-/// `^1.0.0`, `latest`, `npm:real@^2` -> (package name, what to pick).
-fn parse_specifier(alias: &str, specifier: &str) -> Result<(String, Wanted), String> {
+/// `^1.0.0`, `latest`, `npm:real@^2`, a tarball URL of a configured registry -> (package
+/// name, what to pick).
+fn parse_specifier(
+    alias: &str,
+    specifier: &str,
+    registries: &[String],
+) -> Result<(String, Wanted), String> {
+    if let Some((name, version)) = registry_tarball(specifier, registries) {
+        crate::plan::validate_package_name(&name).map_err(|error| error.to_string())?;
+        let spec = parse_version_spec(&version)
+            .ok_or_else(|| format!("`{version}` is not a valid version"))?;
+        return Ok((name, Wanted::Spec(spec)));
+    }
     let (name, spec) = match specifier.strip_prefix("npm:") {
         Some(target) => {
             let at = target
@@ -986,6 +1003,21 @@ fn parse_specifier(alias: &str, specifier: &str) -> Result<(String, Wanted), Str
     Ok((name, Wanted::Spec(spec)))
 }
 
+/// `<registry><name>/-/<basename>-<version>.tgz` on one of `registries` -> (name, version).
+fn registry_tarball(url: &str, registries: &[String]) -> Option<(String, String)> {
+    let path = registries
+        .iter()
+        .find_map(|registry| url.strip_prefix(registry.as_str()))?;
+    let (name, file) = path.split_once("/-/")?;
+    let basename = name.rsplit('/').next()?;
+    let version = file
+        .strip_prefix(basename)?
+        .strip_prefix('-')?
+        .strip_suffix(".tgz")?;
+    Version::parse(version).ok()?;
+    Some((name.to_owned(), version.to_owned()))
+}
+
 /// For auto-installed peers: a version already in the graph that satisfies every range.
 pub fn satisfying_node(nodes: &[Node], name: &str, ranges: &[Range]) -> Option<NodeId> {
     nodes
@@ -1008,4 +1040,34 @@ pub fn pick_for_ranges(
         ranges.iter().all(|range| range.satisfies(version))
     })
     .map(|picked| picked.version.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_tarball_urls_name_a_version() {
+        let registries = [
+            "https://r.example/npm/".to_owned(),
+            "https://s.example/".to_owned(),
+        ];
+        let parsed = |url: &str| registry_tarball(url, &registries);
+        assert_eq!(
+            parsed("https://r.example/npm/left-pad/-/left-pad-1.3.0.tgz"),
+            Some(("left-pad".to_owned(), "1.3.0".to_owned()))
+        );
+        assert_eq!(
+            parsed("https://s.example/@scope/name/-/name-2.0.0-beta.1.tgz"),
+            Some(("@scope/name".to_owned(), "2.0.0-beta.1".to_owned()))
+        );
+        for other in [
+            "https://elsewhere.example/left-pad/-/left-pad-1.3.0.tgz",
+            "https://r.example/npm/left-pad/-/other-1.3.0.tgz",
+            "https://r.example/npm/left-pad/-/left-pad-latest.tgz",
+            "https://r.example/npm/left-pad/left-pad-1.3.0.tgz",
+        ] {
+            assert_eq!(parsed(other), None, "{other}");
+        }
+    }
 }
