@@ -273,7 +273,7 @@ pub fn install(
         return up_to_date(installed);
     }
     if let Some(lifecycle) = lifecycle {
-        lifecycle.before_link(&project_dir, &workspace_projects)?;
+        lifecycle.before_link(&project_dir)?;
     }
 
     // Read before `invalidate`: it needs the earlier install to have been complete.
@@ -404,7 +404,7 @@ fn resolve_and_install(
     }
     let _project_lock = lock_project(project_dir, reporter)?;
     if let Some(lifecycle) = lifecycle {
-        lifecycle.before_link(project_dir, workspace_projects)?;
+        lifecycle.before_link(project_dir)?;
     }
     let planned = Planned::default();
     let target = EarlyLink {

@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 use crate::InstallError;
 use crate::link::Layout;
-use crate::plan::{InstallPlan, ROOT_IMPORTER, WorkspaceProject};
+use crate::plan::{InstallPlan, ROOT_IMPORTER};
 
 /// Whether a package.json has an install-time script (checked for every stored package, so
 /// the common case, no such key anywhere, is a byte scan without parsing).
@@ -275,6 +275,54 @@ pub(crate) const PROJECT_EVENTS_AFTER: [&str; 5] = [
     "postprepare",
 ];
 
+/// A workspace project's events, all once the tree is linked.
+const MEMBER_EVENTS: [&str; 6] = [
+    "preinstall",
+    "install",
+    "postinstall",
+    "preprepare",
+    "prepare",
+    "postprepare",
+];
+
+/// The projects, each after the workspace projects it depends on (`link:`), as pnpm orders
+/// their scripts; the root first, then by id, where the order is free (a cycle included).
+fn projects_in_order<'a>(layout: &Layout<'a>) -> Vec<&'a str> {
+    let importers: Vec<&'a str> = layout.importers().collect();
+    let dir_of: HashMap<PathBuf, &str> = importers
+        .iter()
+        .map(|&id| (layout.importer_dir(id), id))
+        .collect();
+    let mut needs: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for direct in &layout.plan.direct {
+        if let crate::plan::DirectTarget::Link(_) = direct.target
+            && let Some(&target) = dir_of.get(&layout.direct_target(direct))
+            && target != direct.importer
+        {
+            needs
+                .entry(direct.importer.as_str())
+                .or_default()
+                .insert(target);
+        }
+    }
+    let mut done: Vec<&str> = Vec::with_capacity(importers.len());
+    while done.len() < importers.len() {
+        let ready = importers.iter().find(|&&id| {
+            !done.contains(&id)
+                && needs
+                    .get(id)
+                    .is_none_or(|wanted| wanted.iter().all(|w| done.contains(w)))
+        });
+        // In a cycle, the first project left goes next.
+        let next = ready
+            .or_else(|| importers.iter().find(|&&id| !done.contains(&id)))
+            .copied()
+            .expect("a project is left");
+        done.push(next);
+    }
+    done
+}
+
 /// One package.json's scripts, read when they are about to run.
 pub(crate) struct Scripts {
     manifest_path: PathBuf,
@@ -518,17 +566,10 @@ pub(crate) struct Lifecycle<'a> {
 }
 
 impl Lifecycle<'_> {
-    /// The projects' `preinstall`, before their dependencies are linked.
-    pub(crate) fn before_link(
-        &self,
-        root: &Path,
-        members: &[WorkspaceProject],
-    ) -> Result<(), InstallError> {
-        let importers = std::iter::once(ROOT_IMPORTER).chain(members.iter().map(|m| m.id.as_str()));
-        for importer in importers {
-            self.project(root, importer, &["preinstall"])?;
-        }
-        Ok(())
+    /// The root project's `preinstall`, before the tree is linked (a workspace project's runs
+    /// with its other scripts, after: pnpm 12's order).
+    pub(crate) fn before_link(&self, root: &Path) -> Result<(), InstallError> {
+        self.project(root, ROOT_IMPORTER, &["preinstall"])
     }
 
     /// Once the tree is linked: the allowed dependency builds (dependencies first), then the
@@ -560,8 +601,13 @@ impl Lifecycle<'_> {
             };
             runner.build(&dir, &snapshot.dep_path)
         })?;
-        for importer in layout.importers() {
-            self.project(&layout.project_dir, importer, &PROJECT_EVENTS_AFTER)?;
+        for importer in projects_in_order(layout) {
+            let events: &[&str] = if importer == ROOT_IMPORTER {
+                &PROJECT_EVENTS_AFTER
+            } else {
+                &MEMBER_EVENTS
+            };
+            self.project(&layout.project_dir, importer, events)?;
         }
         Ok(builds.ignored)
     }

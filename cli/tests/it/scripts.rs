@@ -231,3 +231,41 @@ fn a_failing_build_names_the_package_script_and_output_and_is_retried() {
     assert!(!stale.exists());
     assert!(again.contains("exited with 3"), "{again}");
 }
+
+/// In a workspace, pnpm 12 runs the root's `preinstall` first and every project's scripts once
+/// the tree is linked, each project after the workspace projects it depends on (here lib, then
+/// app, which links lib, then cli, which links app).
+#[test]
+fn workspace_projects_run_their_scripts_after_the_projects_they_depend_on() {
+    let sandbox = Sandbox::new("workspace");
+    let root = sandbox.project();
+    for dir in [".", "packages/app", "packages/lib", "tools/cli"] {
+        let path = root.join(dir).join("package.json");
+        let mut manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let name = manifest["name"].as_str().unwrap().to_owned();
+        let scripts: serde_json::Map<String, serde_json::Value> = ["preinstall", "postinstall"]
+            .iter()
+            .map(|event| {
+                let log = format!("echo \"{name} {event}\" >> \"$INIT_CWD/builds.log\"");
+                (event.to_string(), serde_json::Value::String(log))
+            })
+            .collect();
+        manifest["scripts"] = serde_json::Value::Object(scripts);
+        std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    }
+    sandbox.install(&[]);
+    assert_eq!(
+        log(&sandbox),
+        [
+            "workspace-fixture preinstall",
+            "workspace-fixture postinstall",
+            "@ws/lib preinstall",
+            "@ws/lib postinstall",
+            "@ws/app preinstall",
+            "@ws/app postinstall",
+            "ws-cli preinstall",
+            "ws-cli postinstall",
+        ]
+    );
+}
