@@ -134,17 +134,14 @@ fn run_add(project_dir: std::path::PathBuf, args: AddArgs) -> anyhow::Result<()>
     } else {
         SavePrefix::Caret
     };
-    let options = InstallOptions {
-        offline: args.offline,
-        ..resolving(
-            project_dir,
-            args.registry,
-            args.store_dir,
-            args.prefer_offline,
-            args.lockfile_only,
-            args.ignore_scripts,
-        )
-    };
+    let options = resolving(
+        project_dir,
+        args.registry,
+        args.store_dir,
+        (args.offline, args.prefer_offline),
+        args.lockfile_only,
+        args.ignore_scripts,
+    );
     with_progress(&args.reporter, "add failed", |reporter| {
         add(&options, &specs, group, prefix, reporter)
     })
@@ -155,7 +152,7 @@ fn resolving(
     project_dir: std::path::PathBuf,
     registry: Option<String>,
     store_dir: Option<std::path::PathBuf>,
-    prefer_offline: bool,
+    (offline, prefer_offline): (bool, bool),
     lockfile_only: bool,
     ignore_scripts: bool,
 ) -> InstallOptions {
@@ -163,6 +160,7 @@ fn resolving(
         project_dir,
         registry,
         store_dir,
+        offline,
         prefer_offline,
         lockfile_only,
         ignore_scripts,
@@ -174,17 +172,14 @@ fn run_remove(project_dir: std::path::PathBuf, args: RemoveArgs) -> anyhow::Resu
     if args.packages.is_empty() {
         bail!("`flowpm remove` needs at least one package name");
     }
-    let options = InstallOptions {
-        offline: args.offline,
-        ..resolving(
-            project_dir,
-            args.registry,
-            args.store_dir,
-            args.prefer_offline,
-            args.lockfile_only,
-            args.ignore_scripts,
-        )
-    };
+    let options = resolving(
+        project_dir,
+        args.registry,
+        args.store_dir,
+        (args.offline, args.prefer_offline),
+        args.lockfile_only,
+        args.ignore_scripts,
+    );
     with_progress(&args.reporter, "remove failed", |reporter| {
         flowpm_stages::commands::remove(&options, &args.packages, reporter)
     })
@@ -195,7 +190,7 @@ fn run_update(project_dir: std::path::PathBuf, args: UpdateArgs) -> anyhow::Resu
         project_dir,
         args.registry,
         args.store_dir,
-        args.prefer_offline,
+        (false, args.prefer_offline),
         args.lockfile_only,
         args.ignore_scripts,
     );

@@ -5,6 +5,14 @@ use std::os::unix::fs::MetadataExt;
 
 use crate::common::{Sandbox, pnpm_tree, text};
 
+/// What the `builds` project's own scripts log, in order.
+const ROOT_SCRIPTS: [&str; 4] = [
+    "root preinstall",
+    "root install",
+    "root postinstall",
+    "root prepare",
+];
+
 fn log(sandbox: &Sandbox) -> Vec<String> {
     let log = std::fs::read_to_string(sandbox.project().join("builds.log")).unwrap_or_default();
     let _ = std::fs::remove_file(sandbox.project().join("builds.log"));
@@ -86,15 +94,7 @@ fn allowed_builds_run_dependencies_first_on_private_copies() {
     );
     let changed = sandbox.flowpm(&["install"]);
     assert!(changed.status.success(), "{}", text(&changed));
-    assert_eq!(
-        log(&sandbox),
-        [
-            "root preinstall",
-            "root install",
-            "root postinstall",
-            "root prepare"
-        ]
-    );
+    assert_eq!(log(&sandbox), ROOT_SCRIPTS);
     assert_eq!(std::fs::read_to_string(&index).unwrap(), "rewritten\n");
     assert!(package_file(&sandbox, "build-dep@1.0.0", "built.txt").exists());
 
@@ -148,15 +148,7 @@ fn unlisted_builds_fail_the_install_after_the_tree_is_complete() {
     );
     assert!(error.contains("allowBuilds"), "{error}");
     // The tree is linked and the project's scripts ran; no dependency script did.
-    assert_eq!(
-        log(&sandbox),
-        [
-            "root preinstall",
-            "root install",
-            "root postinstall",
-            "root prepare"
-        ]
-    );
+    assert_eq!(log(&sandbox), ROOT_SCRIPTS);
     assert!(package_file(&sandbox, "build-top@1.0.0", "index.js").exists());
     let modules =
         std::fs::read_to_string(sandbox.project().join("node_modules/.modules.yaml")).unwrap();
