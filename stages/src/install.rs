@@ -268,7 +268,7 @@ pub fn install(
         return up_to_date(installed);
     }
     // One install at a time per project; one that waited may find the work done.
-    let _project_lock = lock_project(&project_dir, reporter)?;
+    let _project_lock = lock_project(&project_dir, &workspace_projects, reporter)?;
     if let Some(installed) = current(&layout) {
         return up_to_date(installed);
     }
@@ -402,7 +402,7 @@ fn resolve_and_install(
         report.elapsed = started.elapsed();
         return Ok(report);
     }
-    let _project_lock = lock_project(project_dir, reporter)?;
+    let _project_lock = lock_project(project_dir, workspace_projects, reporter)?;
     if let Some(lifecycle) = lifecycle {
         lifecycle.before_link(project_dir)?;
     }
@@ -669,9 +669,11 @@ pub(crate) fn parse_rules(
 const DEFAULT_MINIMUM_RELEASE_AGE: u64 = 1440;
 
 /// Locks the project directory (`flock` on the directory itself, so no file is created) until
-/// the returned handle drops, which the kernel also does if the process dies.
+/// the returned handle drops, which the kernel also does if the process dies. Holding it,
+/// sweeps the temp files of killed commands from the root and the workspace projects.
 fn lock_project(
     project_dir: &Path,
+    members: &[WorkspaceProject],
     reporter: &dyn Reporter,
 ) -> Result<std::os::fd::OwnedFd, InstallError> {
     use rustix::fs::{FlockOperation, Mode, OFlags, flock};
@@ -694,8 +696,12 @@ fn lock_project(
             }
         }
     }
-    // A killed install's `.pnpm-lock.yaml.flowpm-<pid>` (those in node_modules go with the prune).
+    // What a killed command left: `.pnpm-lock.yaml.flowpm-<pid>`, a project's
+    // `.package.json.flowpm-<pid>` (those in node_modules go with the prune).
     remove_stale_temps(project_dir);
+    for member in members {
+        remove_stale_temps(&project_dir.join(&member.id));
+    }
     Ok(dir)
 }
 

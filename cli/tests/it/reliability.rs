@@ -171,6 +171,15 @@ fn a_killed_installs_temp_files_are_swept_and_no_others() {
         std::fs::remove_file(path).unwrap();
     }
     assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
+
+    // A workspace project's package.json temp (`add` run inside it, killed) goes too.
+    let workspace = Sandbox::new("workspace");
+    let member_temp = workspace
+        .project()
+        .join("packages/app/.package.json.flowpm-99999999");
+    std::fs::write(&member_temp, "partial").unwrap();
+    workspace.install(&[]);
+    assert!(!member_temp.exists());
 }
 
 #[test]
