@@ -13,7 +13,7 @@ use crate::lockfile_write::to_yaml;
 use crate::manifest::Manifest;
 use crate::manifest_edit::ManifestText;
 use crate::plan::DependencyGroup;
-use crate::replace::temp_path;
+use crate::replace::{temp_path, write_atomically};
 use crate::report::{InstallReport, Reporter};
 
 /// How `add` writes the range of a package added without one (or with a dist-tag).
@@ -272,10 +272,14 @@ fn change_and_install(
     );
 
     let lockfile_path = root_dir.join("pnpm-lock.yaml");
-    let old = match std::fs::read_to_string(&lockfile_path) {
-        Ok(text) => Some(Lockfile::parse(&text, &lockfile_path)?),
+    let old_lock_text = match std::fs::read_to_string(&lockfile_path) {
+        Ok(text) => Some(text),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
         Err(error) => return Err(InstallError::io("read", &lockfile_path, error)),
+    };
+    let old = match &old_lock_text {
+        Some(text) => Some(Lockfile::parse(text, &lockfile_path)?),
+        None => None,
     };
     let rules = crate::install::parse_rules(settings, &root_manifest, &root_dir)?;
     let (config, store_dir) = load_config(&root_dir, options)?;
@@ -339,7 +343,22 @@ fn change_and_install(
     let mut install_options = options.clone();
     install_options.update = None;
     install_options.project_dir = root_dir;
-    let mut report = install(&install_options, reporter)?;
+    let mut report = match install(&install_options, reporter) {
+        Ok(report) => report,
+        // Ignored builds fail only once the tree is complete: the edit stands (as in pnpm).
+        Err(error @ InstallError::IgnoredBuilds { .. }) => return Err(error),
+        Err(error) => {
+            // As pnpm: a failed install (a build script, a download) leaves package.json and
+            // the lockfile as they were before the command.
+            let _ = write_atomically(&manifest_path, text.as_bytes());
+            let _ = match &old_lock_text {
+                Some(old) => write_atomically(&lockfile_path, old.as_bytes()),
+                None => std::fs::remove_file(&lockfile_path)
+                    .map_err(|e| InstallError::io("remove", &lockfile_path, e)),
+            };
+            return Err(error);
+        }
+    };
     let mut stages = resolution.stages;
     stages.append(&mut report.stages);
     report.stages = stages;

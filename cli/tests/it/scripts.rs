@@ -221,6 +221,37 @@ fn a_failing_build_names_the_package_script_and_output_and_is_retried() {
     std::fs::write(&stale, "from an earlier build").unwrap();
     let again = sandbox.fails_keeping_lockfile(&["install"]);
     assert!(!stale.exists());
+
+    // `add` of a package whose build fails leaves package.json and the lockfile as they were
+    // (pnpm 12 the same); `add` of one whose build is only ignored keeps the edit.
+    crate::common::replace_in(
+        &project.join("package.json"),
+        "\"build-fails\": \"1.0.0\",\n    ",
+        "",
+    );
+    sandbox.install(&[]);
+    let manifest = std::fs::read_to_string(project.join("package.json")).unwrap();
+    let error = sandbox.fails_keeping_lockfile(&["add", "build-fails"]);
+    assert!(error.contains("exited with 3"), "{error}");
+    assert_eq!(
+        std::fs::read_to_string(project.join("package.json")).unwrap(),
+        manifest
+    );
+    std::fs::write(
+        project.join("pnpm-workspace.yaml"),
+        "allowBuilds:\n  build-top: true\n  build-dep: true\n  build-gyp: false\n",
+    )
+    .unwrap();
+    let error = sandbox.flowpm_fails(&["add", "build-fails"]);
+    assert!(
+        error.contains("ignored build scripts: build-fails@1.0.0"),
+        "{error}"
+    );
+    let manifest = std::fs::read_to_string(project.join("package.json")).unwrap();
+    assert!(
+        manifest.contains("\"build-fails\": \"^1.0.0\""),
+        "{manifest}"
+    );
     assert!(again.contains("exited with 3"), "{again}");
 }
 
