@@ -320,11 +320,12 @@ pub fn install(
     warnings.extend(crate::bins::link_bins(&layout, &hoisted)?);
     let end = Finish {
         options,
-        store: &store,
+        store_dir: &store_dir,
         builds: &builds,
         lifecycle,
         lockfile_path: None,
         kept: &kept,
+        requires_build: counts.builds.iter().cloned().collect(),
         reporter,
     };
     end.finish(&layout, &hoisted, &lockfile_text, &mut warnings)?;
@@ -444,6 +445,7 @@ fn resolve_and_install(
             .map_or(0, |stage| stage.bytes),
         bytes_imported: linked.bytes_imported,
         left_out: Vec::new(),
+        builds: linked.builds,
     };
     let mut warnings = report.warnings;
     if !linked.leftover.is_empty() {
@@ -472,11 +474,12 @@ fn resolve_and_install(
     let text = to_yaml(&lockfile);
     let end = Finish {
         options,
-        store: &Store::open(store_dir)?,
+        store_dir,
         builds,
         lifecycle,
         lockfile_path: Some(lockfile_path),
         kept: &kept,
+        requires_build: counts.builds.iter().cloned().collect(),
         reporter,
     };
     end.finish(&layout, &hoisted, &text, &mut warnings)?;
@@ -486,7 +489,7 @@ fn resolve_and_install(
 /// The end of an install that changed the tree.
 struct Finish<'a> {
     options: &'a InstallOptions,
-    store: &'a Store,
+    store_dir: &'a Path,
     builds: &'a BuildSettings,
     lifecycle: Option<&'a Lifecycle<'a>>,
     /// Where a newly resolved lockfile goes: written once the scripts succeed (a failed build
@@ -494,6 +497,8 @@ struct Finish<'a> {
     lockfile_path: Option<&'a Path>,
     /// Built packages left as an earlier install built them.
     kept: &'a HashSet<String>,
+    /// The snapshots whose package requires a build (depPaths), from the importers.
+    requires_build: HashSet<String>,
     reporter: &'a dyn Reporter,
 }
 
@@ -510,18 +515,18 @@ impl Finish<'_> {
     ) -> Result<(), InstallError> {
         let (ignored, pending) = match self.lifecycle {
             Some(lifecycle) => (
-                lifecycle.after_link(layout, self.store, self.kept)?,
+                lifecycle.after_link(layout, &self.requires_build, self.kept)?,
                 Vec::new(),
             ),
             None => (
                 Vec::new(),
-                crate::lifecycle::pending_builds(layout, self.store, self.kept)?,
+                crate::lifecycle::pending_builds(layout, &self.requires_build, self.kept)?,
             ),
         };
         if let Some(path) = self.lockfile_path {
             write_atomically(path, lockfile_text.as_bytes())?;
         }
-        let store_dir = self.store.root();
+        let store_dir = self.store_dir;
         write_metadata(
             layout,
             hoisted,
@@ -781,6 +786,8 @@ struct Counts {
     bytes_imported: u64,
     /// Optional packages left out because their tarballs could not be had, with warnings.
     left_out: Vec<(Arc<PackageUnit>, String)>,
+    /// Snapshots whose package requires a build (depPaths), as the importer saw them.
+    builds: Vec<String>,
 }
 
 impl Counts {
@@ -810,6 +817,7 @@ impl Counts {
 
     fn add(&mut self, other: Counts) {
         self.left_out.extend(other.left_out);
+        self.builds.extend(other.builds);
         self.fetched += other.fetched;
         self.reused += other.reused;
         self.files_imported += other.files_imported;
@@ -884,6 +892,7 @@ fn run_pipeline(
     counts.files_written = files_written.load(Ordering::Relaxed);
     counts.files_imported = importer.files_imported.load(Ordering::Relaxed);
     counts.bytes_imported = importer.bytes_imported.load(Ordering::Relaxed);
+    counts.builds = importer.take_builds();
     counts.bytes_downloaded = outcome.stage("fetch").map_or(0, |stage| stage.bytes);
     counts.left_out = fetcher.take_left_out();
     counts.fetched -= counts.left_out.len();

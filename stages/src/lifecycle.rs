@@ -266,17 +266,9 @@ fn run_in_order(
 /// that has a `binding.gyp` and neither an `install` nor a `preinstall` script.
 const BUILD_EVENTS: [&str; 3] = ["preinstall", "install", "postinstall"];
 
-/// A project's own events after its dependencies are in place.
-pub(crate) const PROJECT_EVENTS_AFTER: [&str; 5] = [
-    "install",
-    "postinstall",
-    "preprepare",
-    "prepare",
-    "postprepare",
-];
-
-/// A workspace project's events, all once the tree is linked.
-const MEMBER_EVENTS: [&str; 6] = [
+/// A project's own install-time events, in order: a workspace project runs them all once the
+/// tree is linked; the root runs `preinstall` before and the rest after.
+const PROJECT_EVENTS: [&str; 6] = [
     "preinstall",
     "install",
     "postinstall",
@@ -514,46 +506,30 @@ pub(crate) fn already_built(layout: &Layout<'_>) -> HashSet<String> {
 /// scripts (`.` or their ids) and the packages that require a build (depPaths), sorted.
 pub(crate) fn pending_builds(
     layout: &Layout<'_>,
-    store: &flowpm_store::Store,
+    requires_build: &HashSet<String>,
     kept: &HashSet<String>,
 ) -> Result<Vec<String>, InstallError> {
     let mut pending = Vec::new();
     for importer in layout.importers() {
         let scripts = Scripts::read(&layout.importer_dir(importer))?;
-        let mut events = std::iter::once("preinstall").chain(PROJECT_EVENTS_AFTER);
-        if events.any(|event| scripts.get(event).is_some()) {
+        if PROJECT_EVENTS
+            .iter()
+            .any(|event| scripts.get(event).is_some())
+        {
             pending.push(importer.to_owned());
         }
     }
-    let requires = requires_builds(layout, store)?;
     pending.extend(
         layout
             .plan
             .snapshots
             .iter()
-            .zip(requires)
-            .filter(|(s, requires)| *requires && !kept.contains(&s.dep_path))
-            .map(|(s, _)| s.dep_path.clone()),
+            .filter(|s| requires_build.contains(&s.dep_path) && !kept.contains(&s.dep_path))
+            .map(|s| s.dep_path.clone()),
     );
     pending.sort();
     pending.dedup();
     Ok(pending)
-}
-
-/// For each snapshot of the plan, whether its package requires a build (from the index).
-fn requires_builds(
-    layout: &Layout<'_>,
-    store: &flowpm_store::Store,
-) -> Result<Vec<bool>, InstallError> {
-    let keys: Vec<String> = layout
-        .plan
-        .snapshots
-        .iter()
-        .map(|s| s.index_key())
-        .collect();
-    Ok(store
-        .index()
-        .requires_build_many(keys.iter().map(String::as_str))?)
 }
 
 /// How one install treats scripts: `None` when they are off (`--ignore-scripts`).
@@ -569,20 +545,25 @@ impl Lifecycle<'_> {
     /// The root project's `preinstall`, before the tree is linked (a workspace project's runs
     /// with its other scripts, after: pnpm 12's order).
     pub(crate) fn before_link(&self, root: &Path) -> Result<(), InstallError> {
-        self.project(root, ROOT_IMPORTER, &["preinstall"])
+        self.project(root, ROOT_IMPORTER, &PROJECT_EVENTS[..1])
     }
 
     /// Once the tree is linked: the allowed dependency builds (dependencies first), then the
     /// projects' own install-time scripts. Returns the ignored builds.
-    /// `kept` are the packages [`already_built`] (left as they were).
+    /// `requires_build`: the snapshots whose package requires a build (depPaths); `kept` are
+    /// the packages [`already_built`] (left as they were).
     pub(crate) fn after_link(
         &self,
         layout: &Layout<'_>,
-        store: &flowpm_store::Store,
+        requires_build: &HashSet<String>,
         kept: &HashSet<String>,
     ) -> Result<Vec<String>, InstallError> {
         let plan = layout.plan;
-        let requires = requires_builds(layout, store)?;
+        let requires: Vec<bool> = plan
+            .snapshots
+            .iter()
+            .map(|s| requires_build.contains(&s.dep_path))
+            .collect();
         let mut builds = plan_builds(plan, &requires, self.settings);
         builds
             .run
@@ -602,10 +583,10 @@ impl Lifecycle<'_> {
             runner.build(&dir, &snapshot.dep_path)
         })?;
         for importer in projects_in_order(layout) {
-            let events: &[&str] = if importer == ROOT_IMPORTER {
-                &PROJECT_EVENTS_AFTER
+            let events = if importer == ROOT_IMPORTER {
+                &PROJECT_EVENTS[1..]
             } else {
-                &MEMBER_EVENTS
+                &PROJECT_EVENTS[..]
             };
             self.project(&layout.project_dir, importer, events)?;
         }

@@ -14,6 +14,7 @@
 use std::collections::HashSet;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use flowpm_pipeline::{Receiver, StageContext};
@@ -380,6 +381,9 @@ pub struct Importer<'a> {
     pub bytes_imported: AtomicU64,
     /// Built packages left as an earlier install built them (depPaths): not imported again.
     kept: HashSet<String>,
+    /// Snapshots whose package requires a build (depPaths), as the index entries or the
+    /// finaliser said: what the build step needs, without reading the index again.
+    builds: Mutex<Vec<String>>,
 }
 
 impl<'a> Importer<'a> {
@@ -411,7 +415,13 @@ impl<'a> Importer<'a> {
             files_imported: AtomicU64::new(0),
             bytes_imported: AtomicU64::new(0),
             kept: HashSet::new(),
+            builds: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The snapshots seen so far whose package requires a build (depPaths).
+    pub fn take_builds(&self) -> Vec<String> {
+        std::mem::take(&mut *self.builds.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Fills `.pnpm/<dir>/node_modules/<name>/` with the package's files.
@@ -620,8 +630,14 @@ pub fn run_import_worker(
     while let Some(stored) = context.recv(input) {
         for &index in &stored.unit.snapshots {
             let snapshot = &importer.layout.plan.snapshots[index];
-            if stored.files.requires_build && importer.kept.contains(&snapshot.dep_path) {
-                continue;
+            if stored.files.requires_build {
+                // Rare (a few packages per thousand): the lock is off the common path.
+                let mut builds = importer.builds.lock().unwrap_or_else(|p| p.into_inner());
+                builds.push(snapshot.dep_path.clone());
+                drop(builds);
+                if importer.kept.contains(&snapshot.dep_path) {
+                    continue;
+                }
             }
             importer.import(snapshot, &stored.files)?;
             context.record_item(stored.files.total_size());

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::InstallError;
@@ -44,13 +45,23 @@ pub struct RecordedBuilds {
 /// The build state of the install `node_modules` holds, if that install completed.
 pub fn recorded_builds(layout: &Layout<'_>) -> Option<RecordedBuilds> {
     std::fs::symlink_metadata(lock_copy_path(layout)).ok()?;
-    let modules = std::fs::read(modules_yaml_path(layout)).ok()?;
-    let modules = serde_json::from_slice::<serde_json::Value>(&modules).ok()?;
+    let modules = read_modules(layout)?;
     Some(RecordedBuilds {
-        allow: serde_json::from_value(modules["allowBuilds"].clone()).unwrap_or_default(),
+        allow: recorded_allow(&modules).unwrap_or_default(),
         allow_all: modules[ALLOW_ALL_KEY].as_bool().unwrap_or(false),
-        pending: serde_json::from_value(modules["pendingBuilds"].clone()).unwrap_or_default(),
+        pending: Vec::deserialize(&modules["pendingBuilds"]).unwrap_or_default(),
     })
+}
+
+/// `.modules.yaml` (pnpm writes it as JSON), if it is there and readable.
+fn read_modules(layout: &Layout<'_>) -> Option<serde_json::Value> {
+    let bytes = std::fs::read(modules_yaml_path(layout)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The recorded `allowBuilds`; `None` if it is not a map of booleans.
+fn recorded_allow(modules: &serde_json::Value) -> Option<BTreeMap<String, bool>> {
+    BTreeMap::deserialize(&modules["allowBuilds"]).ok()
 }
 
 pub fn lock_copy_path(layout: &Layout<'_>) -> std::path::PathBuf {
@@ -81,8 +92,7 @@ pub fn is_up_to_date(
     if installed != lockfile_text.as_bytes() {
         return None;
     }
-    let modules = std::fs::read(modules_yaml_path(layout)).ok()?;
-    let modules = serde_json::from_slice::<serde_json::Value>(&modules).ok()?;
+    let modules = read_modules(layout)?;
     let dev_included = modules["included"]["devDependencies"]
         .as_bool()
         .unwrap_or(true);
@@ -97,10 +107,10 @@ pub fn is_up_to_date(
         None => Vec::new(),
     };
     if let Some(builds) = builds {
-        let recorded: Option<BTreeMap<String, bool>> =
-            serde_json::from_value(modules["allowBuilds"].clone()).ok();
         let recorded_all = modules[ALLOW_ALL_KEY].as_bool().unwrap_or(false);
-        if recorded.as_ref() != Some(&builds.allow) || recorded_all != builds.allow_all {
+        if recorded_allow(&modules).as_ref() != Some(&builds.allow)
+            || recorded_all != builds.allow_all
+        {
             return None;
         }
     }

@@ -105,11 +105,13 @@ pub fn finalize(
         });
     }
     let mut scripts = attempt.has_install_scripts();
-    if let Some(manifest) = files.iter().find(|f| f.path == "package.json")
-        && !scripts
-        && manifest.size > STREAMED_MIN
+    // `files` is sorted by path.
+    if !scripts
+        && let Ok(at) = files.binary_search_by(|f| f.path.as_str().cmp("package.json"))
+        && files[at].size > STREAMED_MIN
     {
         // Over the streaming threshold, package.json bypassed the writers: read it back.
+        let manifest = &files[at];
         let path = finalizer
             .cas
             .file_path(&manifest.hash, manifest.is_executable());

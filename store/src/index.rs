@@ -85,22 +85,6 @@ impl Index {
             .collect()
     }
 
-    /// Which of `keys` are stored as requiring a build, reading only each entry's header (a
-    /// missing or unreadable entry does not).
-    pub fn requires_build_many<'k>(
-        &self,
-        keys: impl IntoIterator<Item = &'k str>,
-    ) -> Result<Vec<bool>, StoreError> {
-        let txn = self.env.begin_ro_txn().map_err(|e| self.error("read", e))?;
-        keys.into_iter()
-            .map(|key| match txn.get(self.db, &storage_key(key)) {
-                Ok(bytes) => Ok(PackageFiles::peek_requires_build(bytes).unwrap_or(false)),
-                Err(lmdb::Error::NotFound) => Ok(false),
-                Err(e) => Err(self.error("read", e)),
-            })
-            .collect()
-    }
-
     /// Writes a batch of entries in one transaction.
     pub fn commit(&self, batch: &IndexBatch) -> Result<(), StoreError> {
         if batch.entries.is_empty() {

@@ -87,8 +87,8 @@ impl PackageFiles {
             .is_some_and(|&version| version < FORMAT_VERSION)
     }
 
-    /// [`PackageFiles::requires_build`] from an encoded entry's first bytes, without decoding
-    /// its file list; `None` if they are not a valid entry's.
+    /// [`PackageFiles::requires_build`] from an encoded entry's first bytes (version, flags);
+    /// `None` if they are not a valid entry's.
     pub fn peek_requires_build(bytes: &[u8]) -> Option<bool> {
         match bytes {
             [FORMAT_VERSION, flags, ..] => Some(flags & REQUIRES_BUILD != 0),

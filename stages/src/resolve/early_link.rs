@@ -97,6 +97,13 @@ impl<'a> LinkCells<'a> {
         Ok(())
     }
 
+    /// The snapshots seen so far whose package requires a build (depPaths).
+    pub fn take_builds(&self) -> Vec<String> {
+        self.importer
+            .get()
+            .map_or_else(Vec::new, Importer::take_builds)
+    }
+
     /// Files and bytes imported so far.
     pub fn imported(&self) -> (u64, u64) {
         self.importer.get().map_or((0, 0), |importer| {

@@ -64,6 +64,8 @@ pub struct LinkOutcome {
     pub files_written: u64,
     pub files_imported: u64,
     pub bytes_imported: u64,
+    /// Snapshots whose package requires a build (depPaths).
+    pub builds: Vec<String>,
 }
 
 /// Resolves `projects` against the registry (keeping `old`'s versions where they satisfy).
@@ -183,6 +185,7 @@ pub fn resolve_with_registry(
         files_written: files_written.load(Ordering::Relaxed),
         files_imported: imported.0,
         bytes_imported: imported.1,
+        builds: cells.take_builds(),
     };
     Ok((resolved, outcome.stages, linked))
 }
