@@ -206,6 +206,11 @@ pub fn assert_resolves_from_scratch(sandbox: &Sandbox, project: &str, dir: &Path
         "{project}: the lockfile differs from pnpm's:\n{}",
         diff(&lines(&recorded), &lines(&written))
     );
+    assert_pnpm_tree(sandbox, project);
+}
+
+/// The sandbox's `node_modules` is the tree pnpm recorded for `project`.
+pub fn assert_pnpm_tree(sandbox: &Sandbox, project: &str) {
     let expected = pnpm_tree(project);
     let tree = sandbox.manifest();
     assert!(

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::common::{Sandbox, diff, pnpm_tree, text};
+use crate::common::{Sandbox, assert_pnpm_tree, pnpm_tree, text};
 
 /// A sandbox for `project` with its lockfile removed (or package.json replaced by `manifest`).
 fn without_lockfile(project: &str) -> Sandbox {
@@ -58,13 +58,7 @@ fn resolves_and_installs_exactly_as_pnpm_does() {
             recorded,
             "{project}: lockfile differs from pnpm's"
         );
-        let expected = pnpm_tree(project);
-        let actual = sandbox.manifest();
-        assert!(
-            actual == expected,
-            "{project}: tree differs from pnpm's:\n{}",
-            diff(&expected, &actual)
-        );
+        assert_pnpm_tree(&sandbox, project);
         // The written lockfile is accepted as is.
         run_ok(
             &sandbox,
