@@ -154,6 +154,7 @@ pub fn bench_write(
             version: String::new(),
             integrity: None,
             tarball: None,
+            directory: None,
             snapshots: Vec::new(),
             optional: false,
         };
@@ -234,6 +235,7 @@ pub fn bench_index(
                     version: "1.0.0".to_owned(),
                     integrity: None,
                     tarball: None,
+                    directory: None,
                     snapshots: Vec::new(),
                     optional: false,
                 };

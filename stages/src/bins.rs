@@ -148,7 +148,15 @@ fn write_linked_bins(
             let path = bin_dir.join(&command.name);
             std::fs::create_dir_all(bin_dir)
                 .map_err(|e| InstallError::io("create directory", bin_dir, e))?;
-            let shim = shim_text(bin_dir, &project_dir, &node_path, &command.path);
+            let mut shim = shim_text(bin_dir, &project_dir, &node_path, &command.path);
+            // pnpm 12 names a target outside the workspace by its absolute path on the
+            // comment line (the commands themselves stay relative).
+            let target = crate::link::normalize(&project_dir.join(&command.path));
+            if !target.starts_with(&layout.project_dir) {
+                let comment = shim.rfind("# cmd-shim-target=").unwrap_or(shim.len());
+                shim.truncate(comment);
+                shim.push_str(&format!("# cmd-shim-target={}\n", target.display()));
+            }
             write_executable(&path, shim.as_bytes(), false)
                 .map_err(|e| InstallError::io("write bin shim", &path, e))?;
         }

@@ -85,9 +85,11 @@ fn is_partial_version(text: &str) -> bool {
 }
 
 /// One argument of `flowpm add`: `name`, `name@range`, `@scope/name@tag`,
-/// `alias@npm:real@range`.
+/// `alias@npm:real@range`, or a local path (`../dir`, `file:../dir`, `link:../dir`,
+/// `./pkg.tgz`, optionally as `alias@<path>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddSpec {
+    /// Empty for a local path given alone: the package's own name is used.
     pub alias: String,
     /// The specifier as given (`None`: the `latest` tag).
     pub specifier: Option<String>,
@@ -95,6 +97,12 @@ pub struct AddSpec {
 
 impl AddSpec {
     pub fn parse(argument: &str) -> Result<Self, InstallError> {
+        if crate::resolve::local::is_local(argument) {
+            return Ok(AddSpec {
+                alias: String::new(),
+                specifier: Some(argument.to_owned()),
+            });
+        }
         let at = argument
             .get(1..)
             .and_then(|rest| rest.find('@'))
@@ -128,9 +136,20 @@ pub fn add(
             .specifier
             .clone()
             .unwrap_or_else(|| "latest".to_owned());
+        // A path given alone is saved under the package's name, as `link:` (a directory) or
+        // `file:` (a tarball, or a directory given as `file:`).
+        let (alias, given) = if spec.alias.is_empty() {
+            let project_dir = locate(options)?.project_dir;
+            let (name, saved) = crate::resolve::local::named(&given, &project_dir)
+                .map_err(|why| InstallError::Resolve(format!("`{given}`: {why}")))?;
+            crate::plan::validate_package_name(&name)?;
+            (name, saved)
+        } else {
+            (spec.alias.clone(), given)
+        };
         edits.push(Edit::Set {
             group,
-            alias: spec.alias.clone(),
+            alias,
             prefix: SavePrefix::pinned_by(&given).unwrap_or(prefix),
             resolve_as: given,
         });
@@ -305,6 +324,11 @@ fn change_and_install(
         else {
             continue;
         };
+        // A local path is saved as given (it pins no version).
+        if crate::resolve::local::is_local(resolve_as) {
+            document.set_dependency(*group, alias, resolve_as);
+            continue;
+        }
         let version = locked_version(&lockfile, &edited, *group, alias).ok_or_else(|| {
             InstallError::Internal(format!("`{alias}` is missing from the new lockfile"))
         })?;
@@ -502,7 +526,14 @@ mod tests {
         assert_eq!(spec("@types/node").alias, "@types/node");
         assert_eq!(spec("@types/node@20").specifier.as_deref(), Some("20"));
         assert_eq!(spec("x@npm:y@^1").specifier.as_deref(), Some("npm:y@^1"));
-        assert!(AddSpec::parse("../evil").is_err());
+        // A path is local: the alias comes from the package's own (validated) name.
+        assert_eq!(spec("../dir").alias, "");
+        assert_eq!(
+            spec("file:../dir").specifier.as_deref(),
+            Some("file:../dir")
+        );
+        assert_eq!(spec("x@../dir").alias, "x");
+        assert!(AddSpec::parse("x/../../evil@1").is_err());
         assert!(is_range_or_version("^1.0.0"));
         assert!(is_range_or_version("1.2.3"));
         assert!(is_range_or_version("*"));

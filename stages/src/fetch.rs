@@ -2,6 +2,7 @@
 //! each file to the write pool.
 
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -9,9 +10,12 @@ use flowpm_pipeline::{Receiver, Sender, StageContext};
 
 use crate::InstallError;
 use crate::config::NpmConfig;
-use crate::decode::{DecodeError, DecodeLimits, DecodedEntry, SinkError, decode_tarball};
+use crate::decode::{
+    DecodeError, DecodeLimits, DecodedEntry, DecodedFile, SinkError, decode_tarball,
+};
 use crate::http::{HttpClient, HttpFailure};
 use crate::messages::{Attempt, FileBatcher, FileJob, PackageUnit, StagedEntry};
+use crate::packlist;
 use crate::report::Reporter;
 use crate::write::{Finalizer, finalize};
 
@@ -38,6 +42,8 @@ pub struct Fetcher<'a> {
     /// Packages whose tarball could not be had but that the run goes on without, each with
     /// its warning.
     pub left_out: Mutex<Vec<(Arc<PackageUnit>, String)>>,
+    /// The lockfile's directory: `file:` tarballs and directories are relative to it.
+    pub root: Option<PathBuf>,
 }
 
 impl<'a> Fetcher<'a> {
@@ -56,6 +62,7 @@ impl<'a> Fetcher<'a> {
             reporter,
             defer_failures: false,
             left_out: Mutex::new(Vec::new()),
+            root: None,
         })
     }
 
@@ -69,6 +76,16 @@ impl<'a> Fetcher<'a> {
             .get_or_init(|| HttpClient::new(self.config.clone()).map_err(|error| error.to_string()))
             .as_ref()
             .map_err(|message| InstallError::Config(message.clone()))
+    }
+
+    /// A `file:` path of the lockfile on disk.
+    fn local_path(&self, unit: &PackageUnit, relative: &str) -> Result<PathBuf, InstallError> {
+        let root = self.root.as_ref().ok_or_else(|| InstallError::Fetch {
+            package: unit.label(),
+            url: format!("file:{relative}"),
+            cause: "a local dependency needs the project's directory".to_owned(),
+        })?;
+        Ok(root.join(relative))
     }
 
     /// The tarball URL: the lockfile's, else `<registry>/<name>/-/<basename>-<version>.tgz`.
@@ -100,7 +117,15 @@ pub fn run_fetch_worker(
     finalizer: &Finalizer<'_>,
 ) -> Result<(), InstallError> {
     while let Some(unit) = context.recv(input) {
-        let result = if fetcher.offline {
+        let local_tarball = unit
+            .tarball
+            .as_deref()
+            .and_then(|url| url.strip_prefix("file:"));
+        let result = if let Some(directory) = &unit.directory {
+            store_directory(context, fetcher, &unit, directory, files, finalizer)
+        } else if let Some(path) = local_tarball {
+            fetch_local_tarball(context, fetcher, &unit, path, files, finalizer)
+        } else if fetcher.offline {
             Err(InstallError::Offline {
                 package: unit.label(),
             })
@@ -211,100 +236,10 @@ fn fetch_unit(
                 continue;
             }
         };
-        let attempt = Arc::new(Attempt::new(unit.clone()));
-        let counted = CountingReader {
-            inner: body,
-            reporter: fetcher.reporter,
-        };
-        let mut sequence = 0u32;
-        let mut batcher = FileBatcher::new(attempt.clone());
-        let send = |job: FileJob| {
-            context
-                .send(files, job)
-                .map_err(|flowpm_pipeline::Stopped(job)| {
-                    job.abandon();
-                    SinkError::Stopped
-                })
-        };
-        let mut result =
-            decode_tarball(counted, unit.integrity.as_ref(), &fetcher.limits, |entry| {
-                sequence += 1;
-                match entry {
-                    DecodedEntry::Buffered(file) => match batcher.push(sequence - 1, file) {
-                        Some(job) => send(job),
-                        None => Ok(()),
-                    },
-                    // Large files are staged here, straight from the stream, instead of queued whole.
-                    DecodedEntry::Streamed {
-                        path,
-                        mode,
-                        content,
-                        ..
-                    } => {
-                        attempt.expect_file();
-                        let mut tracked = ReadTracker {
-                            inner: content,
-                            error: None,
-                        };
-                        match finalizer.cas.stage_reader(&mut tracked, mode & 0o111 != 0) {
-                            Ok(file) => {
-                                // The decoder still holds its token, so this never finalises.
-                                attempt.file_staged(StagedEntry {
-                                    sequence: sequence - 1,
-                                    path,
-                                    mode,
-                                    file,
-                                });
-                                Ok(())
-                            }
-                            Err(error) => {
-                                attempt.file_failed();
-                                Err(match tracked.error.take() {
-                                    Some(read_error) => SinkError::Read(read_error),
-                                    None => SinkError::Other(InstallError::from(error)),
-                                })
-                            }
-                        }
-                    }
-                }
-            });
-        // Whatever is still batched goes out (or is given back) before the decoder lets go.
-        if let Some(job) = batcher.flush() {
-            if result.is_ok() {
-                if let Err(SinkError::Stopped) = send(job) {
-                    result = Err(DecodeError::Stopped);
-                }
-            } else {
-                job.abandon();
-            }
-        }
-        let verified = result.is_ok();
-        if attempt.decoder_done(verified) {
-            finalize(context, &attempt, finalizer)?;
-        }
-        match result {
-            Ok(summary) => {
-                context.record_item(summary.compressed_bytes);
-                return Ok(true);
-            }
-            Err(DecodeError::Stopped) => return Ok(false),
-            Err(DecodeError::Sink(error)) => return Err(error),
-            Err(DecodeError::IntegrityMismatch { expected, actual }) => {
-                return Err(InstallError::IntegrityMismatch {
-                    package: unit.label(),
-                    url: url.to_owned(),
-                    expected,
-                    actual,
-                });
-            }
-            Err(DecodeError::BadEntry(cause)) => {
-                return Err(InstallError::BadTarball {
-                    package: unit.label(),
-                    url: url.to_owned(),
-                    cause,
-                });
-            }
-            Err(DecodeError::Io(error)) => {
+        match decode_attempt(context, fetcher, unit, url, body, files, finalizer)? {
+            Decoded::Done => return Ok(true),
+            Decoded::Stopped => return Ok(false),
+            Decoded::Broken(error) => {
                 if last {
                     return Err(fetch_error(format!(
                         "{error} (after {attempt_number} attempts)"
@@ -317,6 +252,240 @@ fn fetch_unit(
                 backoff(context, attempt_number, None);
             }
         }
+    }
+}
+
+/// Decodes a `file:` tarball of the project (no retries: a file does not break off).
+fn fetch_local_tarball(
+    context: &StageContext,
+    fetcher: &Fetcher<'_>,
+    unit: &Arc<PackageUnit>,
+    relative: &str,
+    files: &Sender<FileJob>,
+    finalizer: &Finalizer<'_>,
+) -> Result<bool, InstallError> {
+    let url = format!("file:{relative}");
+    let path = fetcher.local_path(unit, relative)?;
+    let fetch_error = |cause: String| InstallError::Fetch {
+        package: unit.label(),
+        url: url.clone(),
+        cause,
+    };
+    let body = std::fs::File::open(&path)
+        .map_err(|error| fetch_error(format!("{}: {error}", path.display())))?;
+    match decode_attempt(context, fetcher, unit, &url, body, files, finalizer)? {
+        Decoded::Done => Ok(true),
+        Decoded::Stopped => Ok(false),
+        Decoded::Broken(error) => Err(fetch_error(format!("{}: {error}", path.display()))),
+    }
+}
+
+/// Stores the files `npm pack` would take from a `file:` directory ([`packlist`]), as one
+/// attempt that is always verified (there is no integrity to check a directory against).
+fn store_directory(
+    context: &StageContext,
+    fetcher: &Fetcher<'_>,
+    unit: &Arc<PackageUnit>,
+    relative: &str,
+    files: &Sender<FileJob>,
+    finalizer: &Finalizer<'_>,
+) -> Result<bool, InstallError> {
+    let dir = fetcher.local_path(unit, relative)?;
+    let read_error = |path: &Path, cause: String| InstallError::Fetch {
+        package: unit.label(),
+        url: format!("file:{relative}"),
+        cause: format!("{}: {cause}", path.display()),
+    };
+    let manifest_path = dir.join("package.json");
+    let manifest: serde_json::Value = std::fs::read(&manifest_path)
+        .map_err(|error| error.to_string())
+        .and_then(|text| serde_json::from_slice(&text).map_err(|error| error.to_string()))
+        .map_err(|cause| read_error(&manifest_path, cause))?;
+    let packed = packlist::pack_files(&dir, &manifest)
+        .map_err(|error| read_error(&dir, error.to_string()))?;
+    let attempt = Arc::new(Attempt::new(unit.clone()));
+    let mut batcher = FileBatcher::new(attempt.clone());
+    let mut outcome: Result<bool, InstallError> = Ok(true);
+    let mut bytes = 0;
+    for (sequence, file) in (0u32..).zip(packed) {
+        let mode = if file.executable { 0o755 } else { 0o644 };
+        bytes += file.size;
+        if file.size > fetcher.limits.stream_threshold {
+            attempt.expect_file();
+            let staged = std::fs::File::open(&file.absolute)
+                .map_err(|error| read_error(&file.absolute, error.to_string()))
+                .and_then(|mut reader| {
+                    finalizer
+                        .cas
+                        .stage_reader(&mut reader, file.executable)
+                        .map_err(InstallError::from)
+                });
+            match staged {
+                Ok(staged) => {
+                    attempt.file_staged(StagedEntry {
+                        sequence,
+                        path: file.path,
+                        mode,
+                        file: staged,
+                    });
+                }
+                Err(error) => {
+                    attempt.file_failed();
+                    outcome = Err(error);
+                    break;
+                }
+            }
+            continue;
+        }
+        let data = match std::fs::read(&file.absolute) {
+            Ok(data) => data,
+            Err(error) => {
+                outcome = Err(read_error(&file.absolute, error.to_string()));
+                break;
+            }
+        };
+        let decoded = DecodedFile {
+            path: file.path,
+            mode,
+            data,
+        };
+        if let Some(job) = batcher.push(sequence, decoded)
+            && let Err(flowpm_pipeline::Stopped(job)) = context.send(files, job)
+        {
+            job.abandon();
+            outcome = Ok(false);
+            break;
+        }
+    }
+    if let Some(job) = batcher.flush() {
+        if matches!(outcome, Ok(true)) {
+            if let Err(flowpm_pipeline::Stopped(job)) = context.send(files, job) {
+                job.abandon();
+                outcome = Ok(false);
+            }
+        } else {
+            job.abandon();
+        }
+    }
+    if attempt.decoder_done(matches!(outcome, Ok(true))) {
+        finalize(context, &attempt, finalizer)?;
+    }
+    if matches!(outcome, Ok(true)) {
+        context.record_item(bytes);
+    }
+    outcome
+}
+
+/// How one decode of a tarball body ended, when it did not fail for good.
+enum Decoded {
+    Done,
+    /// The run is ending (downstream gone).
+    Stopped,
+    /// The body broke off: another attempt may succeed.
+    Broken(std::io::Error),
+}
+
+/// Decodes one tarball body into the store as one [`Attempt`].
+fn decode_attempt(
+    context: &StageContext,
+    fetcher: &Fetcher<'_>,
+    unit: &Arc<PackageUnit>,
+    url: &str,
+    body: impl Read,
+    files: &Sender<FileJob>,
+    finalizer: &Finalizer<'_>,
+) -> Result<Decoded, InstallError> {
+    let attempt = Arc::new(Attempt::new(unit.clone()));
+    let counted = CountingReader {
+        inner: body,
+        reporter: fetcher.reporter,
+    };
+    let mut sequence = 0u32;
+    let mut batcher = FileBatcher::new(attempt.clone());
+    let send = |job: FileJob| {
+        context
+            .send(files, job)
+            .map_err(|flowpm_pipeline::Stopped(job)| {
+                job.abandon();
+                SinkError::Stopped
+            })
+    };
+    let mut result = decode_tarball(counted, unit.integrity.as_ref(), &fetcher.limits, |entry| {
+        sequence += 1;
+        match entry {
+            DecodedEntry::Buffered(file) => match batcher.push(sequence - 1, file) {
+                Some(job) => send(job),
+                None => Ok(()),
+            },
+            // Large files are staged here, straight from the stream, instead of queued whole.
+            DecodedEntry::Streamed {
+                path,
+                mode,
+                content,
+                ..
+            } => {
+                attempt.expect_file();
+                let mut tracked = ReadTracker {
+                    inner: content,
+                    error: None,
+                };
+                match finalizer.cas.stage_reader(&mut tracked, mode & 0o111 != 0) {
+                    Ok(file) => {
+                        // The decoder still holds its token, so this never finalises.
+                        attempt.file_staged(StagedEntry {
+                            sequence: sequence - 1,
+                            path,
+                            mode,
+                            file,
+                        });
+                        Ok(())
+                    }
+                    Err(error) => {
+                        attempt.file_failed();
+                        Err(match tracked.error.take() {
+                            Some(read_error) => SinkError::Read(read_error),
+                            None => SinkError::Other(InstallError::from(error)),
+                        })
+                    }
+                }
+            }
+        }
+    });
+    // Whatever is still batched goes out (or is given back) before the decoder lets go.
+    if let Some(job) = batcher.flush() {
+        if result.is_ok() {
+            if let Err(SinkError::Stopped) = send(job) {
+                result = Err(DecodeError::Stopped);
+            }
+        } else {
+            job.abandon();
+        }
+    }
+    let verified = result.is_ok();
+    if attempt.decoder_done(verified) {
+        finalize(context, &attempt, finalizer)?;
+    }
+    match result {
+        Ok(summary) => {
+            context.record_item(summary.compressed_bytes);
+            Ok(Decoded::Done)
+        }
+        Err(DecodeError::Stopped) => Ok(Decoded::Stopped),
+        Err(DecodeError::Sink(error)) => Err(error),
+        Err(DecodeError::IntegrityMismatch { expected, actual }) => {
+            Err(InstallError::IntegrityMismatch {
+                package: unit.label(),
+                url: url.to_owned(),
+                expected,
+                actual,
+            })
+        }
+        Err(DecodeError::BadEntry(cause)) => Err(InstallError::BadTarball {
+            package: unit.label(),
+            url: url.to_owned(),
+            cause,
+        }),
+        Err(DecodeError::Io(error)) => Ok(Decoded::Broken(error)),
     }
 }
 

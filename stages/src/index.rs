@@ -19,8 +19,12 @@ pub fn run_index_writer(
     let mut last_commit = Instant::now();
     let interval = Duration::from_millis(INDEX_BATCH_MILLIS);
     while let Some(stored) = context.recv(input) {
-        batch.push(&stored.unit.key, &stored.files);
         context.record_item(0);
+        // A directory's files are read again by every install: an entry would only go stale.
+        if stored.unit.directory.is_some() {
+            continue;
+        }
+        batch.push(&stored.unit.key, &stored.files);
         if batch.len() >= INDEX_BATCH || last_commit.elapsed() >= interval {
             index.commit(&batch)?;
             batch.clear();

@@ -290,7 +290,7 @@ pub fn install(
     });
     let mut warnings = Vec::new();
     for unit in &cold {
-        if unit.integrity.is_none() {
+        if unit.integrity.is_none() && unit.directory.is_none() {
             let warning = format!(
                 "{}: the lockfile has no integrity for it; its tarball cannot be verified",
                 unit.label()
@@ -612,6 +612,7 @@ pub(crate) fn resolve_project(
         overrides: rules.overrides.clone(),
         registries: config.registries()?,
         catalogs: rules.catalogs.clone(),
+        root: Some(rules.root.clone()),
     };
     let cache_mode = if options.offline {
         CacheMode::Offline
@@ -649,6 +650,8 @@ pub(crate) fn resolve_project(
 pub(crate) struct Rules {
     pub overrides: Overrides,
     pub catalogs: Catalogs,
+    /// The workspace root (the lockfile's directory): local dependencies are read from here.
+    pub root: PathBuf,
 }
 
 /// Parses the overrides of `root`'s pnpm-workspace.yaml (`$name` values refer to
@@ -667,6 +670,7 @@ pub(crate) fn parse_rules(
     Ok(Rules {
         overrides,
         catalogs: settings.catalogs,
+        root: root.to_path_buf(),
     })
 }
 
@@ -724,11 +728,12 @@ pub(crate) fn split_by_store(
     let mut cold = Vec::new();
     for (unit, files) in units.into_iter().zip(cached) {
         match files {
-            Some(files) => warm.push(StoredPackage {
+            // A directory can change between installs: it is read again every time.
+            Some(files) if unit.directory.is_none() => warm.push(StoredPackage {
                 unit,
                 files: Arc::new(files),
             }),
-            None => cold.push(unit),
+            _ => cold.push(unit),
         }
     }
     Ok((warm, cold))
@@ -765,6 +770,7 @@ pub(crate) fn group_units(plan: &InstallPlan) -> Result<Vec<Arc<PackageUnit>>, I
                 version: snapshot.version.clone(),
                 integrity,
                 tarball: snapshot.tarball.clone(),
+                directory: snapshot.directory.clone(),
                 snapshots: vec![index],
                 optional: snapshot.optional,
             },
@@ -848,7 +854,8 @@ fn run_pipeline(
     let files_written = AtomicU64::new(0);
     let importer =
         Importer::new(layout, store.cas(), reporter, options.import_method).keeping(kept.clone());
-    let fetcher = Fetcher::new(config.clone(), options.offline, reporter)?;
+    let mut fetcher = Fetcher::new(config.clone(), options.offline, reporter)?;
+    fetcher.root = Some(layout.project_dir.clone());
     let outcome = flowpm_pipeline::run(&options.cancel, |pipeline| {
         // The work list is the plan itself (bounded by the lockfile), so it is queued whole.
         let (unit_sender, unit_receiver) = unbounded::<Arc<PackageUnit>>();

@@ -39,6 +39,7 @@ pub mod manifest_edit;
 pub mod messages;
 mod metadata;
 pub mod overrides;
+pub mod packlist;
 pub mod packument;
 pub mod plan;
 mod plan_cache;

@@ -295,7 +295,7 @@ pub fn relative_path(from: &Path, to: &Path) -> PathBuf {
 }
 
 /// Resolves `.` and `..` lexically (for `link:` targets, which may not exist yet).
-fn normalize(path: &Path) -> PathBuf {
+pub(crate) fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for component in path.components() {
         match component {

@@ -143,9 +143,12 @@ pub struct Resolution {
     pub integrity: Option<String>,
     #[serde(default)]
     pub tarball: Option<String>,
-    /// `directory` / `git` resolutions: recognised so they can be reported as unsupported.
+    /// `type: directory` (a `file:` directory dependency) or `git`.
     #[serde(default, rename = "type")]
     pub kind: Option<String>,
+    /// A directory resolution's path, relative to the lockfile's directory.
+    #[serde(default)]
+    pub directory: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

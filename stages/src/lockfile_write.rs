@@ -246,6 +246,7 @@ fn write_map<'a>(out: &mut String, level: usize, pairs: impl Iterator<Item = (&'
 /// The resolution's fields in sorted key order (pnpm sorts nested maps too).
 fn resolution_pairs(resolution: &Resolution) -> Vec<(&str, &str)> {
     [
+        ("directory", &resolution.directory),
         ("integrity", &resolution.integrity),
         ("tarball", &resolution.tarball),
         ("type", &resolution.kind),

@@ -25,6 +25,9 @@ pub struct PackageUnit {
     pub integrity: Option<Integrity>,
     /// The lockfile's `resolution.tarball`, if any; otherwise the registry URL is derived.
     pub tarball: Option<String>,
+    /// A `file:` directory dependency (relative to the lockfile's directory): its files are
+    /// read from there on every install, never served from the index.
+    pub directory: Option<String>,
     /// Indexes into the plan's snapshots.
     pub snapshots: Vec<usize>,
     /// Every snapshot it serves is optional: if its tarball cannot be had, the install leaves
@@ -213,6 +216,7 @@ mod tests {
             version: "1.0.0".into(),
             integrity: None,
             tarball: None,
+            directory: None,
             snapshots: vec![0],
             optional: false,
         })

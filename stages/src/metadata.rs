@@ -14,6 +14,7 @@ use crate::InstallError;
 use crate::hoist::{Hoisted, hoisted_projects};
 use crate::lifecycle::BuildSettings;
 use crate::link::Layout;
+use crate::plan::InstallPlan;
 use crate::replace::write_atomically;
 
 /// Settings recorded in `.modules.yaml` that change the tree when they change.
@@ -187,10 +188,14 @@ pub fn write_metadata(
             "virtualStoreDirMaxLength",
             json!(crate::dep_path::VIRTUAL_STORE_DIR_MAX_LENGTH),
         ),
-        ("allowBuilds", json!(settings.allow_builds)),
     ] {
         modules[key] = value;
     }
+    let injected = injected_deps(layout.plan);
+    if !injected.is_empty() {
+        modules["injectedDeps"] = json!(injected);
+    }
+    modules["allowBuilds"] = json!(settings.allow_builds);
     // flowpm's own key (pnpm does not record the setting), only when it is on.
     if settings.allow_all_builds {
         modules[ALLOW_ALL_KEY] = json!(true);
@@ -199,6 +204,24 @@ pub fn write_metadata(
         .map_err(|e| InstallError::Internal(e.to_string()))?;
     write_atomically(&modules_yaml_path(layout), text.as_bytes())?;
     write_atomically(&lock_copy_path(layout), lockfile_text.as_bytes())
+}
+
+/// `file:` directories and where each was imported (one place per peer variant), as pnpm
+/// records them.
+fn injected_deps(plan: &InstallPlan) -> BTreeMap<&str, Vec<String>> {
+    let mut injected: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for snapshot in &plan.snapshots {
+        if let Some(directory) = &snapshot.directory {
+            injected.entry(directory).or_default().push(format!(
+                "node_modules/.pnpm/{}/node_modules/{}",
+                snapshot.dir_name, snapshot.name
+            ));
+        }
+    }
+    for places in injected.values_mut() {
+        places.sort();
+    }
+    injected
 }
 
 /// `Sat, 21 Nov 2026 12:17:05 GMT`, as JavaScript's `toUTCString`.

@@ -64,6 +64,28 @@ pub struct VersionManifest {
     pub bundled_dependencies: Vec<String>,
 }
 
+impl VersionManifest {
+    /// A package.json from disk (a `file:` dependency) read as a registry version would be.
+    pub fn from_package_json(bytes: &[u8]) -> Result<Self, String> {
+        #[derive(Deserialize)]
+        struct Identity<'a> {
+            #[serde(borrow, default)]
+            name: MaybeStr<'a>,
+            #[serde(borrow, default)]
+            version: MaybeStr<'a>,
+        }
+        let raw: RawVersion<'_> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let identity: Identity<'_> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let name = identity
+            .name
+            .0
+            .filter(|name| !name.is_empty())
+            .ok_or("its package.json has no `name`")?;
+        let version = identity.version.0.unwrap_or(Cow::Borrowed("0.0.0"));
+        Ok(raw.to_manifest(&name, &version))
+    }
+}
+
 /// Why a packument could not be used.
 #[derive(Debug)]
 pub struct PackumentError(pub String);

@@ -47,6 +47,8 @@ pub struct SnapshotPlan {
     pub integrity: Option<String>,
     /// `resolution.tarball` when the lockfile gives one; otherwise derived from the registry.
     pub tarball: Option<String>,
+    /// A `file:` directory dependency: the directory, relative to the lockfile's.
+    pub directory: Option<String>,
     /// Dependencies as (alias, index into [`InstallPlan::snapshots`]).
     pub dependencies: Vec<(String, usize)>,
     pub has_bin: bool,
@@ -59,6 +61,9 @@ impl SnapshotPlan {
     /// The key of this package's files in the store index: snapshots that differ only by peer
     /// suffix share one tarball, hence one entry.
     pub fn index_key(&self) -> String {
+        if let Some(directory) = &self.directory {
+            return format!("directory:{directory}");
+        }
         match (&self.integrity, &self.tarball) {
             (Some(integrity), _) => integrity.clone(),
             (None, Some(tarball)) => tarball.clone(),
@@ -502,17 +507,21 @@ impl PlanBuilder<'_> {
             })?;
         let name = package.name.clone().unwrap_or_else(|| key_name.to_owned());
         validate_package_name(&name)?;
-        if let Some(kind) = &package.resolution.kind {
-            return Err(InstallError::UnsupportedReference {
-                package: name,
-                reference: dep_path.to_owned(),
-                why: if kind == "directory" {
-                    "directory dependencies are not supported yet"
-                } else {
-                    "git dependencies are not supported yet"
-                },
-            });
-        }
+        let directory = match (&package.resolution.kind, &package.resolution.directory) {
+            (None, _) => None,
+            (Some(kind), Some(directory)) if kind == "directory" => Some(directory.clone()),
+            (Some(kind), _) => {
+                return Err(InstallError::UnsupportedReference {
+                    package: name,
+                    reference: dep_path.to_owned(),
+                    why: if kind == "directory" {
+                        "a directory resolution needs its `directory`"
+                    } else {
+                        "git dependencies are not supported yet"
+                    },
+                });
+            }
+        };
         let supported = self.options.platform.supports(
             package.os.as_deref(),
             package.cpu.as_deref(),
@@ -534,6 +543,7 @@ impl PlanBuilder<'_> {
                 .unwrap_or_else(|| key_version.to_owned()),
             integrity: package.resolution.integrity.clone(),
             tarball: package.resolution.tarball.clone(),
+            directory,
             dependencies: Vec::new(),
             has_bin: package.has_bin,
             optional: snapshot.optional,

@@ -5,6 +5,7 @@ mod catalogs;
 mod common;
 mod faults;
 mod install;
+mod local;
 mod malformed;
 mod overrides;
 mod reliability;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use nodejs_semver::{Range, Version};
 
+use super::local::Local;
 use crate::catalogs::{CatalogEntry, Catalogs};
 use crate::lockfile::{Lockfile, package_key, reference_to_dep_path, split_dep_path};
 use crate::overrides::Overrides;
@@ -60,6 +61,8 @@ pub struct DirectDependency {
     pub workspace: Option<usize>,
     /// `catalog:` dependencies: the entry whose range was resolved.
     pub catalog: Option<CatalogEntry>,
+    /// `link:` dependencies outside the workspace: the path from the project (no node).
+    pub link: Option<String>,
 }
 
 /// One project's dependencies, as given to [`GraphBuilder::start`].
@@ -79,6 +82,8 @@ pub struct ProjectDependency {
     pub workspace: Option<usize>,
     /// `catalog:` dependencies: the entry, whose range is resolved instead of `specifier`.
     pub catalog: Option<CatalogEntry>,
+    /// `link:`, `file:` and path dependencies, read from disk.
+    pub local: Option<Local>,
 }
 
 /// An auto-installed peer: an invisible direct dependency of one project.
@@ -118,6 +123,9 @@ pub struct ResolveOptions {
     /// The configured registries (ending in `/`): a tarball URL on one of them is that
     /// registry's version of the package, as pnpm resolves it.
     pub registries: Vec<String>,
+    /// The workspace root, where `file:` and `link:` dependencies are read from (none in
+    /// tests that resolve registry packages only).
+    pub root: Option<std::path::PathBuf>,
 }
 
 /// What a request resolves against.
@@ -128,6 +136,11 @@ enum Wanted {
     Locked(String),
     /// An auto-installed peer: a version satisfying every requester's range.
     AllOf(Vec<String>),
+    /// A package read from disk (`file:`): no packument, this exact manifest.
+    Local {
+        version: String,
+        manifest: Arc<VersionManifest>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -258,6 +271,7 @@ impl<'a> GraphBuilder<'a> {
                     specifier,
                     workspace,
                     catalog,
+                    local,
                 } = dependency;
                 let index = self.direct.len();
                 // A catalog entry resolves its range; it stays locked while the range does.
@@ -277,20 +291,28 @@ impl<'a> GraphBuilder<'a> {
                     node: None,
                     workspace,
                     catalog,
+                    link: None,
                 });
                 if workspace.is_some() {
                     continue;
                 }
-                let (name, wanted) = match locked {
-                    Some(locked) => locked,
-                    None => parse_specifier(&alias, &specifier, &self.options.registries).map_err(
-                        |why| ResolveFailure {
-                            message: format!(
-                                "`{alias}@{specifier}` (in {}): {why}",
-                                manifest_path(&id)
-                            ),
-                        },
-                    )?,
+                let (name, wanted) = match (local, locked) {
+                    (Some(Local::Link(path)), _) => {
+                        self.direct[index].link = Some(path);
+                        continue;
+                    }
+                    // A directory or tarball is read again: its manifest may have changed.
+                    (Some(Local::Package { version, manifest }), _) => {
+                        (manifest.name.clone(), Wanted::Local { version, manifest })
+                    }
+                    (None, Some(locked)) => locked,
+                    (None, None) => parse_specifier(&alias, &specifier, &self.options.registries)
+                        .map_err(|why| ResolveFailure {
+                        message: format!(
+                            "`{alias}@{specifier}` (in {}): {why}",
+                            manifest_path(&id)
+                        ),
+                    })?,
                 };
                 requests.push(Request {
                     slot: Slot::Direct(index),
@@ -431,6 +453,11 @@ impl<'a> GraphBuilder<'a> {
         request: Request,
         demands: &mut Vec<Demand>,
     ) -> Result<(), ResolveFailure> {
+        if let Wanted::Local { version, manifest } = &request.wanted {
+            let (version, manifest) = (version.clone(), manifest.clone());
+            let node = self.node(&request.name, &version, manifest, &request);
+            return self.settle(request, Some(node), demands);
+        }
         if let Wanted::Locked(version) = &request.wanted
             && let Some(node) = self.node_from_lockfile(&request.name, version, &request)
         {
@@ -456,6 +483,7 @@ impl<'a> GraphBuilder<'a> {
         let spec = match &request.wanted {
             Wanted::Locked(version) => VersionSpec::Exact(version.clone()),
             Wanted::Spec(spec) => spec.clone(),
+            Wanted::Local { .. } => unreachable!("local packages are settled above"),
             Wanted::AllOf(ranges) => {
                 let ranges: Vec<Range> =
                     ranges.iter().filter_map(|r| Range::parse(r).ok()).collect();
@@ -820,6 +848,10 @@ impl<'a> GraphBuilder<'a> {
     /// A node known to the old lockfile keeps its locked children (pnpm keeps whole subtrees).
     #[allow(clippy::type_complexity)]
     fn locked_children(&self, node: &Node) -> Option<Vec<(String, String, String, Wanted, bool)>> {
+        // A package from disk takes its dependencies from its manifest as it is now.
+        if node.version.starts_with("file:") {
+            return None;
+        }
         if !self.keeps_locked(&node.name) || self.updates_a_child(&node.name, &node.version) {
             return None;
         }

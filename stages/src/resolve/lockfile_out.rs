@@ -28,9 +28,12 @@ pub fn build_lockfile(
     let mut catalogs: BTreeMap<String, BTreeMap<String, ImporterDependency>> = BTreeMap::new();
     for (dependency, key) in direct.iter().zip(&peers.direct) {
         let id = &projects[dependency.project];
-        let version = match (dependency.workspace, dependency.node, key) {
-            (Some(target), _, _) => format!("link:{}", relative_link(id, &projects[target])),
-            (None, Some(node), Some(key)) => reference(&dependency.alias, &nodes[node].name, key),
+        let version = match (dependency.workspace, &dependency.link, dependency.node, key) {
+            (Some(target), ..) => format!("link:{}", relative_link(id, &projects[target])),
+            (None, Some(path), ..) => format!("link:{path}"),
+            (None, None, Some(node), Some(key)) => {
+                reference(&dependency.alias, &nodes[node].name, key)
+            }
             _ => continue,
         };
         if let (Some(entry), Some(node)) = (&dependency.catalog, dependency.node) {
@@ -149,6 +152,9 @@ fn package_entry(
     default_tarball: &dyn Fn(&str, &str) -> Option<String>,
 ) -> PackageEntry {
     let manifest = &node.manifest;
+    // A `file:` package: a directory has no tarball; a tarball's version is not in its key.
+    let local = node.version.strip_prefix("file:");
+    let directory = local.filter(|_| manifest.tarball.is_none());
     let tarball = manifest
         .tarball
         .clone()
@@ -157,8 +163,10 @@ fn package_entry(
         resolution: Resolution {
             integrity: manifest.integrity.clone(),
             tarball,
-            kind: None,
+            kind: directory.map(|_| "directory".to_owned()),
+            directory: directory.map(str::to_owned),
         },
+        version: (local.is_some() && directory.is_none()).then(|| manifest.version.clone()),
         engines: manifest.engines.iter().cloned().collect(),
         os: manifest.os.clone(),
         cpu: manifest.cpu.clone(),

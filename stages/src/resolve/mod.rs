@@ -4,6 +4,7 @@
 
 pub mod early_link;
 pub mod graph;
+pub(crate) mod local;
 mod lockfile_out;
 pub mod metadata;
 pub mod peers;
@@ -207,12 +208,19 @@ fn project_inputs(
                         .map_err(failure)?;
                     let target = workspace_link::link_target(projects, index, &alias, &specifier)
                         .map_err(failure)?;
+                    let local = match (&target, &catalog) {
+                        (None, None) => local_dependency(&specifier, options, &project.id)
+                            .transpose()
+                            .map_err(failure)?,
+                        _ => None,
+                    };
                     Ok(ProjectDependency {
                         group,
                         alias,
                         specifier,
                         workspace: target,
                         catalog,
+                        local,
                     })
                 })
                 .collect::<Result<_, ResolveFailure>>()?;
@@ -222,6 +230,19 @@ fn project_inputs(
             })
         })
         .collect()
+}
+
+/// A `link:`, `file:` or path dependency of `project`, read from disk.
+fn local_dependency(
+    specifier: &str,
+    options: &ResolveOptions,
+    project: &str,
+) -> Option<Result<local::Local, String>> {
+    match &options.root {
+        Some(root) => local::classify(specifier, root, project),
+        None => local::is_local(specifier)
+            .then(|| Err("local dependencies need the project's directory".to_owned())),
+    }
 }
 
 /// package.json's dependencies as `(group, alias, specifier)`, grouped as pnpm reads them and

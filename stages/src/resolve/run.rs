@@ -82,6 +82,7 @@ pub fn resolve_with_registry(
     // Whether a package that cannot be had is optional is known only once the graph is
     // final: the install that follows retries it and decides.
     fetcher.defer_failures = true;
+    fetcher.root = options.root.clone();
     let metadata = MetadataFetcher::new(&fetcher, run.store_dir, run.cache_mode);
     let store = if run.prefetch {
         Some(Store::open(run.store_dir)?)
@@ -227,12 +228,19 @@ impl PackumentSource for PipelineSource<'_, '_> {
             return;
         }
         let integrity = manifest.integrity.as_deref().and_then(Integrity::parse);
-        let key = match (&manifest.integrity, &manifest.tarball) {
-            (Some(integrity), _) => integrity.clone(),
-            (None, Some(tarball)) => tarball.clone(),
-            (None, None) => return,
+        // A `file:` directory (no tarball) is read again on every install, as the install
+        // plan's unit for it is (the same key).
+        let directory = node
+            .version
+            .strip_prefix("file:")
+            .filter(|_| manifest.tarball.is_none());
+        let key = match (directory, &manifest.integrity, &manifest.tarball) {
+            (Some(directory), _, _) => format!("directory:{directory}"),
+            (None, Some(integrity), _) => integrity.clone(),
+            (None, None, Some(tarball)) => tarball.clone(),
+            (None, None, None) => return,
         };
-        if matches!(store.index().get(&key), Ok(Some(_))) {
+        if directory.is_none() && matches!(store.index().get(&key), Ok(Some(_))) {
             return;
         }
         self.context.record_item(0);
@@ -245,6 +253,7 @@ impl PackumentSource for PipelineSource<'_, '_> {
                 version: node.version.clone(),
                 integrity,
                 tarball: manifest.tarball.clone(),
+                directory: directory.map(str::to_owned),
                 snapshots: Vec::new(),
                 // Not known yet: the fetcher defers every failure here.
                 optional: false,

@@ -1,0 +1,132 @@
+//! Dependencies on the project's own disk (`link:`, `file:` directories and tarballs, bare
+//! paths), compared with what pnpm 12 wrote and installed for the `local-deps` fixture.
+
+use crate::common::{Sandbox, assert_resolves_as_pnpm, text};
+
+#[test]
+fn local_dependencies_install_and_resolve_as_pnpm_does() {
+    // The recorded lockfile installs pnpm's tree; resolved from scratch, flowpm writes pnpm's
+    // lockfile byte for byte: `link:` to directories (their dependencies not installed),
+    // `file:` directories packed as `npm pack` would (`files`, `.npmignore`, `main`, bins),
+    // a tarball by path with its sha512, and a directory under an alias.
+    assert_resolves_as_pnpm("local-deps");
+}
+
+#[test]
+fn pnpm_records_where_directories_were_imported() {
+    let sandbox = Sandbox::new("local-deps");
+    sandbox.install(&[]);
+    let modules: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(sandbox.project().join("node_modules/.modules.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        modules["injectedDeps"],
+        serde_json::json!({
+            "local/dirdep": [
+                "node_modules/.pnpm/dirdep@file+local+dirdep_r-core@2.0.0/node_modules/dirdep"
+            ],
+            "local/ext": ["node_modules/.pnpm/extpkg@file+local+ext/node_modules/extpkg"],
+        })
+    );
+}
+
+#[test]
+fn a_directory_is_read_again_by_each_install_even_offline() {
+    let sandbox = Sandbox::new("local-deps");
+    sandbox.install(&[]);
+    let source = sandbox.project().join("local/dirdep/lib");
+    std::fs::write(source.join("cli.js"), "changed\n").unwrap();
+    std::fs::write(source.join("added.js"), "added\n").unwrap();
+    std::fs::remove_dir_all(sandbox.project().join("node_modules")).unwrap();
+    // Registry packages come from the store; the directory needs no network either.
+    sandbox.install(&["--offline"]);
+    let imported = sandbox.project().join("node_modules/dirdep/lib");
+    assert_eq!(
+        std::fs::read_to_string(imported.join("cli.js")).unwrap(),
+        "changed\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(imported.join("added.js")).unwrap(),
+        "added\n"
+    );
+}
+
+#[test]
+fn a_missing_directory_names_the_dependency_and_writes_nothing() {
+    let sandbox = Sandbox::new("local-deps");
+    let lockfile = sandbox.project().join("pnpm-lock.yaml");
+    std::fs::remove_file(&lockfile).unwrap();
+    std::fs::remove_dir_all(sandbox.project().join("local/dirdep")).unwrap();
+    let output = sandbox.flowpm(&["install"]);
+    let message = text(&output);
+    assert!(!output.status.success(), "{message}");
+    assert!(
+        message.contains("dirdep@file:./local/dirdep/") && message.contains("package.json"),
+        "{message}"
+    );
+    assert!(message.contains("local/dirdep"), "{message}");
+    assert!(!lockfile.exists(), "no lockfile is written");
+    assert!(!sandbox.project().join("node_modules").exists());
+}
+
+#[test]
+fn a_changed_tarball_fails_its_integrity_check() {
+    let sandbox = Sandbox::new("local-deps");
+    let tarball = sandbox.project().join("vendor/tgzdep-3.1.0.tgz");
+    let mut bytes = std::fs::read(&tarball).unwrap();
+    // Same gzip stream, one more trailing byte: a different sha512.
+    bytes.push(0);
+    std::fs::write(&tarball, bytes).unwrap();
+    let output = sandbox.flowpm(&["install", "--frozen-lockfile"]);
+    let message = text(&output);
+    assert!(!output.status.success(), "{message}");
+    assert!(
+        message.contains("tgzdep@") && message.contains("integrity"),
+        "{message}"
+    );
+}
+
+#[test]
+fn add_saves_paths_as_pnpm_does() {
+    let sandbox = Sandbox::new("local-deps");
+    std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    let manifest = sandbox.project().join("package.json");
+    std::fs::write(
+        &manifest,
+        "{\n  \"name\": \"local-deps\",\n  \"dependencies\": {\n    \"r-core\": \"*\"\n  }\n}\n",
+    )
+    .unwrap();
+    let output = sandbox.flowpm(&[
+        "add",
+        "./local/ext",
+        "file:./local/dirdep",
+        "named@./local/loc",
+        "./vendor/tgzdep-3.1.0.tgz",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    // pnpm 12.21.0 saved exactly this for the same command (RESOLVE-ORACLE.md §13): a bare
+    // directory is `link:`, a path with an alias stays as written, paths are normalized.
+    assert_eq!(
+        std::fs::read_to_string(&manifest).unwrap(),
+        r#"{
+  "name": "local-deps",
+  "dependencies": {
+    "dirdep": "file:local/dirdep",
+    "extpkg": "link:local/ext",
+    "named": "./local/loc",
+    "r-core": "*",
+    "tgzdep": "file:vendor/tgzdep-3.1.0.tgz"
+  }
+}
+"#
+    );
+    let lockfile = std::fs::read_to_string(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    for line in [
+        "      extpkg:\n        specifier: link:local/ext\n        version: link:local/ext\n",
+        "      named:\n        specifier: ./local/loc\n        version: link:local/loc\n",
+        "  dirdep@file:local/dirdep:\n    resolution: {directory: local/dirdep, type: directory}\n",
+    ] {
+        assert!(lockfile.contains(line), "{line} not in:\n{lockfile}");
+    }
+}
