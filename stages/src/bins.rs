@@ -152,7 +152,7 @@ fn write_linked_bins(
             // pnpm 12 names a target outside the workspace by its absolute path on the
             // comment line (the commands themselves stay relative).
             let target = crate::link::normalize(&project_dir.join(&command.path));
-            if !target.starts_with(&layout.project_dir) {
+            if !target.starts_with(crate::link::normalize(&layout.project_dir)) {
                 let comment = shim.rfind("# cmd-shim-target=").unwrap_or(shim.len());
                 shim.truncate(comment);
                 shim.push_str(&format!("# cmd-shim-target={}\n", target.display()));

@@ -26,13 +26,20 @@ pub struct PackageUnit {
     /// The lockfile's `resolution.tarball`, if any; otherwise the registry URL is derived.
     pub tarball: Option<String>,
     /// A `file:` directory dependency (relative to the lockfile's directory): its files are
-    /// read from there on every install, never served from the index.
+    /// read from there by every install that lays out packages (a no-op install does not look
+    /// at it), never served from the index.
     pub directory: Option<String>,
     /// Indexes into the plan's snapshots.
     pub snapshots: Vec<usize>,
     /// Every snapshot it serves is optional: if its tarball cannot be had, the install leaves
     /// it out with a warning (as pnpm does) instead of failing.
     pub optional: bool,
+}
+
+/// The unit key of a `file:` directory (relative to the lockfile's directory): the install
+/// plan and the resolve stage must agree on it for a stored directory to find its unit.
+pub fn directory_key(directory: &str) -> String {
+    format!("directory:{directory}")
 }
 
 impl PackageUnit {

@@ -97,9 +97,6 @@ impl Walk<'_> {
                 {
                     continue;
                 }
-                if ignored(rules, &path, true) {
-                    continue;
-                }
                 let mut nested = rules.to_vec();
                 nested.extend(ignore_file_rules(&entry_path, &format!("{path}/"))?);
                 self.directory(&entry_path, &format!("{path}/"), &nested, out)?;
@@ -134,7 +131,7 @@ impl Walk<'_> {
                 return false;
             }
         }
-        !ignored(rules, path, false)
+        !ignored(rules, path)
     }
 }
 
@@ -227,7 +224,7 @@ impl FilesEntry {
             Some(rest) => (true, rest),
             None => (false, entry),
         };
-        let mut pattern = normalize(pattern);
+        let mut pattern = normalize(pattern).to_ascii_lowercase();
         // npm-packlist: `dir/*` takes the whole directory.
         if pattern.ends_with("/*") {
             pattern.push('*');
@@ -237,6 +234,7 @@ impl FilesEntry {
 
     /// The entry names this file or one of its parent directories.
     fn matches(&self, path: &str) -> bool {
+        let path = path.to_ascii_lowercase();
         if glob_matches(self.pattern.as_bytes(), path.as_bytes()) {
             return true;
         }
@@ -248,7 +246,7 @@ impl FilesEntry {
 /// A gitignore line, with the directory of the file it came from.
 #[derive(Clone, Debug)]
 struct Rule {
-    /// `""` or `sub/dir/`.
+    /// `""` or `sub/dir/`, lowercase.
     base: String,
     negated: bool,
     dir_only: bool,
@@ -260,10 +258,10 @@ struct Rule {
 /// The rules of `dir`'s `.npmignore`, else its `.gitignore` (none when neither exists).
 fn ignore_file_rules(dir: &Path, base: &str) -> io::Result<Vec<Rule>> {
     for name in [".npmignore", ".gitignore"] {
-        match fs::read_to_string(dir.join(name)) {
-            Ok(text) => return Ok(parse_rules(&text, base)),
+        match fs::read(dir.join(name)) {
+            // Not UTF-8: its rules still apply (packing everything could publish secrets).
+            Ok(bytes) => return Ok(parse_rules(&String::from_utf8_lossy(&bytes), base)),
             Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
-            Err(error) if error.kind() == io::ErrorKind::InvalidData => return Ok(Vec::new()),
             Err(error) => return Err(error),
         }
     }
@@ -273,17 +271,16 @@ fn ignore_file_rules(dir: &Path, base: &str) -> io::Result<Vec<Rule>> {
 fn parse_rules(text: &str, base: &str) -> Vec<Rule> {
     let mut rules = Vec::new();
     for line in text.lines() {
-        let line = line.trim_end_matches('\r');
-        let line = match line.trim_end_matches(' ') {
-            trimmed if trimmed.ends_with('\\') => &line[..trimmed.len() + 1],
-            trimmed => trimmed,
-        };
+        // ignore-walk trims every line (no gitignore escaped trailing space).
+        let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let (negated, line) = match line.strip_prefix('!') {
             Some(rest) => (true, rest),
-            None => (false, line.strip_prefix('\\').unwrap_or(line)),
+            // `\#` and `\!` start a name with that character.
+            None if line.starts_with("\\#") || line.starts_with("\\!") => (false, &line[1..]),
+            None => (false, line),
         };
         let dir_only = line.ends_with('/');
         let line = line.trim_end_matches('/');
@@ -292,37 +289,52 @@ fn parse_rules(text: &str, base: &str) -> Vec<Rule> {
         }
         let anchored = line.contains('/');
         rules.push(Rule {
-            base: base.to_owned(),
+            base: base.to_ascii_lowercase(),
             negated,
             dir_only,
             anchored,
-            pattern: line.trim_start_matches('/').to_owned(),
+            pattern: line.trim_start_matches('/').to_ascii_lowercase(),
         });
     }
     rules
 }
 
-/// The last rule that matches decides (gitignore). Rules of a directory below the path's own
-/// never apply.
-fn ignored(rules: &[Rule], path: &str, is_dir: bool) -> bool {
+/// Whether the file at `path` is ignored: the last rule that matches it or a directory above
+/// it decides, so (as in ignore-walk, unlike git) a negation can bring back a file of an
+/// ignored directory. Rules of a directory below the path's own never apply. Case does not
+/// matter (ignore-walk matches with `nocase`).
+fn ignored(rules: &[Rule], path: &str) -> bool {
+    let path = path.to_ascii_lowercase();
     let mut ignored = false;
     for rule in rules {
-        if rule.dir_only && !is_dir {
-            continue;
-        }
         let Some(relative) = path.strip_prefix(rule.base.as_str()) else {
             continue;
         };
-        let subject = if rule.anchored {
-            relative
-        } else {
-            relative.rsplit('/').next().unwrap_or(relative)
-        };
-        if glob_matches(rule.pattern.as_bytes(), subject.as_bytes()) {
+        let directories = relative
+            .match_indices('/')
+            .map(|(slash, _)| &relative[..slash]);
+        if rule.matches(relative, false)
+            || directories.into_iter().any(|dir| rule.matches(dir, true))
+        {
             ignored = !rule.negated;
         }
     }
     ignored
+}
+
+impl Rule {
+    /// `path` is relative to the rule's base and lowercase.
+    fn matches(&self, path: &str, is_dir: bool) -> bool {
+        if self.dir_only && !is_dir {
+            return false;
+        }
+        let subject = if self.anchored {
+            path
+        } else {
+            path.rsplit('/').next().unwrap_or(path)
+        };
+        glob_matches(self.pattern.as_bytes(), subject.as_bytes())
+    }
 }
 
 /// Glob match of a whole `/`-separated path: `*` and `?` stay within a segment, a `**`
@@ -569,13 +581,41 @@ mod tests {
     }
 
     #[test]
+    fn main_and_bins_are_packed_from_an_ignored_directory() {
+        let dir = tree(&["package.json", "lib/index.js", "lib/other.js", "bin/cli.js"]);
+        fs::write(dir.path().join(".npmignore"), "lib/\nbin\n").unwrap();
+        let manifest = serde_json::json!({"main": "./lib/index.js", "bin": {"x": "bin/cli.js"}});
+        assert_eq!(
+            packed(dir.path(), manifest),
+            ["bin/cli.js", "lib/index.js", "package.json"]
+        );
+    }
+
+    #[test]
     fn negations_and_directory_rules() {
-        let rules = parse_rules("logs/\n*.tmp\n!keep.tmp\n/only-root\n# comment\n\n", "");
-        assert!(ignored(&rules, "logs", true));
-        assert!(!ignored(&rules, "logs", false));
-        assert!(ignored(&rules, "a/b.tmp", false));
-        assert!(!ignored(&rules, "a/keep.tmp", false));
-        assert!(ignored(&rules, "only-root", false));
-        assert!(!ignored(&rules, "a/only-root", false));
+        let rules = parse_rules(
+            "logs/\n*.tmp\n!keep.tmp\n/only-root\n# comment\n\nDist\nlib/\n!lib/keep.js\nend\\\n\\#hash\n",
+            "",
+        );
+        assert!(ignored(&rules, "logs/today"));
+        assert!(
+            !ignored(&rules, "logs"),
+            "a file named like a directory rule"
+        );
+        assert!(ignored(&rules, "a/b.tmp"));
+        assert!(!ignored(&rules, "a/keep.tmp"));
+        assert!(ignored(&rules, "only-root"));
+        assert!(!ignored(&rules, "a/only-root"));
+        assert!(ignored(&rules, "dist/x.js"), "case does not matter");
+        assert!(ignored(&rules, "lib/a.js"));
+        assert!(
+            !ignored(&rules, "lib/keep.js"),
+            "a negation reaches into an ignored directory"
+        );
+        assert!(
+            ignored(&rules, "end\\"),
+            "a trailing backslash is kept, never a panic"
+        );
+        assert!(ignored(&rules, "#hash"));
     }
 }

@@ -81,6 +81,8 @@ impl VersionManifest {
             .0
             .filter(|name| !name.is_empty())
             .ok_or("its package.json has no `name`")?;
+        // The name becomes directory names under node_modules.
+        crate::plan::validate_package_name(&name).map_err(|error| error.to_string())?;
         let version = identity.version.0.unwrap_or(Cow::Borrowed("0.0.0"));
         Ok(raw.to_manifest(&name, &version))
     }

@@ -62,7 +62,7 @@ impl SnapshotPlan {
     /// suffix share one tarball, hence one entry.
     pub fn index_key(&self) -> String {
         if let Some(directory) = &self.directory {
-            return format!("directory:{directory}");
+            return crate::messages::directory_key(directory);
         }
         match (&self.integrity, &self.tarball) {
             (Some(integrity), _) => integrity.clone(),

@@ -130,3 +130,69 @@ fn add_saves_paths_as_pnpm_does() {
         assert!(lockfile.contains(line), "{line} not in:\n{lockfile}");
     }
 }
+
+/// A tarball URL on another host (a second loopback server) is downloaded during resolution
+/// and keyed by its URL, as pnpm 12.21.0 wrote for the same package.json
+/// (RESOLVE-ORACLE.md §12); a later resolution keeps it locked without downloading it again.
+#[test]
+fn tarball_urls_off_the_registry_resolve_as_pnpm_does() {
+    let sandbox = Sandbox::new("local-deps");
+    std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    let other = flowpm_fixtures::RegistryServer::start(&flowpm_fixtures::registry_dir()).unwrap();
+    let host = other.url();
+    std::fs::write(
+        sandbox.project().join("package.json"),
+        format!(
+            r#"{{"name":"app","dependencies":{{"r-lib":"{host}r-lib/-/r-lib-1.2.0.tgz","aliased":"{host}r-caret/-/r-caret-2.1.0.tgz","r-tp-a":"{host}r-tp-a/-/r-tp-a-1.0.0.tgz"}}}}"#
+        ),
+    )
+    .unwrap();
+    let output = sandbox.flowpm(&["install"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let lockfile = std::fs::read_to_string(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    let expected = "importers:
+
+  .:
+    dependencies:
+      aliased:
+        specifier: {host}r-caret/-/r-caret-2.1.0.tgz
+        version: r-caret@{host}r-caret/-/r-caret-2.1.0.tgz
+      r-lib:
+        specifier: {host}r-lib/-/r-lib-1.2.0.tgz
+        version: {host}r-lib/-/r-lib-1.2.0.tgz
+      r-tp-a:
+        specifier: {host}r-tp-a/-/r-tp-a-1.0.0.tgz
+        version: {host}r-tp-a/-/r-tp-a-1.0.0.tgz(r-core@1.1.0)
+
+packages:
+
+  r-caret@{host}r-caret/-/r-caret-2.1.0.tgz:
+    resolution: {integrity: sha512-KhaAGLsuPLj9FZmstW/33Bqf+9Y9qdOUfZSVDN0DEGdzkm1OMLsG7QM1Xe+inDyQt5SXjAO4uP3aJnk0xGnRYw==, tarball: {host}r-caret/-/r-caret-2.1.0.tgz}
+    version: 2.1.0
+"
+    .replace("{host}", &host);
+    assert!(lockfile.contains(&expected), "{lockfile}");
+    assert!(
+        lockfile.contains(&format!(
+            "  r-tp-a@{host}r-tp-a/-/r-tp-a-1.0.0.tgz(r-core@1.1.0):\n    dependencies:\n      r-tp-b: 1.0.0(r-core@1.1.0)\n"
+        )),
+        "{lockfile}"
+    );
+    assert!(
+        sandbox
+            .project()
+            .join("node_modules/aliased/package.json")
+            .exists()
+    );
+    // Locked: resolving again (another dependency added) asks nothing of the other host.
+    let tarballs = other.tarball_requests();
+    let manifest = std::fs::read_to_string(sandbox.project().join("package.json")).unwrap();
+    std::fs::write(
+        sandbox.project().join("package.json"),
+        manifest.replace(r#""dependencies":{"#, r#""dependencies":{"r-core":"^1","#),
+    )
+    .unwrap();
+    let output = sandbox.flowpm(&["install"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(other.tarball_requests(), tarballs);
+}

@@ -907,7 +907,8 @@ impl<'a> GraphBuilder<'a> {
         let entry = self.old?.packages.get(&key)?;
         let manifest = VersionManifest {
             name: name.to_owned(),
-            version: version.to_owned(),
+            // A tarball's key has its URL; the package's own version is `version:`.
+            version: entry.version.clone().unwrap_or_else(|| version.to_owned()),
             peer_dependencies: entry
                 .peer_dependencies
                 .iter()
@@ -1036,7 +1037,7 @@ fn parse_specifier(
 }
 
 /// `<registry><name>/-/<basename>-<version>.tgz` on one of `registries` -> (name, version).
-fn registry_tarball(url: &str, registries: &[String]) -> Option<(String, String)> {
+pub(super) fn registry_tarball(url: &str, registries: &[String]) -> Option<(String, String)> {
     let path = registries
         .iter()
         .find_map(|registry| url.strip_prefix(registry.as_str()))?;

@@ -5,6 +5,9 @@
 //!   its files imported like a registry package's).
 //! - `file:<tarball>` is a package read from the tarball, checked by its sha512.
 //! - A bare path (`../dir`, `./pkg.tgz`) is `link:` for a directory and `file:` for a tarball.
+//!
+//! A tarball URL off the registry (`https://host/x-1.0.0.tgz`) is read the same way as a
+//! `file:` tarball, from the bytes the resolve stage downloads ([`remote`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,14 +58,7 @@ pub fn named(specifier: &str, project_dir: &Path) -> Result<(String, String), St
     let absolute = absolute(path, project_dir);
     let name = match classify(specifier, project_dir, ".").ok_or("not a local path")?? {
         Local::Package { manifest, .. } => manifest.name.clone(),
-        Local::Link(_) => {
-            let manifest_path = absolute.join("package.json");
-            let bytes = std::fs::read(&manifest_path)
-                .map_err(|error| format!("cannot read {}: {error}", manifest_path.display()))?;
-            VersionManifest::from_package_json(&bytes)
-                .map_err(|why| format!("{}: {why}", manifest_path.display()))?
-                .name
-        }
+        Local::Link(_) => read_dir_manifest(&absolute)?.name,
     };
     let protocol = match kind {
         Kind::Link => "link:",
@@ -118,28 +114,44 @@ fn read_local(
                 absolute,
             ))));
         }
-        let manifest_path = absolute.join("package.json");
-        let bytes = std::fs::read(&manifest_path)
-            .map_err(|error| format!("cannot read {}: {error}", manifest_path.display()))?;
-        let manifest = VersionManifest::from_package_json(&bytes)
-            .map_err(|why| format!("{}: {why}", manifest_path.display()))?;
         return Ok(Local::Package {
             version,
-            manifest: Arc::new(manifest),
+            manifest: Arc::new(read_dir_manifest(absolute)?),
         });
     }
     let bytes = std::fs::read(absolute)
         .map_err(|error| format!("cannot read {}: {error}", absolute.display()))?;
-    let mut manifest = tarball_manifest(&bytes)
-        .map_err(|why| format!("{} is not a package tarball: {why}", absolute.display()))?;
+    tarball_package(version, &bytes, &absolute.display().to_string())
+}
+
+/// A dependency given as a tarball URL, from the downloaded bytes: keyed by the URL, checked
+/// by their sha512.
+pub fn remote(url: &str, bytes: Vec<u8>) -> Result<Local, String> {
+    tarball_package(url.to_owned(), &bytes, url)
+}
+
+/// The package in a tarball's `bytes`, keyed by `source` (its `file:` path or URL, which is
+/// also where it is fetched from), with the sha512 of the bytes as its integrity.
+fn tarball_package(source: String, bytes: &[u8], described: &str) -> Result<Local, String> {
+    let mut manifest = tarball_manifest(bytes)
+        .map_err(|why| format!("{described} is not a package tarball: {why}"))?;
     let mut hasher = IntegrityHasher::new(Algorithm::Sha512);
-    hasher.update(&bytes);
+    hasher.update(bytes);
     manifest.integrity = Some(hasher.finish().to_sri());
-    manifest.tarball = Some(version.clone());
+    manifest.tarball = Some(source.clone());
     Ok(Local::Package {
-        version,
+        version: source,
         manifest: Arc::new(manifest),
     })
+}
+
+/// The manifest of a package directory's `package.json`.
+fn read_dir_manifest(dir: &Path) -> Result<VersionManifest, String> {
+    let manifest_path = dir.join("package.json");
+    let bytes = std::fs::read(&manifest_path)
+        .map_err(|error| format!("cannot read {}: {error}", manifest_path.display()))?;
+    VersionManifest::from_package_json(&bytes)
+        .map_err(|why| format!("{}: {why}", manifest_path.display()))
 }
 
 /// The manifest of the `package.json` at the root of a package tarball.

@@ -152,9 +152,12 @@ fn package_entry(
     default_tarball: &dyn Fn(&str, &str) -> Option<String>,
 ) -> PackageEntry {
     let manifest = &node.manifest;
-    // A `file:` package: a directory has no tarball; a tarball's version is not in its key.
-    let local = node.version.strip_prefix("file:");
-    let directory = local.filter(|_| manifest.tarball.is_none());
+    // A `file:` directory has no tarball; a tarball keyed by its path or URL has its version
+    // apart.
+    let directory = node
+        .version
+        .strip_prefix("file:")
+        .filter(|_| manifest.tarball.is_none());
     let tarball = manifest
         .tarball
         .clone()
@@ -166,7 +169,8 @@ fn package_entry(
             kind: directory.map(|_| "directory".to_owned()),
             directory: directory.map(str::to_owned),
         },
-        version: (local.is_some() && directory.is_none()).then(|| manifest.version.clone()),
+        version: (node.version != manifest.version && directory.is_none())
+            .then(|| manifest.version.clone()),
         engines: manifest.engines.iter().cloned().collect(),
         os: manifest.os.clone(),
         cpu: manifest.cpu.clone(),

@@ -38,6 +38,10 @@ pub trait PackumentSource {
     }
     /// A package version entered the graph (its tarball can be fetched now).
     fn picked(&mut self, _node: &Node) {}
+    /// The bytes of a tarball at `url` (a dependency given as a URL off the registry).
+    fn tarball(&mut self, url: &str) -> Result<Vec<u8>, String> {
+        Err(format!("{url} cannot be downloaded here"))
+    }
 }
 
 pub struct Resolved {
@@ -85,7 +89,10 @@ pub fn resolve(
     let mut builder = GraphBuilder::new(old, options.clone());
     let mut demands = Vec::new();
     let mut announced = 0;
-    builder.start(project_inputs(projects, options)?, &mut demands)?;
+    builder.start(
+        project_inputs(projects, old, options, source)?,
+        &mut demands,
+    )?;
     let mut attempted_peers = HashSet::new();
     loop {
         loop {
@@ -186,7 +193,9 @@ fn missing_peers(
 /// ones at their catalog entries.
 fn project_inputs(
     projects: &[Project<'_>],
+    old: Option<&Lockfile>,
     options: &ResolveOptions,
+    source: &mut dyn PackumentSource,
 ) -> Result<Vec<ProjectDependencies>, ResolveFailure> {
     projects
         .iter()
@@ -210,6 +219,10 @@ fn project_inputs(
                         .map_err(failure)?;
                     let local = match (&target, &catalog) {
                         (None, None) => local_dependency(&specifier, options, &project.id)
+                            .or_else(|| {
+                                remote_tarball(&specifier, old, options, &project.id, &alias)
+                                    .map(|url| local::remote(url, source.tarball(url)?))
+                            })
                             .transpose()
                             .map_err(failure)?,
                         _ => None,
@@ -243,6 +256,34 @@ fn local_dependency(
         None => local::is_local(specifier)
             .then(|| Err("local dependencies need the project's directory".to_owned())),
     }
+}
+
+/// A tarball URL off the configured registries that the old lockfile does not lock for this
+/// dependency (a locked one keeps its locked integrity and manifest, without a download).
+fn remote_tarball<'s>(
+    specifier: &'s str,
+    old: Option<&Lockfile>,
+    options: &ResolveOptions,
+    project: &str,
+    alias: &str,
+) -> Option<&'s str> {
+    let is_url = specifier.starts_with("https://") || specifier.starts_with("http://");
+    if !is_url || graph::registry_tarball(specifier, &options.registries).is_some() {
+        return None;
+    }
+    let locked = old
+        .and_then(|old| {
+            let importer = old.importers.get(project)?;
+            [
+                &importer.dependencies,
+                &importer.dev_dependencies,
+                &importer.optional_dependencies,
+            ]
+            .into_iter()
+            .find_map(|group| group.get(alias))
+        })
+        .is_some_and(|entry| entry.specifier == specifier);
+    (!locked).then_some(specifier)
 }
 
 /// package.json's dependencies as `(group, alias, specifier)`, grouped as pnpm reads them and

@@ -12,6 +12,7 @@
 //! them in the store and only links.
 
 use std::collections::HashSet;
+use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -107,6 +108,7 @@ pub fn resolve_with_registry(
         let (ready_sender, ready_receiver) = unbounded::<()>();
         let senders = Mutex::new(Some((name_sender, unit_sender, ready_sender)));
         let (result, default_tarball, cells) = (&result, &default_tarball, &cells);
+        let fetcher = &fetcher;
         let store_ref = store.as_ref();
         pipeline.spawn("resolve", 1, move |context| {
             let (names, units, _ready) =
@@ -118,6 +120,7 @@ pub fn resolve_with_registry(
                 units: store_ref.map(|store| (units, store)),
                 platform: Platform::host(),
                 sent: HashSet::new(),
+                fetcher,
             };
             let resolved = resolve(projects, old, options, &mut source, default_tarball)
                 .map_err(|failure| InstallError::Resolve(failure.message))?;
@@ -145,7 +148,7 @@ pub fn resolve_with_registry(
             unit_receiver,
             stored_sender,
             StoreStages {
-                fetcher: &fetcher,
+                fetcher,
                 store,
                 reporter: run.reporter,
                 files_written: &files_written,
@@ -199,6 +202,8 @@ struct PipelineSource<'a, 'c> {
     platform: Platform,
     /// Keys of the units sent to the fetch stages.
     sent: HashSet<String>,
+    /// For tarball URLs given as dependencies.
+    fetcher: &'a Fetcher<'a>,
 }
 
 impl PackumentSource for PipelineSource<'_, '_> {
@@ -212,6 +217,20 @@ impl PackumentSource for PipelineSource<'_, '_> {
 
     fn next(&mut self) -> Option<(String, Result<Arc<Packument>, String>)> {
         self.context.recv(self.packuments)
+    }
+
+    fn tarball(&mut self, url: &str) -> Result<Vec<u8>, String> {
+        if self.fetcher.offline {
+            return Err("the network is off (--offline) and the lockfile does not lock it".into());
+        }
+        let client = self.fetcher.client().map_err(|error| error.to_string())?;
+        let (body, _) = client.get(url).map_err(|failure| failure.message)?;
+        let mut bytes = Vec::new();
+        // A package manager's tarballs fit in memory; the cap stops a runaway body.
+        body.take(self.fetcher.limits.max_total_size)
+            .read_to_end(&mut bytes)
+            .map_err(|error| format!("reading {url}: {error}"))?;
+        Ok(bytes)
     }
 
     fn picked(&mut self, node: &Node) {
@@ -235,7 +254,7 @@ impl PackumentSource for PipelineSource<'_, '_> {
             .strip_prefix("file:")
             .filter(|_| manifest.tarball.is_none());
         let key = match (directory, &manifest.integrity, &manifest.tarball) {
-            (Some(directory), _, _) => format!("directory:{directory}"),
+            (Some(directory), _, _) => crate::messages::directory_key(directory),
             (None, Some(integrity), _) => integrity.clone(),
             (None, None, Some(tarball)) => tarball.clone(),
             (None, None, None) => return,
