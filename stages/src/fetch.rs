@@ -303,77 +303,167 @@ fn store_directory(
         .map_err(|cause| read_error(&manifest_path, cause))?;
     let packed = packlist::pack_files(&dir, &manifest)
         .map_err(|error| read_error(&dir, error.to_string()))?;
-    let attempt = Arc::new(Attempt::new(unit.clone()));
-    let mut batcher = FileBatcher::new(attempt.clone());
-    let mut outcome: Result<bool, InstallError> = Ok(true);
+    let mut sink = AttemptSink::new(context, unit, files, finalizer);
+    let mut outcome: Result<(), InstallError> = Ok(());
     let mut bytes = 0;
-    for (sequence, file) in (0u32..).zip(packed) {
+    for file in packed {
         let mode = if file.executable { 0o755 } else { 0o644 };
         bytes += file.size;
-        if file.size > fetcher.limits.stream_threshold {
-            attempt.expect_file();
-            let staged = std::fs::File::open(&file.absolute)
-                .map_err(|error| read_error(&file.absolute, error.to_string()))
-                .and_then(|mut reader| {
-                    finalizer
-                        .cas
-                        .stage_reader(&mut reader, file.executable)
-                        .map_err(InstallError::from)
-                });
-            match staged {
-                Ok(staged) => {
-                    attempt.file_staged(StagedEntry {
-                        sequence,
-                        path: file.path,
-                        mode,
-                        file: staged,
-                    });
-                }
+        let taken = if file.size > fetcher.limits.stream_threshold {
+            let mut content = match std::fs::File::open(&file.absolute) {
+                Ok(content) => content,
                 Err(error) => {
-                    attempt.file_failed();
-                    outcome = Err(error);
+                    outcome = Err(read_error(&file.absolute, error.to_string()));
+                    break;
+                }
+            };
+            sink.take(DecodedEntry::Streamed {
+                path: file.path,
+                mode,
+                size: file.size,
+                content: &mut content,
+            })
+        } else {
+            match std::fs::read(&file.absolute) {
+                Ok(data) => sink.take(DecodedEntry::Buffered(DecodedFile {
+                    path: file.path,
+                    mode,
+                    data,
+                })),
+                Err(error) => {
+                    outcome = Err(read_error(&file.absolute, error.to_string()));
                     break;
                 }
             }
-            continue;
-        }
-        let data = match std::fs::read(&file.absolute) {
-            Ok(data) => data,
-            Err(error) => {
+        };
+        match taken {
+            Ok(()) => {}
+            Err(SinkError::Stopped) => break,
+            Err(SinkError::Read(error)) => {
                 outcome = Err(read_error(&file.absolute, error.to_string()));
                 break;
             }
-        };
-        let decoded = DecodedFile {
-            path: file.path,
-            mode,
-            data,
-        };
-        if let Some(job) = batcher.push(sequence, decoded)
-            && let Err(flowpm_pipeline::Stopped(job)) = context.send(files, job)
-        {
-            job.abandon();
-            outcome = Ok(false);
-            break;
-        }
-    }
-    if let Some(job) = batcher.flush() {
-        if matches!(outcome, Ok(true)) {
-            if let Err(flowpm_pipeline::Stopped(job)) = context.send(files, job) {
-                job.abandon();
-                outcome = Ok(false);
+            Err(SinkError::Other(error)) => {
+                outcome = Err(error);
+                break;
             }
-        } else {
-            job.abandon();
         }
     }
-    if attempt.decoder_done(matches!(outcome, Ok(true))) {
-        finalize(context, &attempt, finalizer)?;
-    }
-    if matches!(outcome, Ok(true)) {
+    let delivered = sink.finish(outcome.is_ok())?;
+    outcome?;
+    if delivered {
         context.record_item(bytes);
     }
-    outcome
+    Ok(delivered)
+}
+
+/// One [`Attempt`] being filled, entry by entry, by a tarball's decoder or a directory's
+/// reader: small files go to the write pool in batches, large ones are staged here from
+/// their stream.
+struct AttemptSink<'s, 'f> {
+    context: &'s StageContext,
+    files: &'s Sender<FileJob>,
+    finalizer: &'s Finalizer<'f>,
+    attempt: Arc<Attempt>,
+    batcher: FileBatcher,
+    sequence: u32,
+    /// The write pool is gone: the run is ending.
+    stopped: bool,
+}
+
+impl<'s, 'f> AttemptSink<'s, 'f> {
+    fn new(
+        context: &'s StageContext,
+        unit: &Arc<PackageUnit>,
+        files: &'s Sender<FileJob>,
+        finalizer: &'s Finalizer<'f>,
+    ) -> Self {
+        let attempt = Arc::new(Attempt::new(unit.clone()));
+        AttemptSink {
+            context,
+            files,
+            finalizer,
+            batcher: FileBatcher::new(attempt.clone()),
+            attempt,
+            sequence: 0,
+            stopped: false,
+        }
+    }
+
+    fn send(&mut self, job: FileJob) -> Result<(), SinkError<InstallError>> {
+        self.context
+            .send(self.files, job)
+            .map_err(|flowpm_pipeline::Stopped(job)| {
+                job.abandon();
+                self.stopped = true;
+                SinkError::Stopped
+            })
+    }
+
+    fn take(&mut self, entry: DecodedEntry<'_>) -> Result<(), SinkError<InstallError>> {
+        let sequence = self.sequence;
+        self.sequence += 1;
+        match entry {
+            DecodedEntry::Buffered(file) => match self.batcher.push(sequence, file) {
+                Some(job) => self.send(job),
+                None => Ok(()),
+            },
+            // Large files are staged here, straight from the stream, instead of queued whole.
+            DecodedEntry::Streamed {
+                path,
+                mode,
+                content,
+                ..
+            } => {
+                self.attempt.expect_file();
+                let mut tracked = ReadTracker {
+                    inner: content,
+                    error: None,
+                };
+                match self
+                    .finalizer
+                    .cas
+                    .stage_reader(&mut tracked, mode & 0o111 != 0)
+                {
+                    Ok(file) => {
+                        // The sink still holds its token, so this never finalises.
+                        self.attempt.file_staged(StagedEntry {
+                            sequence,
+                            path,
+                            mode,
+                            file,
+                        });
+                        Ok(())
+                    }
+                    Err(error) => {
+                        self.attempt.file_failed();
+                        Err(match tracked.error.take() {
+                            Some(read_error) => SinkError::Read(read_error),
+                            None => SinkError::Other(InstallError::from(error)),
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the attempt: whatever is still batched goes out (or is given back), then the
+    /// attempt is finalised if this was its last token, committed only if `verified`.
+    /// Returns false if the run is ending (the write pool is gone).
+    fn finish(mut self, verified: bool) -> Result<bool, InstallError> {
+        if let Some(job) = self.batcher.flush() {
+            if verified && !self.stopped {
+                let _ = self.send(job);
+            } else {
+                job.abandon();
+            }
+        }
+        let verified = verified && !self.stopped;
+        if self.attempt.decoder_done(verified) {
+            finalize(self.context, &self.attempt, self.finalizer)?;
+        }
+        Ok(!self.stopped)
+    }
 }
 
 /// How one decode of a tarball body ended, when it did not fail for good.
@@ -395,75 +485,16 @@ fn decode_attempt(
     files: &Sender<FileJob>,
     finalizer: &Finalizer<'_>,
 ) -> Result<Decoded, InstallError> {
-    let attempt = Arc::new(Attempt::new(unit.clone()));
     let counted = CountingReader {
         inner: body,
         reporter: fetcher.reporter,
     };
-    let mut sequence = 0u32;
-    let mut batcher = FileBatcher::new(attempt.clone());
-    let send = |job: FileJob| {
-        context
-            .send(files, job)
-            .map_err(|flowpm_pipeline::Stopped(job)| {
-                job.abandon();
-                SinkError::Stopped
-            })
-    };
+    let mut sink = AttemptSink::new(context, unit, files, finalizer);
     let mut result = decode_tarball(counted, unit.integrity.as_ref(), &fetcher.limits, |entry| {
-        sequence += 1;
-        match entry {
-            DecodedEntry::Buffered(file) => match batcher.push(sequence - 1, file) {
-                Some(job) => send(job),
-                None => Ok(()),
-            },
-            // Large files are staged here, straight from the stream, instead of queued whole.
-            DecodedEntry::Streamed {
-                path,
-                mode,
-                content,
-                ..
-            } => {
-                attempt.expect_file();
-                let mut tracked = ReadTracker {
-                    inner: content,
-                    error: None,
-                };
-                match finalizer.cas.stage_reader(&mut tracked, mode & 0o111 != 0) {
-                    Ok(file) => {
-                        // The decoder still holds its token, so this never finalises.
-                        attempt.file_staged(StagedEntry {
-                            sequence: sequence - 1,
-                            path,
-                            mode,
-                            file,
-                        });
-                        Ok(())
-                    }
-                    Err(error) => {
-                        attempt.file_failed();
-                        Err(match tracked.error.take() {
-                            Some(read_error) => SinkError::Read(read_error),
-                            None => SinkError::Other(InstallError::from(error)),
-                        })
-                    }
-                }
-            }
-        }
+        sink.take(entry)
     });
-    // Whatever is still batched goes out (or is given back) before the decoder lets go.
-    if let Some(job) = batcher.flush() {
-        if result.is_ok() {
-            if let Err(SinkError::Stopped) = send(job) {
-                result = Err(DecodeError::Stopped);
-            }
-        } else {
-            job.abandon();
-        }
-    }
-    let verified = result.is_ok();
-    if attempt.decoder_done(verified) {
-        finalize(context, &attempt, finalizer)?;
+    if !sink.finish(result.is_ok())? && result.is_ok() {
+        result = Err(DecodeError::Stopped);
     }
     match result {
         Ok(summary) => {

@@ -120,6 +120,8 @@ impl Walk<'_> {
         if never_packed(path, name, false) {
             return false;
         }
+        // Matching ignores case (ignore-walk's `nocase`): patterns are lowercase already.
+        let path = &path.to_ascii_lowercase();
         if let Some(entries) = self.files_list {
             let mut included = false;
             for entry in entries {
@@ -233,8 +235,8 @@ impl FilesEntry {
     }
 
     /// The entry names this file or one of its parent directories.
+    /// `path` is lowercase.
     fn matches(&self, path: &str) -> bool {
-        let path = path.to_ascii_lowercase();
         if glob_matches(self.pattern.as_bytes(), path.as_bytes()) {
             return true;
         }
@@ -301,10 +303,9 @@ fn parse_rules(text: &str, base: &str) -> Vec<Rule> {
 
 /// Whether the file at `path` is ignored: the last rule that matches it or a directory above
 /// it decides, so (as in ignore-walk, unlike git) a negation can bring back a file of an
-/// ignored directory. Rules of a directory below the path's own never apply. Case does not
-/// matter (ignore-walk matches with `nocase`).
+/// ignored directory. Rules of a directory below the path's own never apply. `path` is
+/// lowercase, as the rules are (ignore-walk matches with `nocase`).
 fn ignored(rules: &[Rule], path: &str) -> bool {
-    let path = path.to_ascii_lowercase();
     let mut ignored = false;
     for rule in rules {
         let Some(relative) = path.strip_prefix(rule.base.as_str()) else {

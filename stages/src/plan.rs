@@ -356,6 +356,17 @@ impl Importer {
         }
     }
 
+    /// The entry of the dependency `alias`, in whichever group has it.
+    pub fn dependency(&self, alias: &str) -> Option<&ImporterDependency> {
+        [
+            &self.dependencies,
+            &self.dev_dependencies,
+            &self.optional_dependencies,
+        ]
+        .into_iter()
+        .find_map(|group| group.get(alias))
+    }
+
     pub fn group_mut(
         &mut self,
         group: DependencyGroup,

@@ -41,6 +41,15 @@ pub struct Node {
     pub needed_by: Option<NodeId>,
 }
 
+impl Node {
+    /// A `file:` directory's path (a package read from disk without a tarball).
+    pub fn directory(&self) -> Option<&str> {
+        self.version
+            .strip_prefix("file:")
+            .filter(|_| self.manifest.tarball.is_none())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Edge {
     pub alias: String,
@@ -828,14 +837,7 @@ impl<'a> GraphBuilder<'a> {
         alias: &str,
         specifier: &str,
     ) -> Option<(String, Wanted)> {
-        let importer = self.old?.importers.get(project)?;
-        let entry = [
-            &importer.dependencies,
-            &importer.dev_dependencies,
-            &importer.optional_dependencies,
-        ]
-        .into_iter()
-        .find_map(|deps| deps.get(alias))?;
+        let entry = self.old?.importers.get(project)?.dependency(alias)?;
         if entry.specifier != specifier {
             return None;
         }

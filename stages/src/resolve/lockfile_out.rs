@@ -154,10 +154,7 @@ fn package_entry(
     let manifest = &node.manifest;
     // A `file:` directory has no tarball; a tarball keyed by its path or URL has its version
     // apart.
-    let directory = node
-        .version
-        .strip_prefix("file:")
-        .filter(|_| manifest.tarball.is_none());
+    let directory = node.directory();
     let tarball = manifest
         .tarball
         .clone()

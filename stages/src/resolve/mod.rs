@@ -272,16 +272,7 @@ fn remote_tarball<'s>(
         return None;
     }
     let locked = old
-        .and_then(|old| {
-            let importer = old.importers.get(project)?;
-            [
-                &importer.dependencies,
-                &importer.dev_dependencies,
-                &importer.optional_dependencies,
-            ]
-            .into_iter()
-            .find_map(|group| group.get(alias))
-        })
+        .and_then(|old| old.importers.get(project)?.dependency(alias))
         .is_some_and(|entry| entry.specifier == specifier);
     (!locked).then_some(specifier)
 }

@@ -249,10 +249,7 @@ impl PackumentSource for PipelineSource<'_, '_> {
         let integrity = manifest.integrity.as_deref().and_then(Integrity::parse);
         // A `file:` directory (no tarball) is read again on every install, as the install
         // plan's unit for it is (the same key).
-        let directory = node
-            .version
-            .strip_prefix("file:")
-            .filter(|_| manifest.tarball.is_none());
+        let directory = node.directory();
         let key = match (directory, &manifest.integrity, &manifest.tarball) {
             (Some(directory), _, _) => crate::messages::directory_key(directory),
             (None, Some(integrity), _) => integrity.clone(),
