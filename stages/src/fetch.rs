@@ -117,15 +117,13 @@ pub fn run_fetch_worker(
     finalizer: &Finalizer<'_>,
 ) -> Result<(), InstallError> {
     while let Some(unit) = context.recv(input) {
-        let local_tarball = unit
+        let local = unit
             .tarball
             .as_deref()
-            .and_then(|url| url.strip_prefix("file:"));
+            .is_some_and(|url| url.starts_with("file:"));
         let result = if let Some(directory) = &unit.directory {
             store_directory(context, fetcher, &unit, directory, files, finalizer)
-        } else if let Some(path) = local_tarball {
-            fetch_local_tarball(context, fetcher, &unit, path, files, finalizer)
-        } else if fetcher.offline {
+        } else if fetcher.offline && !local {
             Err(InstallError::Offline {
                 package: unit.label(),
             })
@@ -194,8 +192,8 @@ pub fn run_download_worker(
     Ok(())
 }
 
-/// Downloads and decodes one tarball, retrying transient failures. Returns false when the run
-/// is ending (downstream gone).
+/// Downloads and decodes one tarball, retrying transient failures (a `file:` tarball of the
+/// project is read from disk, once). Returns false when the run is ending (downstream gone).
 fn fetch_unit(
     context: &StageContext,
     fetcher: &Fetcher<'_>,
@@ -204,12 +202,23 @@ fn fetch_unit(
     files: &Sender<FileJob>,
     finalizer: &Finalizer<'_>,
 ) -> Result<bool, InstallError> {
-    let client = fetcher.client()?;
     let fetch_error = |cause: String| InstallError::Fetch {
         package: unit.label(),
         url: url.to_owned(),
         cause,
     };
+    if let Some(relative) = url.strip_prefix("file:") {
+        let path = fetcher.local_path(unit, relative)?;
+        let read_error =
+            |error: std::io::Error| fetch_error(format!("{}: {error}", path.display()));
+        let body = std::fs::File::open(&path).map_err(read_error)?;
+        return match decode_attempt(context, fetcher, unit, url, body, files, finalizer)? {
+            Decoded::Done => Ok(true),
+            Decoded::Stopped => Ok(false),
+            Decoded::Broken(error) => Err(read_error(error)),
+        };
+    }
+    let client = fetcher.client()?;
     let mut attempt_number = 0;
     loop {
         attempt_number += 1;
@@ -252,31 +261,6 @@ fn fetch_unit(
                 backoff(context, attempt_number, None);
             }
         }
-    }
-}
-
-/// Decodes a `file:` tarball of the project (no retries: a file does not break off).
-fn fetch_local_tarball(
-    context: &StageContext,
-    fetcher: &Fetcher<'_>,
-    unit: &Arc<PackageUnit>,
-    relative: &str,
-    files: &Sender<FileJob>,
-    finalizer: &Finalizer<'_>,
-) -> Result<bool, InstallError> {
-    let url = format!("file:{relative}");
-    let path = fetcher.local_path(unit, relative)?;
-    let fetch_error = |cause: String| InstallError::Fetch {
-        package: unit.label(),
-        url: url.clone(),
-        cause,
-    };
-    let body = std::fs::File::open(&path)
-        .map_err(|error| fetch_error(format!("{}: {error}", path.display())))?;
-    match decode_attempt(context, fetcher, unit, &url, body, files, finalizer)? {
-        Decoded::Done => Ok(true),
-        Decoded::Stopped => Ok(false),
-        Decoded::Broken(error) => Err(fetch_error(format!("{}: {error}", path.display()))),
     }
 }
 
