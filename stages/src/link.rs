@@ -505,8 +505,14 @@ impl<'a> Importer<'a> {
                     }
                     return Ok(());
                 }
-                // A file left by an earlier install: replace it.
-                Err(Errno::EXIST) => rustix::fs::unlinkat(dir, destination, AtFlags::empty())?,
+                // A file left by an earlier install: replace it. Another install of the same
+                // project may be doing the same at this moment; its unlink beating ours
+                // (ENOENT) leaves the name free, which is all we need.
+                Err(Errno::EXIST) => match rustix::fs::unlinkat(dir, destination, AtFlags::empty())
+                {
+                    Ok(()) | Err(Errno::NOENT) => {}
+                    Err(error) => return Err(error),
+                },
                 // Reflinks unsupported here: fall back to hardlinks (only when allowed).
                 Err(
                     Errno::OPNOTSUPP
