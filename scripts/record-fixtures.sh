@@ -26,8 +26,16 @@ for project in "${@:-graph}"; do
   mkdir -p "$copy"
   # The project's files (for a workspace: pnpm-workspace.yaml, its projects and their files,
   # such as bins), without pnpm's earlier output.
-  (cd "$dir" && find . -name node_modules -prune -o -type f ! -name pnpm-lock.yaml ! -name pnpm-tree.txt -print) |
+  (cd "$dir" && find . -name node_modules -prune -o -type f ! -name pnpm-lock.yaml ! -name pnpm-tree.txt ! -name make-git-repos.sh -print) |
     while read -r file; do mkdir -p "$copy/$(dirname "$file")"; cp "$dir/$file" "$copy/$file"; done
+  # A project with git dependencies builds its repositories and points their fixed URLs
+  # (git://git.fixture.invalid/...) at them, as the tests do.
+  if [[ -x "$dir/make-git-repos.sh" ]]; then
+    "$dir/make-git-repos.sh" "$work/git-$project"
+    export GIT_CONFIG_COUNT=2
+    export GIT_CONFIG_KEY_0="url.file://$work/git-$project/.insteadOf" GIT_CONFIG_VALUE_0=git://git.fixture.invalid/
+    export GIT_CONFIG_KEY_1="url.file://$work/git-$project/.insteadOf" GIT_CONFIG_VALUE_1=ssh://git@git.fixture.invalid/
+  fi
   # Scripts run only for a project that allows builds (its tree is then the built one).
   scripts=--ignore-scripts
   grep -qs '^allowBuilds:' "$dir/pnpm-workspace.yaml" && scripts=
@@ -36,4 +44,5 @@ for project in "${@:-graph}"; do
   cp "$copy/pnpm-lock.yaml" "$dir/pnpm-lock.yaml"
   "$fixtures" manifest "$copy" >"$dir/pnpm-tree.txt"
   echo "$project: $(grep -c . "$dir/pnpm-tree.txt") entries recorded"
+  unset GIT_CONFIG_COUNT GIT_CONFIG_KEY_0 GIT_CONFIG_VALUE_0 GIT_CONFIG_KEY_1 GIT_CONFIG_VALUE_1
 done

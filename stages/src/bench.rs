@@ -155,6 +155,7 @@ pub fn bench_write(
             integrity: None,
             tarball: None,
             directory: None,
+            git: None,
             snapshots: Vec::new(),
             optional: false,
         };
@@ -236,6 +237,7 @@ pub fn bench_index(
                     integrity: None,
                     tarball: None,
                     directory: None,
+                    git: None,
                     snapshots: Vec::new(),
                     optional: false,
                 };

@@ -44,6 +44,9 @@ pub struct Fetcher<'a> {
     pub left_out: Mutex<Vec<(Arc<PackageUnit>, String)>>,
     /// The lockfile's directory: `file:` tarballs and directories are relative to it.
     pub root: Option<PathBuf>,
+    /// Lifecycle scripts run in this install (else a git dependency that needs its `prepare`
+    /// is taken as committed, with a warning, as pnpm does under `--ignore-scripts`).
+    pub run_scripts: bool,
 }
 
 impl<'a> Fetcher<'a> {
@@ -63,6 +66,7 @@ impl<'a> Fetcher<'a> {
             defer_failures: false,
             left_out: Mutex::new(Vec::new()),
             root: None,
+            run_scripts: true,
         })
     }
 
@@ -122,7 +126,12 @@ pub fn run_fetch_worker(
             .as_deref()
             .is_some_and(|url| url.starts_with("file:"));
         let result = if let Some(directory) = &unit.directory {
-            store_directory(context, fetcher, &unit, directory, files, finalizer)
+            fetcher.local_path(&unit, directory).and_then(|dir| {
+                let source = format!("file:{directory}");
+                store_directory(context, fetcher, &unit, &dir, &source, files, finalizer)
+            })
+        } else if let Some(git) = unit.git.as_ref().filter(|_| !fetcher.offline) {
+            store_git(context, fetcher, &unit, git, files, finalizer)
         } else if fetcher.offline && !local {
             Err(InstallError::Offline {
                 package: unit.label(),
@@ -264,20 +273,66 @@ fn fetch_unit(
     }
 }
 
-/// Stores the files `npm pack` would take from a `file:` directory ([`packlist`]), as one
-/// attempt that is always verified (there is no integrity to check a directory against).
+/// Clones a git dependency, checks out its commit and stores its directory. One with a
+/// `prepare` script must be built first: pnpm 12 refuses that unless `allowBuilds` lists it
+/// and warns under `--ignore-scripts`; flowpm does not run it yet, so it refuses unless
+/// scripts are off.
+fn store_git(
+    context: &StageContext,
+    fetcher: &Fetcher<'_>,
+    unit: &Arc<PackageUnit>,
+    git: &crate::git::GitSource,
+    files: &Sender<FileJob>,
+    finalizer: &Finalizer<'_>,
+) -> Result<bool, InstallError> {
+    let source = git.id();
+    let checkout = crate::git::Checkout::new(&git.repo, &git.commit, &std::env::temp_dir())
+        .map_err(|cause| InstallError::Fetch {
+            package: unit.label(),
+            url: source.clone(),
+            cause,
+        })?;
+    let dir = checkout.package_dir(git.path.as_deref());
+    let prepare = std::fs::read(dir.join("package.json"))
+        .ok()
+        .and_then(|text| serde_json::from_slice::<serde_json::Value>(&text).ok())
+        .is_some_and(|manifest| manifest["scripts"]["prepare"].is_string());
+    if prepare && fetcher.run_scripts {
+        return Err(InstallError::Fetch {
+            package: unit.label(),
+            url: source,
+            cause: "the git-hosted package needs to execute build scripts (`prepare`), which \
+                    flowpm does not run yet; install with --ignore-scripts to take it as \
+                    committed"
+                .to_owned(),
+        });
+    }
+    if prepare {
+        fetcher.reporter.on_warning(&format!(
+            "{}: the git-hosted package fetched from \"{}\" has to be built but the build \
+             scripts were ignored",
+            unit.label(),
+            git.repo
+        ));
+    }
+    store_directory(context, fetcher, unit, &dir, &source, files, finalizer)
+}
+
+/// Stores the files `npm pack` would take from a directory ([`packlist`]), as one attempt that
+/// is always verified (there is no integrity to check a directory against). `source` names it
+/// in errors.
 fn store_directory(
     context: &StageContext,
     fetcher: &Fetcher<'_>,
     unit: &Arc<PackageUnit>,
-    relative: &str,
+    dir: &Path,
+    source: &str,
     files: &Sender<FileJob>,
     finalizer: &Finalizer<'_>,
 ) -> Result<bool, InstallError> {
-    let dir = fetcher.local_path(unit, relative)?;
     let read_error = |path: &Path, cause: String| InstallError::Fetch {
         package: unit.label(),
-        url: format!("file:{relative}"),
+        url: source.to_owned(),
         cause: format!("{}: {cause}", path.display()),
     };
     let manifest_path = dir.join("package.json");
@@ -285,8 +340,8 @@ fn store_directory(
         .map_err(|error| error.to_string())
         .and_then(|text| serde_json::from_slice(&text).map_err(|error| error.to_string()))
         .map_err(|cause| read_error(&manifest_path, cause))?;
-    let packed = packlist::pack_files(&dir, &manifest)
-        .map_err(|error| read_error(&dir, error.to_string()))?;
+    let packed =
+        packlist::pack_files(dir, &manifest).map_err(|error| read_error(dir, error.to_string()))?;
     let mut sink = AttemptSink::new(context, unit, files, finalizer);
     let mut outcome: Result<(), InstallError> = Ok(());
     let mut bytes = 0;

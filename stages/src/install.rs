@@ -290,7 +290,7 @@ pub fn install(
     });
     let mut warnings = Vec::new();
     for unit in &cold {
-        if unit.integrity.is_none() && unit.directory.is_none() {
+        if unit.integrity.is_none() && unit.directory.is_none() && unit.git.is_none() {
             let warning = format!(
                 "{}: the lockfile has no integrity for it; its tarball cannot be verified",
                 unit.label()
@@ -629,6 +629,7 @@ pub(crate) fn resolve_project(
         prefetch: !options.lockfile_only,
         cancel: &options.cancel,
         reporter,
+        run_scripts: scripts_enabled(options, config),
     };
     let (resolved, stages, linked) =
         resolve_with_registry(&run, projects, old, &resolve_options, link)?;
@@ -771,6 +772,7 @@ pub(crate) fn group_units(plan: &InstallPlan) -> Result<Vec<Arc<PackageUnit>>, I
                 integrity,
                 tarball: snapshot.tarball.clone(),
                 directory: snapshot.directory.clone(),
+                git: snapshot.git.clone(),
                 snapshots: vec![index],
                 optional: snapshot.optional,
             },
@@ -856,6 +858,7 @@ fn run_pipeline(
         Importer::new(layout, store.cas(), reporter, options.import_method).keeping(kept.clone());
     let mut fetcher = Fetcher::new(config.clone(), options.offline, reporter)?;
     fetcher.root = Some(layout.project_dir.clone());
+    fetcher.run_scripts = scripts_enabled(options, config);
     let outcome = flowpm_pipeline::run(&options.cancel, |pipeline| {
         // The work list is the plan itself (bounded by the lockfile), so it is queued whole.
         let (unit_sender, unit_receiver) = unbounded::<Arc<PackageUnit>>();

@@ -24,6 +24,7 @@ pub mod decode;
 pub mod dep_path;
 mod error;
 pub mod fetch;
+pub mod git;
 mod gunzip;
 pub mod hoist;
 mod http;

@@ -149,6 +149,27 @@ pub struct Resolution {
     /// A directory resolution's path, relative to the lockfile's directory.
     #[serde(default)]
     pub directory: Option<String>,
+    /// A git resolution's commit, repository and directory inside it.
+    #[serde(default)]
+    pub commit: Option<String>,
+    #[serde(default)]
+    pub repo: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+impl Resolution {
+    /// The git repository and commit of a `type: git` resolution.
+    pub fn git(&self) -> Option<crate::git::GitSource> {
+        if self.kind.as_deref() != Some("git") {
+            return None;
+        }
+        Some(crate::git::GitSource {
+            repo: self.repo.clone()?,
+            commit: self.commit.clone()?,
+            path: self.path.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

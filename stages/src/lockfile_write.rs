@@ -246,8 +246,11 @@ fn write_map<'a>(out: &mut String, level: usize, pairs: impl Iterator<Item = (&'
 /// The resolution's fields in sorted key order (pnpm sorts nested maps too).
 fn resolution_pairs(resolution: &Resolution) -> Vec<(&str, &str)> {
     [
+        ("commit", &resolution.commit),
         ("directory", &resolution.directory),
         ("integrity", &resolution.integrity),
+        ("path", &resolution.path),
+        ("repo", &resolution.repo),
         ("tarball", &resolution.tarball),
         ("type", &resolution.kind),
     ]

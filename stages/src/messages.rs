@@ -29,6 +29,8 @@ pub struct PackageUnit {
     /// read from there by every install that lays out packages (a no-op install does not look
     /// at it), never served from the index.
     pub directory: Option<String>,
+    /// A git dependency: cloned and checked out at its commit (immutable, so indexed).
+    pub git: Option<crate::git::GitSource>,
     /// Indexes into the plan's snapshots.
     pub snapshots: Vec<usize>,
     /// Every snapshot it serves is optional: if its tarball cannot be had, the install leaves
@@ -224,6 +226,7 @@ mod tests {
             integrity: None,
             tarball: None,
             directory: None,
+            git: None,
             snapshots: vec![0],
             optional: false,
         })

@@ -62,6 +62,8 @@ pub struct VersionManifest {
     pub deprecated: Option<String>,
     pub has_bin: bool,
     pub bundled_dependencies: Vec<String>,
+    /// A git dependency's repository and commit (`resolution: {commit, repo, type: git}`).
+    pub git: Option<crate::git::GitSource>,
 }
 
 impl VersionManifest {
@@ -673,6 +675,7 @@ impl RawVersion<'_> {
                 StrList::Absent => Vec::new(),
             },
             dependencies,
+            git: None,
         }
     }
 }

@@ -49,6 +49,8 @@ pub struct SnapshotPlan {
     pub tarball: Option<String>,
     /// A `file:` directory dependency: the directory, relative to the lockfile's.
     pub directory: Option<String>,
+    /// A git dependency's repository and commit.
+    pub git: Option<crate::git::GitSource>,
     /// Dependencies as (alias, index into [`InstallPlan::snapshots`]).
     pub dependencies: Vec<(String, usize)>,
     pub has_bin: bool,
@@ -63,6 +65,9 @@ impl SnapshotPlan {
     pub fn index_key(&self) -> String {
         if let Some(directory) = &self.directory {
             return crate::messages::directory_key(directory);
+        }
+        if let Some(git) = &self.git {
+            return git.index_key();
         }
         match (&self.integrity, &self.tarball) {
             (Some(integrity), _) => integrity.clone(),
@@ -518,17 +523,19 @@ impl PlanBuilder<'_> {
             })?;
         let name = package.name.clone().unwrap_or_else(|| key_name.to_owned());
         validate_package_name(&name)?;
+        let git = package.resolution.git();
         let directory = match (&package.resolution.kind, &package.resolution.directory) {
             (None, _) => None,
             (Some(kind), Some(directory)) if kind == "directory" => Some(directory.clone()),
+            (Some(kind), _) if kind == "git" && git.is_some() => None,
             (Some(kind), _) => {
                 return Err(InstallError::UnsupportedReference {
                     package: name,
                     reference: dep_path.to_owned(),
-                    why: if kind == "directory" {
-                        "a directory resolution needs its `directory`"
-                    } else {
-                        "git dependencies are not supported yet"
+                    why: match kind.as_str() {
+                        "directory" => "a directory resolution needs its `directory`",
+                        "git" => "a git resolution needs its `repo` and `commit`",
+                        _ => "unknown resolution type",
                     },
                 });
             }
@@ -555,6 +562,7 @@ impl PlanBuilder<'_> {
             integrity: package.resolution.integrity.clone(),
             tarball: package.resolution.tarball.clone(),
             directory,
+            git,
             dependencies: Vec::new(),
             has_bin: package.has_bin,
             optional: snapshot.optional,

@@ -7,6 +7,8 @@ use flowpm_fixtures::RegistryServer;
 pub struct Sandbox {
     pub root: tempfile::TempDir,
     pub registry: RegistryServer,
+    /// Environment given to every flowpm run (the git URL rewrites of [`Sandbox::with_git`]).
+    env: Vec<(String, String)>,
 }
 
 impl Sandbox {
@@ -21,7 +23,40 @@ impl Sandbox {
             &root.path().join("project"),
         );
         let registry = RegistryServer::start(registry_dir).unwrap();
-        Sandbox { root, registry }
+        Sandbox {
+            root,
+            registry,
+            env: Vec::new(),
+        }
+    }
+
+    /// A project whose `make-git-repos.sh` builds its git repositories: they are built under
+    /// [`Sandbox::git_repos`], and the fixed URLs the project names
+    /// (`git://git.fixture.invalid/…`, `ssh://git@git.fixture.invalid/…`) are rewritten to them
+    /// for every git command flowpm runs, as scripts/record-fixtures.sh did for pnpm.
+    pub fn with_git(project: &str) -> Self {
+        let mut sandbox = Self::new(project);
+        let repos = sandbox.git_repos();
+        let status = Command::new(flowpm_fixtures::project_dir(project).join("make-git-repos.sh"))
+            .arg(&repos)
+            .status()
+            .unwrap();
+        assert!(status.success(), "make-git-repos.sh failed");
+        let base = format!("url.file://{}/.insteadOf", repos.display());
+        sandbox.env = [
+            ("GIT_CONFIG_COUNT", "2"),
+            ("GIT_CONFIG_KEY_0", &base),
+            ("GIT_CONFIG_VALUE_0", "git://git.fixture.invalid/"),
+            ("GIT_CONFIG_KEY_1", &base),
+            ("GIT_CONFIG_VALUE_1", "ssh://git@git.fixture.invalid/"),
+        ]
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .into();
+        sandbox
+    }
+
+    pub fn git_repos(&self) -> PathBuf {
+        self.root.path().join("git")
     }
 
     pub fn project(&self) -> PathBuf {
@@ -70,6 +105,7 @@ impl Sandbox {
     /// As [`Sandbox::flowpm_with_env`], run in `dir` (e.g. a workspace project).
     pub fn flowpm_in(&self, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut command = Command::new(env!("CARGO_BIN_EXE_flowpm"));
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command.envs(env.iter().copied());
         command
             .args(args)
@@ -183,12 +219,16 @@ pub fn node_available() -> bool {
 /// pnpm's recorded lockfile for `project` installs pnpm's tree as is, and resolving the project
 /// from scratch writes that lockfile byte for byte and the same tree.
 pub fn assert_resolves_as_pnpm(project: &str) {
-    let sandbox = Sandbox::new(project);
+    assert_sandbox_resolves_as_pnpm(&Sandbox::new(project), project);
+}
+
+/// [`assert_resolves_as_pnpm`] in a sandbox made for `project`.
+pub fn assert_sandbox_resolves_as_pnpm(sandbox: &Sandbox, project: &str) {
     let expected = pnpm_tree(project);
     sandbox.install(&[]);
     let tree = sandbox.manifest();
     assert!(tree == expected, "{}", diff(&expected, &tree));
-    assert_resolves_from_scratch(&sandbox, project, &sandbox.project());
+    assert_resolves_from_scratch(sandbox, project, &sandbox.project());
 }
 
 /// With pnpm's recorded lockfile removed, `flowpm install` run in `dir` writes it again byte

@@ -4,6 +4,7 @@ mod bench;
 mod catalogs;
 mod common;
 mod faults;
+mod git;
 mod install;
 mod local;
 mod malformed;

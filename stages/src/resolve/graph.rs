@@ -938,6 +938,7 @@ impl<'a> GraphBuilder<'a> {
                 Some(crate::lockfile::BundledDependencies::Names(names)) => names.clone(),
                 _ => Vec::new(),
             },
+            git: entry.resolution.git(),
             ..VersionManifest::default()
         };
         Some(self.node(name, version, Arc::new(manifest), request))

@@ -154,6 +154,26 @@ fn read_dir_manifest(dir: &Path) -> Result<VersionManifest, String> {
         .map_err(|why| format!("{}: {why}", manifest_path.display()))
 }
 
+/// A git dependency: its ref resolved to a commit, its manifest read from a checkout of it.
+/// Keyed by pnpm's id for it (`git+<repo>#<commit>`).
+pub fn git(spec: &crate::git::GitSpec) -> Result<Local, String> {
+    let commit = crate::git::resolve_commit(spec)?;
+    let checkout = crate::git::Checkout::new(&spec.repo, &commit, &std::env::temp_dir())?;
+    let mut manifest = read_dir_manifest(&checkout.package_dir(spec.path.as_deref()))
+        .map_err(|why| format!("{why} (at commit {commit})"))?;
+    let source = crate::git::GitSource {
+        repo: spec.repo.clone(),
+        commit,
+        path: spec.path.clone(),
+    };
+    let version = source.id();
+    manifest.git = Some(source);
+    Ok(Local::Package {
+        version,
+        manifest: Arc::new(manifest),
+    })
+}
+
 /// The manifest of the `package.json` at the root of a package tarball.
 fn tarball_manifest(bytes: &[u8]) -> Result<VersionManifest, String> {
     let mut found: Option<Vec<u8>> = None;

@@ -159,12 +159,21 @@ fn package_entry(
         .tarball
         .clone()
         .filter(|url| default_tarball(&node.name, &node.version).as_deref() != Some(url.as_str()));
+    let git = manifest.git.as_ref();
+    let kind = match (directory, git) {
+        (Some(_), _) => Some("directory".to_owned()),
+        (None, Some(_)) => Some("git".to_owned()),
+        (None, None) => None,
+    };
     PackageEntry {
         resolution: Resolution {
             integrity: manifest.integrity.clone(),
             tarball,
-            kind: directory.map(|_| "directory".to_owned()),
+            kind,
             directory: directory.map(str::to_owned),
+            commit: git.map(|git| git.commit.clone()),
+            repo: git.map(|git| git.repo.clone()),
+            path: git.and_then(|git| git.path.clone()),
         },
         version: (node.version != manifest.version && directory.is_none())
             .then(|| manifest.version.clone()),

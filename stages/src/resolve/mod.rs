@@ -223,6 +223,11 @@ fn project_inputs(
                                 remote_tarball(&specifier, old, options, &project.id, &alias)
                                     .map(|url| local::remote(url, source.tarball(url)?))
                             })
+                            .or_else(|| {
+                                let spec = crate::git::parse(&specifier)?;
+                                let locked = locks(old, &project.id, &alias, &specifier);
+                                (!locked).then(|| local::git(&spec?))
+                            })
                             .transpose()
                             .map_err(failure)?,
                         _ => None,
@@ -271,10 +276,14 @@ fn remote_tarball<'s>(
     if !is_url || graph::registry_tarball(specifier, &options.registries).is_some() {
         return None;
     }
-    let locked = old
-        .and_then(|old| old.importers.get(project)?.dependency(alias))
-        .is_some_and(|entry| entry.specifier == specifier);
-    (!locked).then_some(specifier)
+    (!locks(old, project, alias, specifier)).then_some(specifier)
+}
+
+/// Whether the old lockfile locks `alias` of `project` at this very specifier (a tarball URL
+/// or git dependency locked there keeps its lock without a download or a clone).
+fn locks(old: Option<&Lockfile>, project: &str, alias: &str, specifier: &str) -> bool {
+    old.and_then(|old| old.importers.get(project)?.dependency(alias))
+        .is_some_and(|entry| entry.specifier == specifier)
 }
 
 /// package.json's dependencies as `(group, alias, specifier)`, grouped as pnpm reads them and

@@ -52,6 +52,8 @@ pub struct ResolveRun<'a> {
     pub prefetch: bool,
     pub cancel: &'a CancelToken,
     pub reporter: &'a dyn Reporter,
+    /// Lifecycle scripts run in this install ([`Fetcher::run_scripts`]).
+    pub run_scripts: bool,
 }
 
 /// What linking inside the run did.
@@ -84,6 +86,7 @@ pub fn resolve_with_registry(
     // final: the install that follows retries it and decides.
     fetcher.defer_failures = true;
     fetcher.root = options.root.clone();
+    fetcher.run_scripts = run.run_scripts;
     let metadata = MetadataFetcher::new(&fetcher, run.store_dir, run.cache_mode);
     let store = if run.prefetch {
         Some(Store::open(run.store_dir)?)
@@ -250,11 +253,17 @@ impl PackumentSource for PipelineSource<'_, '_> {
         // A `file:` directory (no tarball) is read again on every install, as the install
         // plan's unit for it is (the same key).
         let directory = node.directory();
-        let key = match (directory, &manifest.integrity, &manifest.tarball) {
-            (Some(directory), _, _) => crate::messages::directory_key(directory),
-            (None, Some(integrity), _) => integrity.clone(),
-            (None, None, Some(tarball)) => tarball.clone(),
-            (None, None, None) => return,
+        let key = match (
+            directory,
+            &manifest.git,
+            &manifest.integrity,
+            &manifest.tarball,
+        ) {
+            (Some(directory), _, _, _) => crate::messages::directory_key(directory),
+            (None, Some(git), _, _) => git.index_key(),
+            (None, None, Some(integrity), _) => integrity.clone(),
+            (None, None, None, Some(tarball)) => tarball.clone(),
+            (None, None, None, None) => return,
         };
         if directory.is_none() && matches!(store.index().get(&key), Ok(Some(_))) {
             return;
@@ -270,6 +279,7 @@ impl PackumentSource for PipelineSource<'_, '_> {
                 integrity,
                 tarball: manifest.tarball.clone(),
                 directory: directory.map(str::to_owned),
+                git: manifest.git.clone(),
                 snapshots: Vec::new(),
                 // Not known yet: the fetcher defers every failure here.
                 optional: false,

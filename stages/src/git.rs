@@ -1,0 +1,446 @@
+//! Git dependencies (`git+https://host/repo.git#v1.2.0`, `git+ssh://`, `git+file://`, `git://`,
+//! `ssh://`), resolved and fetched as pnpm 12 does (fixtures/projects/RESOLVE-ORACLE.md §14):
+//! the ref is resolved to a commit with `git ls-remote`, the lockfile records
+//! `resolution: {commit, repo, type: git}`, and the package's files are what `npm pack` takes
+//! from a clone checked out at that commit. A commit never changes, so those files are stored
+//! and indexed like a tarball's.
+//!
+//! Hosted shorthands (`github:user/repo`, `user/repo`) and URLs on github.com, gitlab.com or
+//! bitbucket.org are not handled here: pnpm picks a codeload tarball or git for them
+//! depending on whether the repository answers anonymous HTTP, which this module does not
+//! probe yet.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nodejs_semver::{Range, Version};
+
+/// A package in a git repository at one commit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GitSource {
+    /// What `git clone` is given (the specifier's URL without `git+` and without its `#`).
+    pub repo: String,
+    /// The full commit hash.
+    pub commit: String,
+    /// The package's directory inside the repository (`#path:packages/foo`).
+    pub path: Option<String>,
+}
+
+impl GitSource {
+    /// pnpm's package id (the depPath version): `git+<repo as a URL>#<commit>[&path:<dir>]`.
+    pub fn id(&self) -> String {
+        let repo = scp_to_ssh(&self.repo);
+        let mut id = if repo.contains("://") {
+            repo
+        } else {
+            format!("https://{repo}")
+        };
+        if !id.starts_with("git+") {
+            id.insert_str(0, "git+");
+        }
+        id.push('#');
+        id.push_str(&self.commit);
+        if let Some(path) = &self.path {
+            id.push_str("&path:");
+            id.push_str(path);
+        }
+        id
+    }
+
+    /// The store index key of its files.
+    pub fn index_key(&self) -> String {
+        format!("git:{}", self.id())
+    }
+}
+
+/// `user@host:path` (scp-like) as `ssh://user@host/path`.
+fn scp_to_ssh(repo: &str) -> String {
+    if !repo.contains("://")
+        && let Some((user_host, path)) = repo.split_once(':')
+        && user_host.contains('@')
+        && !user_host.contains(char::is_whitespace)
+        && !path.is_empty()
+    {
+        return format!("ssh://{user_host}/{path}");
+    }
+    repo.to_owned()
+}
+
+/// A git specifier, parsed: where to clone from and what to check out.
+#[derive(Debug, PartialEq, Eq)]
+pub struct GitSpec {
+    pub repo: String,
+    /// A branch, tag or (possibly short) commit; `None` is the remote's `HEAD`.
+    pub committish: Option<String>,
+    /// `#semver:<range>`: the highest version tag in range.
+    pub range: Option<String>,
+    pub path: Option<String>,
+}
+
+const PROTOCOLS: [&str; 8] = [
+    "git",
+    "git+http",
+    "git+https",
+    "git+rsync",
+    "git+ftp",
+    "git+file",
+    "git+ssh",
+    "ssh",
+];
+const HOSTS: [&str; 3] = ["github.com", "gitlab.com", "bitbucket.org"];
+
+/// Whether `specifier` is a git dependency this module resolves; `Some(Err)` for a git form
+/// it does not handle yet.
+pub fn parse(specifier: &str) -> Option<Result<GitSpec, String>> {
+    if let Some(hosted) = hosted_shorthand(specifier) {
+        return Some(Err(format!(
+            "`{hosted}` git shorthands are not supported yet; use a git URL such as \
+             `git+https://<host>/<user>/<repo>.git#<ref>`"
+        )));
+    }
+    let (protocol, _) = specifier.split_once(':')?;
+    if !PROTOCOLS.contains(&protocol.to_ascii_lowercase().as_str()) {
+        return None;
+    }
+    let (url, fragment) = match specifier.split_once('#') {
+        Some((url, fragment)) => (url, Some(fragment)),
+        None => (specifier, None),
+    };
+    let url = correct_scp(url);
+    let repo = url.strip_prefix("git+").unwrap_or(&url).to_owned();
+    if let Some(host) = HOSTS.iter().find(|host| url_host(&repo) == Some(**host)) {
+        return Some(Err(format!(
+            "git dependencies on {host} are not supported yet (pnpm fetches public ones as \
+             codeload tarballs)"
+        )));
+    }
+    let mut spec = GitSpec {
+        repo,
+        committish: None,
+        range: None,
+        path: None,
+    };
+    let fragment = fragment.map(percent_decode).unwrap_or_default();
+    for param in fragment.split('&').filter(|param| !param.is_empty()) {
+        if let Some(range) = param.strip_prefix("semver:") {
+            spec.range = Some(range.to_owned());
+        } else if let Some(path) = param.strip_prefix("path:") {
+            spec.path = Some(path.to_owned());
+        } else {
+            spec.committish = Some(param.to_owned());
+        }
+    }
+    Some(Ok(spec))
+}
+
+/// `github:u/r`, `gitlab:`, `bitbucket:`, `gist:` and the bare `user/repo` form npm reads as
+/// GitHub: the name of the form, for the error.
+fn hosted_shorthand(specifier: &str) -> Option<&'static str> {
+    for prefix in ["github:", "gitlab:", "bitbucket:", "gist:"] {
+        if specifier.starts_with(prefix) {
+            return Some(prefix);
+        }
+    }
+    let path = specifier.split('#').next()?;
+    let (user, repo) = path.split_once('/')?;
+    let plain = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    (plain(user) && plain(repo) && !user.starts_with('.') && !user.starts_with('@'))
+        .then_some("user/repo")
+}
+
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let host = authority.rsplit('@').next()?;
+    Some(host.split(':').next().unwrap_or(host))
+}
+
+/// `git+ssh://git@host:user/repo` (scp path after `ssh://`) as `git+ssh://git@host/user/repo`.
+fn correct_scp(url: &str) -> String {
+    let plain = url.strip_prefix("git+").unwrap_or(url);
+    let Some(rest) = plain.strip_prefix("ssh://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = match rest.split_once('/') {
+        Some((authority, path)) => (authority, Some(path)),
+        None => (rest, None),
+    };
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    let port = host
+        .rsplit_once(':')
+        .is_some_and(|(_, after)| !after.is_empty() && after.bytes().all(|b| b.is_ascii_digit()));
+    if !host.contains(':') || port {
+        return url.to_owned();
+    }
+    let (before, last) = authority.rsplit_once(':').unwrap_or((authority, ""));
+    let protocol = url.split("://").next().unwrap_or("ssh");
+    let path = path.map(|path| format!("/{path}")).unwrap_or_default();
+    format!("{protocol}://{before}/{last}{path}")
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(high), Some(low)) = (
+                bytes.get(i + 1).and_then(|&b| hex(b)),
+                bytes.get(i + 2).and_then(|&b| hex(b)),
+            )
+        {
+            out.push((high * 16 + low) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The commit `spec` names, from `git ls-remote` (pnpm's rules: an exact ref, then
+/// `refs/<ref>`, a peeled tag, a tag, a branch, then a unique commit prefix; `semver:` takes
+/// the highest `v?X.Y.Z` tag in range).
+pub fn resolve_commit(spec: &GitSpec) -> Result<String, String> {
+    let reference = spec.committish.as_deref().unwrap_or("HEAD");
+    let commit_like = reference.len() >= 7
+        && reference.len() <= 40
+        && reference
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if spec.range.is_none() && commit_like && reference.len() == 40 {
+        return Ok(reference.to_owned());
+    }
+    let mut args = vec!["ls-remote".to_owned(), spec.repo.clone()];
+    if spec.range.is_none() && !commit_like {
+        args.push(reference.to_owned());
+        args.push(format!("{reference}^{{}}"));
+    }
+    let listing = run_git(&args, None)?;
+    let refs: Vec<(&str, &str)> = listing
+        .lines()
+        .filter_map(|line| {
+            let (commit, name) = line.split_once('\t')?;
+            Some((name, commit))
+        })
+        .collect();
+    let lookup = |name: &str| {
+        refs.iter()
+            .find(|(candidate, _)| *candidate == name)
+            .map(|(_, commit)| (*commit).to_owned())
+    };
+    if let Some(range) = &spec.range {
+        return highest_tag(&refs, range)
+            .ok_or_else(|| format!("no version tag of {} satisfies `semver:{range}`", spec.repo));
+    }
+    let found = lookup(reference)
+        .or_else(|| lookup(&format!("refs/{reference}")))
+        .or_else(|| lookup(&format!("refs/tags/{reference}^{{}}")))
+        .or_else(|| lookup(&format!("refs/tags/{reference}")))
+        .or_else(|| lookup(&format!("refs/heads/{reference}")));
+    if let Some(commit) = found {
+        return Ok(commit);
+    }
+    if commit_like {
+        let mut matching: Vec<&str> = refs
+            .iter()
+            .map(|(_, commit)| *commit)
+            .filter(|commit| commit.starts_with(reference))
+            .collect();
+        matching.sort_unstable();
+        matching.dedup();
+        if let [commit] = matching[..] {
+            return Ok(commit.to_owned());
+        }
+    }
+    Err(format!(
+        "cannot resolve `{reference}` to a commit of {}",
+        spec.repo
+    ))
+}
+
+fn highest_tag(refs: &[(&str, &str)], range: &str) -> Option<String> {
+    let range = Range::parse(range).ok()?;
+    let mut best: Option<(Version, String)> = None;
+    for (name, _) in refs {
+        let Some(tag) = name.strip_prefix("refs/tags/") else {
+            continue;
+        };
+        let tag = tag.strip_suffix("^{}").unwrap_or(tag);
+        let Ok(version) = Version::parse(tag.strip_prefix('v').unwrap_or(tag)) else {
+            continue;
+        };
+        if range.satisfies(&version) && best.as_ref().is_none_or(|(b, _)| version > *b) {
+            best = Some((version, tag.to_owned()));
+        }
+    }
+    let (_, tag) = best?;
+    let commit = |name: String| {
+        refs.iter()
+            .find(|(candidate, _)| *candidate == name)
+            .map(|(_, commit)| (*commit).to_owned())
+    };
+    commit(format!("refs/tags/{tag}^{{}}")).or_else(|| commit(format!("refs/tags/{tag}")))
+}
+
+/// A clone checked out at one commit, in a temp directory removed on drop.
+pub struct Checkout {
+    dir: PathBuf,
+}
+
+impl Checkout {
+    /// Clones `repo` (whole, as pnpm does: not every server serves a commit by hash) into a
+    /// new directory under `parent` and checks out `commit`.
+    pub fn new(repo: &str, commit: &str, parent: &Path) -> Result<Self, String> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = parent.join(format!(
+            "flowpm-git-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let checkout = Checkout { dir };
+        let target = checkout.dir.to_string_lossy().into_owned();
+        run_git(
+            &["clone", "--quiet", "--no-checkout", repo, &target].map(str::to_owned),
+            None,
+        )?;
+        run_git(
+            &["checkout", "--quiet", commit].map(str::to_owned),
+            Some(&checkout.dir),
+        )?;
+        Ok(checkout)
+    }
+
+    /// The package's directory: the checkout, or `path` inside it.
+    pub fn package_dir(&self, path: Option<&str>) -> PathBuf {
+        match path {
+            Some(path) => self.dir.join(path),
+            None => self.dir.clone(),
+        }
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `git` without a terminal prompt (a private repository fails instead of hanging).
+fn run_git(args: &[String], cwd: Option<&Path>) -> Result<String, String> {
+    let mut command = Command::new("git");
+    command
+        .args(["-c", "advice.detachedHead=false"])
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(Stdio::null());
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
+    let output = command
+        .output()
+        .map_err(|error| format!("cannot run git: {error}"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(format!(
+            "`git {}` failed: {}",
+            args.join(" "),
+            stderr.trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(specifier: &str) -> GitSpec {
+        parse(specifier).unwrap().unwrap()
+    }
+
+    #[test]
+    fn specifiers_parse_as_pnpm_reads_them() {
+        let parsed = spec("git+file:///srv/repo.git#v1.2.0");
+        assert_eq!(parsed.repo, "file:///srv/repo.git");
+        assert_eq!(parsed.committish.as_deref(), Some("v1.2.0"));
+        let parsed = spec("git+https://git.example/r.git#semver:%5E1.0.0&path:packages/a");
+        assert_eq!(parsed.repo, "https://git.example/r.git");
+        assert_eq!(parsed.range.as_deref(), Some("^1.0.0"));
+        assert_eq!(parsed.path.as_deref(), Some("packages/a"));
+        assert_eq!(parsed.committish, None);
+        assert_eq!(
+            spec("git+ssh://git@git.example:team/r.git#main").repo,
+            "ssh://git@git.example/team/r.git"
+        );
+        assert_eq!(
+            spec("git+ssh://git@git.example:2222/team/r.git").repo,
+            "ssh://git@git.example:2222/team/r.git"
+        );
+        assert_eq!(
+            spec("git://git.example/r.git").repo,
+            "git://git.example/r.git"
+        );
+        for not_git in [
+            "^1.0.0",
+            "npm:a@1",
+            "file:../a",
+            "https://x.example/a.tgz",
+            "@s/a",
+        ] {
+            assert!(parse(not_git).is_none(), "{not_git}");
+        }
+        for hosted in [
+            "github:u/r",
+            "u/r#v1",
+            "git+https://github.com/u/r.git",
+            "git+ssh://git@github.com:u/r.git",
+        ] {
+            assert!(parse(hosted).unwrap().is_err(), "{hosted}");
+        }
+    }
+
+    #[test]
+    fn ids_are_pnpms() {
+        let source = |repo: &str, path: Option<&str>| GitSource {
+            repo: repo.to_owned(),
+            commit: "abc".to_owned(),
+            path: path.map(str::to_owned),
+        };
+        assert_eq!(
+            source("file:///srv/repo.git", None).id(),
+            "git+file:///srv/repo.git#abc"
+        );
+        assert_eq!(
+            source("git@host.example:u/r.git", Some("p/a")).id(),
+            "git+ssh://git@host.example/u/r.git#abc&path:p/a"
+        );
+        assert_eq!(
+            source("git://host.example/r", None).id(),
+            "git+git://host.example/r#abc"
+        );
+    }
+
+    #[test]
+    fn semver_ranges_take_the_highest_tag_preferring_peeled_ones() {
+        let refs = [
+            ("refs/heads/main", "m"),
+            ("refs/tags/v1.0.0", "a"),
+            ("refs/tags/v1.2.0", "tag-object"),
+            ("refs/tags/v1.2.0^{}", "b"),
+            ("refs/tags/2.0.0", "c"),
+            ("refs/tags/not-a-version", "d"),
+        ];
+        assert_eq!(highest_tag(&refs, "^1.0.0").as_deref(), Some("b"));
+        assert_eq!(highest_tag(&refs, ">=1").as_deref(), Some("c"));
+        assert_eq!(highest_tag(&refs, "^3"), None);
+    }
+}
