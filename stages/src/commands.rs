@@ -85,11 +85,11 @@ fn is_partial_version(text: &str) -> bool {
 }
 
 /// One argument of `flowpm add`: `name`, `name@range`, `@scope/name@tag`,
-/// `alias@npm:real@range`, or a local path (`../dir`, `file:../dir`, `link:../dir`,
-/// `./pkg.tgz`, optionally as `alias@<path>`).
+/// `alias@npm:real@range`, a local path (`../dir`, `file:../dir`, `link:../dir`,
+/// `./pkg.tgz`) or a git URL, optionally as `alias@<path or URL>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddSpec {
-    /// Empty for a local path given alone: the package's own name is used.
+    /// Empty for a local path or git URL given alone: the package's own name is used.
     pub alias: String,
     /// The specifier as given (`None`: the `latest` tag).
     pub specifier: Option<String>,
@@ -97,7 +97,7 @@ pub struct AddSpec {
 
 impl AddSpec {
     pub fn parse(argument: &str) -> Result<Self, InstallError> {
-        if crate::resolve::local::is_local(argument) {
+        if saved_as_given(argument) {
             return Ok(AddSpec {
                 alias: String::new(),
                 specifier: Some(argument.to_owned()),
@@ -137,8 +137,18 @@ pub fn add(
             .clone()
             .unwrap_or_else(|| "latest".to_owned());
         // A path given alone is saved under the package's name, as `link:` (a directory) or
-        // `file:` (a tarball, or a directory given as `file:`).
-        let (alias, given) = if spec.alias.is_empty() {
+        // `file:` (a tarball, or a directory given as `file:`); a git URL as given.
+        let (alias, given) = if spec.alias.is_empty()
+            && let Some(git) = crate::git::parse(&given)
+        {
+            let name = match git.and_then(|git| crate::resolve::local::git(&git)) {
+                Ok(crate::resolve::local::Local::Package { manifest, .. }) => manifest.name.clone(),
+                Ok(crate::resolve::local::Local::Link(_)) => unreachable!("git is never a link"),
+                Err(why) => return Err(InstallError::Resolve(format!("`{given}`: {why}"))),
+            };
+            crate::plan::validate_package_name(&name)?;
+            (name, given)
+        } else if spec.alias.is_empty() {
             let project_dir = locate(options)?.project_dir;
             let (name, saved) = crate::resolve::local::named(&given, &project_dir)
                 .map_err(|why| InstallError::Resolve(format!("`{given}`: {why}")))?;
@@ -155,6 +165,12 @@ pub fn add(
         });
     }
     change_and_install(options, edits, reporter)
+}
+
+/// A local path or git URL: `add` saves it as written, under the package's own name when
+/// given without an alias.
+fn saved_as_given(specifier: &str) -> bool {
+    crate::resolve::local::is_local(specifier) || crate::git::parse(specifier).is_some()
 }
 
 /// `flowpm remove`: removes dependencies from every group, then installs.
@@ -324,8 +340,8 @@ fn change_and_install(
         else {
             continue;
         };
-        // A local path is saved as given (it pins no version).
-        if crate::resolve::local::is_local(resolve_as) {
+        // A local path or git URL is saved as given (it pins no version).
+        if saved_as_given(resolve_as) {
             document.set_dependency(*group, alias, resolve_as);
             continue;
         }
@@ -534,6 +550,14 @@ mod tests {
         );
         assert_eq!(spec("x@../dir").alias, "x");
         assert!(AddSpec::parse("x/../../evil@1").is_err());
+        // A git URL alone takes the package's name; `@` inside the URL is not an alias.
+        let git = spec("git+ssh://git@git.example:team/r.git#v1");
+        assert_eq!(git.alias, "");
+        assert_eq!(
+            git.specifier.as_deref(),
+            Some("git+ssh://git@git.example:team/r.git#v1")
+        );
+        assert_eq!(spec("x@git://git.example/r.git").alias, "x");
         assert!(is_range_or_version("^1.0.0"));
         assert!(is_range_or_version("1.2.3"));
         assert!(is_range_or_version("*"));

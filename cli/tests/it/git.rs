@@ -102,3 +102,39 @@ fn hosted_shorthands_are_refused_with_the_form_to_use() {
     );
     assert!(error.contains("git+https://"), "{error}");
 }
+
+#[test]
+fn add_saves_a_git_url_as_given_under_the_packages_name() {
+    // As pnpm 12 (checked with git+file:// URLs): a URL alone is saved under the name in the
+    // repository's package.json, `alias@<url>` under the alias; both exactly as written.
+    let sandbox = Sandbox::with_git("git-deps");
+    let manifest = sandbox.project().join("package.json");
+    std::fs::write(&manifest, "{\"name\":\"p\",\"version\":\"1.0.0\"}\n").unwrap();
+    std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    let output = sandbox.flowpm(&[
+        "add",
+        "git://git.fixture.invalid/multi.git#v1.0.0",
+        "tool@git+ssh://git@git.fixture.invalid:team/withbin.git",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(
+        std::fs::read_to_string(&manifest).unwrap(),
+        "{\"name\":\"p\",\"version\":\"1.0.0\",\"dependencies\":{\"multi\":\
+         \"git://git.fixture.invalid/multi.git#v1.0.0\",\"tool\":\
+         \"git+ssh://git@git.fixture.invalid:team/withbin.git\"}}\n"
+    );
+    let lockfile = std::fs::read_to_string(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    assert!(
+        lockfile.contains(
+            "version: git+git://git.fixture.invalid/multi.git#0bae744fd570aa755a297610c9b656c431b766df"
+        ),
+        "{lockfile}"
+    );
+    assert!(
+        lockfile.contains(
+            "version: withbin@git+ssh://git@git.fixture.invalid/team/withbin.git#98b9968af46fdb6e9c9135a457671de301391a9e"
+        ),
+        "{lockfile}"
+    );
+    assert!(sandbox.project().join("node_modules/.bin/withbin").exists());
+}
