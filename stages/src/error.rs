@@ -48,7 +48,7 @@ pub enum InstallError {
     UnsupportedReference {
         package: String,
         reference: String,
-        why: &'static str,
+        why: String,
     },
     #[error("invalid package name `{name}`: {why}")]
     InvalidPackageName { name: String, why: &'static str },

@@ -128,7 +128,9 @@ pub fn run_fetch_worker(
         let result = if let Some(directory) = &unit.directory {
             fetcher.local_path(&unit, directory).and_then(|dir| {
                 let source = format!("file:{directory}");
-                store_directory(context, fetcher, &unit, &dir, &source, files, finalizer)
+                store_directory(
+                    context, fetcher, &unit, &dir, &source, None, files, finalizer,
+                )
             })
         } else if let Some(git) = unit.git.as_ref().filter(|_| !fetcher.offline) {
             store_git(context, fetcher, &unit, git, files, finalizer)
@@ -286,17 +288,17 @@ fn store_git(
     finalizer: &Finalizer<'_>,
 ) -> Result<bool, InstallError> {
     let source = git.id();
-    let checkout = crate::git::Checkout::new(&git.repo, &git.commit, &std::env::temp_dir())
-        .map_err(|cause| InstallError::Fetch {
-            package: unit.label(),
-            url: source.clone(),
-            cause,
-        })?;
-    let dir = checkout.package_dir(git.path.as_deref());
-    let prepare = std::fs::read(dir.join("package.json"))
-        .ok()
-        .and_then(|text| serde_json::from_slice::<serde_json::Value>(&text).ok())
-        .is_some_and(|manifest| manifest["scripts"]["prepare"].is_string());
+    let failed = |cause| InstallError::Fetch {
+        package: unit.label(),
+        url: source.clone(),
+        cause,
+    };
+    git.validate().map_err(failed)?;
+    let checkout =
+        crate::git::Checkout::new(&git.repo, &git.commit, &std::env::temp_dir()).map_err(failed)?;
+    let dir = checkout.package_dir(git.path.as_deref()).map_err(failed)?;
+    let prepare =
+        std::fs::read(dir.join("package.json")).is_ok_and(|text| crate::git::needs_prepare(&text));
     if prepare && fetcher.run_scripts {
         return Err(InstallError::Fetch {
             package: unit.label(),
@@ -315,18 +317,34 @@ fn store_git(
             git.repo
         ));
     }
-    store_directory(context, fetcher, unit, &dir, &source, files, finalizer)
+    let root = checkout
+        .root()
+        .canonicalize()
+        .map_err(|e| failed(e.to_string()))?;
+    store_directory(
+        context,
+        fetcher,
+        unit,
+        &dir,
+        &source,
+        Some(&root),
+        files,
+        finalizer,
+    )
 }
 
 /// Stores the files `npm pack` would take from a directory ([`packlist`]), as one attempt that
 /// is always verified (there is no integrity to check a directory against). `source` names it
-/// in errors.
+/// in errors. With `confined_to` (a repository someone else wrote), a symlink leading outside
+/// that directory is left out rather than followed.
+#[allow(clippy::too_many_arguments)]
 fn store_directory(
     context: &StageContext,
     fetcher: &Fetcher<'_>,
     unit: &Arc<PackageUnit>,
     dir: &Path,
     source: &str,
+    confined_to: Option<&Path>,
     files: &Sender<FileJob>,
     finalizer: &Finalizer<'_>,
 ) -> Result<bool, InstallError> {
@@ -345,7 +363,15 @@ fn store_directory(
     let mut sink = AttemptSink::new(context, unit, files, finalizer);
     let mut outcome: Result<(), InstallError> = Ok(());
     let mut bytes = 0;
+    let escapes = |path: &Path| {
+        confined_to.is_some_and(|root| {
+            path.is_symlink() && !path.canonicalize().is_ok_and(|real| real.starts_with(root))
+        })
+    };
     for file in packed {
+        if escapes(&file.absolute) {
+            continue;
+        }
         let mode = if file.executable { 0o755 } else { 0o644 };
         bytes += file.size;
         let taken = if file.size > fetcher.limits.stream_threshold {

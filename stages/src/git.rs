@@ -52,6 +52,43 @@ impl GitSource {
     pub fn index_key(&self) -> String {
         format!("git:{}", self.id())
     }
+
+    /// Refuses what must not reach `git` or the filesystem from a lockfile: a commit that is
+    /// not a full hash (a branch name would be cached as if it never moved), a repository
+    /// that `git` would take for an option, a `path` leaving the checkout.
+    pub fn validate(&self) -> Result<(), String> {
+        let full_hash = matches!(self.commit.len(), 40 | 64)
+            && self
+                .commit
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !full_hash {
+            return Err(format!("`{}` is not a full commit hash", self.commit));
+        }
+        check_repo(&self.repo)?;
+        self.path.as_deref().map_or(Ok(()), check_path)
+    }
+}
+
+fn check_repo(repo: &str) -> Result<(), String> {
+    if repo.starts_with('-') || repo.is_empty() {
+        return Err(format!("`{repo}` is not a repository URL"));
+    }
+    Ok(())
+}
+
+/// A `path:` must name a directory inside the repository.
+fn check_path(path: &str) -> Result<(), String> {
+    let inside = !path.is_empty()
+        && !path.starts_with('/')
+        && !path.contains('\\')
+        && path.split('/').all(|part| part != "..");
+    if !inside {
+        return Err(format!(
+            "`path:{path}` must be a relative path inside the repository"
+        ));
+    }
+    Ok(())
 }
 
 /// `user@host:path` (scp-like) as `ssh://user@host/path`.
@@ -65,6 +102,13 @@ fn scp_to_ssh(repo: &str) -> String {
         return format!("ssh://{user_host}/{path}");
     }
     repo.to_owned()
+}
+
+/// Whether a package.json asks for a `prepare` build (what npm and pnpm run in a git
+/// dependency's clone before packing it).
+pub fn needs_prepare(package_json: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(package_json)
+        .is_ok_and(|manifest| manifest["scripts"]["prepare"].is_string())
 }
 
 /// A git specifier, parsed: where to clone from and what to check out.
@@ -103,17 +147,25 @@ pub fn parse(specifier: &str) -> Option<Result<GitSpec, String>> {
     if !PROTOCOLS.contains(&protocol.to_ascii_lowercase().as_str()) {
         return None;
     }
+    Some(parse_url(specifier))
+}
+
+fn parse_url(specifier: &str) -> Result<GitSpec, String> {
     let (url, fragment) = match specifier.split_once('#') {
-        Some((url, fragment)) => (url, Some(fragment)),
-        None => (specifier, None),
+        Some((url, fragment)) => (url, fragment),
+        None => (specifier, ""),
     };
     let url = correct_scp(url);
-    let repo = url.strip_prefix("git+").unwrap_or(&url).to_owned();
+    let repo = match url.get(..4) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("git+") => url[4..].to_owned(),
+        _ => url.clone(),
+    };
+    check_repo(&repo)?;
     if let Some(host) = HOSTS.iter().find(|host| url_host(&repo) == Some(**host)) {
-        return Some(Err(format!(
+        return Err(format!(
             "git dependencies on {host} are not supported yet (pnpm fetches public ones as \
              codeload tarballs)"
-        )));
+        ));
     }
     let mut spec = GitSpec {
         repo,
@@ -121,17 +173,22 @@ pub fn parse(specifier: &str) -> Option<Result<GitSpec, String>> {
         range: None,
         path: None,
     };
-    let fragment = fragment.map(percent_decode).unwrap_or_default();
+    // Split before decoding: an escaped `&` belongs to its parameter.
     for param in fragment.split('&').filter(|param| !param.is_empty()) {
+        let param = percent_decode(param);
         if let Some(range) = param.strip_prefix("semver:") {
+            Range::parse(range).map_err(|_| format!("`semver:{range}` is not a valid range"))?;
             spec.range = Some(range.to_owned());
         } else if let Some(path) = param.strip_prefix("path:") {
+            check_path(path)?;
             spec.path = Some(path.to_owned());
+        } else if param.starts_with('-') {
+            return Err(format!("`{param}` is not a git ref"));
         } else {
-            spec.committish = Some(param.to_owned());
+            spec.committish = Some(param);
         }
     }
-    Some(Ok(spec))
+    Ok(spec)
 }
 
 /// `github:u/r`, `gitlab:`, `bitbucket:`, `gist:` and the bare `user/repo` form npm reads as
@@ -184,6 +241,30 @@ fn correct_scp(url: &str) -> String {
     format!("{protocol}://{before}/{last}{path}")
 }
 
+/// `scheme://user:secret@host` as `scheme://user:***@host`, for messages.
+fn redact_credentials(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let authority_end = after
+            .find(|c: char| c == '/' || c.is_whitespace())
+            .unwrap_or(after.len());
+        let authority = &after[..authority_end];
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) if userinfo.contains(':') => {
+                let user = userinfo.split(':').next().unwrap_or_default();
+                out.push_str(&format!("{user}:***@{host}"));
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &after[authority_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -219,7 +300,7 @@ pub fn resolve_commit(spec: &GitSpec) -> Result<String, String> {
     if spec.range.is_none() && commit_like && reference.len() == 40 {
         return Ok(reference.to_owned());
     }
-    let mut args = vec!["ls-remote".to_owned(), spec.repo.clone()];
+    let mut args = vec!["ls-remote".to_owned(), "--".to_owned(), spec.repo.clone()];
     if spec.range.is_none() && !commit_like {
         args.push(reference.to_owned());
         args.push(format!("{reference}^{{}}"));
@@ -232,11 +313,7 @@ pub fn resolve_commit(spec: &GitSpec) -> Result<String, String> {
             Some((name, commit))
         })
         .collect();
-    let lookup = |name: &str| {
-        refs.iter()
-            .find(|(candidate, _)| *candidate == name)
-            .map(|(_, commit)| (*commit).to_owned())
-    };
+    let lookup = |name: &str| commit_of(&refs, name);
     if let Some(range) = &spec.range {
         return highest_tag(&refs, range)
             .ok_or_else(|| format!("no version tag of {} satisfies `semver:{range}`", spec.repo));
@@ -283,12 +360,15 @@ fn highest_tag(refs: &[(&str, &str)], range: &str) -> Option<String> {
         }
     }
     let (_, tag) = best?;
-    let commit = |name: String| {
-        refs.iter()
-            .find(|(candidate, _)| *candidate == name)
-            .map(|(_, commit)| (*commit).to_owned())
-    };
-    commit(format!("refs/tags/{tag}^{{}}")).or_else(|| commit(format!("refs/tags/{tag}")))
+    commit_of(refs, &format!("refs/tags/{tag}^{{}}"))
+        .or_else(|| commit_of(refs, &format!("refs/tags/{tag}")))
+}
+
+/// The commit `ls-remote` listed for the ref `name`.
+fn commit_of(refs: &[(&str, &str)], name: &str) -> Option<String> {
+    refs.iter()
+        .find(|(candidate, _)| *candidate == name)
+        .map(|(_, commit)| (*commit).to_owned())
 }
 
 /// A clone checked out at one commit, in a temp directory removed on drop.
@@ -296,34 +376,84 @@ pub struct Checkout {
     dir: PathBuf,
 }
 
+/// Checkouts are `.git-checkout-<n>.flowpm-<pid>` in the temp directory, so the sweep of a
+/// killed process's leftovers ([`crate::replace::is_stale_temp`]) recognises them.
+const CHECKOUT_PREFIX: &str = ".git-checkout-";
+
 impl Checkout {
     /// Clones `repo` (whole, as pnpm does: not every server serves a commit by hash) into a
     /// new directory under `parent` and checks out `commit`.
     pub fn new(repo: &str, commit: &str, parent: &Path) -> Result<Self, String> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let dir = parent.join(format!(
-            "flowpm-git-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let checkout = Checkout { dir };
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(|| sweep_stale_checkouts(parent));
+        let checkout = Checkout {
+            dir: create_private_dir(parent)?,
+        };
         let target = checkout.dir.to_string_lossy().into_owned();
         run_git(
-            &["clone", "--quiet", "--no-checkout", repo, &target].map(str::to_owned),
+            &["clone", "--quiet", "--no-checkout", "--", repo, &target].map(str::to_owned),
             None,
         )?;
         run_git(
-            &["checkout", "--quiet", commit].map(str::to_owned),
+            &["checkout", "--quiet", "--detach", commit].map(str::to_owned),
             Some(&checkout.dir),
         )?;
         Ok(checkout)
     }
 
-    /// The package's directory: the checkout, or `path` inside it.
-    pub fn package_dir(&self, path: Option<&str>) -> PathBuf {
-        match path {
-            Some(path) => self.dir.join(path),
-            None => self.dir.clone(),
+    /// The checkout's root.
+    pub fn root(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The package's directory: the checkout, or `path` inside it (refused if a symlink in
+    /// the repository leads it elsewhere).
+    pub fn package_dir(&self, path: Option<&str>) -> Result<PathBuf, String> {
+        let Some(path) = path else {
+            return Ok(self.dir.clone());
+        };
+        check_path(path)?;
+        let dir = self.dir.join(path);
+        let real = dir
+            .canonicalize()
+            .map_err(|error| format!("`path:{path}`: {error}"))?;
+        let root = self.dir.canonicalize().map_err(|error| error.to_string())?;
+        if !real.starts_with(&root) {
+            return Err(format!("`path:{path}` leads outside the repository"));
+        }
+        Ok(dir)
+    }
+}
+
+/// A new directory only this user can enter, created here (never one someone else made
+/// beforehand under the same name).
+fn create_private_dir(parent: &Path) -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    loop {
+        let dir = parent.join(format!(
+            "{CHECKOUT_PREFIX}{}.flowpm-{}",
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            std::process::id()
+        ));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(error) => return Err(format!("cannot create {}: {error}", dir.display())),
+        }
+    }
+}
+
+/// Removes checkouts that killed processes left in `parent` (best effort).
+fn sweep_stale_checkouts(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with(CHECKOUT_PREFIX) && crate::replace::is_stale_temp(name) {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
@@ -334,14 +464,36 @@ impl Drop for Checkout {
     }
 }
 
-/// Runs `git` without a terminal prompt (a private repository fails instead of hanging).
+/// Variables git exports to hooks that would point these commands at the user's own
+/// repository (`flowpm install` run from a git hook).
+const REPOSITORY_VARIABLES: [&str; 8] = [
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_COMMON_DIR",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_NAMESPACE",
+    "GIT_PREFIX",
+];
+
+/// Runs `git` without a terminal prompt (a private repository fails instead of hanging) and
+/// without the `ext::` transport (which runs a command named in the URL).
 fn run_git(args: &[String], cwd: Option<&Path>) -> Result<String, String> {
     let mut command = Command::new("git");
     command
-        .args(["-c", "advice.detachedHead=false"])
+        .args([
+            "-c",
+            "advice.detachedHead=false",
+            "-c",
+            "protocol.ext.allow=never",
+        ])
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
         .stdin(Stdio::null());
+    for variable in REPOSITORY_VARIABLES {
+        command.env_remove(variable);
+    }
     if let Some(cwd) = cwd {
         command.current_dir(cwd);
     }
@@ -352,7 +504,7 @@ fn run_git(args: &[String], cwd: Option<&Path>) -> Result<String, String> {
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(format!(
             "`git {}` failed: {}",
-            args.join(" "),
+            redact_credentials(&args.join(" ")),
             stderr.trim()
         ));
     }
@@ -389,6 +541,26 @@ mod tests {
             spec("git://git.example/r.git").repo,
             "git://git.example/r.git"
         );
+        assert_eq!(
+            spec("GIT+SSH://git@h.example/r.git").repo,
+            "SSH://git@h.example/r.git"
+        );
+        // Parameters are split before decoding: an escaped `&` stays in its ref.
+        assert_eq!(
+            spec("git://h.example/r.git#a%26b&path:p")
+                .committish
+                .as_deref(),
+            Some("a&b")
+        );
+        for refused in [
+            "git://h.example/r.git#path:../x",
+            "git://h.example/r.git#path:/etc",
+            "git://h.example/r.git#path:a/../../x",
+            "git://h.example/r.git#-oops",
+            "git://h.example/r.git#semver:not a range",
+        ] {
+            assert!(parse(refused).unwrap().is_err(), "{refused}");
+        }
         for not_git in [
             "^1.0.0",
             "npm:a@1",
@@ -426,6 +598,45 @@ mod tests {
         assert_eq!(
             source("git://host.example/r", None).id(),
             "git+git://host.example/r#abc"
+        );
+    }
+
+    #[test]
+    fn lockfile_sources_are_checked_before_git_sees_them() {
+        let source = |repo: &str, commit: &str, path: Option<&str>| GitSource {
+            repo: repo.to_owned(),
+            commit: commit.to_owned(),
+            path: path.map(str::to_owned),
+        };
+        let hash = "98b9968af46fdb6e9c9135a457671de301391a9e";
+        assert!(
+            source("file:///r.git", hash, Some("p/a"))
+                .validate()
+                .is_ok()
+        );
+        assert!(source("file:///r.git", "main", None).validate().is_err());
+        assert!(
+            source("file:///r.git", &hash[..10], None)
+                .validate()
+                .is_err()
+        );
+        assert!(source("--upload-pack=x", hash, None).validate().is_err());
+        assert!(
+            source("file:///r.git", hash, Some("../x"))
+                .validate()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn credentials_are_not_printed() {
+        assert_eq!(
+            redact_credentials("ls-remote -- https://me:s3cret@h.example/r.git HEAD"),
+            "ls-remote -- https://me:***@h.example/r.git HEAD"
+        );
+        assert_eq!(
+            redact_credentials("clone ssh://git@h.example/r.git"),
+            "clone ssh://git@h.example/r.git"
         );
     }
 

@@ -729,15 +729,34 @@ pub(crate) fn split_by_store(
     let mut cold = Vec::new();
     for (unit, files) in units.into_iter().zip(cached) {
         match files {
-            // A directory can change between installs: it is read again every time.
-            Some(files) if unit.directory.is_none() => warm.push(StoredPackage {
-                unit,
-                files: Arc::new(files),
-            }),
+            // A directory can change between installs: it is read again every time. A git
+            // package stored unbuilt (`prepare` under --ignore-scripts) is fetched again, so
+            // that an install running scripts refuses it as the first one would have.
+            Some(files)
+                if unit.directory.is_none()
+                    && !(unit.git.is_some() && stored_needs_prepare(store, &files)) =>
+            {
+                warm.push(StoredPackage {
+                    unit,
+                    files: Arc::new(files),
+                })
+            }
             _ => cold.push(unit),
         }
     }
     Ok((warm, cold))
+}
+
+/// Whether the stored package's package.json asks for a `prepare` build.
+fn stored_needs_prepare(store: &Store, files: &flowpm_store::PackageFiles) -> bool {
+    files
+        .files
+        .iter()
+        .find(|file| file.path == "package.json")
+        .and_then(|file| {
+            std::fs::read(store.cas().file_path(&file.hash, file.is_executable())).ok()
+        })
+        .is_some_and(|text| crate::git::needs_prepare(&text))
 }
 
 /// Snapshots that share a tarball (peer variants of one package) share one unit.

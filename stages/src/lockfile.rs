@@ -159,16 +159,22 @@ pub struct Resolution {
 }
 
 impl Resolution {
-    /// The git repository and commit of a `type: git` resolution.
-    pub fn git(&self) -> Option<crate::git::GitSource> {
+    /// The git repository and commit of a `type: git` resolution (`None` for other types),
+    /// refused when incomplete or unsafe to hand to git ([`crate::git::GitSource::validate`]).
+    pub fn git(&self) -> Result<Option<crate::git::GitSource>, String> {
         if self.kind.as_deref() != Some("git") {
-            return None;
+            return Ok(None);
         }
-        Some(crate::git::GitSource {
-            repo: self.repo.clone()?,
-            commit: self.commit.clone()?,
+        let (Some(repo), Some(commit)) = (&self.repo, &self.commit) else {
+            return Err("a git resolution needs its `repo` and `commit`".to_owned());
+        };
+        let source = crate::git::GitSource {
+            repo: repo.clone(),
+            commit: commit.clone(),
             path: self.path.clone(),
-        })
+        };
+        source.validate()?;
+        Ok(Some(source))
     }
 }
 

@@ -44,6 +44,24 @@ pub fn directory_key(directory: &str) -> String {
     format!("directory:{directory}")
 }
 
+/// The store index key of a package's files, shared by the install plan and the resolve
+/// stage (a unit stored during resolution must be found by the plan's key): a `file:`
+/// directory's path, a git commit, else the integrity, else the tarball URL.
+pub fn unit_key(
+    directory: Option<&str>,
+    git: Option<&crate::git::GitSource>,
+    integrity: Option<&str>,
+    tarball: Option<&str>,
+) -> Option<String> {
+    if let Some(directory) = directory {
+        return Some(directory_key(directory));
+    }
+    if let Some(git) = git {
+        return Some(git.index_key());
+    }
+    integrity.or(tarball).map(str::to_owned)
+}
+
 impl PackageUnit {
     pub fn label(&self) -> String {
         format!("{}@{}", self.name, self.version)

@@ -63,17 +63,13 @@ impl SnapshotPlan {
     /// The key of this package's files in the store index: snapshots that differ only by peer
     /// suffix share one tarball, hence one entry.
     pub fn index_key(&self) -> String {
-        if let Some(directory) = &self.directory {
-            return crate::messages::directory_key(directory);
-        }
-        if let Some(git) = &self.git {
-            return git.index_key();
-        }
-        match (&self.integrity, &self.tarball) {
-            (Some(integrity), _) => integrity.clone(),
-            (None, Some(tarball)) => tarball.clone(),
-            (None, None) => format!("{}@{}", self.name, self.version),
-        }
+        crate::messages::unit_key(
+            self.directory.as_deref(),
+            self.git.as_ref(),
+            self.integrity.as_deref(),
+            self.tarball.as_deref(),
+        )
+        .unwrap_or_else(|| format!("{}@{}", self.name, self.version))
     }
 }
 
@@ -519,25 +515,25 @@ impl PlanBuilder<'_> {
             split_dep_path(key).ok_or_else(|| InstallError::UnsupportedReference {
                 package: needed_by.to_owned(),
                 reference: dep_path.to_owned(),
-                why: "a depPath must look like name@version",
+                why: "a depPath must look like name@version".to_owned(),
             })?;
         let name = package.name.clone().unwrap_or_else(|| key_name.to_owned());
         validate_package_name(&name)?;
-        let git = package.resolution.git();
+        let unsupported = |why: String| InstallError::UnsupportedReference {
+            package: name.clone(),
+            reference: dep_path.to_owned(),
+            why,
+        };
+        let git = package.resolution.git().map_err(unsupported)?;
         let directory = match (&package.resolution.kind, &package.resolution.directory) {
             (None, _) => None,
             (Some(kind), Some(directory)) if kind == "directory" => Some(directory.clone()),
-            (Some(kind), _) if kind == "git" && git.is_some() => None,
+            (Some(kind), _) if kind == "git" => None,
             (Some(kind), _) => {
-                return Err(InstallError::UnsupportedReference {
-                    package: name,
-                    reference: dep_path.to_owned(),
-                    why: match kind.as_str() {
-                        "directory" => "a directory resolution needs its `directory`",
-                        "git" => "a git resolution needs its `repo` and `commit`",
-                        _ => "unknown resolution type",
-                    },
-                });
+                return Err(unsupported(match kind.as_str() {
+                    "directory" => "a directory resolution needs its `directory`".to_owned(),
+                    _ => format!("unknown resolution type `{kind}`"),
+                }));
             }
         };
         let supported = self.options.platform.supports(

@@ -43,7 +43,13 @@ impl Sandbox {
             .unwrap();
         assert!(status.success(), "make-git-repos.sh failed");
         let base = format!("url.file://{}/.insteadOf", repos.display());
+        let temp = sandbox.temp_dir();
+        std::fs::create_dir(&temp).unwrap();
         sandbox.env = [
+            // No user or system git configuration; checkouts go to the sandbox's temp dir.
+            ("GIT_CONFIG_GLOBAL", "/dev/null"),
+            ("GIT_CONFIG_NOSYSTEM", "1"),
+            ("TMPDIR", temp.to_str().unwrap()),
             ("GIT_CONFIG_COUNT", "2"),
             ("GIT_CONFIG_KEY_0", &base),
             ("GIT_CONFIG_VALUE_0", "git://git.fixture.invalid/"),
@@ -57,6 +63,11 @@ impl Sandbox {
 
     pub fn git_repos(&self) -> PathBuf {
         self.root.path().join("git")
+    }
+
+    /// `TMPDIR` of [`Sandbox::with_git`]'s runs.
+    pub fn temp_dir(&self) -> PathBuf {
+        self.root.path().join("tmp")
     }
 
     pub fn project(&self) -> PathBuf {

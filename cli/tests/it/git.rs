@@ -2,7 +2,40 @@
 //! (its repositories are built by the fixture's make-git-repos.sh with fixed dates, so their
 //! commits are the ones pnpm locked).
 
+use std::process::Command;
+
 use crate::common::{Sandbox, assert_sandbox_resolves_as_pnpm, replace_in, text};
+
+/// No checkout is left in the temp directory, whether the install worked or not.
+fn assert_no_checkout_left(sandbox: &Sandbox) {
+    let left: Vec<_> = std::fs::read_dir(sandbox.temp_dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in the temp dir: {left:?}");
+}
+
+/// Moves `branch` of the bare repository `repo` one (empty) commit ahead; returns the commit.
+fn advance(repo: &std::path::Path, branch: &str) -> String {
+    let git = |args: &[&str]| {
+        let output = Command::new("git")
+            .arg("--git-dir")
+            .arg(repo)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "git {args:?}: {}", text(&output));
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let tree = format!("{branch}^{{tree}}");
+    let commit = git(&["commit-tree", &tree, "-p", branch, "-m", "next"]);
+    git(&["update-ref", &format!("refs/heads/{branch}"), &commit]);
+    commit
+}
 
 #[test]
 fn git_dependencies_install_and_resolve_as_pnpm_does() {
@@ -12,6 +45,66 @@ fn git_dependencies_install_and_resolve_as_pnpm_does() {
     // scp-style ssh URL and a branch; peers, bins and `npm pack` rules as for any package.
     let sandbox = Sandbox::with_git("git-deps");
     assert_sandbox_resolves_as_pnpm(&sandbox, "git-deps");
+    assert_no_checkout_left(&sandbox);
+}
+
+#[test]
+fn a_moved_branch_is_followed_by_update_only() {
+    let sandbox = Sandbox::with_git("git-deps");
+    sandbox.install(&[]);
+    let lockfile = sandbox.project().join("pnpm-lock.yaml");
+    let locked = std::fs::read_to_string(&lockfile).unwrap();
+    let moved = advance(&sandbox.git_repos().join("team/withbin.git"), "main");
+    let output = sandbox.flowpm(&["install"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(std::fs::read_to_string(&lockfile).unwrap(), locked);
+    let output = sandbox.flowpm(&["update", "withbin"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let updated = std::fs::read_to_string(&lockfile).unwrap();
+    assert!(
+        updated.contains(&format!(
+            "version: git+ssh://git@git.fixture.invalid/team/withbin.git#{moved}"
+        )),
+        "{updated}"
+    );
+    // The other git dependencies keep their commits.
+    assert!(updated.contains("multi.git#ce42e603079653bc4d63a5fa02a75dccd4b09b2e"));
+    assert_no_checkout_left(&sandbox);
+}
+
+#[test]
+fn a_lockfile_commit_that_is_not_a_hash_is_refused() {
+    // A branch name there would be stored as if it never moved (and reach git unchecked).
+    let sandbox = Sandbox::with_git("git-deps");
+    let lockfile = sandbox.project().join("pnpm-lock.yaml");
+    replace_in(
+        &lockfile,
+        "{commit: 98b9968af46fdb6e9c9135a457671de301391a9e,",
+        "{commit: main,",
+    );
+    let error = sandbox.flowpm_fails(&["install", "--frozen-lockfile"]);
+    assert!(error.contains("withbin"), "{error}");
+    assert!(
+        error.contains("`main` is not a full commit hash"),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_unlocked_git_dependency_needs_the_network() {
+    let sandbox = Sandbox::with_git("git-deps");
+    sandbox.install(&[]);
+    replace_in(
+        &sandbox.project().join("package.json"),
+        "multi.git#0bae744fd5",
+        "multi.git#v2.0.0",
+    );
+    let error = sandbox.fails_keeping_lockfile(&["install", "--offline"]);
+    assert!(
+        error.contains("short@git://git.fixture.invalid/multi.git#v2.0.0"),
+        "{error}"
+    );
+    assert!(error.contains("--offline"), "{error}");
 }
 
 #[test]
@@ -53,6 +146,24 @@ fn an_unknown_ref_names_the_dependency_and_writes_nothing() {
     );
     assert!(error.contains("cannot resolve `no-such-branch`"), "{error}");
     assert!(!sandbox.project().join("node_modules").exists());
+    // A `path:` out of the repository and a ref git would read as an option are refused.
+    for (bad, why) in [
+        (
+            "multi.git#path:../team",
+            "must be a relative path inside the repository",
+        ),
+        (
+            "multi.git#path:/etc",
+            "must be a relative path inside the repository",
+        ),
+        ("multi.git#--upload-pack=touch", "is not a git ref"),
+    ] {
+        replace_in(&manifest, "multi.git#no-such-branch", bad);
+        let error = sandbox.fails_keeping_lockfile(&["install"]);
+        assert!(error.contains(why), "{bad}: {error}");
+        replace_in(&manifest, bad, "multi.git#no-such-branch");
+    }
+    assert_no_checkout_left(&sandbox);
 }
 
 #[test]
@@ -84,6 +195,11 @@ fn a_git_dependency_that_needs_prepare_is_refused_unless_scripts_are_off() {
             .join("node_modules/prep/package.json")
             .is_file()
     );
+    // Stored unbuilt, it is not taken from the store by an install that runs scripts.
+    std::fs::remove_dir_all(sandbox.project().join("node_modules")).unwrap();
+    let error = sandbox.flowpm_fails(&["install", "--frozen-lockfile"]);
+    assert!(error.contains("(`prepare`)"), "{error}");
+    assert_no_checkout_left(&sandbox);
 }
 
 #[test]

@@ -938,7 +938,8 @@ impl<'a> GraphBuilder<'a> {
                 Some(crate::lockfile::BundledDependencies::Names(names)) => names.clone(),
                 _ => Vec::new(),
             },
-            git: entry.resolution.git(),
+            // An unusable one is reported by the install plan, which reads the same entry.
+            git: entry.resolution.git().ok().flatten(),
             ..VersionManifest::default()
         };
         Some(self.node(name, version, Arc::new(manifest), request))

@@ -159,7 +159,7 @@ fn read_dir_manifest(dir: &Path) -> Result<VersionManifest, String> {
 pub fn git(spec: &crate::git::GitSpec) -> Result<Local, String> {
     let commit = crate::git::resolve_commit(spec)?;
     let checkout = crate::git::Checkout::new(&spec.repo, &commit, &std::env::temp_dir())?;
-    let mut manifest = read_dir_manifest(&checkout.package_dir(spec.path.as_deref()))
+    let mut manifest = read_dir_manifest(&checkout.package_dir(spec.path.as_deref())?)
         .map_err(|why| format!("{why} (at commit {commit})"))?;
     let source = crate::git::GitSource {
         repo: spec.repo.clone(),

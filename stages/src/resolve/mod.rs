@@ -42,6 +42,10 @@ pub trait PackumentSource {
     fn tarball(&mut self, url: &str) -> Result<Vec<u8>, String> {
         Err(format!("{url} cannot be downloaded here"))
     }
+    /// A git dependency, resolved to a commit and read from a checkout of it.
+    fn git(&mut self, spec: &crate::git::GitSpec) -> Result<local::Local, String> {
+        local::git(spec)
+    }
 }
 
 pub struct Resolved {
@@ -225,8 +229,8 @@ fn project_inputs(
                             })
                             .or_else(|| {
                                 let spec = crate::git::parse(&specifier)?;
-                                let locked = locks(old, &project.id, &alias, &specifier);
-                                (!locked).then(|| local::git(&spec?))
+                                let locked = locks(old, options, &project.id, &alias, &specifier);
+                                (!locked).then(|| source.git(&spec?))
                             })
                             .transpose()
                             .map_err(failure)?,
@@ -276,14 +280,30 @@ fn remote_tarball<'s>(
     if !is_url || graph::registry_tarball(specifier, &options.registries).is_some() {
         return None;
     }
-    (!locks(old, project, alias, specifier)).then_some(specifier)
+    (!locks(old, options, project, alias, specifier)).then_some(specifier)
 }
 
-/// Whether the old lockfile locks `alias` of `project` at this very specifier (a tarball URL
-/// or git dependency locked there keeps its lock without a download or a clone).
-fn locks(old: Option<&Lockfile>, project: &str, alias: &str, specifier: &str) -> bool {
-    old.and_then(|old| old.importers.get(project)?.dependency(alias))
-        .is_some_and(|entry| entry.specifier == specifier)
+/// Whether the old lockfile locks `alias` of `project` at this very specifier and the graph
+/// will keep that lock (not updated, overrides unchanged): a tarball URL or git dependency
+/// locked there is then taken from the lockfile without a download or a clone.
+fn locks(
+    old: Option<&Lockfile>,
+    options: &ResolveOptions,
+    project: &str,
+    alias: &str,
+    specifier: &str,
+) -> bool {
+    let Some(old) = old else {
+        return false;
+    };
+    old.overrides == options.overrides.pairs
+        && !options.update_all
+        && !options.update.contains(alias)
+        && old
+            .importers
+            .get(project)
+            .and_then(|importer| importer.dependency(alias))
+            .is_some_and(|entry| entry.specifier == specifier)
 }
 
 /// package.json's dependencies as `(group, alias, specifier)`, grouped as pnpm reads them and

@@ -222,6 +222,13 @@ impl PackumentSource for PipelineSource<'_, '_> {
         self.context.recv(self.packuments)
     }
 
+    fn git(&mut self, spec: &crate::git::GitSpec) -> Result<super::local::Local, String> {
+        if self.fetcher.offline {
+            return Err("the network is off (--offline) and the lockfile does not lock it".into());
+        }
+        super::local::git(spec)
+    }
+
     fn tarball(&mut self, url: &str) -> Result<Vec<u8>, String> {
         if self.fetcher.offline {
             return Err("the network is off (--offline) and the lockfile does not lock it".into());
@@ -253,17 +260,13 @@ impl PackumentSource for PipelineSource<'_, '_> {
         // A `file:` directory (no tarball) is read again on every install, as the install
         // plan's unit for it is (the same key).
         let directory = node.directory();
-        let key = match (
+        let Some(key) = crate::messages::unit_key(
             directory,
-            &manifest.git,
-            &manifest.integrity,
-            &manifest.tarball,
-        ) {
-            (Some(directory), _, _, _) => crate::messages::directory_key(directory),
-            (None, Some(git), _, _) => git.index_key(),
-            (None, None, Some(integrity), _) => integrity.clone(),
-            (None, None, None, Some(tarball)) => tarball.clone(),
-            (None, None, None, None) => return,
+            manifest.git.as_ref(),
+            manifest.integrity.as_deref(),
+            manifest.tarball.as_deref(),
+        ) else {
+            return;
         };
         if directory.is_none() && matches!(store.index().get(&key), Ok(Some(_))) {
             return;
