@@ -278,6 +278,7 @@ pub fn install(
 
     // Read before `invalidate`: it needs the earlier install to have been complete.
     let kept = crate::lifecycle::already_built(&layout);
+    let present = in_place(&layout, &lockfile_text);
     let store = Store::open(&store_dir)?;
     let (warm, mut cold) = split_by_store(&store, &plan)?;
     // A built package left in place needs nothing from the store (it may not be there: a
@@ -305,7 +306,7 @@ pub fn install(
     let mut hoisted = hoist(&plan);
     layout.prune(&hoisted)?;
     let result = run_pipeline(
-        options, &config, &store, &layout, &hoisted, warm, cold, &kept, reporter,
+        options, &config, &store, &layout, &hoisted, warm, cold, &kept, present, reporter,
     );
     let (stages, counts) = match result {
         Ok(done) => done,
@@ -463,6 +464,7 @@ fn resolve_and_install(
             Vec::new(),
             linked.leftover,
             &kept,
+            HashSet::new(),
             reporter,
         )?;
         report.stages.extend(stages);
@@ -715,6 +717,23 @@ fn lock_project(
     Ok(dir)
 }
 
+/// Snapshots whose files the last install put in place, when it completed from this same
+/// lockfile (e.g. a `file:` directory is all that changed, or a package directory was
+/// deleted): only what is missing is imported, as pnpm does. A `file:` directory is always
+/// imported again.
+fn in_place(layout: &Layout<'_>, lockfile_text: &str) -> HashSet<usize> {
+    if !crate::metadata::installed_from(layout, lockfile_text) {
+        return HashSet::new();
+    }
+    let plan = layout.plan;
+    (0..plan.snapshots.len())
+        .filter(|&index| {
+            let snapshot = &plan.snapshots[index];
+            snapshot.directory.is_none() && layout.package_dir(snapshot).is_dir()
+        })
+        .collect()
+}
+
 /// The plan's units, as packages the store already has (with their file lists) and units it
 /// does not.
 pub(crate) fn split_by_store(
@@ -865,6 +884,7 @@ fn run_pipeline(
     warm: Vec<StoredPackage>,
     cold: Vec<Arc<PackageUnit>>,
     kept: &HashSet<String>,
+    present: HashSet<usize>,
     reporter: &dyn Reporter,
 ) -> Result<(Vec<flowpm_pipeline::StageSnapshot>, Counts), InstallError> {
     let mut counts = Counts {
@@ -873,8 +893,9 @@ fn run_pipeline(
         ..Counts::default()
     };
     let files_written = AtomicU64::new(0);
-    let importer =
-        Importer::new(layout, store.cas(), reporter, options.import_method).keeping(kept.clone());
+    let importer = Importer::new(layout, store.cas(), reporter, options.import_method)
+        .keeping(kept.clone())
+        .skipping(present);
     let mut fetcher = Fetcher::new(config.clone(), options.offline, reporter)?;
     fetcher.root = Some(layout.project_dir.clone());
     fetcher.run_scripts = scripts_enabled(options, config);

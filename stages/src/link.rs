@@ -381,6 +381,9 @@ pub struct Importer<'a> {
     pub bytes_imported: AtomicU64,
     /// Built packages left as an earlier install built them (depPaths): not imported again.
     kept: HashSet<String>,
+    /// Snapshots (indexes) already in place from the last complete install of the same
+    /// lockfile: not imported again (unless their package requires a build).
+    present: HashSet<usize>,
     /// Snapshots whose package requires a build (depPaths), as the index entries or the
     /// finaliser said: what the build step needs, without reading the index again.
     builds: Mutex<Vec<String>>,
@@ -391,6 +394,12 @@ impl<'a> Importer<'a> {
     /// [`crate::lifecycle::already_built`]).
     pub fn keeping(mut self, kept: HashSet<String>) -> Self {
         self.kept = kept;
+        self
+    }
+
+    /// Leaves the snapshots in `present` as they are ([`Importer::present`]).
+    pub fn skipping(mut self, present: HashSet<usize>) -> Self {
+        self.present = present;
         self
     }
 
@@ -415,6 +424,7 @@ impl<'a> Importer<'a> {
             files_imported: AtomicU64::new(0),
             bytes_imported: AtomicU64::new(0),
             kept: HashSet::new(),
+            present: HashSet::new(),
             builds: Mutex::new(Vec::new()),
         }
     }
@@ -437,9 +447,10 @@ impl<'a> Importer<'a> {
             path: path.to_path_buf(),
             source,
         };
-        if files.requires_build {
+        if files.requires_build || snapshot.directory.is_some() {
             // What an earlier build left must not survive into this one (a stale binary would
-            // make it skip compiling); the package's own `node_modules` holds links, kept.
+            // make it skip compiling), nor a file since deleted from a `file:` directory; the
+            // package's own `node_modules` holds links, kept.
             clear_except_modules(&package_dir).map_err(|e| io_error("clear", &package_dir, e))?;
         }
         std::fs::DirBuilder::new()
@@ -644,6 +655,8 @@ pub fn run_import_worker(
                 if importer.kept.contains(&snapshot.dep_path) {
                     continue;
                 }
+            } else if importer.present.contains(&index) {
+                continue;
             }
             importer.import(snapshot, &stored.files)?;
             context.record_item(stored.files.total_size());

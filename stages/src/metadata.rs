@@ -89,8 +89,11 @@ pub fn is_up_to_date(
     production_only: bool,
     builds: Option<&BuildSettings>,
 ) -> Option<Installed> {
-    let installed = std::fs::read(lock_copy_path(layout)).ok()?;
-    if installed != lockfile_text.as_bytes() {
+    if !installed_from(layout, lockfile_text) {
+        return None;
+    }
+    // pnpm imports `file:` directories again on every install: they may have changed.
+    if layout.plan.snapshots.iter().any(|s| s.directory.is_some()) {
         return None;
     }
     let modules = read_modules(layout)?;
@@ -129,6 +132,13 @@ pub fn is_up_to_date(
             .is_ok()
     });
     (snapshots_present && direct_present).then_some(Installed { ignored_builds })
+}
+
+/// Whether the last install of this tree completed from this very lockfile (its copy is
+/// written last and removed before the tree is touched).
+pub fn installed_from(layout: &Layout<'_>, lockfile_text: &str) -> bool {
+    std::fs::read(lock_copy_path(layout))
+        .is_ok_and(|installed| installed == lockfile_text.as_bytes())
 }
 
 /// Removes the completion marker before the tree is modified.

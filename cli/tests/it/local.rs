@@ -33,13 +33,25 @@ fn pnpm_records_where_directories_were_imported() {
 
 #[test]
 fn a_directory_is_read_again_by_each_install_even_offline() {
+    use std::os::unix::fs::MetadataExt;
     let sandbox = Sandbox::new("local-deps");
     sandbox.install(&[]);
+    let registry_file = sandbox
+        .project()
+        .join("node_modules/.pnpm/r-core@2.0.0/node_modules/r-core/index.js");
+    let inode = std::fs::metadata(&registry_file).unwrap().ino();
     let source = sandbox.project().join("local/dirdep/lib");
     std::fs::write(source.join("cli.js"), "changed\n").unwrap();
     std::fs::write(source.join("added.js"), "added\n").unwrap();
+    std::fs::remove_file(sandbox.project().join("local/dirdep/README.md")).unwrap();
+    // As pnpm: with node_modules in place, the install is not a no-op; the directory is
+    // imported again (needing no network) and the registry packages are left as they are.
+    sandbox.install(&["--offline"]);
+    assert_eq!(std::fs::metadata(&registry_file).unwrap().ino(), inode);
+    let tree = sandbox.manifest();
+    assert!(tree.iter().any(|line| line.contains("dirdep/lib/added.js")));
+    assert!(!tree.iter().any(|line| line.contains("dirdep/README.md")));
     std::fs::remove_dir_all(sandbox.project().join("node_modules")).unwrap();
-    // Registry packages come from the store; the directory needs no network either.
     sandbox.install(&["--offline"]);
     let imported = sandbox.project().join("node_modules/dirdep/lib");
     assert_eq!(
