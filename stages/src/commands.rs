@@ -138,17 +138,7 @@ pub fn add(
             .unwrap_or_else(|| "latest".to_owned());
         // A path given alone is saved under the package's name, as `link:` (a directory) or
         // `file:` (a tarball, or a directory given as `file:`); a git URL as given.
-        let (alias, given) = if spec.alias.is_empty()
-            && let Some(git) = crate::git::parse(&given)
-        {
-            let name = match git.and_then(|git| crate::resolve::local::git(&git)) {
-                Ok(crate::resolve::local::Local::Package { manifest, .. }) => manifest.name.clone(),
-                Ok(crate::resolve::local::Local::Link(_)) => unreachable!("git is never a link"),
-                Err(why) => return Err(InstallError::Resolve(format!("`{given}`: {why}"))),
-            };
-            crate::plan::validate_package_name(&name)?;
-            (name, given)
-        } else if spec.alias.is_empty() {
+        let (alias, given) = if spec.alias.is_empty() {
             let project_dir = locate(options)?.project_dir;
             let (name, saved) = crate::resolve::local::named(&given, &project_dir)
                 .map_err(|why| InstallError::Resolve(format!("`{given}`: {why}")))?;

@@ -293,10 +293,8 @@ fn store_git(
         url: source.clone(),
         cause,
     };
-    git.validate().map_err(failed)?;
-    let checkout =
-        crate::git::Checkout::new(&git.repo, &git.commit, &std::env::temp_dir()).map_err(failed)?;
-    let dir = checkout.package_dir(git.path.as_deref()).map_err(failed)?;
+    let checkout = crate::git::Checkout::new(git).map_err(failed)?;
+    let dir = checkout.package_dir();
     let prepare =
         std::fs::read(dir.join("package.json")).is_ok_and(|text| crate::git::needs_prepare(&text));
     if prepare && fetcher.run_scripts {
@@ -317,17 +315,13 @@ fn store_git(
             git.repo
         ));
     }
-    let root = checkout
-        .root()
-        .canonicalize()
-        .map_err(|e| failed(e.to_string()))?;
     store_directory(
         context,
         fetcher,
         unit,
-        &dir,
+        dir,
         &source,
-        Some(&root),
+        Some(checkout.root()),
         files,
         finalizer,
     )

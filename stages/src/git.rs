@@ -155,11 +155,11 @@ fn parse_url(specifier: &str) -> Result<GitSpec, String> {
         Some((url, fragment)) => (url, fragment),
         None => (specifier, ""),
     };
-    let url = correct_scp(url);
-    let repo = match url.get(..4) {
-        Some(prefix) if prefix.eq_ignore_ascii_case("git+") => url[4..].to_owned(),
-        _ => url.clone(),
+    let url = match url.get(..4) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("git+") => &url[4..],
+        _ => url,
     };
+    let repo = correct_scp(url);
     check_repo(&repo)?;
     if let Some(host) = HOSTS.iter().find(|host| url_host(&repo) == Some(**host)) {
         return Err(format!(
@@ -218,10 +218,13 @@ fn url_host(url: &str) -> Option<&str> {
     Some(host.split(':').next().unwrap_or(host))
 }
 
-/// `git+ssh://git@host:user/repo` (scp path after `ssh://`) as `git+ssh://git@host/user/repo`.
+/// `ssh://git@host:user/repo` (an scp path after `ssh://`) as `ssh://git@host/user/repo`.
 fn correct_scp(url: &str) -> String {
-    let plain = url.strip_prefix("git+").unwrap_or(url);
-    let Some(rest) = plain.strip_prefix("ssh://") else {
+    let Some(rest) = url
+        .get(..6)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("ssh://"))
+        .map(|_| &url[6..])
+    else {
         return url.to_owned();
     };
     let (authority, path) = match rest.split_once('/') {
@@ -236,9 +239,8 @@ fn correct_scp(url: &str) -> String {
         return url.to_owned();
     }
     let (before, last) = authority.rsplit_once(':').unwrap_or((authority, ""));
-    let protocol = url.split("://").next().unwrap_or("ssh");
     let path = path.map(|path| format!("/{path}")).unwrap_or_default();
-    format!("{protocol}://{before}/{last}{path}")
+    format!("{}{before}/{last}{path}", &url[..6])
 }
 
 /// `scheme://user:secret@host` as `scheme://user:***@host`, for messages.
@@ -374,6 +376,10 @@ fn commit_of(refs: &[(&str, &str)], name: &str) -> Option<String> {
 /// A clone checked out at one commit, in a temp directory removed on drop.
 pub struct Checkout {
     dir: PathBuf,
+    /// `dir`, canonical: what the package's files must stay inside.
+    root: PathBuf,
+    /// The package's directory: `dir`, or the source's `path` inside it.
+    package_dir: PathBuf,
 }
 
 /// Checkouts are `.git-checkout-<n>.flowpm-<pid>` in the temp directory, so the sweep of a
@@ -381,47 +387,62 @@ pub struct Checkout {
 const CHECKOUT_PREFIX: &str = ".git-checkout-";
 
 impl Checkout {
-    /// Clones `repo` (whole, as pnpm does: not every server serves a commit by hash) into a
-    /// new directory under `parent` and checks out `commit`.
-    pub fn new(repo: &str, commit: &str, parent: &Path) -> Result<Self, String> {
+    /// Clones the source's repository (whole, as pnpm does: not every server serves a commit
+    /// by hash) into a new directory of the system temp directory and checks out its commit,
+    /// once the source is known safe to hand to git ([`GitSource::validate`]).
+    pub fn new(source: &GitSource) -> Result<Self, String> {
         static SWEPT: std::sync::Once = std::sync::Once::new();
-        SWEPT.call_once(|| sweep_stale_checkouts(parent));
-        let checkout = Checkout {
-            dir: create_private_dir(parent)?,
+        source.validate()?;
+        let parent = std::env::temp_dir();
+        SWEPT.call_once(|| sweep_stale_checkouts(&parent));
+        let dir = create_private_dir(&parent)?;
+        // Owns the directory from here on, so a failure below removes it too.
+        let mut checkout = Checkout {
+            root: dir.clone(),
+            package_dir: dir.clone(),
+            dir,
         };
         let target = checkout.dir.to_string_lossy().into_owned();
         run_git(
-            &["clone", "--quiet", "--no-checkout", "--", repo, &target].map(str::to_owned),
+            &[
+                "clone",
+                "--quiet",
+                "--no-checkout",
+                "--",
+                &source.repo,
+                &target,
+            ]
+            .map(str::to_owned),
             None,
         )?;
         run_git(
-            &["checkout", "--quiet", "--detach", commit].map(str::to_owned),
+            &["checkout", "--quiet", "--detach", &source.commit].map(str::to_owned),
             Some(&checkout.dir),
         )?;
+        checkout.root = checkout.dir.canonicalize().map_err(|e| e.to_string())?;
+        if let Some(path) = &source.path {
+            // `path` has no `..` ([`check_path`]), but a symlink in the repository could
+            // still lead it elsewhere.
+            let dir = checkout.dir.join(path);
+            let real = dir
+                .canonicalize()
+                .map_err(|error| format!("`path:{path}`: {error}"))?;
+            if !real.starts_with(&checkout.root) {
+                return Err(format!("`path:{path}` leads outside the repository"));
+            }
+            checkout.package_dir = dir;
+        }
         Ok(checkout)
     }
 
-    /// The checkout's root.
+    /// The checkout's canonical root: what the package's files must stay inside.
     pub fn root(&self) -> &Path {
-        &self.dir
+        &self.root
     }
 
-    /// The package's directory: the checkout, or `path` inside it (refused if a symlink in
-    /// the repository leads it elsewhere).
-    pub fn package_dir(&self, path: Option<&str>) -> Result<PathBuf, String> {
-        let Some(path) = path else {
-            return Ok(self.dir.clone());
-        };
-        check_path(path)?;
-        let dir = self.dir.join(path);
-        let real = dir
-            .canonicalize()
-            .map_err(|error| format!("`path:{path}`: {error}"))?;
-        let root = self.dir.canonicalize().map_err(|error| error.to_string())?;
-        if !real.starts_with(&root) {
-            return Err(format!("`path:{path}` leads outside the repository"));
-        }
-        Ok(dir)
+    /// The package's directory: the checkout, or the source's `path` inside it.
+    pub fn package_dir(&self) -> &Path {
+        &self.package_dir
     }
 }
 

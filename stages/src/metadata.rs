@@ -89,11 +89,10 @@ pub fn is_up_to_date(
     production_only: bool,
     builds: Option<&BuildSettings>,
 ) -> Option<Installed> {
-    if !installed_from(layout, lockfile_text) {
-        return None;
-    }
     // pnpm imports `file:` directories again on every install: they may have changed.
-    if layout.plan.snapshots.iter().any(|s| s.directory.is_some()) {
+    if layout.plan.snapshots.iter().any(|s| s.directory.is_some())
+        || !installed_from(layout, lockfile_text)
+    {
         return None;
     }
     let modules = read_modules(layout)?;

@@ -51,9 +51,17 @@ pub fn classify(specifier: &str, root: &Path, project: &str) -> Option<Result<Lo
     Some(read_local(kind, path, &absolute, root, &project_dir))
 }
 
-/// For `add <path>`: the package's name and the specifier to save (`link:` for a directory
-/// given bare or as `link:`, `file:` otherwise), its path relative to `project_dir`.
+/// For `add <path or git URL>`: the package's name and the specifier to save (`link:` for a
+/// directory given bare or as `link:`, `file:` otherwise, its path relative to
+/// `project_dir`; a git URL as given).
 pub fn named(specifier: &str, project_dir: &Path) -> Result<(String, String), String> {
+    // A git URL is saved as written, under the name in the repository's package.json.
+    if let Some(spec) = crate::git::parse(specifier) {
+        return match git(&spec?)? {
+            Local::Package { manifest, .. } => Ok((manifest.name.clone(), specifier.to_owned())),
+            Local::Link(_) => unreachable!("a git dependency is a package"),
+        };
+    }
     let (kind, path) = split(specifier).ok_or("not a local path")?;
     let absolute = absolute(path, project_dir);
     let name = match classify(specifier, project_dir, ".").ok_or("not a local path")?? {
@@ -157,15 +165,14 @@ fn read_dir_manifest(dir: &Path) -> Result<VersionManifest, String> {
 /// A git dependency: its ref resolved to a commit, its manifest read from a checkout of it.
 /// Keyed by pnpm's id for it (`git+<repo>#<commit>`).
 pub fn git(spec: &crate::git::GitSpec) -> Result<Local, String> {
-    let commit = crate::git::resolve_commit(spec)?;
-    let checkout = crate::git::Checkout::new(&spec.repo, &commit, &std::env::temp_dir())?;
-    let mut manifest = read_dir_manifest(&checkout.package_dir(spec.path.as_deref())?)
-        .map_err(|why| format!("{why} (at commit {commit})"))?;
     let source = crate::git::GitSource {
         repo: spec.repo.clone(),
-        commit,
+        commit: crate::git::resolve_commit(spec)?,
         path: spec.path.clone(),
     };
+    let checkout = crate::git::Checkout::new(&source)?;
+    let mut manifest = read_dir_manifest(checkout.package_dir())
+        .map_err(|why| format!("{why} (at commit {})", source.commit))?;
     let version = source.id();
     manifest.git = Some(source);
     Ok(Local::Package {
