@@ -30,6 +30,7 @@ use crate::index::run_index_writer;
 use crate::integrity::Integrity;
 use crate::lifecycle::{BuildSettings, Lifecycle};
 use crate::link::{ImportMethod, Importer, Layout, run_import_worker};
+use crate::local_outdated::check_local_packages;
 use crate::lockfile::Lockfile;
 use crate::lockfile_write::to_yaml;
 use crate::manifest::Manifest;
@@ -185,7 +186,10 @@ pub fn install(
                 manifests.extend([member.id.as_bytes(), member.bytes.as_slice()]);
             }
             let cache_key = plan_cache::key(&manifests, text.as_bytes(), &plan_options);
-            match plan_cache::load(&store_dir, &cache_key) {
+            // Local packages change under the same lockfile: those plans are checked afresh.
+            let cached =
+                plan_cache::load(&store_dir, &cache_key).filter(|plan| !plan.has_local_packages());
+            match cached {
                 Some(plan) => (text, plan),
                 None => {
                     let manifest = Manifest::parse(&manifest_bytes, &manifest_path)?;
@@ -209,6 +213,9 @@ pub fn install(
                             )
                         }
                     };
+                    let checked = checked.and_then(|()| {
+                        check_local_packages(&lockfile, &project_dir, &rules.overrides)
+                    });
                     match checked {
                         Ok(()) => {
                             let mut plan = plan(&lockfile, &plan_options)?;

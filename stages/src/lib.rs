@@ -33,6 +33,7 @@ mod install;
 pub mod integrity;
 pub mod lifecycle;
 pub mod link;
+mod local_outdated;
 pub mod lockfile;
 pub mod lockfile_write;
 pub mod manifest;

@@ -109,6 +109,17 @@ pub struct WorkspaceProject {
 }
 
 impl InstallPlan {
+    /// Whether a snapshot comes from the project itself (a `file:` directory or tarball).
+    pub fn has_local_packages(&self) -> bool {
+        self.snapshots.iter().any(|snapshot| {
+            snapshot.directory.is_some()
+                || snapshot
+                    .tarball
+                    .as_deref()
+                    .is_some_and(|tarball| tarball.starts_with("file:"))
+        })
+    }
+
     /// This plan without the snapshots in `missing` and every dependency on them.
     pub fn without(&self, missing: &HashSet<usize>) -> InstallPlan {
         let mut new_index = vec![usize::MAX; self.snapshots.len()];

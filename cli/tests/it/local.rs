@@ -1,7 +1,7 @@
 //! Dependencies on the project's own disk (`link:`, `file:` directories and tarballs, bare
 //! paths), compared with what pnpm 12 wrote and installed for the `local-deps` fixture.
 
-use crate::common::{Sandbox, assert_resolves_as_pnpm, text};
+use crate::common::{Sandbox, assert_resolves_as_pnpm, replace_in, text};
 
 #[test]
 fn local_dependencies_install_and_resolve_as_pnpm_does() {
@@ -83,18 +83,92 @@ fn a_missing_directory_names_the_dependency_and_writes_nothing() {
 }
 
 #[test]
-fn a_changed_tarball_fails_its_integrity_check() {
+fn a_changed_tarball_makes_the_lockfile_outdated() {
     let sandbox = Sandbox::new("local-deps");
+    sandbox.install(&[]);
     let tarball = sandbox.project().join("vendor/tgzdep-3.1.0.tgz");
     let mut bytes = std::fs::read(&tarball).unwrap();
     // Same gzip stream, one more trailing byte: a different sha512.
     bytes.push(0);
     std::fs::write(&tarball, bytes).unwrap();
-    let output = sandbox.flowpm(&["install", "--frozen-lockfile"]);
-    let message = text(&output);
-    assert!(!output.status.success(), "{message}");
+    // As pnpm 12.21.0: --frozen-lockfile fails even with node_modules in place (pnpm on the
+    // tarball's integrity), and a plain install resolves it again, writing its new sha512.
+    let message = sandbox.fails_keeping_lockfile(&["install", "--frozen-lockfile"]);
     assert!(
-        message.contains("tgzdep@") && message.contains("integrity"),
+        message.contains("local dependency `tgzdep` at `vendor/tgzdep-3.1.0.tgz` is outdated"),
+        "{message}"
+    );
+    let lockfile = sandbox.project().join("pnpm-lock.yaml");
+    let before = std::fs::read_to_string(&lockfile).unwrap();
+    let output = sandbox.flowpm(&["install"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let after = std::fs::read_to_string(&lockfile).unwrap();
+    let changed: Vec<_> = after
+        .lines()
+        .filter(|line| !before.contains(line))
+        .collect();
+    assert_eq!(changed.len(), 1, "{after}");
+    assert!(
+        changed[0].contains("tarball: file:vendor/tgzdep-3.1.0.tgz"),
+        "{after}"
+    );
+    sandbox.install(&[]);
+}
+
+/// pnpm 12.21.0 checks a `file:` directory's package.json against its snapshot before it
+/// skips resolution (RESOLVE-ORACLE.md §13): a dependency added, removed or out of range makes
+/// the lockfile outdated; a range the locked version still satisfies, or a dev dependency,
+/// does not.
+#[test]
+fn a_directory_whose_dependencies_changed_is_resolved_again() {
+    let sandbox = Sandbox::new("local-deps");
+    sandbox.install(&[]);
+    let manifest = sandbox.project().join("local/dirdep/package.json");
+    replace_in(&manifest, r#""r-lib": "^1.0.0""#, r#""r-lib": "^1.2.0""#);
+    replace_in(
+        &manifest,
+        r#""peerDependencies""#,
+        r#""devDependencies": { "left-pad-lite": "2" }, "peerDependencies""#,
+    );
+    sandbox.install(&[]);
+
+    replace_in(
+        &manifest,
+        r#""bin-tool": "*""#,
+        r#""bin-tool": "*", "left-pad-lite": "^1.0.0""#,
+    );
+    let message = sandbox.fails_keeping_lockfile(&["install", "--frozen-lockfile"]);
+    assert!(
+        message.contains(
+            "local dependency `dirdep` at `local/dirdep` is outdated: `left-pad-lite` is in its package.json but not in the lockfile"
+        ),
+        "{message}"
+    );
+    let output = sandbox.flowpm(&["install"]);
+    assert!(output.status.success(), "{}", text(&output));
+    // pnpm 12.21.0 wrote exactly these additions to the fixture's lockfile for this change.
+    let lockfile = std::fs::read_to_string(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    for added in [
+        "  left-pad-lite@1.0.0:\n    resolution: {integrity: sha512-6VpxxsnxaZf2rjF7N6xiQkn+Q7PSf9xt43WWUn6KedQWt4Ad5NXa1ZqJ/1OzXNBH8GMboWDXdYA6C3Bmoa69kQ==}\n",
+        "      bin-tool: 1.0.0\n      left-pad-lite: 1.0.0\n      r-core: 2.0.0\n",
+        "  left-pad-lite@1.0.0: {}\n",
+    ] {
+        assert!(lockfile.contains(added), "{added} not in:\n{lockfile}");
+    }
+    let dirdep = "node_modules/.pnpm/dirdep@file+local+dirdep_r-core@2.0.0/node_modules";
+    assert!(
+        sandbox
+            .project()
+            .join(dirdep)
+            .join("left-pad-lite/package.json")
+            .exists()
+    );
+    sandbox.install(&[]);
+
+    replace_in(&manifest, r#""r-lib": "^1.2.0""#, r#""r-lib": "^2.0.0""#);
+    let message = sandbox.fails_keeping_lockfile(&["install", "--frozen-lockfile"]);
+    assert!(
+        message.contains("`r-lib` is locked at 1.2.0, which `^2.0.0` does not allow"),
         "{message}"
     );
 }
