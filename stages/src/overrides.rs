@@ -9,6 +9,7 @@
 //! ([`Overrides::pairs`]), and importers record the overridden specifiers, as pnpm does.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use nodejs_semver::{Range, Version};
 
@@ -119,6 +120,27 @@ impl Overrides {
     }
 }
 
+/// The packages whose override rules differ between `before` (an old lockfile's `overrides`)
+/// and `after` (a rule added, removed or given another value), for the rules keyed by a bare
+/// name. pnpm 12.21.0 picks these again without preferring their old versions; a changed
+/// `name@range` or `parent>name` rule leaves the old versions preferred, as for every other
+/// package (RESOLVE-ORACLE.md §9).
+pub fn changed_names(before: &[(String, String)], after: &[(String, String)]) -> HashSet<String> {
+    let differs = |pairs: &'_ [(String, String)], others: &'_ [(String, String)]| {
+        pairs
+            .iter()
+            .filter(|pair| !others.contains(pair))
+            .filter(|(key, _)| {
+                split_parent(key).is_none() && key.get(1..).is_none_or(|rest| !rest.contains('@'))
+            })
+            .map(|(key, _)| key.clone())
+            .collect::<Vec<_>>()
+    };
+    let mut changed: HashSet<String> = differs(before, after).into_iter().collect();
+    changed.extend(differs(after, before));
+    changed
+}
+
 /// `parent>child`: the first `>` that is not part of a comparison (`>=1`, `@>1`).
 fn split_parent(key: &str) -> Option<(&str, &str)> {
     let bytes = key.as_bytes();
@@ -194,6 +216,26 @@ mod tests {
         assert_eq!(apply(Some(("p", "1.0.0")), "q", "1").as_deref(), Some("1"));
         assert_eq!(apply(None, "ref", "1").as_deref(), Some("^1.1.0"));
         assert_eq!(apply(None, "untouched", "^3").as_deref(), Some("^3"));
+    }
+
+    #[test]
+    fn changed_rules_keyed_by_a_name_name_it() {
+        let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let before = pairs(&[("r-lib", "1.0.0"), ("a@1>@s/b@^2", "2.1.0"), ("c", "-")]);
+        let after = pairs(&[
+            ("r-lib", "1.1.0"),
+            ("c", "-"),
+            ("@s/d@>=1", "1.0.0"),
+            ("@s/e", "2.0.0"),
+        ]);
+        let mut changed: Vec<_> = changed_names(&before, &after).into_iter().collect();
+        changed.sort();
+        assert_eq!(changed, ["@s/e", "r-lib"]);
+        assert!(changed_names(&before, &before).is_empty());
     }
 
     #[test]

@@ -24,24 +24,46 @@ pub struct Workspace {
     pub members: Vec<String>,
 }
 
+/// A key left empty (`overrides:` with every entry deleted) is null in YAML; pnpm reads it as
+/// absent, hence `null_is_empty` on every collection.
 #[derive(Deserialize, Default)]
 struct WorkspaceFile {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_empty")]
     packages: Vec<String>,
     /// In the file's order (the lockfile records them so).
-    #[serde(default, deserialize_with = "crate::lockfile::ordered_pairs")]
+    #[serde(default, deserialize_with = "ordered_pairs_or_null")]
     overrides: Vec<(String, String)>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_empty")]
     catalog: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_empty")]
     catalogs: BTreeMap<String, BTreeMap<String, String>>,
     /// `name` or `name@version` to true or false (other values count as not listed).
-    #[serde(default, rename = "allowBuilds")]
+    #[serde(default, rename = "allowBuilds", deserialize_with = "null_is_empty")]
     allow_builds: BTreeMap<String, serde_json::Value>,
     #[serde(default, rename = "dangerouslyAllowAllBuilds")]
     dangerously_allow_all_builds: bool,
     #[serde(default, rename = "strictDepBuilds")]
     strict_dep_builds: Option<bool>,
+}
+
+fn null_is_empty<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+fn ordered_pairs_or_null<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<(String, String)>, D::Error> {
+    #[derive(Deserialize)]
+    struct Pairs(
+        #[serde(deserialize_with = "crate::lockfile::ordered_pairs")] Vec<(String, String)>,
+    );
+    Ok(Option::<Pairs>::deserialize(deserializer)?
+        .map(|pairs| pairs.0)
+        .unwrap_or_default())
 }
 
 /// The settings of a pnpm-workspace.yaml that shape resolution.
@@ -294,6 +316,23 @@ fn match_segment(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_left_empty_read_as_absent() {
+        let file: WorkspaceFile =
+            serde_saphyr::from_str("packages:\noverrides:\ncatalog:\ncatalogs:\nallowBuilds:\n")
+                .unwrap();
+        assert!(file.packages.is_empty() && file.overrides.is_empty() && file.catalog.is_empty());
+        let file: WorkspaceFile =
+            serde_saphyr::from_str("overrides:\n  b: 1.0.0\n  a: '-'\n").unwrap();
+        assert_eq!(
+            file.overrides,
+            [
+                ("b".to_owned(), "1.0.0".to_owned()),
+                ("a".to_owned(), "-".to_owned())
+            ]
+        );
+    }
 
     #[test]
     fn globs_select_members_and_exclusions_win() {

@@ -2,7 +2,7 @@
 //! `resolve-overrides` fixture: by name, by name and range, under a parent (with a range), `-`
 //! (dropped), `$name` (the root's own specifier) and an `npm:` alias.
 
-use crate::common::{Sandbox, assert_resolves_as_pnpm, replace_in, text};
+use crate::common::{Sandbox, assert_resolves_as_pnpm, diff, replace_in, text};
 
 /// pnpm's lockfile records overridden importer specifiers (`r-lib: 1.0.0` where package.json
 /// says `^1.0.0`): with the same overrides configured it is up to date, and resolving from
@@ -43,6 +43,54 @@ fn changed_overrides_make_the_lockfile_outdated_and_are_resolved_again() {
     }
     assert!(!lockfile.contains("r-aliased"), "{lockfile}");
     sandbox.install(&[]);
+}
+
+/// After an override is removed or changed, pnpm 12.21.0 picks a package whose rule is keyed
+/// by its bare name again without preferring its old version, and keeps the old versions of
+/// the rest (rules keyed by `name@range` or `parent>name` included). Its lockfiles for two
+/// edits of the fixture are recorded in `after-edits/`.
+#[test]
+fn removed_and_changed_overrides_resolve_as_pnpm_does() {
+    for (edits, recorded) in [
+        (
+            &[
+                ("  r-lib: 1.0.0\n", ""),
+                ("  r-wants-tilde>r-lib: 1.1.0\n", ""),
+                ("  r-lib2@^1.0.0: 1.1.0\n", ""),
+                ("  r-pins-lib3@1>r-lib3: '-'\n", ""),
+                ("  r-caret: $r-caret\n", ""),
+                ("  r-tilde: npm:r-aliased@^1\n", ""),
+            ][..],
+            "every-override-removed.yaml",
+        ),
+        (
+            &[
+                ("  r-lib2@^1.0.0: 1.1.0\n", ""),
+                ("r-wants-tilde>r-lib: 1.1.0", "r-wants-tilde>r-lib: 1.0.0"),
+            ][..],
+            "range-and-parent-rules-changed.yaml",
+        ),
+    ] {
+        let sandbox = Sandbox::new("resolve-overrides");
+        let settings = sandbox.project().join("pnpm-workspace.yaml");
+        for (from, to) in edits {
+            replace_in(&settings, from, to);
+        }
+        let output = sandbox.flowpm(&["install"]);
+        assert!(output.status.success(), "{}", text(&output));
+        let expected =
+            std::fs::read_to_string(sandbox.project().join("after-edits").join(recorded)).unwrap();
+        let written = std::fs::read_to_string(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+        assert!(
+            written == expected,
+            "{recorded}: {}",
+            diff(
+                &expected.lines().map(str::to_owned).collect::<Vec<_>>(),
+                &written.lines().map(str::to_owned).collect::<Vec<_>>()
+            )
+        );
+        sandbox.install(&[]);
+    }
 }
 
 #[test]

@@ -228,9 +228,14 @@ enum PackumentState {
 }
 
 impl<'a> GraphBuilder<'a> {
-    pub fn new(old: Option<&'a Lockfile>, options: ResolveOptions) -> Self {
+    pub fn new(old: Option<&'a Lockfile>, mut options: ResolveOptions) -> Self {
         let mut locked_versions: HashMap<String, Vec<String>> = HashMap::new();
         if let Some(old) = old {
+            // A package whose own override changed is picked again as if updated.
+            options.update.extend(crate::overrides::changed_names(
+                &old.overrides,
+                &options.overrides.pairs,
+            ));
             for key in old.packages.keys() {
                 if let Some((name, version)) = split_dep_path(key) {
                     locked_versions
@@ -786,7 +791,7 @@ impl<'a> GraphBuilder<'a> {
 
     /// Whether `name`'s locked versions (and locked subtrees) are kept. Not when the overrides
     /// changed: any subtree may be affected, so everything is picked again (the old versions
-    /// stay preferred).
+    /// stay preferred, but for the packages [`crate::overrides::changed_names`] gives).
     fn keeps_locked(&self, name: &str) -> bool {
         self.old
             .is_some_and(|old| old.overrides == self.options.overrides.pairs)
