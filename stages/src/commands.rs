@@ -38,6 +38,22 @@ impl SavePrefix {
         SavePrefix::pinned_by(specifier).unwrap_or(SavePrefix::Caret)
     }
 
+    /// How `update` (within ranges) rewrites a specifier, as pnpm 12.21.0 did
+    /// (RESOLVE-ORACLE.md §7): what it pins, and `*` as `^`; `None` keeps it as written
+    /// (`>=1`, `^1 <2`, `a || b`, tags, other protocols).
+    fn updated_from(specifier: &str) -> Option<SavePrefix> {
+        let range = specifier
+            .strip_prefix("npm:")
+            .map_or(Some(specifier), |target| {
+                target.get(1..)?.split_once('@').map(|(_, r)| r)
+            })?
+            .trim();
+        match range {
+            "*" | "x" | "X" | "" => Some(SavePrefix::Caret),
+            _ => SavePrefix::pinned_by(specifier),
+        }
+    }
+
     /// What a specifier pins, as pnpm 12 reads it to save the version it resolved
     /// (fixtures/projects/RESOLVE-ORACLE.md §6): `~1.1.0`, `1.1` and `1.x` pin the minor
     /// (`~`), `^1.0.0` and `1` the major (`^`), `1.2.0` and `1.1.x` the patch (exact).
@@ -176,8 +192,11 @@ pub fn remove(
     change_and_install(options, edits, reporter)
 }
 
-/// `flowpm update`: re-resolves `names` (all when empty) ignoring their locked versions. With
-/// `latest`, ranges are moved to the `latest` tag, keeping each one's prefix style.
+/// `flowpm update`: re-resolves `names` (all when empty) ignoring their locked versions, in
+/// every project of a workspace, and saves the versions picked into the current project's
+/// package.json in each range's own style, as pnpm 12 does (`^1.0.0` -> `^1.2.0`, `1.x` ->
+/// `~1.2.0`, `*` -> `^1.2.0`; tags and compound ranges stay as written). With `latest`,
+/// ranges are moved to the `latest` tag, keeping each one's prefix style.
 pub fn update(
     options: &InstallOptions,
     names: &[String],
@@ -186,16 +205,34 @@ pub fn update(
 ) -> Result<InstallReport, InstallError> {
     let mut options = options.clone();
     options.update = Some(names.to_vec());
-    if !latest {
-        return install(&options, reporter);
-    }
     let manifest = read_manifest(&locate(&options)?.project_dir)?;
     let mut edits = Vec::new();
     let mut named = Vec::new();
     for (group, alias, specifier) in
         crate::resolve::project_dependencies(&manifest, &Default::default())
     {
-        if !names.is_empty() && !names.contains(&alias) {
+        // A project's own peer is resolved as a dependency but is not one in package.json.
+        if !declared(&manifest, &alias) {
+            continue;
+        }
+        let target = specifier
+            .strip_prefix("npm:")
+            .and_then(|target| split_dep_path(target).map(|(name, _)| name));
+        let is_named =
+            names.contains(&alias) || target.is_some_and(|t| names.iter().any(|n| n == t));
+        if !names.is_empty() && !is_named {
+            continue;
+        }
+        if !latest {
+            // Within the range: only a range that pins a version the same way is rewritten.
+            if let Some(prefix) = SavePrefix::updated_from(&specifier) {
+                edits.push(Edit::Set {
+                    group,
+                    alias,
+                    prefix,
+                    resolve_as: specifier,
+                });
+            }
             continue;
         }
         let resolve_as = match specifier.strip_prefix("npm:") {
@@ -217,15 +254,28 @@ pub fn update(
             resolve_as,
         });
     }
-    for name in names {
-        let edited = edits
-            .iter()
-            .any(|edit| matches!(edit, Edit::Set { alias, .. } if alias == name));
-        if !edited && !named.contains(name) {
-            return Err(not_a_dependency(name));
+    if latest {
+        for name in names {
+            let edited = edits
+                .iter()
+                .any(|edit| matches!(edit, Edit::Set { alias, .. } if alias == name));
+            if !edited && !named.contains(name) {
+                return Err(not_a_dependency(name));
+            }
         }
     }
     change_and_install(&options, edits, reporter)
+}
+
+/// Whether `name` is in one of package.json's dependency groups (not only a peer).
+fn declared(manifest: &Manifest, name: &str) -> bool {
+    [
+        &manifest.dependencies,
+        &manifest.dev_dependencies,
+        &manifest.optional_dependencies,
+    ]
+    .iter()
+    .any(|group| group.contains_key(name))
 }
 
 enum Edit {
@@ -583,6 +633,18 @@ mod tests {
         ];
         for (specifier, pinned) in cases {
             assert_eq!(SavePrefix::pinned_by(specifier), pinned, "{specifier}");
+        }
+        // `update` rewrites `*` as `^` too, and keeps what pins nothing.
+        for (specifier, updated) in [
+            ("*", Some(SavePrefix::Caret)),
+            ("npm:@s/x@*", Some(SavePrefix::Caret)),
+            ("npm:@s/x@~1.0.0", Some(SavePrefix::Tilde)),
+            (">=1.0.0", None),
+            ("latest", None),
+            ("workspace:^1.0.0", None),
+            ("npm:x", None),
+        ] {
+            assert_eq!(SavePrefix::updated_from(specifier), updated, "{specifier}");
         }
     }
 }

@@ -163,16 +163,82 @@ fn locked_versions_are_kept_until_updated() {
     );
     assert!(sandbox.project().join("node_modules/r-lib").exists());
 
-    // `update` moves within the range; package.json is untouched.
+    // `update` moves within the range and saves the version in the range's style (pnpm
+    // 12.21.0 did the same for this project).
     run_ok(&sandbox, &["update", "r-lib", "--reporter", "silent"]);
     let lock = lockfile(&sandbox);
     assert!(
-        lock.contains("specifier: ^1.0.0\n        version: 1.2.0"),
+        lock.contains("specifier: ^1.2.0\n        version: 1.2.0"),
         "{lock}"
     );
-    assert!(read(&sandbox.project().join("package.json")).contains("\"r-lib\": \"^1.0.0\""));
+    assert_eq!(
+        read(&sandbox.project().join("package.json")),
+        "{\n  \"dependencies\": {\n    \"r-lib\": \"^1.2.0\",\n    \"r-wants-caret\": \"1.0.0\"\n  }\n}\n"
+    );
     let installed = read(&sandbox.project().join("node_modules/r-lib/package.json"));
     assert!(installed.contains("\"version\": \"1.2.0\""), "{installed}");
+}
+
+/// `update` within ranges, against pnpm 12.21.0 on the same project (RESOLVE-ORACLE.md §7):
+/// each range is rewritten in its own style, or kept when it pins nothing simple.
+#[test]
+fn update_saves_what_it_picked_in_each_range_style() {
+    let pins = [
+        ("r-caret", "1.0.0", "^1.0.0", "^1.2.0"),
+        ("r-tilde", "1.1.0", "~1.1.0", "~1.1.2"),
+        ("r-xrange", "1.0.0", "1.x", "~1.2.0"),
+        ("r-star", "1.0.0", "*", "^1.2.0"),
+        ("r-gte", "1.0.0", ">=1.0.0", ">=1.0.0"),
+        ("r-lib", "1.0.0", "1", "^1.2.0"),
+        ("r-lib2", "1.0.0", "1.0.0", "1.0.0"),
+        ("r-lib3", "1.0.0", "latest", "latest"),
+        ("r-lib4", "1.0.0", "1.0", "~1.0.0"),
+        ("r-pre", "1.0.0", "^1.0.0 <2", "^1.0.0 <2"),
+        (
+            "al",
+            "npm:r-lib2@1.0.0",
+            "npm:r-lib2@^1.0.0",
+            "npm:r-lib2@^1.2.0",
+        ),
+        ("r-core", "1.0.0", "1.0.x", "1.0.0"),
+    ];
+    let manifest =
+        |pick: fn(&(&'static str, &'static str, &'static str, &'static str)) -> &'static str| {
+            let entries: Vec<String> = pins
+                .iter()
+                .map(|pin| format!("    \"{}\": \"{}\"", pin.0, pick(pin)))
+                .collect();
+            format!(
+                "{{\n  \"dependencies\": {{\n{}\n  }}\n}}\n",
+                entries.join(",\n")
+            )
+        };
+    let sandbox = with_manifest(&manifest(|pin| pin.1));
+    run_ok(&sandbox, &["install", "--reporter", "silent"]);
+    // The old versions stay locked under the ranges until `update`.
+    std::fs::write(
+        sandbox.project().join("package.json"),
+        manifest(|pin| pin.2),
+    )
+    .unwrap();
+    run_ok(&sandbox, &["install", "--reporter", "silent"]);
+    run_ok(&sandbox, &["update", "--reporter", "silent"]);
+    assert_eq!(
+        read(&sandbox.project().join("package.json")),
+        manifest(|pin| pin.3)
+    );
+    let lock = lockfile(&sandbox);
+    for (name, version) in [("r-gte", "2.1.0"), ("r-lib3", "1.2.0"), ("r-pre", "1.2.0")] {
+        assert!(
+            lock.contains(&format!("      {name}:\n        specifier: ")),
+            "{lock}"
+        );
+        assert!(lock.contains(&format!("\n  {name}@{version}:")), "{lock}");
+    }
+    run_ok(
+        &sandbox,
+        &["install", "--frozen-lockfile", "--reporter", "silent"],
+    );
 }
 
 #[test]

@@ -155,6 +155,53 @@ fn add_and_remove_in_a_workspace_project_edit_that_project() {
     sandbox.install(&[]);
 }
 
+/// `update` resolves every project again but rewrites only the package.json of the project it
+/// runs in, as pnpm 12.21.0 did in a scratch workspace (RESOLVE-ORACLE.md §8).
+#[test]
+fn update_in_a_workspace_saves_only_the_current_projects_ranges() {
+    let sandbox = Sandbox::new("workspace");
+    let app = sandbox.project().join("packages/app");
+    let output = sandbox.flowpm_in(&app, &["add", "r-caret@1.0.0"], &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    replace_in(
+        &app.join("package.json"),
+        "\"r-caret\": \"1.0.0\"",
+        "\"r-caret\": \"^1.0.0\"",
+    );
+    sandbox.flowpm(&["install"]);
+    let app_manifest = std::fs::read_to_string(app.join("package.json")).unwrap();
+    let importer = || {
+        let lockfile = std::fs::read_to_string(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+        let start = lockfile.find("  packages/app:").unwrap();
+        let end = lockfile.find("  packages/lib:").unwrap();
+        lockfile[start..end].to_owned()
+    };
+    assert!(
+        importer().contains("      r-caret:\n        specifier: ^1.0.0\n        version: 1.0.0")
+    );
+
+    let output = sandbox.flowpm(&["update"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(
+        std::fs::read_to_string(app.join("package.json")).unwrap(),
+        app_manifest
+    );
+    assert!(
+        importer().contains("      r-caret:\n        specifier: ^1.0.0\n        version: 1.2.0")
+    );
+
+    let output = sandbox.flowpm_in(&app, &["update", "r-caret"], &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(
+        std::fs::read_to_string(app.join("package.json")).unwrap(),
+        app_manifest.replace("\"r-caret\": \"^1.0.0\"", "\"r-caret\": \"^1.2.0\"")
+    );
+    assert!(
+        importer().contains("      r-caret:\n        specifier: ^1.2.0\n        version: 1.2.0")
+    );
+    sandbox.install(&[]);
+}
+
 #[test]
 fn a_workspace_specifier_no_project_matches_is_named_and_nothing_is_written() {
     let sandbox = Sandbox::new("workspace");
