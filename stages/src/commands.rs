@@ -42,13 +42,7 @@ impl SavePrefix {
     /// (RESOLVE-ORACLE.md §7): what it pins, and `*` as `^`; `None` keeps it as written
     /// (`>=1`, `^1 <2`, `a || b`, tags, other protocols).
     fn updated_from(specifier: &str) -> Option<SavePrefix> {
-        let range = specifier
-            .strip_prefix("npm:")
-            .map_or(Some(specifier), |target| {
-                target.get(1..)?.split_once('@').map(|(_, r)| r)
-            })?
-            .trim();
-        match range {
+        match range_of(specifier)? {
             "*" | "x" | "X" | "" => Some(SavePrefix::Caret),
             _ => SavePrefix::pinned_by(specifier),
         }
@@ -59,12 +53,7 @@ impl SavePrefix {
     /// (`~`), `^1.0.0` and `1` the major (`^`), `1.2.0` and `1.1.x` the patch (exact).
     /// `None` for anything else (`*`, `>=1`, `1 - 2`, `a || b`, tags): the save prefix applies.
     fn pinned_by(specifier: &str) -> Option<SavePrefix> {
-        let range = specifier
-            .strip_prefix("npm:")
-            .map_or(Some(specifier), |target| {
-                target.get(1..)?.split_once('@').map(|(_, r)| r)
-            })?
-            .trim();
+        let range = range_of(specifier)?;
         if range.contains(' ') || range.contains("||") {
             return None;
         }
@@ -85,6 +74,16 @@ impl SavePrefix {
             _ => None,
         }
     }
+}
+
+/// The range of a specifier: itself, or what follows `npm:name@` (`None` for an alias
+/// without one).
+fn range_of(specifier: &str) -> Option<&str> {
+    let range = match specifier.strip_prefix("npm:") {
+        Some(target) => target.get(1..)?.split_once('@')?.1,
+        None => specifier,
+    };
+    Some(range.trim())
 }
 
 /// `1`, `1.2`, `1.x`, `1.2.3`, `1.2.3-beta.1`: a version with parts possibly left out or
