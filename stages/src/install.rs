@@ -220,7 +220,10 @@ pub fn install(
                         Ok(()) => {
                             let mut plan = plan(&lockfile, &plan_options)?;
                             plan.workspace_projects = workspace_projects.clone();
-                            plan_cache::save(&store_dir, &cache_key, &plan);
+                            // Never loaded (checked afresh each time, above): not saved.
+                            if !plan.has_local_packages() {
+                                plan_cache::save(&store_dir, &cache_key, &plan);
+                            }
                             (text, plan)
                         }
                         Err(error) if options.frozen_lockfile => return Err(error),

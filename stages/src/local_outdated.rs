@@ -111,7 +111,7 @@ fn compare(
         .dependencies
         .iter()
         .chain(&snapshot.optional_dependencies);
-    for (alias, reference) in locked.clone() {
+    for (alias, reference) in locked {
         let declared = manifest
             .dependencies
             .get(alias)
@@ -135,7 +135,8 @@ fn compare(
             .is_some_and(|meta| meta.optional)
     });
     for (alias, spec) in manifest.dependencies.iter().chain(required_peers) {
-        let is_locked = locked.clone().any(|(locked, _)| locked == alias);
+        let is_locked = snapshot.dependencies.contains_key(alias)
+            || snapshot.optional_dependencies.contains_key(alias);
         if !is_locked && wanted(alias, spec).is_some() {
             return Err(format!(
                 "`{alias}` is in its package.json but not in the lockfile"
@@ -150,10 +151,7 @@ fn compare(
 /// passes, as in pnpm.
 fn satisfies(reference: &str, spec: &str) -> bool {
     let reference = package_key(reference);
-    let version = match reference.get(1..).and_then(|rest| rest.find('@')) {
-        Some(_) => split_dep_path(reference).map_or(reference, |(_, version)| version),
-        None => reference,
-    };
+    let version = split_dep_path(reference).map_or(reference, |(_, version)| version);
     let range = match spec.strip_prefix("npm:") {
         Some(target) => split_dep_path(target).map_or("*", |(_, range)| range),
         None => spec,

@@ -126,19 +126,16 @@ impl Overrides {
 /// `name@range` or `parent>name` rule leaves the old versions preferred, as for every other
 /// package (RESOLVE-ORACLE.md §9).
 pub fn changed_names(before: &[(String, String)], after: &[(String, String)]) -> HashSet<String> {
-    let differs = |pairs: &'_ [(String, String)], others: &'_ [(String, String)]| {
-        pairs
-            .iter()
-            .filter(|pair| !others.contains(pair))
-            .filter(|(key, _)| {
-                split_parent(key).is_none() && key.get(1..).is_none_or(|rest| !rest.contains('@'))
-            })
-            .map(|(key, _)| key.clone())
-            .collect::<Vec<_>>()
-    };
-    let mut changed: HashSet<String> = differs(before, after).into_iter().collect();
-    changed.extend(differs(after, before));
-    changed
+    let removed = before.iter().filter(|pair| !after.contains(pair));
+    let added = after.iter().filter(|pair| !before.contains(pair));
+    removed
+        .chain(added)
+        .map(|(key, _)| key)
+        .filter(|key| {
+            split_parent(key).is_none() && key.get(1..).is_none_or(|rest| !rest.contains('@'))
+        })
+        .cloned()
+        .collect()
 }
 
 /// `parent>child`: the first `>` that is not part of a comparison (`>=1`, `@>1`).
