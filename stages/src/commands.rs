@@ -206,7 +206,8 @@ pub fn update(
     options.update = Some(names.to_vec());
     let manifest = read_manifest(&locate(&options)?.project_dir)?;
     let mut edits = Vec::new();
-    let mut named = Vec::new();
+    // Names given that matched a dependency, by its alias or by its `npm:` target.
+    let mut matched = Vec::new();
     for (group, alias, specifier) in
         crate::resolve::project_dependencies(&manifest, &Default::default())
     {
@@ -217,11 +218,14 @@ pub fn update(
         let target = specifier
             .strip_prefix("npm:")
             .and_then(|target| split_dep_path(target).map(|(name, _)| name));
-        let is_named =
-            names.contains(&alias) || target.is_some_and(|t| names.iter().any(|n| n == t));
-        if !names.is_empty() && !is_named {
+        let given: Vec<&String> = names
+            .iter()
+            .filter(|name| **name == alias || target == Some(name.as_str()))
+            .collect();
+        if !names.is_empty() && given.is_empty() {
             continue;
         }
+        matched.extend(given.into_iter().cloned());
         if !latest {
             // Within the range: only a range that pins a version the same way is rewritten.
             if let Some(prefix) = SavePrefix::updated_from(&specifier) {
@@ -241,10 +245,7 @@ pub fn update(
             },
             None if is_range_or_version(&specifier) => "latest".to_owned(),
             // A tag (`next`) already follows its tag; other protocols are left as they are.
-            None => {
-                named.push(alias);
-                continue;
-            }
+            None => continue,
         };
         edits.push(Edit::Set {
             group,
@@ -253,15 +254,8 @@ pub fn update(
             resolve_as,
         });
     }
-    if latest {
-        for name in names {
-            let edited = edits
-                .iter()
-                .any(|edit| matches!(edit, Edit::Set { alias, .. } if alias == name));
-            if !edited && !named.contains(name) {
-                return Err(not_a_dependency(name));
-            }
-        }
+    if latest && let Some(name) = names.iter().find(|name| !matched.contains(name)) {
+        return Err(not_a_dependency(name));
     }
     change_and_install(&options, edits, reporter)
 }
