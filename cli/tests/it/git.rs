@@ -69,6 +69,13 @@ fn a_moved_branch_is_followed_by_update_only() {
     );
     // The other git dependencies keep their commits.
     assert!(updated.contains("multi.git#ce42e603079653bc4d63a5fa02a75dccd4b09b2e"));
+    // A package name reaches its aliases too (`head` and `short` are `multi@git+…`): they
+    // are resolved again, not taken from the lockfile as if locked.
+    let output = sandbox.flowpm(&["update", "multi"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let updated = std::fs::read_to_string(&lockfile).unwrap();
+    assert!(updated.contains("version: multi@git+git://git.fixture.invalid/multi.git#0bae744fd570aa755a297610c9b656c431b766df"));
+    sandbox.install(&[]);
     assert_no_checkout_left(&sandbox);
 }
 

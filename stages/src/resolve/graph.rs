@@ -835,6 +835,13 @@ impl<'a> GraphBuilder<'a> {
         })
     }
 
+    /// Whether the old lockfile locks `alias` of `project` at this very specifier and the graph
+    /// keeps that lock: a tarball URL or git dependency locked there is then taken from the
+    /// lockfile without a download or a clone.
+    pub(super) fn locks_direct(&self, project: &str, alias: &str, specifier: &str) -> bool {
+        self.locked_direct(project, alias, specifier).is_some()
+    }
+
     /// A direct dependency whose specifier did not change keeps its locked version.
     fn locked_direct(
         &self,

@@ -93,10 +93,8 @@ pub fn resolve(
     let mut builder = GraphBuilder::new(old, options.clone());
     let mut demands = Vec::new();
     let mut announced = 0;
-    builder.start(
-        project_inputs(projects, old, options, source)?,
-        &mut demands,
-    )?;
+    let inputs = project_inputs(projects, &builder, options, source)?;
+    builder.start(inputs, &mut demands)?;
     let mut attempted_peers = HashSet::new();
     loop {
         loop {
@@ -197,7 +195,7 @@ fn missing_peers(
 /// ones at their catalog entries.
 fn project_inputs(
     projects: &[Project<'_>],
-    old: Option<&Lockfile>,
+    builder: &GraphBuilder<'_>,
     options: &ResolveOptions,
     source: &mut dyn PackumentSource,
 ) -> Result<Vec<ProjectDependencies>, ResolveFailure> {
@@ -224,12 +222,12 @@ fn project_inputs(
                     let local = match (&target, &catalog) {
                         (None, None) => local_dependency(&specifier, options, &project.id)
                             .or_else(|| {
-                                remote_tarball(&specifier, old, options, &project.id, &alias)
+                                remote_tarball(&specifier, builder, options, &project.id, &alias)
                                     .map(|url| local::remote(url, source.tarball(url)?))
                             })
                             .or_else(|| {
                                 let spec = crate::git::parse(&specifier)?;
-                                let locked = locks(old, options, &project.id, &alias, &specifier);
+                                let locked = builder.locks_direct(&project.id, &alias, &specifier);
                                 (!locked).then(|| source.git(&spec?))
                             })
                             .transpose()
@@ -271,7 +269,7 @@ fn local_dependency(
 /// dependency (a locked one keeps its locked integrity and manifest, without a download).
 fn remote_tarball<'s>(
     specifier: &'s str,
-    old: Option<&Lockfile>,
+    builder: &GraphBuilder<'_>,
     options: &ResolveOptions,
     project: &str,
     alias: &str,
@@ -280,30 +278,7 @@ fn remote_tarball<'s>(
     if !is_url || graph::registry_tarball(specifier, &options.registries).is_some() {
         return None;
     }
-    (!locks(old, options, project, alias, specifier)).then_some(specifier)
-}
-
-/// Whether the old lockfile locks `alias` of `project` at this very specifier and the graph
-/// will keep that lock (not updated, overrides unchanged): a tarball URL or git dependency
-/// locked there is then taken from the lockfile without a download or a clone.
-fn locks(
-    old: Option<&Lockfile>,
-    options: &ResolveOptions,
-    project: &str,
-    alias: &str,
-    specifier: &str,
-) -> bool {
-    let Some(old) = old else {
-        return false;
-    };
-    old.overrides == options.overrides.pairs
-        && !options.update_all
-        && !options.update.contains(alias)
-        && old
-            .importers
-            .get(project)
-            .and_then(|importer| importer.dependency(alias))
-            .is_some_and(|entry| entry.specifier == specifier)
+    (!builder.locks_direct(project, alias, specifier)).then_some(specifier)
 }
 
 /// package.json's dependencies as `(group, alias, specifier)`, grouped as pnpm reads them and
