@@ -107,8 +107,7 @@ fn scp_to_ssh(repo: &str) -> String {
 /// Whether a package.json asks for a `prepare` build (what npm and pnpm run in a git
 /// dependency's clone before packing it).
 pub fn needs_prepare(package_json: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(package_json)
-        .is_ok_and(|manifest| manifest["scripts"]["prepare"].is_string())
+    crate::lifecycle::has_script(package_json, "prepare")
 }
 
 /// A git specifier, parsed: where to clone from and what to check out.

@@ -351,6 +351,13 @@ impl ScriptsManifest {
     }
 }
 
+/// Whether a package.json has a script for `event` that runs something, read as the
+/// lifecycle reads scripts (a byte order mark allowed, an empty script ignored).
+pub(crate) fn has_script(package_json: &[u8], event: &str) -> bool {
+    ScriptsManifest::parse(package_json)
+        .is_ok_and(|manifest| manifest.scripts().contains_key(event))
+}
+
 impl Scripts {
     pub(crate) fn read(dir: &Path) -> Result<Self, InstallError> {
         let manifest_path = dir.join("package.json");

@@ -188,12 +188,14 @@ fn tarball_manifest(bytes: &[u8]) -> Result<VersionManifest, String> {
         match entry {
             DecodedEntry::Buffered(file) if file.path == "package.json" => found = Some(file.data),
             DecodedEntry::Buffered(_) => {}
-            DecodedEntry::Streamed { path, content, .. } => {
+            // Only package.json is kept; other large entries are read through, not buffered.
+            DecodedEntry::Streamed { path, content, .. } if path == "package.json" => {
                 let mut data = Vec::new();
                 content.read_to_end(&mut data).map_err(SinkError::Read)?;
-                if path == "package.json" {
-                    found = Some(data);
-                }
+                found = Some(data);
+            }
+            DecodedEntry::Streamed { content, .. } => {
+                std::io::copy(content, &mut std::io::sink()).map_err(SinkError::Read)?;
             }
         }
         Ok::<(), SinkError<String>>(())
