@@ -287,7 +287,7 @@ fn store_git(
     files: &Sender<FileJob>,
     finalizer: &Finalizer<'_>,
 ) -> Result<bool, InstallError> {
-    let source = git.id();
+    let source = crate::git::redact_credentials(&git.id());
     let failed = |cause| InstallError::Fetch {
         package: unit.label(),
         url: source.clone(),
@@ -312,7 +312,7 @@ fn store_git(
             "{}: the git-hosted package fetched from \"{}\" has to be built but the build \
              scripts were ignored",
             unit.label(),
-            git.repo
+            crate::git::redact_credentials(&git.repo)
         ));
     }
     store_directory(

@@ -243,12 +243,15 @@ fn correct_scp(url: &str) -> String {
 }
 
 /// `scheme://user:secret@host` as `scheme://user:***@host`, for messages.
-fn redact_credentials(text: &str) -> String {
+pub(crate) fn redact_credentials(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find("://") {
         let (before, after) = rest.split_at(at + 3);
         out.push_str(before);
+        // Over http(s) a user alone is a token (`https://<token>@host`); over ssh it is the
+        // account (`git@`).
+        let http = before.ends_with("http://") || before.ends_with("https://");
         let authority_end = after
             .find(|c: char| c == '/' || c.is_whitespace())
             .unwrap_or(after.len());
@@ -258,6 +261,7 @@ fn redact_credentials(text: &str) -> String {
                 let user = userinfo.split(':').next().unwrap_or_default();
                 out.push_str(&format!("{user}:***@{host}"));
             }
+            Some((_, host)) if http => out.push_str(&format!("***@{host}")),
             _ => out.push_str(authority),
         }
         rest = &after[authority_end..];
@@ -316,8 +320,12 @@ pub fn resolve_commit(spec: &GitSpec) -> Result<String, String> {
         .collect();
     let lookup = |name: &str| commit_of(&refs, name);
     if let Some(range) = &spec.range {
-        return highest_tag(&refs, range)
-            .ok_or_else(|| format!("no version tag of {} satisfies `semver:{range}`", spec.repo));
+        return highest_tag(&refs, range).ok_or_else(|| {
+            format!(
+                "no version tag of {} satisfies `semver:{range}`",
+                redact_credentials(&spec.repo)
+            )
+        });
     }
     let found = lookup(reference)
         .or_else(|| lookup(&format!("refs/{reference}")))
@@ -341,7 +349,7 @@ pub fn resolve_commit(spec: &GitSpec) -> Result<String, String> {
     }
     Err(format!(
         "cannot resolve `{reference}` to a commit of {}",
-        spec.repo
+        redact_credentials(&spec.repo)
     ))
 }
 
@@ -525,7 +533,7 @@ fn run_git(args: &[String], cwd: Option<&Path>) -> Result<String, String> {
         return Err(format!(
             "`git {}` failed: {}",
             redact_credentials(&args.join(" ")),
-            stderr.trim()
+            redact_credentials(stderr.trim())
         ));
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
@@ -657,6 +665,10 @@ mod tests {
         assert_eq!(
             redact_credentials("clone ssh://git@h.example/r.git"),
             "clone ssh://git@h.example/r.git"
+        );
+        assert_eq!(
+            redact_credentials("fatal: https://ghp_token@h.example/r.git not found"),
+            "fatal: https://***@h.example/r.git not found"
         );
     }
 
