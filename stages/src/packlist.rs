@@ -42,17 +42,13 @@ pub fn pack_files(dir: &Path, manifest: &serde_json::Value) -> io::Result<Vec<Pa
                 .map(FilesEntry::parse)
                 .collect::<Vec<_>>()
         });
-    let root_rules = match &files_list {
-        Some(_) => Vec::new(),
-        None => ignore_file_rules(dir, "")?,
-    };
     let forced = forced_paths(manifest);
     let mut out = Vec::new();
     let walk = Walk {
         files_list: files_list.as_deref(),
         forced: &forced,
     };
-    walk.directory(dir, "", &root_rules, &mut out)?;
+    walk.directory(dir, "", &mut Vec::new(), &mut out)?;
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
@@ -63,21 +59,29 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    /// `relative` is `""` for the root, else `a/b/`. `rules` are every ignore rule in force
-    /// here, outermost first.
+    /// `relative` is `""` for the root, else `a/b/`. `rules` are the ignore rules in force
+    /// above, outermost first: this directory's are pushed for its walk and popped after.
+    /// (The caller sorts `out`, so the listing is taken in any order.)
     fn directory(
         &self,
         absolute: &Path,
         relative: &str,
-        rules: &[Rule],
+        rules: &mut Vec<Rule>,
         out: &mut Vec<PackFile>,
     ) -> io::Result<()> {
-        let mut entries: Vec<(String, fs::DirEntry)> = fs::read_dir(absolute)?
+        let entries: Vec<(String, fs::DirEntry)> = fs::read_dir(absolute)?
             .map(|entry| {
                 entry.map(|entry| (entry.file_name().to_string_lossy().into_owned(), entry))
             })
             .collect::<io::Result<_>>()?;
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let outer = rules.len();
+        // The root's ignore files count only without `files`; nested ones apply either way.
+        let has_ignore_file = entries
+            .iter()
+            .any(|(name, _)| name == ".npmignore" || name == ".gitignore");
+        if has_ignore_file && (!relative.is_empty() || self.files_list.is_none()) {
+            rules.extend(ignore_file_rules(absolute, relative)?);
+        }
         for (name, entry) in entries {
             let path = format!("{relative}{name}");
             let file_type = entry.file_type()?;
@@ -97,9 +101,7 @@ impl Walk<'_> {
                 {
                     continue;
                 }
-                let mut nested = rules.to_vec();
-                nested.extend(ignore_file_rules(&entry_path, &format!("{path}/"))?);
-                self.directory(&entry_path, &format!("{path}/"), &nested, out)?;
+                self.directory(&entry_path, &format!("{path}/"), rules, out)?;
             } else if metadata.is_file() && self.includes(rules, &path, &name) {
                 use std::os::unix::fs::PermissionsExt;
                 out.push(PackFile {
@@ -110,6 +112,7 @@ impl Walk<'_> {
                 });
             }
         }
+        rules.truncate(outer);
         Ok(())
     }
 
@@ -271,6 +274,7 @@ fn ignore_file_rules(dir: &Path, base: &str) -> io::Result<Vec<Rule>> {
 }
 
 fn parse_rules(text: &str, base: &str) -> Vec<Rule> {
+    let base = base.to_ascii_lowercase();
     let mut rules = Vec::new();
     for line in text.lines() {
         // ignore-walk trims every line (no gitignore escaped trailing space).
@@ -291,7 +295,7 @@ fn parse_rules(text: &str, base: &str) -> Vec<Rule> {
         }
         let anchored = line.contains('/');
         rules.push(Rule {
-            base: base.to_ascii_lowercase(),
+            base: base.clone(),
             negated,
             dir_only,
             anchored,
