@@ -357,13 +357,17 @@ fn store_directory(
     let mut sink = AttemptSink::new(context, unit, files, finalizer);
     let mut outcome: Result<(), InstallError> = Ok(());
     let mut bytes = 0;
-    let escapes = |path: &Path| {
+    let escapes = |file: &packlist::PackFile| {
         confined_to.is_some_and(|root| {
-            path.is_symlink() && !path.canonicalize().is_ok_and(|real| real.starts_with(root))
+            file.symlink
+                && !file
+                    .absolute
+                    .canonicalize()
+                    .is_ok_and(|real| real.starts_with(root))
         })
     };
     for file in packed {
-        if escapes(&file.absolute) {
+        if escapes(&file) {
             continue;
         }
         let mode = if file.executable { 0o755 } else { 0o644 };
@@ -383,7 +387,12 @@ fn store_directory(
                 content: &mut content,
             })
         } else {
-            match std::fs::read(&file.absolute) {
+            // The size is known from the walk: no second stat, as `fs::read` would make.
+            let read = std::fs::File::open(&file.absolute).and_then(|mut opened| {
+                let mut data = Vec::with_capacity(file.size as usize);
+                opened.read_to_end(&mut data).map(|_| data)
+            });
+            match read {
                 Ok(data) => sink.take(DecodedEntry::Buffered(DecodedFile {
                     path: file.path,
                     mode,

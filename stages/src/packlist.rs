@@ -28,6 +28,8 @@ pub struct PackFile {
     pub absolute: PathBuf,
     pub executable: bool,
     pub size: u64,
+    /// A symlink to a file (packed as that file's content).
+    pub symlink: bool,
 }
 
 /// The files of the package in `dir` (whose parsed package.json is `manifest`), sorted by path.
@@ -109,6 +111,7 @@ impl Walk<'_> {
                     absolute: entry_path,
                     executable: metadata.permissions().mode() & 0o111 != 0,
                     size: metadata.len(),
+                    symlink: file_type.is_symlink(),
                 });
             }
         }
