@@ -139,6 +139,7 @@ fn write_linked_bins(
     warnings: &mut Vec<String>,
 ) -> Result<(), InstallError> {
     let node_path = [layout.hoist_dir()];
+    let root = crate::link::normalize(&layout.project_dir);
     for direct in &layout.plan.direct {
         if direct.importer != importer || !matches!(direct.target, DirectTarget::Link(_)) {
             continue;
@@ -148,15 +149,13 @@ fn write_linked_bins(
             let path = bin_dir.join(&command.name);
             std::fs::create_dir_all(bin_dir)
                 .map_err(|e| InstallError::io("create directory", bin_dir, e))?;
-            let mut shim = shim_text(bin_dir, &project_dir, &node_path, &command.path);
-            // pnpm 12 names a target outside the workspace by its absolute path on the
-            // comment line (the commands themselves stay relative).
-            let target = crate::link::normalize(&project_dir.join(&command.path));
-            if !target.starts_with(crate::link::normalize(&layout.project_dir)) {
-                let comment = shim.rfind("# cmd-shim-target=").unwrap_or(shim.len());
-                shim.truncate(comment);
-                shim.push_str(&format!("# cmd-shim-target={}\n", target.display()));
-            }
+            let shim = shim_text(
+                bin_dir,
+                &project_dir,
+                &node_path,
+                &command.path,
+                Some(&root),
+            );
             write_executable(&path, shim.as_bytes(), false)
                 .map_err(|e| InstallError::io("write bin shim", &path, e))?;
         }
@@ -211,7 +210,7 @@ fn write_bin_dir(
             layout.snapshot_modules_dir(snapshot),
             layout.hoist_dir(),
         ];
-        let shim = shim_text(bin_dir, &package_dir, &node_path, &command.path);
+        let shim = shim_text(bin_dir, &package_dir, &node_path, &command.path, None);
         let path = bin_dir.join(name);
         write_executable(&path, shim.as_bytes(), fresh)
             .map_err(|e| InstallError::io("write bin shim", &path, e))?;
@@ -349,12 +348,16 @@ fn clean_relative(path: &str) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("/"))
 }
 
-/// The full shim for the command at `package_dir/target` placed in `bin_dir`.
+/// The full shim for the command at `package_dir/target` placed in `bin_dir`. With
+/// `workspace_root` (the normalized root, for a linked project's bins), a target outside it is
+/// named by its absolute path on the comment line, as pnpm 12 does (the commands themselves
+/// stay relative).
 pub fn shim_text(
     bin_dir: &Path,
     package_dir: &Path,
     node_path: &[PathBuf],
     target: &str,
+    workspace_root: Option<&Path>,
 ) -> String {
     let target_path = package_dir.join(target);
     let relative_target = relative_path(bin_dir, &target_path).display().to_string();
@@ -396,7 +399,12 @@ pub fn shim_text(
             ));
         }
     }
-    shim.push_str(&format!("# cmd-shim-target={relative_target}\n"));
+    let outside = workspace_root.and_then(|root| {
+        let absolute = crate::link::normalize(&target_path);
+        (!absolute.starts_with(root)).then(|| absolute.display().to_string())
+    });
+    let comment_target = outside.unwrap_or(relative_target);
+    shim.push_str(&format!("# cmd-shim-target={comment_target}\n"));
     shim
 }
 
