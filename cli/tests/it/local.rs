@@ -173,6 +173,44 @@ fn a_directory_whose_dependencies_changed_is_resolved_again() {
     );
 }
 
+/// pnpm 12 names a linked bin outside the workspace by its absolute path on the shim's
+/// comment line; inside, by its relative path (RESOLVE-ORACLE.md §13).
+#[test]
+fn a_linked_bin_outside_the_project_is_named_absolutely_on_the_comment_line() {
+    let sandbox = Sandbox::new("local-deps");
+    let outside = sandbox.project().parent().unwrap().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(
+        outside.join("package.json"),
+        r#"{"name": "outside", "version": "1.0.0", "bin": {"out-cmd": "cli.js"}}"#,
+    )
+    .unwrap();
+    std::fs::write(outside.join("cli.js"), "#!/usr/bin/env node\n").unwrap();
+    replace_in(
+        &sandbox.project().join("package.json"),
+        r#""loc": "link:./local/loc","#,
+        r#""loc": "link:./local/loc", "outside": "link:../outside","#,
+    );
+    let output = sandbox.flowpm(&["install"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let bin = sandbox.project().join("node_modules/.bin");
+    let shim = std::fs::read_to_string(bin.join("out-cmd")).unwrap();
+    let target = outside.canonicalize().unwrap().join("cli.js");
+    assert!(
+        shim.ends_with(&format!("# cmd-shim-target={}\n", target.display())),
+        "{shim}"
+    );
+    assert!(
+        shim.contains("\"$basedir_abs\"/'../../../outside/cli.js'"),
+        "{shim}"
+    );
+    let inside = std::fs::read_to_string(bin.join("loc")).unwrap();
+    assert!(
+        inside.ends_with("# cmd-shim-target=../../local/loc/cli.js\n"),
+        "{inside}"
+    );
+}
+
 #[test]
 fn add_saves_paths_as_pnpm_does() {
     let sandbox = Sandbox::new("local-deps");
