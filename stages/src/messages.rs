@@ -40,7 +40,7 @@ pub struct PackageUnit {
 
 /// The unit key of a `file:` directory (relative to the lockfile's directory): the install
 /// plan and the resolve stage must agree on it for a stored directory to find its unit.
-pub fn directory_key(directory: &str) -> String {
+fn directory_key(directory: &str) -> String {
     format!("directory:{directory}")
 }
 
