@@ -84,6 +84,7 @@ fn run_install(project_dir: std::path::PathBuf, args: InstallArgs) -> anyhow::Re
         lockfile_only: args.lockfile_only,
         prefer_offline: args.prefer_offline,
         ignore_scripts: args.ignore_scripts,
+        own_command: std::env::current_exe().ok(),
         ..InstallOptions::default()
     };
     with_progress(&args.reporter, "install failed", |reporter| {
@@ -164,6 +165,7 @@ fn resolving(
         prefer_offline,
         lockfile_only,
         ignore_scripts,
+        own_command: std::env::current_exe().ok(),
         ..InstallOptions::default()
     }
 }

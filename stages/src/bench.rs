@@ -246,6 +246,7 @@ pub fn bench_index(
                     files: Arc::new(PackageFiles {
                         files,
                         requires_build: false,
+                        prepared: false,
                     }),
                 };
                 if context.send(&sender, stored).is_err() {

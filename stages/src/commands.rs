@@ -290,7 +290,7 @@ fn change_and_install(
 ) -> Result<InstallReport, InstallError> {
     let Located {
         workspace,
-        settings,
+        mut settings,
         root_dir,
         edited,
         project_dir,
@@ -349,6 +349,7 @@ fn change_and_install(
         Some(text) => Some(Lockfile::parse(text, &lockfile_path)?),
         None => None,
     };
+    let builds = std::mem::take(&mut settings.builds);
     let rules = crate::install::parse_rules(settings, &root_manifest, &root_dir)?;
     let (config, store_dir) = load_config(&root_dir, options)?;
     let (mut lockfile, resolution, _) = resolve_project(
@@ -358,6 +359,7 @@ fn change_and_install(
         &projects,
         &rules,
         old.as_ref(),
+        &builds,
         reporter,
         None,
     )?;

@@ -44,6 +44,12 @@ pub enum InstallError {
         packages.join(", ")
     )]
     IgnoredBuilds { packages: Vec<String> },
+    #[error(
+        "the git-hosted package `{package}` needs to execute build scripts but is not in the \
+         \"allowBuilds\" allowlist; to allow it, add to pnpm-workspace.yaml:\nallowBuilds:\n  \
+         \"{key}\": true"
+    )]
+    GitBuildNotAllowed { package: String, key: String },
     #[error("{package}: unsupported dependency reference `{reference}` ({why})")]
     UnsupportedReference {
         package: String,

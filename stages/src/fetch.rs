@@ -13,6 +13,7 @@ use crate::config::NpmConfig;
 use crate::decode::{
     DecodeError, DecodeLimits, DecodedEntry, DecodedFile, SinkError, decode_tarball,
 };
+use crate::git_prepare::GitBuilds;
 use crate::http::{HttpClient, HttpFailure};
 use crate::messages::{Attempt, FileBatcher, FileJob, PackageUnit, StagedEntry};
 use crate::packlist;
@@ -44,9 +45,10 @@ pub struct Fetcher<'a> {
     pub left_out: Mutex<Vec<(Arc<PackageUnit>, String)>>,
     /// The lockfile's directory: `file:` tarballs and directories are relative to it.
     pub root: Option<PathBuf>,
-    /// Lifecycle scripts run in this install (else a git dependency that needs its `prepare`
-    /// is taken as committed, with a warning, as pnpm does under `--ignore-scripts`).
-    pub run_scripts: bool,
+    /// How a git package that must be built is treated: built if allowed, else refused;
+    /// `None` when scripts are off (taken as committed, with a warning, as pnpm does under
+    /// `--ignore-scripts`).
+    pub(crate) git_builds: Option<GitBuilds<'a>>,
 }
 
 impl<'a> Fetcher<'a> {
@@ -66,7 +68,7 @@ impl<'a> Fetcher<'a> {
             defer_failures: false,
             left_out: Mutex::new(Vec::new()),
             root: None,
-            run_scripts: true,
+            git_builds: Some(GitBuilds::refusing()),
         })
     }
 
@@ -127,10 +129,13 @@ pub fn run_fetch_worker(
             .is_some_and(|url| url.starts_with("file:"));
         let result = if let Some(directory) = &unit.directory {
             fetcher.local_path(&unit, directory).and_then(|dir| {
-                let source = format!("file:{directory}");
-                store_directory(
-                    context, fetcher, &unit, &dir, &source, None, files, finalizer,
-                )
+                let source = DirectorySource {
+                    dir: &dir,
+                    label: &format!("file:{directory}"),
+                    confined_to: None,
+                    prepared: false,
+                };
+                store_directory(context, fetcher, &unit, &source, files, finalizer)
             })
         } else if let Some(git) = unit.git.as_ref().filter(|_| !fetcher.offline) {
             store_git(context, fetcher, &unit, git, files, finalizer)
@@ -275,10 +280,9 @@ fn fetch_unit(
     }
 }
 
-/// Clones a git dependency, checks out its commit and stores its directory. One with a
-/// `prepare` script must be built first: pnpm 12 refuses that unless `allowBuilds` lists it
-/// and warns under `--ignore-scripts`; flowpm does not run it yet, so it refuses unless
-/// scripts are off.
+/// Clones a git dependency, checks out its commit and stores its directory. One that must be
+/// built first is built if `allowBuilds` allows it and refused if not, or taken as committed
+/// with a warning when scripts are off, as pnpm 12 does ([`crate::git_prepare`]).
 fn store_git(
     context: &StageContext,
     fetcher: &Fetcher<'_>,
@@ -295,56 +299,60 @@ fn store_git(
     };
     let checkout = crate::git::Checkout::new(git).map_err(failed)?;
     let dir = checkout.package_dir();
-    let prepare =
-        std::fs::read(dir.join("package.json")).is_ok_and(|text| crate::git::needs_prepare(&text));
-    if prepare && fetcher.run_scripts {
-        return Err(InstallError::Fetch {
-            package: unit.label(),
-            url: source,
-            cause: "the git-hosted package needs to execute build scripts (`prepare`), which \
-                    flowpm does not run yet; install with --ignore-scripts to take it as \
-                    committed"
-                .to_owned(),
-        });
-    }
-    if prepare {
-        fetcher.reporter.on_warning(&format!(
+    let must_build = std::fs::read(dir.join("package.json"))
+        .is_ok_and(|text| crate::git_prepare::needs_build(&text, |path| dir.join(path).exists()));
+    match &fetcher.git_builds {
+        _ if !must_build => {}
+        Some(builds) if builds.allows(&unit.name, git) => {
+            builds.prepare(checkout.root(), dir, &unit.label())?
+        }
+        Some(_) => {
+            return Err(crate::git_prepare::not_allowed(&unit.name, git));
+        }
+        None => fetcher.reporter.on_warning(&format!(
             "{}: the git-hosted package fetched from \"{}\" has to be built but the build \
              scripts were ignored",
             unit.label(),
             crate::git::redact_credentials(&git.repo)
-        ));
+        )),
     }
-    store_directory(
-        context,
-        fetcher,
-        unit,
+    let source = DirectorySource {
         dir,
-        &source,
-        Some(checkout.root()),
-        files,
-        finalizer,
-    )
+        label: &source,
+        confined_to: Some(checkout.root()),
+        prepared: must_build && fetcher.git_builds.is_some(),
+    };
+    store_directory(context, fetcher, unit, &source, files, finalizer)
+}
+
+/// A directory to store as a package.
+struct DirectorySource<'p> {
+    dir: &'p Path,
+    /// Names it in errors.
+    label: &'p str,
+    /// A repository someone else wrote: a symlink leading outside it is left out rather than
+    /// followed.
+    confined_to: Option<&'p Path>,
+    /// A git package built before it is packed.
+    prepared: bool,
 }
 
 /// Stores the files `npm pack` would take from a directory ([`packlist`]), as one attempt that
-/// is always verified (there is no integrity to check a directory against). `source` names it
-/// in errors. With `confined_to` (a repository someone else wrote), a symlink leading outside
-/// that directory is left out rather than followed.
-#[allow(clippy::too_many_arguments)]
+/// is always verified (there is no integrity to check a directory against).
 fn store_directory(
     context: &StageContext,
     fetcher: &Fetcher<'_>,
     unit: &Arc<PackageUnit>,
-    dir: &Path,
-    source: &str,
-    confined_to: Option<&Path>,
+    source: &DirectorySource<'_>,
     files: &Sender<FileJob>,
     finalizer: &Finalizer<'_>,
 ) -> Result<bool, InstallError> {
+    let DirectorySource {
+        dir, confined_to, ..
+    } = *source;
     let read_error = |path: &Path, cause: String| InstallError::Fetch {
         package: unit.label(),
-        url: source.to_owned(),
+        url: source.label.to_owned(),
         cause: format!("{}: {cause}", path.display()),
     };
     let manifest_path = dir.join("package.json");
@@ -354,7 +362,12 @@ fn store_directory(
         .map_err(|cause| read_error(&manifest_path, cause))?;
     let packed =
         packlist::pack_files(dir, &manifest).map_err(|error| read_error(dir, error.to_string()))?;
-    let mut sink = AttemptSink::new(context, unit, files, finalizer);
+    let attempt = if source.prepared {
+        Attempt::prepared(unit.clone())
+    } else {
+        Attempt::new(unit.clone())
+    };
+    let mut sink = AttemptSink::new(context, attempt, files, finalizer);
     let mut outcome: Result<(), InstallError> = Ok(());
     let mut bytes = 0;
     let escapes = |file: &packlist::PackFile| {
@@ -442,11 +455,11 @@ struct AttemptSink<'s, 'f> {
 impl<'s, 'f> AttemptSink<'s, 'f> {
     fn new(
         context: &'s StageContext,
-        unit: &Arc<PackageUnit>,
+        attempt: Attempt,
         files: &'s Sender<FileJob>,
         finalizer: &'s Finalizer<'f>,
     ) -> Self {
-        let attempt = Arc::new(Attempt::new(unit.clone()));
+        let attempt = Arc::new(attempt);
         AttemptSink {
             context,
             files,
@@ -557,7 +570,7 @@ fn decode_attempt(
         inner: body,
         reporter: fetcher.reporter,
     };
-    let mut sink = AttemptSink::new(context, unit, files, finalizer);
+    let mut sink = AttemptSink::new(context, Attempt::new(unit.clone()), files, finalizer);
     let mut result = decode_tarball(counted, unit.integrity.as_ref(), &fetcher.limits, |entry| {
         sink.take(entry)
     });

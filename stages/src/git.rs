@@ -104,12 +104,6 @@ fn scp_to_ssh(repo: &str) -> String {
     repo.to_owned()
 }
 
-/// Whether a package.json asks for a `prepare` build (what npm and pnpm run in a git
-/// dependency's clone before packing it).
-pub fn needs_prepare(package_json: &[u8]) -> bool {
-    crate::lifecycle::has_script(package_json, "prepare")
-}
-
 /// A git specifier, parsed: where to clone from and what to check out.
 #[derive(Debug, PartialEq, Eq)]
 pub struct GitSpec {

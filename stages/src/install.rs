@@ -25,6 +25,7 @@ use crate::catalogs::Catalogs;
 use crate::config::{ConfigOverrides, NpmConfig};
 use crate::dep_path::VIRTUAL_STORE_DIR_MAX_LENGTH;
 use crate::fetch::{Fetcher, run_fetch_worker};
+use crate::git_prepare::GitBuilds;
 use crate::hoist::hoist;
 use crate::index::run_index_writer;
 use crate::integrity::Integrity;
@@ -79,6 +80,10 @@ pub struct InstallOptions {
     pub ignore_scripts: bool,
     /// Lets an embedding program abort the install from another thread.
     pub cancel: CancelToken,
+    /// The command that runs flowpm itself (the CLI sets it). A git package that must be
+    /// built and whose repository uses pnpm is built with it; without it, with `pnpm` from
+    /// `PATH`, as pnpm would.
+    pub own_command: Option<PathBuf>,
 }
 
 impl Default for InstallOptions {
@@ -97,6 +102,7 @@ impl Default for InstallOptions {
             minimum_release_age: None,
             ignore_scripts: false,
             cancel: CancelToken::new(),
+            own_command: None,
         }
     }
 }
@@ -290,7 +296,8 @@ pub fn install(
     let kept = crate::lifecycle::already_built(&layout);
     let present = in_place(&layout, &lockfile_text);
     let store = Store::open(&store_dir)?;
-    let (warm, mut cold) = split_by_store(&store, &plan)?;
+    let git_builds = git_builds(options, &config, &store_dir, &builds);
+    let (warm, mut cold) = split_by_store(&store, &plan, git_builds.as_ref())?;
     // A built package left in place needs nothing from the store (it may not be there: a
     // pruned or another store, or `--offline`).
     cold.retain(|unit| {
@@ -316,7 +323,16 @@ pub fn install(
     let mut hoisted = hoist(&plan);
     layout.prune(&hoisted)?;
     let result = run_pipeline(
-        options, &config, &store, &layout, &hoisted, warm, cold, &kept, present, reporter,
+        options,
+        &config,
+        &store,
+        &layout,
+        &hoisted,
+        (warm, cold),
+        git_builds.as_ref(),
+        &kept,
+        present,
+        reporter,
     );
     let (stages, counts) = match result {
         Ok(done) => done,
@@ -406,7 +422,7 @@ fn resolve_and_install(
     } = *resolution;
     if options.lockfile_only {
         let (lockfile, mut report, _) = resolve_project(
-            options, config, store_dir, projects, rules, old, reporter, None,
+            options, config, store_dir, projects, rules, old, builds, reporter, None,
         )?;
         let text = to_yaml(&lockfile);
         write_atomically(lockfile_path, text.as_bytes())?;
@@ -432,6 +448,7 @@ fn resolve_and_install(
         projects,
         rules,
         old,
+        builds,
         reporter,
         Some((&target, &planned)),
     )?;
@@ -471,8 +488,8 @@ fn resolve_and_install(
             &store,
             &layout,
             &hoisted,
-            Vec::new(),
-            linked.leftover,
+            (Vec::new(), linked.leftover),
+            git_builds(options, config, store_dir, builds).as_ref(),
             &kept,
             HashSet::new(),
             reporter,
@@ -588,6 +605,17 @@ fn scripts_enabled(options: &InstallOptions, config: &NpmConfig) -> bool {
     !options.ignore_scripts && config.get("ignore-scripts") != Some("true")
 }
 
+/// How this install treats git packages that must be built: `None` when scripts are off.
+fn git_builds<'a>(
+    options: &'a InstallOptions,
+    config: &NpmConfig,
+    store_dir: &Path,
+    builds: &'a BuildSettings,
+) -> Option<GitBuilds<'a>> {
+    scripts_enabled(options, config)
+        .then(|| GitBuilds::new(builds, options.own_command.as_deref(), config, store_dir))
+}
+
 /// Resolves `projects` against the registry, keeping `old`'s versions where they satisfy and
 /// downloading tarballs into the store as versions are picked (unless `--lockfile-only`).
 #[allow(clippy::too_many_arguments)]
@@ -598,6 +626,7 @@ pub(crate) fn resolve_project(
     projects: &[Project<'_>],
     rules: &Rules,
     old: Option<&Lockfile>,
+    builds: &BuildSettings,
     reporter: &dyn Reporter,
     link: Option<(&EarlyLink<'_>, &Planned)>,
 ) -> Result<(Lockfile, InstallReport, LinkOutcome), InstallError> {
@@ -641,7 +670,7 @@ pub(crate) fn resolve_project(
         prefetch: !options.lockfile_only,
         cancel: &options.cancel,
         reporter,
-        run_scripts: scripts_enabled(options, config),
+        git_builds: git_builds(options, config, store_dir, builds),
     };
     let (resolved, stages, linked) =
         resolve_with_registry(&run, projects, old, &resolve_options, link)?;
@@ -745,10 +774,12 @@ fn in_place(layout: &Layout<'_>, lockfile_text: &str) -> HashSet<usize> {
 }
 
 /// The plan's units, as packages the store already has (with their file lists) and units it
-/// does not.
+/// does not. `git_builds` is how this install treats git packages that must be built (`None`
+/// when scripts are off).
 pub(crate) fn split_by_store(
     store: &Store,
     plan: &InstallPlan,
+    git_builds: Option<&GitBuilds<'_>>,
 ) -> Result<(Vec<StoredPackage>, Vec<Arc<PackageUnit>>), InstallError> {
     let units = group_units(plan)?;
     let cached = store
@@ -758,12 +789,10 @@ pub(crate) fn split_by_store(
     let mut cold = Vec::new();
     for (unit, files) in units.into_iter().zip(cached) {
         match files {
-            // A directory can change between installs: it is read again every time. A git
-            // package stored unbuilt (`prepare` under --ignore-scripts) is fetched again, so
-            // that an install running scripts refuses it as the first one would have.
+            // A directory can change between installs: it is read again every time.
             Some(files)
                 if unit.directory.is_none()
-                    && !(unit.git.is_some() && stored_needs_prepare(store, &files)) =>
+                    && usable_git_copy(store, &unit, &files, git_builds) =>
             {
                 warm.push(StoredPackage {
                     unit,
@@ -776,16 +805,23 @@ pub(crate) fn split_by_store(
     Ok((warm, cold))
 }
 
-/// Whether the stored package's package.json asks for a `prepare` build.
-fn stored_needs_prepare(store: &Store, files: &flowpm_store::PackageFiles) -> bool {
-    files
-        .files
-        .iter()
-        .find(|file| file.path == "package.json")
-        .and_then(|file| {
-            std::fs::read(store.cas().file_path(&file.hash, file.is_executable())).ok()
-        })
-        .is_some_and(|text| crate::git::needs_prepare(&text))
+/// Whether the stored copy of a git package serves this install. A built one does when scripts
+/// are off or its build is allowed (else it is fetched again, to be refused as the first
+/// install would have); one stored unbuilt (`prepare` under --ignore-scripts) never does, so
+/// that each install builds it, refuses it or warns about it.
+fn usable_git_copy(
+    store: &Store,
+    unit: &PackageUnit,
+    files: &flowpm_store::PackageFiles,
+    git_builds: Option<&GitBuilds<'_>>,
+) -> bool {
+    let Some(git) = &unit.git else {
+        return true;
+    };
+    if files.prepared {
+        return git_builds.is_none_or(|builds| builds.allows(&unit.name, git));
+    }
+    !crate::git_prepare::stored_needs_build(store.cas(), files)
 }
 
 /// Snapshots that share a tarball (peer variants of one package) share one unit.
@@ -891,8 +927,8 @@ fn run_pipeline(
     store: &Store,
     layout: &Layout<'_>,
     hoisted: &[crate::hoist::Hoisted],
-    warm: Vec<StoredPackage>,
-    cold: Vec<Arc<PackageUnit>>,
+    (warm, cold): (Vec<StoredPackage>, Vec<Arc<PackageUnit>>),
+    git_builds: Option<&GitBuilds<'_>>,
     kept: &HashSet<String>,
     present: HashSet<usize>,
     reporter: &dyn Reporter,
@@ -908,7 +944,7 @@ fn run_pipeline(
         .skipping(present);
     let mut fetcher = Fetcher::new(config.clone(), options.offline, reporter)?;
     fetcher.root = Some(layout.project_dir.clone());
-    fetcher.run_scripts = scripts_enabled(options, config);
+    fetcher.git_builds = git_builds.cloned();
     let outcome = flowpm_pipeline::run(&options.cancel, |pipeline| {
         // The work list is the plan itself (bounded by the lockfile), so it is queued whole.
         let (unit_sender, unit_receiver) = unbounded::<Arc<PackageUnit>>();

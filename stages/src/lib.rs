@@ -25,6 +25,7 @@ pub mod dep_path;
 mod error;
 pub mod fetch;
 pub mod git;
+mod git_prepare;
 mod gunzip;
 pub mod hoist;
 mod http;

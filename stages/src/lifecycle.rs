@@ -14,6 +14,7 @@
 //! - `--ignore-scripts` (or `ignore-scripts=true` in .npmrc) runs none of them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -82,12 +83,22 @@ impl BuildSettings {
         if self.allow_all {
             return Some(true);
         }
-        let by_version = self.allow.iter().find_map(|(key, &allowed)| {
+        self.by_version(name, version)
+            .or_else(|| self.allow.get(name).copied())
+    }
+
+    /// Allowed by a `name@version` entry (or by allowing all), never by the bare name: what
+    /// pnpm 12 asks of a git package before running its `prepare`.
+    pub(crate) fn allows_exactly(&self, name: &str, version: &str) -> bool {
+        self.allow_all || self.by_version(name, version) == Some(true)
+    }
+
+    fn by_version(&self, name: &str, version: &str) -> Option<bool> {
+        self.allow.iter().find_map(|(key, &allowed)| {
             let (key_name, versions) = split_name(key)?;
             (key_name == name && versions.split("||").any(|v| v.trim() == version))
                 .then_some(allowed)
-        });
-        by_version.or_else(|| self.allow.get(name).copied())
+        })
     }
 }
 
@@ -320,6 +331,7 @@ pub(crate) struct Scripts {
     manifest_path: PathBuf,
     name: String,
     version: String,
+    main: Option<String>,
     scripts: HashMap<String, String>,
 }
 
@@ -329,6 +341,8 @@ struct ScriptsManifest {
     name: Option<String>,
     #[serde(default)]
     version: Option<String>,
+    #[serde(default)]
+    main: Option<serde_json::Value>,
     #[serde(default)]
     scripts: HashMap<String, serde_json::Value>,
 }
@@ -351,35 +365,42 @@ impl ScriptsManifest {
     }
 }
 
-/// Whether a package.json has a script for `event` that runs something, read as the
-/// lifecycle reads scripts (a byte order mark allowed, an empty script ignored).
-pub(crate) fn has_script(package_json: &[u8], event: &str) -> bool {
-    ScriptsManifest::parse(package_json)
-        .is_ok_and(|manifest| manifest.scripts().contains_key(event))
-}
-
 impl Scripts {
     pub(crate) fn read(dir: &Path) -> Result<Self, InstallError> {
         let manifest_path = dir.join("package.json");
         let bytes = std::fs::read(&manifest_path)
             .map_err(|e| InstallError::io("read", &manifest_path, e))?;
-        let mut manifest =
-            ScriptsManifest::parse(&bytes).map_err(|e| InstallError::InvalidFile {
-                path: manifest_path.clone(),
-                message: e.to_string(),
-            })?;
-        let (name, version) = (manifest.name.take(), manifest.version.take());
-        let scripts = manifest.scripts();
-        Ok(Scripts {
-            manifest_path,
-            name: name.unwrap_or_default(),
-            version: version.unwrap_or_default(),
-            scripts,
+        Self::parse(&bytes, &manifest_path).map_err(|e| InstallError::InvalidFile {
+            path: manifest_path.clone(),
+            message: e.to_string(),
         })
     }
 
-    fn get(&self, event: &str) -> Option<&str> {
+    /// The scripts of package.json text read from `manifest_path`.
+    pub(crate) fn parse(bytes: &[u8], manifest_path: &Path) -> serde_json::Result<Self> {
+        let mut manifest = ScriptsManifest::parse(bytes)?;
+        let (name, version) = (manifest.name.take(), manifest.version.take());
+        let main = match manifest.main.take() {
+            Some(serde_json::Value::String(main)) => Some(main),
+            _ => None,
+        };
+        Ok(Scripts {
+            manifest_path: manifest_path.to_path_buf(),
+            name: name.unwrap_or_default(),
+            version: version.unwrap_or_default(),
+            main,
+            scripts: manifest.scripts(),
+        })
+    }
+
+    /// The script for `event`, if it runs something.
+    pub(crate) fn get(&self, event: &str) -> Option<&str> {
         self.scripts.get(event).map(String::as_str)
+    }
+
+    /// package.json's `main`, when it is a string.
+    pub(crate) fn main(&self) -> Option<&str> {
+        self.main.as_deref()
     }
 }
 
@@ -389,6 +410,8 @@ pub(crate) struct ScriptRunner<'a> {
     pub init_cwd: &'a Path,
     /// `node_modules/.bin` directories to put first on `PATH`, most specific first.
     pub bin_dirs: Vec<PathBuf>,
+    /// More variables for the scripts (settings handed on to a nested install).
+    pub env: Vec<(&'static str, OsString)>,
 }
 
 impl ScriptRunner<'_> {
@@ -421,7 +444,8 @@ impl ScriptRunner<'_> {
         Ok(())
     }
 
-    fn run(
+    /// Runs `script` in `dir` as lifecycle `event` of the package whose `scripts` these are.
+    pub(crate) fn run(
         &self,
         dir: &Path,
         scripts: &Scripts,
@@ -458,6 +482,7 @@ impl ScriptRunner<'_> {
                 "npm_config_user_agent",
                 concat!("flowpm/", env!("CARGO_PKG_VERSION")),
             )
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .output()
             .map_err(|e| InstallError::Script {
@@ -586,6 +611,7 @@ impl Lifecycle<'_> {
                     layout.hoist_dir().join(".bin"),
                     project_bins.clone(),
                 ],
+                env: Vec::new(),
             };
             runner.build(&dir, &snapshot.dep_path)
         })?;
@@ -614,6 +640,7 @@ impl Lifecycle<'_> {
         let runner = ScriptRunner {
             init_cwd: self.init_cwd,
             bin_dirs,
+            env: Vec::new(),
         };
         runner.project(&dir, events)
     }

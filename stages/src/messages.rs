@@ -85,6 +85,8 @@ pub struct Attempt {
     staged: Mutex<Vec<StagedEntry>>,
     /// Its package.json has install scripts (seen by the writer that staged it).
     install_scripts: AtomicBool,
+    /// A git package built before it was packed ([`PackageFiles::prepared`]).
+    prepared: bool,
 }
 
 /// A staged file of an attempt, with its order in the tarball (a later duplicate entry wins).
@@ -104,7 +106,20 @@ impl Attempt {
             poisoned: AtomicBool::new(false),
             staged: Mutex::new(Vec::new()),
             install_scripts: AtomicBool::new(false),
+            prepared: false,
         }
+    }
+
+    /// An attempt of a git package whose files were built first.
+    pub fn prepared(unit: Arc<PackageUnit>) -> Self {
+        Attempt {
+            prepared: true,
+            ..Attempt::new(unit)
+        }
+    }
+
+    pub fn is_prepared(&self) -> bool {
+        self.prepared
     }
 
     pub fn mark_install_scripts(&self) {

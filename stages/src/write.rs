@@ -124,6 +124,7 @@ pub fn finalize(
         files: Arc::new(PackageFiles {
             files,
             requires_build,
+            prepared: attempt.is_prepared(),
         }),
     };
     if context.send(&finalizer.index, stored.clone()).is_err() {

@@ -202,6 +202,7 @@ mod tests {
                 &PackageFiles {
                     files: vec![entry],
                     requires_build: false,
+                    prepared: false,
                 },
             );
         }

@@ -26,11 +26,15 @@ pub struct PackageFiles {
     /// The package has install scripts (`preinstall`, `install`, `postinstall`, or a
     /// `binding.gyp`): known when it is stored, so no install reads its package.json again.
     pub requires_build: bool,
+    /// A git package built (its `prepare` run) before it was packed: its files are the built
+    /// ones, not the repository's as committed.
+    pub prepared: bool,
 }
 
 /// Version 2 added the flags byte; a version-1 entry reads as missing (fetched again).
 const FORMAT_VERSION: u8 = 2;
 const REQUIRES_BUILD: u8 = 1;
+const PREPARED: u8 = 2;
 
 impl PackageFiles {
     /// Compact binary form: version byte, flags byte, count, then per file
@@ -39,11 +43,14 @@ impl PackageFiles {
         let mut out =
             Vec::with_capacity(6 + self.files.iter().map(|f| 46 + f.path.len()).sum::<usize>());
         out.push(FORMAT_VERSION);
-        out.push(if self.requires_build {
-            REQUIRES_BUILD
-        } else {
-            0
-        });
+        let mut flags = 0;
+        if self.requires_build {
+            flags |= REQUIRES_BUILD;
+        }
+        if self.prepared {
+            flags |= PREPARED;
+        }
+        out.push(flags);
         out.extend_from_slice(&(self.files.len() as u32).to_le_bytes());
         for file in &self.files {
             out.extend_from_slice(&(file.path.len() as u16).to_le_bytes());
@@ -58,7 +65,9 @@ impl PackageFiles {
     /// The inverse of [`PackageFiles::encode`]; `None` if the bytes are not a valid entry.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let mut reader = Reader(bytes);
-        let requires_build = Self::peek_requires_build(reader.take(2)?)?;
+        let head = reader.take(2)?;
+        let requires_build = Self::peek_requires_build(head)?;
+        let prepared = head[1] & PREPARED != 0;
         let count = u32::from_le_bytes(reader.take(4)?.try_into().ok()?) as usize;
         let mut files = Vec::with_capacity(count.min(1 << 16));
         for _ in 0..count {
@@ -77,6 +86,7 @@ impl PackageFiles {
         reader.0.is_empty().then_some(PackageFiles {
             files,
             requires_build,
+            prepared,
         })
     }
 
@@ -136,9 +146,15 @@ mod tests {
                 },
             ],
             requires_build: true,
+            prepared: false,
         };
         let bytes = files.encode();
-        assert_eq!(PackageFiles::decode(&bytes), Some(files));
+        assert_eq!(PackageFiles::decode(&bytes), Some(files.clone()));
+        let prepared = PackageFiles {
+            prepared: true,
+            ..files.clone()
+        };
+        assert_eq!(PackageFiles::decode(&prepared.encode()), Some(prepared));
         assert_eq!(PackageFiles::peek_requires_build(&bytes), Some(true));
         assert_eq!(PackageFiles::decode(&bytes[..bytes.len() - 1]), None);
         assert_eq!(PackageFiles::decode(&[3, 0, 0, 0, 0, 0]), None);

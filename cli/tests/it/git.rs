@@ -173,39 +173,158 @@ fn an_unknown_ref_names_the_dependency_and_writes_nothing() {
     assert_no_checkout_left(&sandbox);
 }
 
-#[test]
-fn a_git_dependency_that_needs_prepare_is_refused_unless_scripts_are_off() {
-    // pnpm 12 refuses a git-hosted package with a `prepare` script unless builds are allowed
-    // for it, and under --ignore-scripts installs it as committed with a warning. flowpm does
-    // not run `prepare` yet, so it refuses whenever scripts would run.
-    let sandbox = Sandbox::with_git("git-deps");
-    let manifest = sandbox.project().join("package.json");
+/// Adds `name` from the fixture's repository `repo.git` to the git-deps project, without its
+/// lockfile (so the install resolves it).
+fn add_git_dependency(sandbox: &Sandbox, name: &str, repo: &str) {
     replace_in(
-        &manifest,
+        &sandbox.project().join("package.json"),
         "\"deep-18\": \"1.0.0\"",
-        "\"deep-18\": \"1.0.0\",\n    \"prep\": \"git://git.fixture.invalid/prep.git\"",
+        &format!(
+            "\"deep-18\": \"1.0.0\",\n    \"{name}\": \"git://git.fixture.invalid/{repo}.git\""
+        ),
     );
     std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+}
+
+/// An executable `/bin/sh` script at `path`.
+fn write_script(path: &std::path::Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The `allowBuilds` key pnpm 12 wants for a git package of the fixture: `name@<git id>`.
+fn allow_key(sandbox: &Sandbox, name: &str, repo: &str) -> String {
+    let output = Command::new("git")
+        .arg("--git-dir")
+        .arg(sandbox.git_repos().join(format!("{repo}.git")))
+        .args(["rev-parse", "main"])
+        .output()
+        .unwrap();
+    let commit = String::from_utf8(output.stdout).unwrap();
+    format!(
+        "{name}@git+git://git.fixture.invalid/{repo}.git#{}",
+        commit.trim()
+    )
+}
+
+#[test]
+fn a_git_dependency_that_must_be_built_is_built_only_when_allowed_as_pnpm_does() {
+    // pnpm 12: a git-hosted package with a `prepare` script is built (its dependencies
+    // installed by its own package manager, which runs `prepare`) only if `allowBuilds` lists
+    // it as `name@<git id>`, a bare name not being enough; otherwise the install fails.
+    let sandbox = Sandbox::with_git("git-deps");
+    add_git_dependency(&sandbox, "prep", "prep");
+    let key = allow_key(&sandbox, "prep", "prep");
     let error = sandbox.flowpm_fails(&["install"]);
-    assert!(error.contains("prep@1.0.0"), "{error}");
-    assert!(error.contains("(`prepare`)"), "{error}");
-    let output = sandbox.flowpm(&["install", "--ignore-scripts"]);
+    assert!(error.contains("\"allowBuilds\" allowlist"), "{error}");
+    assert!(error.contains(&format!("\"{key}\": true")), "{error}");
+    assert!(!sandbox.project().join("pnpm-lock.yaml").exists());
+    let workspace = sandbox.project().join("pnpm-workspace.yaml");
+    std::fs::write(&workspace, "allowBuilds:\n  prep: true\n").unwrap();
+    let error = sandbox.flowpm_fails(&["install"]);
+    assert!(error.contains("\"allowBuilds\" allowlist"), "{error}");
+
+    std::fs::write(&workspace, format!("allowBuilds:\n  \"{key}\": true\n")).unwrap();
+    let output = sandbox.flowpm(&["install"]);
+    assert!(output.status.success(), "{}", text(&output));
+    // Built with flowpm itself (the repository is a pnpm project): `prepare` copied its dev
+    // dependency's file (the project has the same package, through `withbin`) into `dist`;
+    // the build's node_modules is not packed.
+    let package = sandbox.project().join("node_modules/prep");
+    let deep = "node_modules/.pnpm/deep-17@1.0.0/node_modules/deep-17/index.js";
+    assert_eq!(
+        std::fs::read_to_string(package.join("dist/index.js")).unwrap(),
+        std::fs::read_to_string(sandbox.project().join(deep)).unwrap()
+    );
+    assert!(!package.join("node_modules").exists());
+    assert_no_checkout_left(&sandbox);
+
+    // Stored built: a later install takes it from the store, even without its repository.
+    std::fs::remove_dir_all(sandbox.project().join("node_modules")).unwrap();
+    std::fs::rename(
+        sandbox.git_repos().join("prep.git"),
+        sandbox.git_repos().join("gone.git"),
+    )
+    .unwrap();
+    sandbox.install(&[]);
+    assert!(package.join("dist/index.js").is_file());
+    // Allowed no more, the built copy is not served: the repository is needed to refuse it.
+    std::fs::remove_file(&workspace).unwrap();
+    std::fs::remove_dir_all(sandbox.project().join("node_modules")).unwrap();
+    let error = sandbox.flowpm_fails(&["install", "--frozen-lockfile"]);
+    assert!(error.contains("prep"), "{error}");
+    assert_no_checkout_left(&sandbox);
+}
+
+#[test]
+fn a_git_dependency_is_built_with_its_repositorys_package_manager() {
+    // No lockfile in the repository: npm, as pnpm's preferred-pm decides. A stand-in `npm` on
+    // PATH records its calls: `npm install` (which would run `prepare`), then `npm run` for
+    // the prepublish scripts (not `prepublishOnly`), with the configured registry.
+    let sandbox = Sandbox::with_git("git-deps");
+    add_git_dependency(&sandbox, "prepnpm", "prepnpm");
+    let key = allow_key(&sandbox, "prepnpm", "prepnpm");
+    std::fs::write(
+        sandbox.project().join("pnpm-workspace.yaml"),
+        format!("allowBuilds:\n  \"{key}\": true\n"),
+    )
+    .unwrap();
+    let bin = sandbox.temp_dir().join("../bin");
+    let failing = sandbox.temp_dir().join("../failing");
+    let path =
+        |dir: &std::path::Path| format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
+    let (path, failing_path) = (path(&bin), path(&failing));
+    write_script(
+        &bin.join("npm"),
+        "echo \"npm $* ($npm_lifecycle_event) $npm_config_registry\" >>calls.txt\n\
+         mkdir -p node_modules/dep\n",
+    );
+    // A failed build fails the install, naming the package and the step, and writes nothing.
+    write_script(&failing.join("npm"), "echo no network >&2\nexit 7\n");
+    let output = sandbox.flowpm_with_env(&["install"], &[("PATH", &failing_path)]);
+    assert!(!output.status.success());
+    let error = text(&output);
+    assert!(error.contains("prepnpm"), "{error}");
+    assert!(
+        error.contains("`npm-install` script (`npm install`) exited with 7"),
+        "{error}"
+    );
+    assert!(error.contains("no network"), "{error}");
+    assert!(!sandbox.project().join("pnpm-lock.yaml").exists());
+    assert_no_checkout_left(&sandbox);
+
+    let output = sandbox.flowpm_with_env(&["install"], &[("PATH", &path)]);
+    assert!(output.status.success(), "{}", text(&output));
+    let package = sandbox.project().join("node_modules/prepnpm");
+    let registry = sandbox.registry.url();
+    assert_eq!(
+        std::fs::read_to_string(package.join("calls.txt")).unwrap(),
+        format!(
+            "npm install (npm-install) {registry}\nnpm run prepack (npm-run-prepack) {registry}\n"
+        )
+    );
+    assert!(!package.join("node_modules").exists());
+
+    // Under --ignore-scripts nothing runs; pnpm's warning says it is installed as committed.
+    let sandbox = Sandbox::with_git("git-deps");
+    add_git_dependency(&sandbox, "prepnpm", "prepnpm");
+    let output = sandbox.flowpm_with_env(&["install", "--ignore-scripts"], &[("PATH", &path)]);
     assert!(output.status.success(), "{}", text(&output));
     assert!(
         text(&output).contains("has to be built but the build scripts were ignored"),
         "{}",
         text(&output)
     );
-    assert!(
-        sandbox
-            .project()
-            .join("node_modules/prep/package.json")
-            .is_file()
-    );
-    // Stored unbuilt, it is not taken from the store by an install that runs scripts.
+    let package = sandbox.project().join("node_modules/prepnpm");
+    assert!(package.join("package.json").is_file());
+    assert!(!package.join("calls.txt").exists());
+    // Stored unbuilt, it is not taken from the store by an install that runs scripts, which
+    // refuses it (not allowed here).
     std::fs::remove_dir_all(sandbox.project().join("node_modules")).unwrap();
     let error = sandbox.flowpm_fails(&["install", "--frozen-lockfile"]);
-    assert!(error.contains("(`prepare`)"), "{error}");
+    assert!(error.contains("\"allowBuilds\" allowlist"), "{error}");
     assert_no_checkout_left(&sandbox);
 }
 

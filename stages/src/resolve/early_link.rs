@@ -16,6 +16,7 @@ use flowpm_pipeline::{Receiver, Sender, StageContext};
 use flowpm_store::Store;
 
 use crate::InstallError;
+use crate::git_prepare::GitBuilds;
 use crate::hoist::{Hoisted, hoist};
 use crate::install::split_by_store;
 use crate::link::{ImportMethod, Importer, Layout};
@@ -153,11 +154,11 @@ impl<'a> LinkCells<'a> {
     /// The `dispatch` stage: sends the plan's packages already in the store, then each one
     /// the fetch stages store, to the importers under the plan's units (which say where each
     /// goes); whatever never arrives is left for the caller.
-    pub fn run_dispatch(
+    pub(crate) fn run_dispatch(
         &self,
         context: &StageContext,
         ready: &Receiver<()>,
-        store: &Store,
+        (store, git_builds): (&Store, Option<&GitBuilds<'_>>),
         stored: &Receiver<StoredPackage>,
         import: &Sender<StoredPackage>,
     ) -> Result<(), InstallError> {
@@ -165,7 +166,7 @@ impl<'a> LinkCells<'a> {
             while context.recv(stored).is_some() {}
             return Ok(());
         };
-        let (stored_already, missing) = split_by_store(store, plan)?;
+        let (stored_already, missing) = split_by_store(store, plan, git_builds)?;
         let sent = self.sent.get();
         let fetched = stored_already
             .iter()

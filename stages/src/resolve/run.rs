@@ -52,8 +52,8 @@ pub struct ResolveRun<'a> {
     pub prefetch: bool,
     pub cancel: &'a CancelToken,
     pub reporter: &'a dyn Reporter,
-    /// Lifecycle scripts run in this install ([`Fetcher::run_scripts`]).
-    pub run_scripts: bool,
+    /// How git packages that must be built are treated ([`Fetcher::git_builds`]).
+    pub(crate) git_builds: Option<crate::git_prepare::GitBuilds<'a>>,
 }
 
 /// What linking inside the run did.
@@ -86,7 +86,7 @@ pub fn resolve_with_registry(
     // final: the install that follows retries it and decides.
     fetcher.defer_failures = true;
     fetcher.root = options.root.clone();
-    fetcher.run_scripts = run.run_scripts;
+    fetcher.git_builds = run.git_builds.clone();
     let metadata = MetadataFetcher::new(&fetcher, run.store_dir, run.cache_mode);
     let store = if run.prefetch {
         Some(Store::open(run.store_dir)?)
@@ -170,7 +170,13 @@ pub fn resolve_with_registry(
         pipeline.spawn("link", 1, move |context| cells.run_link(context, &ready));
         let ready = ready_receiver.clone();
         pipeline.spawn("dispatch", 1, move |context| {
-            cells.run_dispatch(context, &ready, store, &stored_receiver, &import_sender)
+            cells.run_dispatch(
+                context,
+                &ready,
+                (store, fetcher.git_builds.as_ref()),
+                &stored_receiver,
+                &import_sender,
+            )
         });
         pipeline.spawn(
             "import",
