@@ -155,7 +155,7 @@ impl<'a> GitBuilds<'a> {
 
     /// Whether `allowBuilds` lets this git package be built.
     pub(crate) fn allows(&self, name: &str, git: &GitSource) -> bool {
-        self.settings.allows_exactly(name, &git.id())
+        self.settings.allows(name, &git.id())
     }
 
     /// Builds the package in `dir` (inside the checkout `root`): installs its dependencies

@@ -146,10 +146,12 @@ pub fn install(
         });
     }
     let (config, store_dir) = load_config(&project_dir, options)?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let lifecycle = scripts_enabled(options, &config).then_some(Lifecycle {
         settings: &builds,
         cancel: &options.cancel,
         init_cwd: &init_cwd,
+        concurrency: crate::lifecycle::child_concurrency(settings.child_concurrency, cores),
     });
     let lifecycle = lifecycle.as_ref();
     let plan_options = PlanOptions {

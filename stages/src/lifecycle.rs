@@ -78,19 +78,22 @@ impl BuildSettings {
         }
     }
 
-    /// `Some(true)` allowed, `Some(false)` denied, `None` not listed (ignored).
+    /// `Some(true)` allowed, `Some(false)` denied, `None` not listed (ignored). A package
+    /// from elsewhere than a registry (its version a `file:` path, a git id or a URL) is
+    /// decided only by its `name@version` entry, never by its bare name, as in pnpm 12: a
+    /// name alone does not say which code is allowed to run.
     fn decision(&self, name: &str, version: &str) -> Option<bool> {
         if self.allow_all {
             return Some(true);
         }
+        let from_registry = !version.contains(':');
         self.by_version(name, version)
-            .or_else(|| self.allow.get(name).copied())
+            .or_else(|| self.allow.get(name).copied().filter(|_| from_registry))
     }
 
-    /// Allowed by a `name@version` entry (or by allowing all), never by the bare name: what
-    /// pnpm 12 asks of a git package before running its `prepare`.
-    pub(crate) fn allows_exactly(&self, name: &str, version: &str) -> bool {
-        self.allow_all || self.by_version(name, version) == Some(true)
+    /// Whether the build of `name@version` is allowed ([`Self::decision`]).
+    pub(crate) fn allows(&self, name: &str, version: &str) -> bool {
+        self.decision(name, version) == Some(true)
     }
 
     fn by_version(&self, name: &str, version: &str) -> Option<bool> {
@@ -180,8 +183,19 @@ fn post_order(
     }
 }
 
-/// Builds at once at most (pnpm's `childConcurrency` default).
-const CHILD_CONCURRENCY: usize = 5;
+/// How many builds run at once, as pnpm 12 reads `childConcurrency`: by default the cores,
+/// at most 4; a positive value as given; zero or a negative one the cores less that many
+/// (at least 1).
+pub(crate) fn child_concurrency(setting: Option<i64>, cores: usize) -> usize {
+    match setting {
+        None => cores.clamp(1, 4),
+        Some(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
+        Some(n) => {
+            let less = usize::try_from(n.unsigned_abs()).unwrap_or(usize::MAX);
+            cores.saturating_sub(less).max(1)
+        }
+    }
+}
 
 /// Runs `job` for each of `order` (a dependency post-order of the plan) on up to `concurrency`
 /// threads, each only once the builds it depends on (through any path of the plan, and earlier
@@ -571,6 +585,8 @@ pub(crate) struct Lifecycle<'a> {
     pub cancel: &'a CancelToken,
     /// Where the command was started (`INIT_CWD`).
     pub init_cwd: &'a Path,
+    /// Builds at once at most ([`child_concurrency`]).
+    pub concurrency: usize,
 }
 
 impl Lifecycle<'_> {
@@ -601,7 +617,7 @@ impl Lifecycle<'_> {
             .run
             .retain(|&index| !kept.contains(&plan.snapshots[index].dep_path));
         let project_bins = layout.importer_modules_dir(ROOT_IMPORTER).join(".bin");
-        run_in_order(plan, &builds.run, CHILD_CONCURRENCY, self.cancel, |index| {
+        run_in_order(plan, &builds.run, self.concurrency, self.cancel, |index| {
             let snapshot = &plan.snapshots[index];
             let dir = layout.package_dir(snapshot);
             let runner = ScriptRunner {
@@ -649,6 +665,34 @@ impl Lifecycle<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_package_from_elsewhere_than_a_registry_is_allowed_only_by_its_full_key() {
+        let settings = BuildSettings::new(
+            [("a".to_owned(), true), ("b@file:x".to_owned(), true)].into(),
+            false,
+            None,
+        );
+        assert_eq!(settings.decision("a", "1.0.0"), Some(true));
+        assert_eq!(settings.decision("a", "file:local/a"), None);
+        assert_eq!(settings.decision("a", "git+https://h/r.git#c"), None);
+        assert_eq!(settings.decision("b", "file:x"), Some(true));
+        assert_eq!(settings.decision("b", "file:y"), None);
+        let all = BuildSettings::new(BTreeMap::new(), true, None);
+        assert!(all.allows("a", "file:local/a"));
+    }
+
+    #[test]
+    fn child_concurrency_is_read_as_pnpm_12_reads_it() {
+        assert_eq!(child_concurrency(None, 2), 2);
+        assert_eq!(child_concurrency(None, 16), 4);
+        assert_eq!(child_concurrency(Some(1), 16), 1);
+        assert_eq!(child_concurrency(Some(9), 2), 9);
+        assert_eq!(child_concurrency(Some(0), 8), 8);
+        assert_eq!(child_concurrency(Some(-1), 8), 7);
+        assert_eq!(child_concurrency(Some(-9999), 8), 1);
+        assert_eq!(child_concurrency(Some(i64::MIN), 8), 1);
+    }
 
     #[test]
     fn install_scripts_are_found_only_where_they_are() {

@@ -44,6 +44,8 @@ struct WorkspaceFile {
     dangerously_allow_all_builds: bool,
     #[serde(default, rename = "strictDepBuilds")]
     strict_dep_builds: Option<bool>,
+    #[serde(default, rename = "childConcurrency")]
+    child_concurrency: Option<i64>,
 }
 
 fn null_is_empty<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -74,6 +76,8 @@ pub struct Settings {
     pub catalogs: Catalogs,
     /// Which dependencies may run build scripts.
     pub builds: BuildSettings,
+    /// `childConcurrency`: how many builds run at once ([`crate::lifecycle::child_concurrency`]).
+    pub child_concurrency: Option<i64>,
 }
 
 impl WorkspaceFile {
@@ -98,6 +102,7 @@ impl WorkspaceFile {
                 self.dangerously_allow_all_builds,
                 self.strict_dep_builds,
             ),
+            child_concurrency: self.child_concurrency,
         })
     }
 }

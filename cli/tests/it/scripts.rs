@@ -292,3 +292,55 @@ fn workspace_projects_run_their_scripts_after_the_projects_they_depend_on() {
         ]
     );
 }
+
+/// The `builds` sandbox turned into a project with two `file:` dependencies whose builds take
+/// a while, each logging its start and end; `workspace` is its pnpm-workspace.yaml.
+fn slow_builds(workspace: &str) -> Sandbox {
+    let sandbox = Sandbox::new("builds");
+    let project = sandbox.project();
+    for name in ["slow-a", "slow-b"] {
+        let dir = project.join("local").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("package.json"),
+            format!(
+                r#"{{"name":"{name}","version":"1.0.0","scripts":{{"postinstall":"echo start >> \"$INIT_CWD/builds.log\"; sleep 0.3; echo end >> \"$INIT_CWD/builds.log\""}}}}"#
+            ),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        project.join("package.json"),
+        r#"{"name":"c","version":"1.0.0","dependencies":{"slow-a":"file:local/slow-a","slow-b":"file:local/slow-b"}}"#,
+    )
+    .unwrap();
+    std::fs::remove_file(project.join("pnpm-lock.yaml")).unwrap();
+    std::fs::write(project.join("pnpm-workspace.yaml"), workspace).unwrap();
+    sandbox
+}
+
+#[test]
+fn child_concurrency_limits_how_many_builds_run_at_once() {
+    // As pnpm 12: with `childConcurrency: 1` the two builds never overlap (with 2, the
+    // default on two cores, both pnpm and flowpm ran them together).
+    let sandbox = slow_builds(
+        "allowBuilds:\n  \"slow-a@file:local/slow-a\": true\n  \"slow-b@file:local/slow-b\": true\n\
+         childConcurrency: 1\n",
+    );
+    let output = sandbox.flowpm(&["install"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(log(&sandbox), ["start", "end", "start", "end"]);
+}
+
+#[test]
+fn a_local_package_is_allowed_to_build_only_by_its_full_key() {
+    // pnpm 12 ignores the build of a `file:` package allowed by its bare name or by its
+    // package.json version: only `name@file:<path>` decides (a name alone does not say which
+    // code may run).
+    let sandbox =
+        slow_builds("allowBuilds:\n  slow-a: true\n  \"slow-b@file:local/slow-b\": true\n");
+    let error = sandbox.flowpm_fails(&["install"]);
+    assert!(error.contains("slow-a@file:local/slow-a"), "{error}");
+    assert!(!error.contains("slow-b@"), "{error}");
+    assert_eq!(log(&sandbox), ["start", "end"]);
+}
