@@ -467,7 +467,7 @@ impl ScriptRunner<'_> {
         script: &str,
         label: &str,
     ) -> Result<(), InstallError> {
-        let mut path = std::env::join_paths(&self.bin_dirs)
+        let mut path = std::env::join_paths(self.bin_dirs.iter().chain(node_gyp_bin()))
             .map_err(|e| InstallError::Internal(e.to_string()))?;
         if let Some(inherited) = std::env::var_os("PATH") {
             path.push(":");
@@ -522,6 +522,23 @@ impl ScriptRunner<'_> {
             },
         })
     }
+}
+
+/// The `node-gyp-bin` directory of the npm on `PATH` (npm ships node-gyp and a `node-gyp`
+/// command there), put on the scripts' `PATH` as npm and pnpm put their own: a `binding.gyp`
+/// package's `node-gyp rebuild` then works without a global node-gyp. Looked up once.
+fn node_gyp_bin() -> Option<&'static PathBuf> {
+    static DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let path = std::env::var_os("PATH")?;
+        let npm = std::env::split_paths(&path)
+            .map(|dir| dir.join("npm"))
+            .find(|npm| npm.is_file())?;
+        // `bin/npm` links to `lib/node_modules/npm/bin/npm-cli.js`, beside `node-gyp-bin`.
+        let dir = npm.canonicalize().ok()?.parent()?.join("node-gyp-bin");
+        dir.join("node-gyp").is_file().then_some(dir)
+    })
+    .as_ref()
 }
 
 /// The packages that the last complete install built (allowed by the `allowBuilds` it

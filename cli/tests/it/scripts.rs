@@ -344,3 +344,47 @@ fn a_local_package_is_allowed_to_build_only_by_its_full_key() {
     assert!(!error.contains("slow-b@"), "{error}");
     assert_eq!(log(&sandbox), ["start", "end"]);
 }
+
+#[test]
+fn a_binding_gyp_package_builds_with_the_node_gyp_that_npm_ships() {
+    // pnpm 12 runs a `binding.gyp` package's implicit `node-gyp rebuild` with the node-gyp it
+    // ships. flowpm ships none: it puts the `node-gyp-bin` of the npm on PATH on the scripts'
+    // PATH, as npm does. A stand-in npm installation (laid out as npm's) records the call.
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::new("builds");
+    let npm = sandbox.project().join("../npm-prefix");
+    let package = npm.join("lib/node_modules/npm");
+    let gyp_bin = package.join("bin/node-gyp-bin");
+    std::fs::create_dir_all(&gyp_bin).unwrap();
+    std::fs::create_dir_all(npm.join("bin")).unwrap();
+    std::fs::write(package.join("bin/npm-cli.js"), "").unwrap();
+    std::os::unix::fs::symlink(
+        "../lib/node_modules/npm/bin/npm-cli.js",
+        npm.join("bin/npm"),
+    )
+    .unwrap();
+    let node_gyp = gyp_bin.join("node-gyp");
+    std::fs::write(
+        &node_gyp,
+        "#!/bin/sh\necho \"node-gyp $* for $npm_package_name\" >> \"$INIT_CWD/builds.log\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&node_gyp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        sandbox.project().join("pnpm-workspace.yaml"),
+        "allowBuilds:\n  build-top: true\n  build-dep: true\n  build-gyp: true\n",
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        npm.join("bin").display(),
+        std::env::var("PATH").unwrap()
+    );
+    let output = sandbox.flowpm_with_env(&["install", "--frozen-lockfile"], &[("PATH", &path)]);
+    assert!(output.status.success(), "{}", text(&output));
+    let ran = log(&sandbox);
+    assert!(
+        ran.contains(&"node-gyp rebuild for build-gyp".to_owned()),
+        "{ran:?}"
+    );
+}
