@@ -152,6 +152,7 @@ pub fn install(
         cancel: &options.cancel,
         init_cwd: &init_cwd,
         concurrency: crate::lifecycle::child_concurrency(settings.child_concurrency, cores),
+        side_effects_cache: settings.side_effects_cache,
     });
     let lifecycle = lifecycle.as_ref();
     let plan_options = PlanOptions {
@@ -350,6 +351,7 @@ pub fn install(
     let end = Finish {
         options,
         store_dir: &store_dir,
+        store: &store,
         builds: &builds,
         lifecycle,
         lockfile_path: None,
@@ -478,12 +480,13 @@ fn resolve_and_install(
         builds: linked.builds,
     };
     let mut warnings = report.warnings;
+    // Resolution's own handle on the store is closed by now.
+    let store = Store::open(store_dir)?;
     if !linked.leftover.is_empty() {
         // Packages of the final graph that the run neither found nor stored (a download that
         // failed, to be retried knowing whether it is optional): fetched and imported now,
         // and counted by this second run only.
         counts.fetched = counts.fetched.saturating_sub(linked.leftover.len());
-        let store = Store::open(store_dir)?;
         let (stages, more) = run_pipeline(
             options,
             config,
@@ -506,6 +509,7 @@ fn resolve_and_install(
     let end = Finish {
         options,
         store_dir,
+        store: &store,
         builds,
         lifecycle,
         lockfile_path: Some(lockfile_path),
@@ -521,6 +525,7 @@ fn resolve_and_install(
 struct Finish<'a> {
     options: &'a InstallOptions,
     store_dir: &'a Path,
+    store: &'a Store,
     builds: &'a BuildSettings,
     lifecycle: Option<&'a Lifecycle<'a>>,
     /// Where a newly resolved lockfile goes: written once the scripts succeed (a failed build
@@ -546,7 +551,7 @@ impl Finish<'_> {
     ) -> Result<(), InstallError> {
         let (ignored, pending) = match self.lifecycle {
             Some(lifecycle) => (
-                lifecycle.after_link(layout, &self.requires_build, self.kept)?,
+                lifecycle.after_link(layout, self.store, &self.requires_build, self.kept)?,
                 Vec::new(),
             ),
             None => (

@@ -50,6 +50,7 @@ pub mod platform;
 mod replace;
 mod report;
 pub mod resolve;
+mod side_effects;
 pub mod workspace;
 pub mod write;
 

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use flowpm_pipeline::CancelToken;
-use flowpm_store::FileEntry;
+use flowpm_store::{FileEntry, Store};
 use serde::Deserialize;
 
 use crate::InstallError;
@@ -604,6 +604,8 @@ pub(crate) struct Lifecycle<'a> {
     pub init_cwd: &'a Path,
     /// Builds at once at most ([`child_concurrency`]).
     pub concurrency: usize,
+    /// Builds are taken from and kept in the store ([`crate::side_effects`]).
+    pub side_effects_cache: bool,
 }
 
 impl Lifecycle<'_> {
@@ -620,6 +622,7 @@ impl Lifecycle<'_> {
     pub(crate) fn after_link(
         &self,
         layout: &Layout<'_>,
+        store: &Store,
         requires_build: &HashSet<String>,
         kept: &HashSet<String>,
     ) -> Result<Vec<String>, InstallError> {
@@ -634,9 +637,19 @@ impl Lifecycle<'_> {
             .run
             .retain(|&index| !kept.contains(&plan.snapshots[index].dep_path));
         let project_bins = layout.importer_modules_dir(ROOT_IMPORTER).join(".bin");
+        let cache = (self.side_effects_cache && !builds.run.is_empty())
+            .then(|| crate::side_effects::SideEffects::new(store));
         run_in_order(plan, &builds.run, self.concurrency, self.cancel, |index| {
             let snapshot = &plan.snapshots[index];
             let dir = layout.package_dir(snapshot);
+            let cached = cache
+                .as_ref()
+                .and_then(|cache| Some((cache, cache.key(plan, index)?)));
+            if let Some((cache, key)) = &cached
+                && cache.restore(key, &dir)?
+            {
+                return Ok(());
+            }
             let runner = ScriptRunner {
                 init_cwd: self.init_cwd,
                 bin_dirs: vec![
@@ -646,7 +659,11 @@ impl Lifecycle<'_> {
                 ],
                 env: Vec::new(),
             };
-            runner.build(&dir, &snapshot.dep_path)
+            runner.build(&dir, &snapshot.dep_path)?;
+            match &cached {
+                Some((cache, key)) => cache.save(key, &dir),
+                None => Ok(()),
+            }
         })?;
         for importer in projects_in_order(layout) {
             let events = if importer == ROOT_IMPORTER {

@@ -46,6 +46,8 @@ struct WorkspaceFile {
     strict_dep_builds: Option<bool>,
     #[serde(default, rename = "childConcurrency")]
     child_concurrency: Option<i64>,
+    #[serde(default, rename = "sideEffectsCache")]
+    side_effects_cache: Option<bool>,
 }
 
 fn null_is_empty<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -78,6 +80,8 @@ pub struct Settings {
     pub builds: BuildSettings,
     /// `childConcurrency`: how many builds run at once ([`crate::lifecycle::child_concurrency`]).
     pub child_concurrency: Option<i64>,
+    /// `sideEffectsCache` (default true): builds are kept in the store and reused.
+    pub side_effects_cache: bool,
 }
 
 impl WorkspaceFile {
@@ -103,6 +107,7 @@ impl WorkspaceFile {
                 self.strict_dep_builds,
             ),
             child_concurrency: self.child_concurrency,
+            side_effects_cache: self.side_effects_cache.unwrap_or(true),
         })
     }
 }

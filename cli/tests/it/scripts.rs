@@ -388,3 +388,49 @@ fn a_binding_gyp_package_builds_with_the_node_gyp_that_npm_ships() {
         "{ran:?}"
     );
 }
+
+#[test]
+fn a_build_that_changed_its_package_is_restored_from_the_store_instead_of_run_again() {
+    // pnpm 12's side-effects cache, on the same fixture: after `rm -rf node_modules`, build-dep
+    // (whose postinstall rewrote its files) is copied as built from the store and not run;
+    // build-top (whose scripts change nothing in its package) runs again.
+    let sandbox = Sandbox::new("builds");
+    let workspace = sandbox.project().join("pnpm-workspace.yaml");
+    std::fs::write(
+        &workspace,
+        "allowBuilds:\n  build-top: true\n  build-dep: true\n  build-gyp: false\n",
+    )
+    .unwrap();
+    sandbox.install(&[]);
+    assert!(log(&sandbox).contains(&"build-dep postinstall".to_owned()));
+    let built = package_file(&sandbox, "build-dep@1.0.0", "index.js");
+    std::fs::remove_dir_all(sandbox.project().join("node_modules")).unwrap();
+    sandbox.install(&[]);
+    assert_eq!(
+        log(&sandbox),
+        [
+            "root preinstall",
+            "build-top preinstall",
+            "build-top install",
+            "extra ran",
+            "root install",
+            "root postinstall",
+            "root prepare",
+        ]
+    );
+    assert_eq!(std::fs::read_to_string(&built).unwrap(), "rewritten\n");
+    assert!(package_file(&sandbox, "build-dep@1.0.0", "built.txt").is_file());
+    // Still a copy of its own: the store keeps the package as shipped.
+    assert_eq!(std::fs::metadata(&built).unwrap().nlink(), 1);
+
+    // `sideEffectsCache: false` builds every time.
+    std::fs::write(
+        &workspace,
+        "allowBuilds:\n  build-top: true\n  build-dep: true\n  build-gyp: false\n\
+         sideEffectsCache: false\n",
+    )
+    .unwrap();
+    std::fs::remove_dir_all(sandbox.project().join("node_modules")).unwrap();
+    sandbox.install(&[]);
+    assert!(log(&sandbox).contains(&"build-dep postinstall".to_owned()));
+}
