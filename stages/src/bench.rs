@@ -247,6 +247,7 @@ pub fn bench_index(
                         files,
                         requires_build: false,
                         prepared: false,
+                        unbuilt: false,
                     }),
                 };
                 if context.send(&sender, stored).is_err() {

@@ -15,7 +15,7 @@ use crate::decode::{
 };
 use crate::git_prepare::GitBuilds;
 use crate::http::{HttpClient, HttpFailure};
-use crate::messages::{Attempt, FileBatcher, FileJob, PackageUnit, StagedEntry};
+use crate::messages::{Attempt, FileBatcher, FileJob, GitBuild, PackageUnit, StagedEntry};
 use crate::packlist;
 use crate::report::Reporter;
 use crate::write::{Finalizer, finalize};
@@ -133,7 +133,7 @@ pub fn run_fetch_worker(
                     dir: &dir,
                     label: &format!("file:{directory}"),
                     confined_to: None,
-                    prepared: false,
+                    git_build: None,
                 };
                 store_directory(context, fetcher, &unit, &source, files, finalizer)
             })
@@ -320,7 +320,10 @@ fn store_git(
         dir,
         label: &source,
         confined_to: Some(checkout.root()),
-        prepared: must_build && fetcher.git_builds.is_some(),
+        git_build: must_build.then_some(match fetcher.git_builds {
+            Some(_) => GitBuild::Built,
+            None => GitBuild::Skipped,
+        }),
     };
     store_directory(context, fetcher, unit, &source, files, finalizer)
 }
@@ -333,8 +336,8 @@ struct DirectorySource<'p> {
     /// A repository someone else wrote: a symlink leading outside it is left out rather than
     /// followed.
     confined_to: Option<&'p Path>,
-    /// A git package built before it is packed.
-    prepared: bool,
+    /// A git package that must be built: whether it was.
+    git_build: Option<GitBuild>,
 }
 
 /// Stores the files `npm pack` would take from a directory ([`packlist`]), as one attempt that
@@ -362,11 +365,7 @@ fn store_directory(
         .map_err(|cause| read_error(&manifest_path, cause))?;
     let packed =
         packlist::pack_files(dir, &manifest).map_err(|error| read_error(dir, error.to_string()))?;
-    let attempt = if source.prepared {
-        Attempt::prepared(unit.clone())
-    } else {
-        Attempt::new(unit.clone())
-    };
+    let attempt = Attempt::git_build(unit.clone(), source.git_build);
     let mut sink = AttemptSink::new(context, attempt, files, finalizer);
     let mut outcome: Result<(), InstallError> = Ok(());
     let mut bytes = 0;

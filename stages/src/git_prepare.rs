@@ -17,8 +17,6 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use flowpm_store::PackageFiles;
-
 use crate::InstallError;
 use crate::config::NpmConfig;
 use crate::git::GitSource;
@@ -49,20 +47,6 @@ fn normalize_main(main: &str) -> &str {
         main = rest;
     }
     main
-}
-
-/// Whether a git package stored unbuilt must be built before it is packed (its package.json
-/// read from the store; one that cannot be read counts as needing it, so the package is
-/// fetched again).
-pub(crate) fn stored_needs_build(cas: &flowpm_store::Cas, files: &PackageFiles) -> bool {
-    let Some(manifest) = files.files.iter().find(|file| file.path == "package.json") else {
-        return false;
-    };
-    std::fs::read(cas.file_path(&manifest.hash, manifest.is_executable())).map_or(true, |text| {
-        needs_build(&text, |wanted| {
-            files.files.iter().any(|file| file.path == wanted)
-        })
-    })
 }
 
 /// The package manager a repository is built with, by its lockfile (the `preferred-pm`
@@ -170,7 +154,9 @@ impl<'a> GitBuilds<'a> {
             env: self.env.clone(),
         };
         let command = match (manager, self.own_command) {
-            (Manager::Pnpm, Some(own)) => shell_quote(&own.to_string_lossy()),
+            (Manager::Pnpm, Some(own)) if reads_lockfile_of(root) => {
+                shell_quote(&own.to_string_lossy())
+            }
             _ => manager.name().to_owned(),
         };
         runner.run(
@@ -199,6 +185,16 @@ impl<'a> GitBuilds<'a> {
             Err(error) => Err(InstallError::io("remove", &modules, error)),
         }
     }
+}
+
+/// Whether flowpm can install the repository at `root` itself: it has no pnpm-lock.yaml, or
+/// one of version 9 (an older one is left to `pnpm`).
+fn reads_lockfile_of(root: &Path) -> bool {
+    std::fs::read_to_string(root.join("pnpm-lock.yaml")).map_or(true, |text| {
+        text.lines()
+            .find_map(|line| line.strip_prefix("lockfileVersion:"))
+            .is_some_and(|version| version.trim().trim_matches(['\'', '"']).starts_with("9."))
+    })
 }
 
 /// `text` as one word for `/bin/sh`.
@@ -277,6 +273,17 @@ mod tests {
         assert!(!check(listed("pkg", true)));
         assert!(!check(listed("pkg@1.0.0", true)));
         assert!(check(BuildSettings::new(Default::default(), true, None)));
+    }
+
+    #[test]
+    fn a_pnpm_repository_with_an_older_lockfile_is_left_to_pnpm() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(reads_lockfile_of(dir.path()));
+        let lockfile = dir.path().join("pnpm-lock.yaml");
+        std::fs::write(&lockfile, "lockfileVersion: '9.0'\n").unwrap();
+        assert!(reads_lockfile_of(dir.path()));
+        std::fs::write(&lockfile, "lockfileVersion: '6.0'\n").unwrap();
+        assert!(!reads_lockfile_of(dir.path()));
     }
 
     #[test]

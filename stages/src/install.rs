@@ -798,8 +798,7 @@ pub(crate) fn split_by_store(
         match files {
             // A directory can change between installs: it is read again every time.
             Some(files)
-                if unit.directory.is_none()
-                    && usable_git_copy(store, &unit, &files, git_builds) =>
+                if unit.directory.is_none() && usable_git_copy(&unit, &files, git_builds) =>
             {
                 warm.push(StoredPackage {
                     unit,
@@ -815,20 +814,19 @@ pub(crate) fn split_by_store(
 /// Whether the stored copy of a git package serves this install. A built one does when scripts
 /// are off or its build is allowed (else it is fetched again, to be refused as the first
 /// install would have); one stored unbuilt (`prepare` under --ignore-scripts) never does, so
-/// that each install builds it, refuses it or warns about it.
+/// that each install builds it, refuses it or warns about it. Both are flags of the index
+/// entry, set when the package was stored.
 fn usable_git_copy(
-    store: &Store,
     unit: &PackageUnit,
     files: &flowpm_store::PackageFiles,
     git_builds: Option<&GitBuilds<'_>>,
 ) -> bool {
-    let Some(git) = &unit.git else {
-        return true;
-    };
-    if files.prepared {
-        return git_builds.is_none_or(|builds| builds.allows(&unit.name, git));
+    match &unit.git {
+        Some(git) if files.prepared => {
+            git_builds.is_none_or(|builds| builds.allows(&unit.name, git))
+        }
+        _ => !files.unbuilt,
     }
-    !crate::git_prepare::stored_needs_build(store.cas(), files)
 }
 
 /// Snapshots that share a tarball (peer variants of one package) share one unit.

@@ -132,14 +132,14 @@ pub(crate) fn plan_builds(
         if !requires[index] {
             continue;
         }
-        match settings.decision(&snapshot.name, &snapshot.version) {
+        match settings.decision(&snapshot.name, snapshot.id_version()) {
             Some(true) => {
                 allowed.insert(index);
             }
             Some(false) => {}
             None => builds
                 .ignored
-                .push(format!("{}@{}", snapshot.name, snapshot.version)),
+                .push(format!("{}@{}", snapshot.name, snapshot.id_version())),
         }
     }
     builds.ignored.sort();
@@ -557,7 +557,7 @@ pub(crate) fn already_built(layout: &Layout<'_>) -> HashSet<String> {
         .snapshots
         .iter()
         .filter(|s| {
-            settings.decision(&s.name, &s.version) == Some(true)
+            settings.decision(&s.name, s.id_version()) == Some(true)
                 && !recorded.pending.contains(&s.dep_path)
                 && layout.package_dir(s).is_dir()
         })
@@ -660,10 +660,10 @@ impl Lifecycle<'_> {
                 env: Vec::new(),
             };
             runner.build(&dir, &snapshot.dep_path)?;
-            match &cached {
-                Some((cache, key)) => cache.save(key, &dir),
-                None => Ok(()),
+            if let Some((cache, key)) = &cached {
+                cache.save(key, &dir);
             }
+            Ok(())
         })?;
         for importer in projects_in_order(layout) {
             let events = if importer == ROOT_IMPORTER {

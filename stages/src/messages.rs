@@ -85,8 +85,17 @@ pub struct Attempt {
     staged: Mutex<Vec<StagedEntry>>,
     /// Its package.json has install scripts (seen by the writer that staged it).
     install_scripts: AtomicBool,
-    /// A git package built before it was packed ([`PackageFiles::prepared`]).
-    prepared: bool,
+    /// For a git package that must be built: whether it was ([`GitBuild`]).
+    git_build: Option<GitBuild>,
+}
+
+/// What became of a git package that must be built before it is packed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GitBuild {
+    /// Built ([`PackageFiles::prepared`]).
+    Built,
+    /// Stored as committed, scripts being off ([`PackageFiles::unbuilt`]).
+    Skipped,
 }
 
 /// A staged file of an attempt, with its order in the tarball (a later duplicate entry wins).
@@ -106,20 +115,20 @@ impl Attempt {
             poisoned: AtomicBool::new(false),
             staged: Mutex::new(Vec::new()),
             install_scripts: AtomicBool::new(false),
-            prepared: false,
+            git_build: None,
         }
     }
 
-    /// An attempt of a git package whose files were built first.
-    pub fn prepared(unit: Arc<PackageUnit>) -> Self {
+    /// An attempt of a git package that must be built, built or not.
+    pub fn git_build(unit: Arc<PackageUnit>, git_build: Option<GitBuild>) -> Self {
         Attempt {
-            prepared: true,
+            git_build,
             ..Attempt::new(unit)
         }
     }
 
-    pub fn is_prepared(&self) -> bool {
-        self.prepared
+    pub fn built(&self) -> Option<GitBuild> {
+        self.git_build
     }
 
     pub fn mark_install_scripts(&self) {

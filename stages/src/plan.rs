@@ -60,6 +60,18 @@ pub struct SnapshotPlan {
 }
 
 impl SnapshotPlan {
+    /// The version in its depPath, without the peer suffix: the registry version, else what
+    /// says where the package comes from (`file:local/a`, a git id, a URL) even when the
+    /// lockfile records a package.json `version:` too. `allowBuilds` keys and build names use it.
+    pub fn id_version(&self) -> &str {
+        let id = self
+            .dep_path
+            .strip_prefix(self.name.as_str())
+            .and_then(|rest| rest.strip_prefix('@'))
+            .unwrap_or(&self.version);
+        id.split_once('(').map_or(id, |(version, _)| version)
+    }
+
     /// The key of this package's files in the store index: snapshots that differ only by peer
     /// suffix share one tarball, hence one entry.
     pub fn index_key(&self) -> String {
@@ -620,6 +632,34 @@ pub fn validate_package_name(name: &str) -> Result<(), InstallError> {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn the_id_version_is_the_depaths_without_its_peer_suffix() {
+        let snapshot = |dep_path: &str, name: &str, version: &str| SnapshotPlan {
+            dep_path: dep_path.to_owned(),
+            name: name.to_owned(),
+            version: version.to_owned(),
+            dir_name: String::new(),
+            integrity: None,
+            tarball: None,
+            directory: None,
+            git: None,
+            dependencies: Vec::new(),
+            has_bin: false,
+            optional: false,
+            peer_names: Vec::new(),
+        };
+        let id =
+            |dep_path, name, version| snapshot(dep_path, name, version).id_version().to_owned();
+        assert_eq!(id("a@1.0.0(b@2.0.0)", "a", "1.0.0"), "1.0.0");
+        assert_eq!(id("@s/a@1.0.0", "@s/a", "1.0.0"), "1.0.0");
+        // The lockfile's `version:` of a git or tarball package is its package.json's.
+        assert_eq!(
+            id("m@git+https://h/r.git#abc(p@1.0.0)", "m", "1.2.0"),
+            "git+https://h/r.git#abc"
+        );
+        assert_eq!(id("t@file:t.tgz", "t", "3.1.0"), "file:t.tgz");
+    }
 
     const LOCKFILE: &str = r#"lockfileVersion: '9.0'
 importers:

@@ -20,7 +20,7 @@ use crate::plan::InstallPlan;
 /// Where builds are cached, for one install.
 pub(crate) struct SideEffects<'a> {
     store: &'a Store,
-    /// `os;arch;node<major>`, as pnpm names the engine a build ran for.
+    /// `os;arch;node<major>`: what a build's output is for (Rust's names for the platform).
     engine: String,
 }
 
@@ -71,80 +71,109 @@ impl<'a> SideEffects<'a> {
     }
 
     /// Replaces the package in `dir` with its cached built files; whether the cache had them.
+    /// They are copied beside the package first: if that fails (a file gone from the store),
+    /// the package is left as imported and the build runs instead.
     pub(crate) fn restore(&self, key: &CacheKey, dir: &Path) -> Result<bool, InstallError> {
         let Some(built) = self.store.index().get(&key.built)? else {
+            return Ok(false);
+        };
+        let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
             return Ok(false);
         };
         if !built.files.iter().all(|file| is_inside(&file.path)) {
             return Ok(false);
         }
-        match std::fs::remove_dir_all(dir) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(InstallError::io("remove", dir, error)),
-        }
-        for file in &built.files {
-            let target = dir.join(&file.path);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| InstallError::io("create directory", parent, e))?;
+        let staging = parent.join(format!(".{}.flowpm-built", name.to_string_lossy()));
+        let copied = self.copy_files(&built, &staging).and_then(|()| {
+            // The shims of its dependencies' bins are the install's, not the build's.
+            let bins = dir.join(INSTALLER_DIRS[0]);
+            if !bins.is_dir() {
+                return Ok(());
             }
-            // A copy, as for any package that builds: nothing may write into the store.
-            let source = self.store.cas().file_path(&file.hash, file.is_executable());
-            std::fs::copy(&source, &target).map_err(|e| InstallError::io("copy", &source, e))?;
+            std::fs::create_dir_all(staging.join("node_modules"))?;
+            std::fs::rename(bins, staging.join(INSTALLER_DIRS[0]))
+        });
+        if copied.is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Ok(false);
         }
+        std::fs::remove_dir_all(dir).map_err(|e| InstallError::io("remove", dir, e))?;
+        std::fs::rename(&staging, dir).map_err(|e| InstallError::io("rename", &staging, e))?;
         Ok(true)
     }
 
-    /// Records the files the build left in `dir` (its own `node_modules`, where the build's
-    /// temp directory is, left out), unless they are the files as shipped: as in pnpm, a build
-    /// that changed nothing in its package is not cached, and runs again next time.
-    pub(crate) fn save(&self, key: &CacheKey, dir: &Path) -> Result<(), InstallError> {
-        let mut files = Vec::new();
+    /// Copies `files` from the store into a new directory `to` (a copy, as for any package
+    /// that builds: nothing may write into the store through it).
+    fn copy_files(&self, files: &PackageFiles, to: &Path) -> std::io::Result<()> {
+        match std::fs::remove_dir_all(to) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+        std::fs::create_dir_all(to)?;
+        for file in &files.files {
+            let target = to.join(&file.path);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let source = self.store.cas().file_path(&file.hash, file.is_executable());
+            std::fs::copy(&source, &target)?;
+        }
+        Ok(())
+    }
+
+    /// Records the files the build left in `dir` (but what the install put there,
+    /// [`INSTALLER_DIRS`]), unless they are the files as shipped: as in pnpm, a build that
+    /// changed nothing in its package is not cached, and runs again next time. The cache is
+    /// only a shortcut: a package it cannot record (a symlink, an unreadable file, a full
+    /// disk) is built again by the next install, and the build that just succeeded stands.
+    pub(crate) fn save(&self, key: &CacheKey, dir: &Path) {
+        let _ = self.try_save(key, dir);
+    }
+
+    fn try_save(&self, key: &CacheKey, dir: &Path) -> Result<(), InstallError> {
+        // Walked whole before anything is written, so a package that cannot be cached leaves
+        // nothing behind in the store.
+        let mut found = Vec::new();
         let mut pending = vec![(dir.to_path_buf(), String::new())];
         while let Some((directory, prefix)) = pending.pop() {
             let entries = std::fs::read_dir(&directory)
                 .map_err(|e| InstallError::io("read", &directory, e))?;
             for entry in entries {
                 let entry = entry.map_err(|e| InstallError::io("read", &directory, e))?;
-                let name = entry.file_name();
-                let Some(name) = name.to_str() else {
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                     return Ok(());
                 };
                 let path = format!("{prefix}{name}");
-                let kind = entry
-                    .file_type()
+                let metadata = std::fs::symlink_metadata(entry.path())
                     .map_err(|e| InstallError::io("read", entry.path(), e))?;
-                if kind.is_dir() {
-                    if path != "node_modules" {
+                if metadata.is_dir() {
+                    if !INSTALLER_DIRS.contains(&path.as_str()) {
                         pending.push((entry.path(), format!("{path}/")));
                     }
-                } else if kind.is_file() {
-                    let data = std::fs::read(entry.path())
-                        .map_err(|e| InstallError::io("read", entry.path(), e))?;
-                    let mode = std::os::unix::fs::PermissionsExt::mode(
-                        &entry
-                            .metadata()
-                            .map_err(|e| InstallError::io("read", entry.path(), e))?
-                            .permissions(),
-                    );
-                    let executable = mode & 0o111 != 0;
-                    let staged = self.store.cas().stage(&data, executable)?;
-                    let hash = staged.hash();
-                    staged.commit(self.store.cas())?;
-                    files.push(FileEntry {
-                        path,
-                        hash,
-                        mode: if executable { 0o755 } else { 0o644 },
-                        size: data.len() as u64,
-                    });
+                } else if metadata.is_file() {
+                    let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions());
+                    found.push((path, entry.path(), mode & 0o111 != 0));
                 } else {
-                    // A symlink (or anything else) the store cannot hold: not cached.
                     return Ok(());
                 }
             }
         }
-        files.sort_by(|a, b| a.path.cmp(&b.path));
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut files = Vec::with_capacity(found.len());
+        for (path, absolute, executable) in found {
+            let data =
+                std::fs::read(&absolute).map_err(|e| InstallError::io("read", &absolute, e))?;
+            let staged = self.store.cas().stage(&data, executable)?;
+            let hash = staged.hash();
+            staged.commit(self.store.cas())?;
+            files.push(FileEntry {
+                path,
+                hash,
+                mode: if executable { 0o755 } else { 0o644 },
+                size: data.len() as u64,
+            });
+        }
         if let Some(shipped) = self.store.index().get(&key.shipped)?
             && shipped.files.len() == files.len()
             && shipped.files.iter().zip(&files).all(|(a, b)| {
@@ -160,12 +189,17 @@ impl<'a> SideEffects<'a> {
                 files,
                 requires_build: true,
                 prepared: false,
+                unbuilt: false,
             },
         );
         self.store.index().commit(&batch)?;
         Ok(())
     }
 }
+
+/// Directories in a package that the install makes, not the package or its build: the shims
+/// of its dependencies' bins and the scripts' temp directory.
+const INSTALLER_DIRS: [&str; 2] = ["node_modules/.bin", "node_modules/.tmp"];
 
 /// The index keys of one package's build.
 pub(crate) struct CacheKey {
@@ -223,15 +257,19 @@ mod tests {
         let dir = root.path().join("pkg");
         std::fs::create_dir_all(dir.join("build/Release")).unwrap();
         std::fs::create_dir_all(dir.join("node_modules/.tmp")).unwrap();
+        std::fs::create_dir_all(dir.join("node_modules/bundled")).unwrap();
         std::fs::write(dir.join("index.js"), "built").unwrap();
         std::fs::write(dir.join("build/Release/addon.node"), "native").unwrap();
         std::fs::write(dir.join("node_modules/.tmp/junk"), "x").unwrap();
+        std::fs::write(dir.join("node_modules/bundled/index.js"), "bundled").unwrap();
+        std::fs::create_dir_all(dir.join("node_modules/.bin")).unwrap();
+        std::fs::write(dir.join("node_modules/.bin/tool"), "shim").unwrap();
         let key = CacheKey {
             built: "side-effects:k".to_owned(),
             shipped: "sha512-shipped".to_owned(),
         };
         assert!(!cache.restore(&key, &dir).unwrap());
-        cache.save(&key, &dir).unwrap();
+        cache.save(&key, &dir);
         std::fs::write(dir.join("index.js"), "shipped").unwrap();
         assert!(cache.restore(&key, &dir).unwrap());
         assert_eq!(
@@ -242,7 +280,37 @@ mod tests {
             std::fs::read_to_string(dir.join("build/Release/addon.node")).unwrap(),
             "native"
         );
-        assert!(!dir.join("node_modules").exists());
+        // A bundled dependency is part of the package; the build's temp directory is not.
+        assert_eq!(
+            std::fs::read_to_string(dir.join("node_modules/bundled/index.js")).unwrap(),
+            "bundled"
+        );
+        assert!(!dir.join("node_modules/.tmp").exists());
+        assert!(!root.path().join(".pkg.flowpm-built").exists());
+        // Not cached, but kept: the shims the install made.
+        let cached = store.index().get("side-effects:k").unwrap().unwrap();
+        assert!(
+            cached
+                .files
+                .iter()
+                .all(|file| !file.path.starts_with("node_modules/."))
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("node_modules/.bin/tool")).unwrap(),
+            "shim"
+        );
+
+        // A cached file gone from the store: the package stays as it is, to be built again.
+        let built = store.index().get("side-effects:k").unwrap().unwrap();
+        let first = &built.files[0];
+        std::fs::remove_file(store.cas().file_path(&first.hash, first.is_executable())).unwrap();
+        std::fs::write(dir.join("index.js"), "shipped").unwrap();
+        assert!(!cache.restore(&key, &dir).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(dir.join("index.js")).unwrap(),
+            "shipped"
+        );
+        assert!(!root.path().join(".pkg.flowpm-built").exists());
     }
 
     #[test]
@@ -266,6 +334,7 @@ mod tests {
             }],
             requires_build: true,
             prepared: false,
+            unbuilt: false,
         };
         batch.push("sha512-shipped", &shipped);
         store.index().commit(&batch).unwrap();
@@ -273,7 +342,7 @@ mod tests {
             built: "side-effects:k".to_owned(),
             shipped: "sha512-shipped".to_owned(),
         };
-        cache.save(&key, &dir).unwrap();
+        cache.save(&key, &dir);
         assert!(!cache.restore(&key, &dir).unwrap());
         // Made executable by the build: a change.
         std::fs::set_permissions(
@@ -281,7 +350,7 @@ mod tests {
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .unwrap();
-        cache.save(&key, &dir).unwrap();
+        cache.save(&key, &dir);
         assert!(cache.restore(&key, &dir).unwrap());
     }
 }

@@ -207,6 +207,7 @@ mod tests {
             }],
             requires_build: false,
             prepared: false,
+            unbuilt: false,
         };
         let long_key = format!("https://example.invalid/{}", "x".repeat(600));
         let mut batch = IndexBatch::default();

@@ -203,6 +203,7 @@ mod tests {
                     files: vec![entry],
                     requires_build: false,
                     prepared: false,
+                    unbuilt: false,
                 },
             );
         }

@@ -29,12 +29,16 @@ pub struct PackageFiles {
     /// A git package built (its `prepare` run) before it was packed: its files are the built
     /// ones, not the repository's as committed.
     pub prepared: bool,
+    /// A git package that must be built but was stored as committed (scripts were off).
+    pub unbuilt: bool,
 }
 
-/// Version 2 added the flags byte; a version-1 entry reads as missing (fetched again).
+/// Version 2 added the flags byte (requires a build, prepared, unbuilt); a version-1 entry reads
+/// as missing (fetched again).
 const FORMAT_VERSION: u8 = 2;
 const REQUIRES_BUILD: u8 = 1;
 const PREPARED: u8 = 2;
+const UNBUILT: u8 = 4;
 
 impl PackageFiles {
     /// Compact binary form: version byte, flags byte, count, then per file
@@ -49,6 +53,9 @@ impl PackageFiles {
         }
         if self.prepared {
             flags |= PREPARED;
+        }
+        if self.unbuilt {
+            flags |= UNBUILT;
         }
         out.push(flags);
         out.extend_from_slice(&(self.files.len() as u32).to_le_bytes());
@@ -67,7 +74,7 @@ impl PackageFiles {
         let mut reader = Reader(bytes);
         let head = reader.take(2)?;
         let requires_build = Self::peek_requires_build(head)?;
-        let prepared = head[1] & PREPARED != 0;
+        let (prepared, unbuilt) = (head[1] & PREPARED != 0, head[1] & UNBUILT != 0);
         let count = u32::from_le_bytes(reader.take(4)?.try_into().ok()?) as usize;
         let mut files = Vec::with_capacity(count.min(1 << 16));
         for _ in 0..count {
@@ -87,6 +94,7 @@ impl PackageFiles {
             files,
             requires_build,
             prepared,
+            unbuilt,
         })
     }
 
@@ -147,14 +155,23 @@ mod tests {
             ],
             requires_build: true,
             prepared: false,
+            unbuilt: false,
         };
         let bytes = files.encode();
         assert_eq!(PackageFiles::decode(&bytes), Some(files.clone()));
-        let prepared = PackageFiles {
-            prepared: true,
-            ..files.clone()
-        };
-        assert_eq!(PackageFiles::decode(&prepared.encode()), Some(prepared));
+        for flagged in [
+            PackageFiles {
+                prepared: true,
+                ..files.clone()
+            },
+            PackageFiles {
+                unbuilt: true,
+                requires_build: false,
+                ..files.clone()
+            },
+        ] {
+            assert_eq!(PackageFiles::decode(&flagged.encode()), Some(flagged));
+        }
         assert_eq!(PackageFiles::peek_requires_build(&bytes), Some(true));
         assert_eq!(PackageFiles::decode(&bytes[..bytes.len() - 1]), None);
         assert_eq!(PackageFiles::decode(&[3, 0, 0, 0, 0, 0]), None);

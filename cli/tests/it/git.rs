@@ -250,11 +250,16 @@ fn a_git_dependency_that_must_be_built_is_built_only_when_allowed_as_pnpm_does()
     .unwrap();
     sandbox.install(&[]);
     assert!(package.join("dist/index.js").is_file());
-    // Allowed no more, the built copy is not served: the repository is needed to refuse it.
+    // Allowed no more, the built copy is not served: it is fetched again and refused.
+    std::fs::rename(
+        sandbox.git_repos().join("gone.git"),
+        sandbox.git_repos().join("prep.git"),
+    )
+    .unwrap();
     std::fs::remove_file(&workspace).unwrap();
     std::fs::remove_dir_all(sandbox.project().join("node_modules")).unwrap();
     let error = sandbox.flowpm_fails(&["install", "--frozen-lockfile"]);
-    assert!(error.contains("prep"), "{error}");
+    assert!(error.contains("\"allowBuilds\" allowlist"), "{error}");
     assert_no_checkout_left(&sandbox);
 }
 
@@ -326,6 +331,37 @@ fn a_git_dependency_is_built_with_its_repositorys_package_manager() {
     let error = sandbox.flowpm_fails(&["install", "--frozen-lockfile"]);
     assert!(error.contains("\"allowBuilds\" allowlist"), "{error}");
     assert_no_checkout_left(&sandbox);
+}
+
+#[test]
+fn a_git_dependencys_build_is_allowed_only_by_its_full_key() {
+    // As pnpm 12 decides a `file:` package's build (RESOLVE-ORACLE.md §11): the key is the
+    // depPath's `name@<git id>`, not the bare name nor the package.json version the lockfile
+    // also records; an ignored build is named by that key.
+    let sandbox = Sandbox::with_git("git-deps");
+    add_git_dependency(&sandbox, "buildgit", "buildgit");
+    let key = allow_key(&sandbox, "buildgit", "buildgit");
+    let workspace = sandbox.project().join("pnpm-workspace.yaml");
+    for allowed in ["buildgit", "buildgit@1.0.0"] {
+        std::fs::write(&workspace, format!("allowBuilds:\n  \"{allowed}\": true\n")).unwrap();
+        let error = sandbox.flowpm_fails(&["install"]);
+        assert!(error.contains(&key), "{allowed}: {error}");
+        assert!(
+            !sandbox
+                .project()
+                .join("node_modules/buildgit/built.txt")
+                .exists()
+        );
+    }
+    std::fs::write(&workspace, format!("allowBuilds:\n  \"{key}\": true\n")).unwrap();
+    let output = sandbox.flowpm(&["install"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        sandbox
+            .project()
+            .join("node_modules/buildgit/built.txt")
+            .is_file()
+    );
 }
 
 #[test]
