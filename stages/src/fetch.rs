@@ -299,17 +299,20 @@ fn store_git(
     };
     let checkout = crate::git::Checkout::new(git).map_err(failed)?;
     let dir = checkout.package_dir();
-    let must_build = std::fs::read(dir.join("package.json"))
-        .is_ok_and(|text| crate::git_prepare::needs_build(&text, |path| dir.join(path).exists()));
-    match &fetcher.git_builds {
-        _ if !must_build => {}
-        Some(builds) if builds.allows(&unit.name, git) => {
-            builds.prepare(checkout.root(), dir, &unit.label())?
+    // The package.json, read once, of a package that must be built (an unreadable one does
+    // not: packing reports it).
+    let to_build = crate::lifecycle::Scripts::read(dir)
+        .ok()
+        .filter(|scripts| crate::git_prepare::needs_build(scripts, |path| dir.join(path).exists()));
+    match (&to_build, &fetcher.git_builds) {
+        (None, _) => {}
+        (Some(scripts), Some(builds)) if builds.allows(&unit.name, git) => {
+            builds.prepare(checkout.root(), dir, scripts, &unit.label())?
         }
-        Some(_) => {
+        (Some(_), Some(_)) => {
             return Err(crate::git_prepare::not_allowed(&unit.name, git));
         }
-        None => fetcher.reporter.on_warning(&format!(
+        (Some(_), None) => fetcher.reporter.on_warning(&format!(
             "{}: the git-hosted package fetched from \"{}\" has to be built but the build \
              scripts were ignored",
             unit.label(),
@@ -320,7 +323,7 @@ fn store_git(
         dir,
         label: &source,
         confined_to: Some(checkout.root()),
-        git_build: must_build.then_some(match fetcher.git_builds {
+        git_build: to_build.is_some().then_some(match fetcher.git_builds {
             Some(_) => GitBuild::Built,
             None => GitBuild::Skipped,
         }),

@@ -26,12 +26,9 @@ use crate::lifecycle::{BuildSettings, ScriptRunner, Scripts};
 /// yarn run it for git dependencies).
 const PREPUBLISH_SCRIPTS: [&str; 3] = ["prepublish", "prepack", "publish"];
 
-/// Whether a git package must be built before it is packed. `has_file` answers for a path
-/// relative to the package (as written in `main`, without a leading `./`).
-pub(crate) fn needs_build(package_json: &[u8], has_file: impl Fn(&str) -> bool) -> bool {
-    let Ok(scripts) = Scripts::parse(package_json, Path::new("package.json")) else {
-        return false;
-    };
+/// Whether a git package with these scripts must be built before it is packed. `has_file`
+/// answers for a path relative to the package (as written in `main`, without a leading `./`).
+pub(crate) fn needs_build(scripts: &Scripts, has_file: impl Fn(&str) -> bool) -> bool {
     if scripts.get("prepare").is_some() {
         return true;
     }
@@ -142,12 +139,18 @@ impl<'a> GitBuilds<'a> {
         self.settings.allows(name, &git.id())
     }
 
-    /// Builds the package in `dir` (inside the checkout `root`): installs its dependencies
-    /// with the repository's package manager (which runs `prepare`), runs its prepublish
-    /// scripts, and removes `node_modules`. `label` names it in errors.
-    pub(crate) fn prepare(&self, root: &Path, dir: &Path, label: &str) -> Result<(), InstallError> {
+    /// Builds the package in `dir` (inside the checkout `root`), whose package.json has
+    /// `scripts`: installs its dependencies with the repository's package manager (which runs
+    /// `prepare`), runs its prepublish scripts, and removes `node_modules`. `label` names it in
+    /// errors.
+    pub(crate) fn prepare(
+        &self,
+        root: &Path,
+        dir: &Path,
+        scripts: &Scripts,
+        label: &str,
+    ) -> Result<(), InstallError> {
         let manager = Manager::of(root);
-        let scripts = Scripts::read(dir)?;
         let runner = ScriptRunner {
             init_cwd: dir,
             bin_dirs: vec![dir.join("node_modules/.bin")],
@@ -161,7 +164,7 @@ impl<'a> GitBuilds<'a> {
         };
         runner.run(
             dir,
-            &scripts,
+            scripts,
             &format!("{}-install", manager.name()),
             &format!("{command} install"),
             label,
@@ -171,19 +174,14 @@ impl<'a> GitBuilds<'a> {
                 continue;
             };
             if manager == Manager::Pnpm {
-                runner.run(dir, &scripts, event, script, label)?;
+                runner.run(dir, scripts, event, script, label)?;
             } else {
                 let pm = manager.name();
                 let (event, run) = (format!("{pm}-run-{event}"), format!("{pm} run {event}"));
-                runner.run(dir, &scripts, &event, &run, label)?;
+                runner.run(dir, scripts, &event, &run, label)?;
             }
         }
-        let modules = dir.join("node_modules");
-        match std::fs::remove_dir_all(&modules) {
-            Ok(()) => Ok(()),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(InstallError::io("remove", &modules, error)),
-        }
+        crate::link::remove_any(&dir.join("node_modules"))
     }
 }
 
@@ -213,6 +211,13 @@ pub(crate) fn not_allowed(name: &str, git: &GitSource) -> InstallError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`needs_build`] of package.json text (false when it does not parse, as for a package
+    /// whose package.json cannot be read).
+    fn needs_build(text: &[u8], has_file: impl Fn(&str) -> bool) -> bool {
+        Scripts::parse(text, Path::new("package.json"))
+            .is_ok_and(|scripts| super::needs_build(&scripts, has_file))
+    }
 
     #[test]
     fn a_package_needs_building_for_prepare_or_for_prepublish_without_its_main() {

@@ -557,7 +557,7 @@ pub(crate) fn already_built(layout: &Layout<'_>) -> HashSet<String> {
         .snapshots
         .iter()
         .filter(|s| {
-            settings.decision(&s.name, s.id_version()) == Some(true)
+            settings.allows(&s.name, s.id_version())
                 && !recorded.pending.contains(&s.dep_path)
                 && layout.package_dir(s).is_dir()
         })

@@ -344,7 +344,8 @@ fn prune_links(dir: &Path, wanted: &HashSet<&str>) -> Result<(), InstallError> {
     Ok(())
 }
 
-fn remove_any(path: &Path) -> Result<(), InstallError> {
+/// Removes a file, symlink or directory tree; one that is not there is already removed.
+pub(crate) fn remove_any(path: &Path) -> Result<(), InstallError> {
     let result = match std::fs::symlink_metadata(path) {
         Ok(metadata) if metadata.is_dir() => std::fs::remove_dir_all(path),
         Ok(_) => std::fs::remove_file(path),

@@ -11,8 +11,9 @@
 
 use std::collections::HashSet;
 use std::path::{Component, Path};
+use std::sync::OnceLock;
 
-use flowpm_store::{FileEntry, IndexBatch, PackageFiles, Store};
+use flowpm_store::{FileEntry, FileHash, IndexBatch, PackageFiles, Store};
 
 use crate::InstallError;
 use crate::plan::InstallPlan;
@@ -21,20 +22,27 @@ use crate::plan::InstallPlan;
 pub(crate) struct SideEffects<'a> {
     store: &'a Store,
     /// `os;arch;node<major>`: what a build's output is for (Rust's names for the platform).
-    engine: String,
+    /// Asked of `node` only once a package is cacheable.
+    engine: OnceLock<String>,
 }
 
 impl<'a> SideEffects<'a> {
     pub(crate) fn new(store: &'a Store) -> Self {
         SideEffects {
             store,
-            engine: format!(
+            engine: OnceLock::new(),
+        }
+    }
+
+    fn engine(&self) -> &str {
+        self.engine.get_or_init(|| {
+            format!(
                 "{};{};{}",
                 std::env::consts::OS,
                 std::env::consts::ARCH,
                 node_major()
-            ),
-        }
+            )
+        })
     }
 
     /// Where snapshot `index`'s build is cached: the index key of its built files and that
@@ -55,8 +63,9 @@ impl<'a> SideEffects<'a> {
             }
         }
         reached.sort_unstable();
+        let shipped = snapshot.index_key();
         let mut hasher = blake3::Hasher::new();
-        for part in [&snapshot.index_key(), &snapshot.dep_path, &self.engine] {
+        for part in [shipped.as_str(), &snapshot.dep_path, self.engine()] {
             hasher.update(part.as_bytes());
             hasher.update(b"\0");
         }
@@ -66,7 +75,7 @@ impl<'a> SideEffects<'a> {
         }
         Some(CacheKey {
             built: format!("side-effects:{}", hasher.finalize().to_hex()),
-            shipped: snapshot.index_key(),
+            shipped,
         })
     }
 
@@ -84,6 +93,10 @@ impl<'a> SideEffects<'a> {
             return Ok(false);
         }
         let staging = parent.join(format!(".{}.flowpm-built", name.to_string_lossy()));
+        // One a killed install left.
+        if crate::link::remove_any(&staging).is_err() {
+            return Ok(false);
+        }
         let copied = self.copy_files(&built, &staging).and_then(|()| {
             // The shims of its dependencies' bins are the install's, not the build's.
             let bins = dir.join(INSTALLER_DIRS[0]);
@@ -105,11 +118,6 @@ impl<'a> SideEffects<'a> {
     /// Copies `files` from the store into a new directory `to` (a copy, as for any package
     /// that builds: nothing may write into the store through it).
     fn copy_files(&self, files: &PackageFiles, to: &Path) -> std::io::Result<()> {
-        match std::fs::remove_dir_all(to) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(error),
-        }
         std::fs::create_dir_all(to)?;
         for file in &files.files {
             let target = to.join(&file.path);
@@ -160,27 +168,48 @@ impl<'a> SideEffects<'a> {
             }
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
+        // Hashed first and compared with the files as shipped: most builds change few files
+        // (many none), and a shipped file is in the store already. Only the others are
+        // written, read a second time rather than all held in memory.
         let mut files = Vec::with_capacity(found.len());
-        for (path, absolute, executable) in found {
+        for (path, absolute, executable) in &found {
             let data =
-                std::fs::read(&absolute).map_err(|e| InstallError::io("read", &absolute, e))?;
-            let staged = self.store.cas().stage(&data, executable)?;
-            let hash = staged.hash();
-            staged.commit(self.store.cas())?;
+                std::fs::read(absolute).map_err(|e| InstallError::io("read", absolute, e))?;
             files.push(FileEntry {
-                path,
-                hash,
-                mode: if executable { 0o755 } else { 0o644 },
+                path: path.clone(),
+                hash: FileHash::of(&data),
+                mode: if *executable { 0o755 } else { 0o644 },
                 size: data.len() as u64,
             });
         }
-        if let Some(shipped) = self.store.index().get(&key.shipped)?
+        let same = |a: &FileEntry, b: &FileEntry| {
+            a.path == b.path && a.hash == b.hash && a.is_executable() == b.is_executable()
+        };
+        let shipped = self.store.index().get(&key.shipped)?;
+        if let Some(shipped) = &shipped
             && shipped.files.len() == files.len()
-            && shipped.files.iter().zip(&files).all(|(a, b)| {
-                a.path == b.path && a.hash == b.hash && a.is_executable() == b.is_executable()
-            })
+            && shipped.files.iter().zip(&files).all(|(a, b)| same(a, b))
         {
             return Ok(());
+        }
+        let in_store: HashSet<(&FileHash, bool)> = shipped
+            .iter()
+            .flat_map(|shipped| &shipped.files)
+            .map(|file| (&file.hash, file.is_executable()))
+            .collect();
+        for (file, (_, absolute, _)) in files.iter().zip(&found) {
+            if in_store.contains(&(&file.hash, file.is_executable())) {
+                continue;
+            }
+            let data =
+                std::fs::read(absolute).map_err(|e| InstallError::io("read", absolute, e))?;
+            let staged = self.store.cas().stage(&data, file.is_executable())?;
+            let hash = staged.hash();
+            staged.commit(self.store.cas())?;
+            // Changed on disk between the two reads: not cached.
+            if hash != file.hash {
+                return Ok(());
+            }
         }
         let mut batch = IndexBatch::default();
         batch.push(
