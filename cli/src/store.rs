@@ -23,6 +23,7 @@ pub fn run(project_dir: PathBuf, args: StoreArgs) -> anyhow::Result<()> {
             let status = Store::open(&dir)?.status()?;
             println!("store: {}", dir.display());
             println!("packages: {}", status.packages);
+            println!("cached builds: {}", status.cached_builds);
             println!(
                 "files: {} ({:.1} MB)",
                 status.referenced_files,
@@ -35,14 +36,18 @@ pub fn run(project_dir: PathBuf, args: StoreArgs) -> anyhow::Result<()> {
             for bad in &report.bad_files {
                 eprintln!("bad file: {}: {}", bad.path.display(), bad.reason);
             }
+            let builds = match report.cached_builds {
+                0 => String::new(),
+                n => format!(" and {n} cached builds"),
+            };
             println!(
-                "verified {} files of {} packages: {} bad{}",
+                "verified {} files of {} packages{builds}: {} bad{}",
                 report.files_checked,
                 report.packages,
                 report.bad_files.len(),
                 if verify.fix {
                     format!(
-                        ", {} packages removed from the index",
+                        ", {} entries removed from the index",
                         report.packages_removed
                     )
                 } else {

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::path::{Component, Path};
 use std::sync::OnceLock;
 
-use flowpm_store::{FileEntry, FileHash, IndexBatch, PackageFiles, Store};
+use flowpm_store::{FileEntry, FileHash, IndexBatch, PackageFiles, SIDE_EFFECTS_PREFIX, Store};
 
 use crate::InstallError;
 use crate::plan::InstallPlan;
@@ -74,7 +74,7 @@ impl<'a> SideEffects<'a> {
             hasher.update(b"\0");
         }
         Some(CacheKey {
-            built: format!("side-effects:{}", hasher.finalize().to_hex()),
+            built: format!("{SIDE_EFFECTS_PREFIX}{}", hasher.finalize().to_hex()),
             shipped,
         })
     }

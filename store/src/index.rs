@@ -12,6 +12,10 @@ use crate::{PackageFiles, StoreError};
 
 /// Virtual size of the memory map; the file only grows as entries are written.
 const MAP_SIZE: usize = 64 << 30;
+/// Prefix of the index keys that hold a package's files after its build (the side-effects
+/// cache): derived entries, counted apart from packages.
+pub const SIDE_EFFECTS_PREFIX: &str = "side-effects:";
+
 /// LMDB keys are limited to 511 bytes; longer identities (tarball URLs) are hashed.
 const MAX_KEY_LEN: usize = 400;
 

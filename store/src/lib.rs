@@ -22,7 +22,7 @@ mod package_files;
 
 pub use cas::{Cas, CommitOutcome, FileHash, RelativeName, StagedFile};
 pub use error::StoreError;
-pub use index::{Index, IndexBatch};
+pub use index::{Index, IndexBatch, SIDE_EFFECTS_PREFIX};
 pub use lock::StoreLock;
 pub use maintenance::{BadFile, PruneReport, StoreStatus, VerifyReport};
 pub use package_files::{FileEntry, PackageFiles};

@@ -3,11 +3,13 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::{Cas, FileHash, Store, StoreError};
+use crate::{Cas, FileHash, SIDE_EFFECTS_PREFIX, Store, StoreError};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct StoreStatus {
     pub packages: usize,
+    /// Packages' built files kept by the side-effects cache.
+    pub cached_builds: usize,
     /// Distinct files referenced by the index.
     pub referenced_files: usize,
     pub referenced_bytes: u64,
@@ -24,6 +26,7 @@ pub struct BadFile {
 #[derive(Debug, Default, Clone)]
 pub struct VerifyReport {
     pub packages: usize,
+    pub cached_builds: usize,
     pub files_checked: usize,
     pub bad_files: Vec<BadFile>,
     /// Index entries removed (with `fix`) because they referenced a bad file.
@@ -39,27 +42,39 @@ pub struct PruneReport {
     pub plans_removed: usize,
 }
 
+/// Index entries by kind.
+#[derive(Default)]
+struct Entries {
+    packages: usize,
+    cached_builds: usize,
+}
+
 impl Store {
     /// Every distinct (hash, executable) the index references, with its recorded size.
-    fn referenced(&self) -> Result<(usize, Vec<(FileHash, bool, u64)>), StoreError> {
+    fn referenced(&self) -> Result<(Entries, Vec<(FileHash, bool, u64)>), StoreError> {
         let mut seen = HashSet::new();
         let mut files = Vec::new();
-        let mut packages = 0;
-        self.index().for_each(|_, entry| {
-            packages += 1;
+        let mut entries = Entries::default();
+        self.index().for_each(|key, entry| {
+            if key.starts_with(SIDE_EFFECTS_PREFIX.as_bytes()) {
+                entries.cached_builds += 1;
+            } else {
+                entries.packages += 1;
+            }
             for file in entry.map(|e| e.files).unwrap_or_default() {
                 if seen.insert((file.hash, file.is_executable())) {
                     files.push((file.hash, file.is_executable(), file.size));
                 }
             }
         })?;
-        Ok((packages, files))
+        Ok((entries, files))
     }
 
     pub fn status(&self) -> Result<StoreStatus, StoreError> {
-        let (packages, files) = self.referenced()?;
+        let (entries, files) = self.referenced()?;
         Ok(StoreStatus {
-            packages,
+            packages: entries.packages,
+            cached_builds: entries.cached_builds,
             referenced_files: files.len(),
             referenced_bytes: files.iter().map(|(_, _, size)| size).sum(),
             temp_files: std::fs::read_dir(self.root().join("v1/tmp"))
@@ -73,8 +88,9 @@ impl Store {
     pub fn verify(&self, fix: bool) -> Result<VerifyReport, StoreError> {
         let mut report = VerifyReport::default();
         let mut bad: HashSet<(FileHash, bool)> = HashSet::new();
-        let (packages, files) = self.referenced()?;
-        report.packages = packages;
+        let (entries, files) = self.referenced()?;
+        report.packages = entries.packages;
+        report.cached_builds = entries.cached_builds;
         for (hash, executable, size) in files {
             report.files_checked += 1;
             let path = self.cas().file_path(&hash, executable);

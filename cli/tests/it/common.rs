@@ -78,6 +78,17 @@ impl Sandbox {
         self.root.path().join("store")
     }
 
+    /// Runs `flowpm store <args> --store-dir <store>` in the project.
+    pub fn store_command(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_flowpm"))
+            .args(["store"])
+            .args(args)
+            .args(["--store-dir", self.store().to_str().unwrap()])
+            .current_dir(self.project())
+            .output()
+            .unwrap()
+    }
+
     /// Runs `flowpm <args> --store-dir <store> --registry <url>` in the project, with an
     /// environment that cannot reach any other registry or configuration.
     pub fn flowpm(&self, args: &[&str]) -> Output {

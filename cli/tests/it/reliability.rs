@@ -3,18 +3,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Sandbox, pnpm_tree, text};
 
-fn store_command(sandbox: &Sandbox, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_flowpm"))
-        .args(["store"])
-        .args(args)
-        .args(["--store-dir", sandbox.store().to_str().unwrap()])
-        .current_dir(sandbox.project())
-        .output()
-        .unwrap()
-}
-
 fn assert_store_clean(sandbox: &Sandbox) {
-    let verify = store_command(sandbox, &["verify"]);
+    let verify = sandbox.store_command(&["verify"]);
     assert!(verify.status.success(), "{}", text(&verify));
     assert!(text(&verify).contains(": 0 bad"), "{}", text(&verify));
 }
@@ -24,7 +14,7 @@ fn store_verify_finds_corruption_and_prune_removes_orphans() {
     let sandbox = Sandbox::new("graph");
     sandbox.install(&[]);
     assert_store_clean(&sandbox);
-    let path = store_command(&sandbox, &["path"]);
+    let path = sandbox.store_command(&["path"]);
     assert_eq!(
         String::from_utf8_lossy(&path.stdout).trim(),
         sandbox.store().to_str().unwrap()
@@ -40,17 +30,17 @@ fn store_verify_finds_corruption_and_prune_removes_orphans() {
         .cas()
         .file_path(&flowpm_store::FileHash::of(b"exports.b = 1;\n"), false);
     std::fs::write(&cas_file, b"tampered").unwrap();
-    let verify = store_command(&sandbox, &["verify"]);
+    let verify = sandbox.store_command(&["verify"]);
     assert!(!verify.status.success());
     assert!(
         text(&verify).contains(&cas_file.display().to_string()),
         "{}",
         text(&verify)
     );
-    let fixed = store_command(&sandbox, &["verify", "--fix"]);
+    let fixed = sandbox.store_command(&["verify", "--fix"]);
     assert!(fixed.status.success(), "{}", text(&fixed));
     assert!(
-        text(&fixed).contains("1 packages removed from the index"),
+        text(&fixed).contains("1 entries removed from the index"),
         "{}",
         text(&fixed)
     );
@@ -73,7 +63,7 @@ fn store_verify_finds_corruption_and_prune_removes_orphans() {
             .commit(store.cas())
             .unwrap();
     }
-    let prune = store_command(&sandbox, &["prune"]);
+    let prune = sandbox.store_command(&["prune"]);
     assert!(prune.status.success(), "{}", text(&prune));
     // That one, and dup-entries' first `a.txt`, which its second entry shadows.
     assert!(
@@ -82,7 +72,7 @@ fn store_verify_finds_corruption_and_prune_removes_orphans() {
         text(&prune)
     );
     assert_store_clean(&sandbox);
-    let status = store_command(&sandbox, &["status"]);
+    let status = sandbox.store_command(&["status"]);
     assert!(text(&status).contains("packages: 57"), "{}", text(&status));
 }
 

@@ -404,6 +404,9 @@ fn a_build_that_changed_its_package_is_restored_from_the_store_instead_of_run_ag
     sandbox.install(&[]);
     assert!(log(&sandbox).contains(&"build-dep postinstall".to_owned()));
     let built = package_file(&sandbox, "build-dep@1.0.0", "index.js");
+    // The cached build is an index entry of its own, not counted as a package.
+    let status = text(&sandbox.store_command(&["status"]));
+    assert!(status.contains("cached builds: 1"), "{status}");
     std::fs::remove_dir_all(sandbox.project().join("node_modules")).unwrap();
     sandbox.install(&[]);
     assert_eq!(
