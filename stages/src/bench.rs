@@ -246,8 +246,7 @@ pub fn bench_index(
                     files: Arc::new(PackageFiles {
                         files,
                         requires_build: false,
-                        prepared: false,
-                        unbuilt: false,
+                        git: None,
                     }),
                 };
                 if context.send(&sender, stored).is_err() {

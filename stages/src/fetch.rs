@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use flowpm_pipeline::{Receiver, Sender, StageContext};
+use flowpm_store::GitCopy;
 
 use crate::InstallError;
 use crate::config::NpmConfig;
@@ -15,7 +16,7 @@ use crate::decode::{
 };
 use crate::git_prepare::GitBuilds;
 use crate::http::{HttpClient, HttpFailure};
-use crate::messages::{Attempt, FileBatcher, FileJob, GitBuild, PackageUnit, StagedEntry};
+use crate::messages::{Attempt, FileBatcher, FileJob, PackageUnit, StagedEntry};
 use crate::packlist;
 use crate::report::Reporter;
 use crate::write::{Finalizer, finalize};
@@ -133,7 +134,7 @@ pub fn run_fetch_worker(
                     dir: &dir,
                     label: &format!("file:{directory}"),
                     confined_to: None,
-                    git_build: None,
+                    git_copy: None,
                 };
                 store_directory(context, fetcher, &unit, &source, files, finalizer)
             })
@@ -323,9 +324,10 @@ fn store_git(
         dir,
         label: &source,
         confined_to: Some(checkout.root()),
-        git_build: to_build.is_some().then_some(match fetcher.git_builds {
-            Some(_) => GitBuild::Built,
-            None => GitBuild::Skipped,
+        git_copy: Some(match (&to_build, &fetcher.git_builds) {
+            (None, _) => GitCopy::AsCommitted,
+            (Some(_), Some(_)) => GitCopy::Prepared,
+            (Some(_), None) => GitCopy::Unbuilt,
         }),
     };
     store_directory(context, fetcher, unit, &source, files, finalizer)
@@ -339,8 +341,8 @@ struct DirectorySource<'p> {
     /// A repository someone else wrote: a symlink leading outside it is left out rather than
     /// followed.
     confined_to: Option<&'p Path>,
-    /// A git package that must be built: whether it was.
-    git_build: Option<GitBuild>,
+    /// A git package's: what its files are (built or not).
+    git_copy: Option<GitCopy>,
 }
 
 /// Stores the files `npm pack` would take from a directory ([`packlist`]), as one attempt that
@@ -368,7 +370,7 @@ fn store_directory(
         .map_err(|cause| read_error(&manifest_path, cause))?;
     let packed =
         packlist::pack_files(dir, &manifest).map_err(|error| read_error(dir, error.to_string()))?;
-    let attempt = Attempt::git_build(unit.clone(), source.git_build);
+    let attempt = Attempt::directory(unit.clone(), source.git_copy);
     let mut sink = AttemptSink::new(context, attempt, files, finalizer);
     let mut outcome: Result<(), InstallError> = Ok(());
     let mut bytes = 0;

@@ -11,7 +11,7 @@
 //!   `<pm> install` in the package's directory (which runs its `prepare`), then its
 //!   `prepublish`, `prepack` and `publish` scripts, and removes `node_modules` before packing.
 //!   Where pnpm would run `pnpm`, flowpm runs itself when it knows its own command.
-//! - The built files are stored with the `prepared` flag in the index, so a later install
+//! - The built files are stored as `GitCopy::Prepared` in the index, so a later install
 //!   takes them from the store instead of building again.
 
 use std::ffi::OsString;

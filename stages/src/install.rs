@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use flowpm_pipeline::{CancelToken, StageSnapshot, bounded, unbounded};
-use flowpm_store::Store;
+use flowpm_store::{GitCopy, Store};
 
 use crate::InstallError;
 use crate::capacity::{
@@ -814,18 +814,20 @@ pub(crate) fn split_by_store(
 /// Whether the stored copy of a git package serves this install. A built one does when scripts
 /// are off or its build is allowed (else it is fetched again, to be refused as the first
 /// install would have); one stored unbuilt (`prepare` under --ignore-scripts) never does, so
-/// that each install builds it, refuses it or warns about it. Both are flags of the index
-/// entry, set when the package was stored.
+/// that each install builds it, refuses it or warns about it; nor does one whose entry does
+/// not say (stored by an earlier flowpm, which could have stored it unbuilt).
 fn usable_git_copy(
     unit: &PackageUnit,
     files: &flowpm_store::PackageFiles,
     git_builds: Option<&GitBuilds<'_>>,
 ) -> bool {
-    match &unit.git {
-        Some(git) if files.prepared => {
-            git_builds.is_none_or(|builds| builds.allows(&unit.name, git))
-        }
-        _ => !files.unbuilt,
+    let Some(git) = &unit.git else {
+        return true;
+    };
+    match files.git {
+        Some(GitCopy::AsCommitted) => true,
+        Some(GitCopy::Prepared) => git_builds.is_none_or(|builds| builds.allows(&unit.name, git)),
+        Some(GitCopy::Unbuilt) | None => false,
     }
 }
 
@@ -1066,4 +1068,54 @@ pub fn store_dir_for(
     overrides: &ConfigOverrides,
 ) -> Result<PathBuf, InstallError> {
     Ok(NpmConfig::load(project_dir, overrides)?.store_dir(project_dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use flowpm_store::PackageFiles;
+
+    use super::*;
+    use crate::git::GitSource;
+
+    fn git_unit() -> PackageUnit {
+        PackageUnit {
+            key: "git:k".to_owned(),
+            name: "gitprep".to_owned(),
+            version: "1.0.0".to_owned(),
+            integrity: None,
+            tarball: None,
+            directory: None,
+            git: Some(GitSource {
+                repo: "file:///repos/gitprep".to_owned(),
+                commit: "a".repeat(40),
+                path: None,
+            }),
+            snapshots: Vec::new(),
+            optional: false,
+        }
+    }
+
+    #[test]
+    fn a_stored_git_copy_serves_by_what_its_entry_recorded() {
+        let unit = git_unit();
+        let copy = |git| PackageFiles {
+            git,
+            ..PackageFiles::default()
+        };
+        let refusing = GitBuilds::refusing();
+        for builds in [None, Some(&refusing)] {
+            assert!(usable_git_copy(&unit, &copy(Some(GitCopy::AsCommitted)), builds));
+            assert!(!usable_git_copy(&unit, &copy(Some(GitCopy::Unbuilt)), builds));
+            // Stored by a flowpm that did not record whether it was built: fetched again.
+            assert!(!usable_git_copy(&unit, &copy(None), builds));
+        }
+        // A built copy is served when scripts are off, and refused when its build is not allowed.
+        assert!(usable_git_copy(&unit, &copy(Some(GitCopy::Prepared)), None));
+        assert!(!usable_git_copy(&unit, &copy(Some(GitCopy::Prepared)), Some(&refusing)));
+        let registry = PackageUnit {
+            git: None,
+            ..git_unit()
+        };
+        assert!(usable_git_copy(&registry, &copy(None), Some(&refusing)));
+    }
 }

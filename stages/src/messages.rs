@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use flowpm_store::{PackageFiles, StagedFile};
+use flowpm_store::{GitCopy, PackageFiles, StagedFile};
 
 use crate::decode::DecodedFile;
 use crate::integrity::Integrity;
@@ -85,17 +85,8 @@ pub struct Attempt {
     staged: Mutex<Vec<StagedEntry>>,
     /// Its package.json has install scripts (seen by the writer that staged it).
     install_scripts: AtomicBool,
-    /// For a git package that must be built: whether it was ([`GitBuild`]).
-    git_build: Option<GitBuild>,
-}
-
-/// What became of a git package that must be built before it is packed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GitBuild {
-    /// Built ([`PackageFiles::prepared`]).
-    Built,
-    /// Stored as committed, scripts being off ([`PackageFiles::unbuilt`]).
-    Skipped,
+    /// For a git package: what its files are (built or not).
+    git_copy: Option<GitCopy>,
 }
 
 /// A staged file of an attempt, with its order in the tarball (a later duplicate entry wins).
@@ -115,20 +106,20 @@ impl Attempt {
             poisoned: AtomicBool::new(false),
             staged: Mutex::new(Vec::new()),
             install_scripts: AtomicBool::new(false),
-            git_build: None,
+            git_copy: None,
         }
     }
 
-    /// An attempt of a git package that must be built, built or not.
-    pub fn git_build(unit: Arc<PackageUnit>, git_build: Option<GitBuild>) -> Self {
+    /// An attempt of a directory: a git package's (`git_copy` given) or a `file:` one's.
+    pub fn directory(unit: Arc<PackageUnit>, git_copy: Option<GitCopy>) -> Self {
         Attempt {
-            git_build,
+            git_copy,
             ..Attempt::new(unit)
         }
     }
 
-    pub fn built(&self) -> Option<GitBuild> {
-        self.git_build
+    pub fn git_copy(&self) -> Option<GitCopy> {
+        self.git_copy
     }
 
     pub fn mark_install_scripts(&self) {

@@ -217,8 +217,7 @@ impl<'a> SideEffects<'a> {
             &PackageFiles {
                 files,
                 requires_build: true,
-                prepared: false,
-                unbuilt: false,
+                git: None,
             },
         );
         self.store.index().commit(&batch)?;
@@ -362,8 +361,7 @@ mod tests {
                 size: 7,
             }],
             requires_build: true,
-            prepared: false,
-            unbuilt: false,
+            git: None,
         };
         batch.push("sha512-shipped", &shipped);
         store.index().commit(&batch).unwrap();

@@ -10,7 +10,7 @@ use flowpm_store::{Cas, CommitOutcome, FileEntry, PackageFiles};
 
 use crate::InstallError;
 use crate::lifecycle::{has_install_scripts, requires_build};
-use crate::messages::{Attempt, FileJob, GitBuild, StagedEntry, StoredPackage};
+use crate::messages::{Attempt, FileJob, StagedEntry, StoredPackage};
 use crate::report::Reporter;
 
 /// Files this large are streamed by the decoder, not sent to the writers.
@@ -124,8 +124,7 @@ pub fn finalize(
         files: Arc::new(PackageFiles {
             files,
             requires_build,
-            prepared: attempt.built() == Some(GitBuild::Built),
-            unbuilt: attempt.built() == Some(GitBuild::Skipped),
+            git: attempt.git_copy(),
         }),
     };
     if context.send(&finalizer.index, stored.clone()).is_err() {

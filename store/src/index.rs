@@ -210,8 +210,7 @@ mod tests {
                 size: 1,
             }],
             requires_build: false,
-            prepared: false,
-            unbuilt: false,
+            git: None,
         };
         let long_key = format!("https://example.invalid/{}", "x".repeat(600));
         let mut batch = IndexBatch::default();

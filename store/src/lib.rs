@@ -25,7 +25,7 @@ pub use error::StoreError;
 pub use index::{Index, IndexBatch, SIDE_EFFECTS_PREFIX};
 pub use lock::StoreLock;
 pub use maintenance::{BadFile, PruneReport, StoreStatus, VerifyReport};
-pub use package_files::{FileEntry, PackageFiles};
+pub use package_files::{FileEntry, GitCopy, PackageFiles};
 
 use std::path::{Path, PathBuf};
 

@@ -218,8 +218,7 @@ mod tests {
                 &PackageFiles {
                     files: vec![entry],
                     requires_build: false,
-                    prepared: false,
-                    unbuilt: false,
+                    git: None,
                 },
             );
         }

@@ -26,19 +26,31 @@ pub struct PackageFiles {
     /// The package has install scripts (`preinstall`, `install`, `postinstall`, or a
     /// `binding.gyp`): known when it is stored, so no install reads its package.json again.
     pub requires_build: bool,
-    /// A git package built (its `prepare` run) before it was packed: its files are the built
-    /// ones, not the repository's as committed.
-    pub prepared: bool,
-    /// A git package that must be built but was stored as committed (scripts were off).
-    pub unbuilt: bool,
+    /// For a git package, what its files are, decided when it was stored. `None` for other
+    /// packages, and for git ones stored by a flowpm that did not record it.
+    pub git: Option<GitCopy>,
 }
 
-/// Version 2 added the flags byte (requires a build, prepared, unbuilt); a version-1 entry reads
-/// as missing (fetched again).
+/// What a git package's stored files are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GitCopy {
+    /// The repository as committed, which needs no build.
+    AsCommitted,
+    /// Built (its `prepare` run) before it was packed: the built files.
+    Prepared,
+    /// Must be built, but was stored as committed (scripts were off).
+    Unbuilt,
+}
+
+/// Version 2 added the flags byte (requires a build, git copy); a version-1 entry reads as
+/// missing (fetched again).
 const FORMAT_VERSION: u8 = 2;
 const REQUIRES_BUILD: u8 = 1;
 const PREPARED: u8 = 2;
 const UNBUILT: u8 = 4;
+/// Added after the other flags: a git entry without any of the three is one whose build was
+/// not judged when it was stored.
+const AS_COMMITTED: u8 = 8;
 
 impl PackageFiles {
     /// Compact binary form: version byte, flags byte, count, then per file
@@ -51,12 +63,12 @@ impl PackageFiles {
         if self.requires_build {
             flags |= REQUIRES_BUILD;
         }
-        if self.prepared {
-            flags |= PREPARED;
-        }
-        if self.unbuilt {
-            flags |= UNBUILT;
-        }
+        flags |= match self.git {
+            None => 0,
+            Some(GitCopy::AsCommitted) => AS_COMMITTED,
+            Some(GitCopy::Prepared) => PREPARED,
+            Some(GitCopy::Unbuilt) => UNBUILT,
+        };
         out.push(flags);
         out.extend_from_slice(&(self.files.len() as u32).to_le_bytes());
         for file in &self.files {
@@ -74,7 +86,13 @@ impl PackageFiles {
         let mut reader = Reader(bytes);
         let head = reader.take(2)?;
         let requires_build = Self::peek_requires_build(head)?;
-        let (prepared, unbuilt) = (head[1] & PREPARED != 0, head[1] & UNBUILT != 0);
+        let git = [
+            (PREPARED, GitCopy::Prepared),
+            (UNBUILT, GitCopy::Unbuilt),
+            (AS_COMMITTED, GitCopy::AsCommitted),
+        ]
+        .into_iter()
+        .find_map(|(flag, copy)| (head[1] & flag != 0).then_some(copy));
         let count = u32::from_le_bytes(reader.take(4)?.try_into().ok()?) as usize;
         let mut files = Vec::with_capacity(count.min(1 << 16));
         for _ in 0..count {
@@ -93,8 +111,7 @@ impl PackageFiles {
         reader.0.is_empty().then_some(PackageFiles {
             files,
             requires_build,
-            prepared,
-            unbuilt,
+            git,
         })
     }
 
@@ -154,22 +171,20 @@ mod tests {
                 },
             ],
             requires_build: true,
-            prepared: false,
-            unbuilt: false,
+            git: None,
         };
         let bytes = files.encode();
         assert_eq!(PackageFiles::decode(&bytes), Some(files.clone()));
-        for flagged in [
-            PackageFiles {
-                prepared: true,
-                ..files.clone()
-            },
-            PackageFiles {
-                unbuilt: true,
-                requires_build: false,
-                ..files.clone()
-            },
+        for (git, requires_build) in [
+            (GitCopy::Prepared, true),
+            (GitCopy::Unbuilt, false),
+            (GitCopy::AsCommitted, false),
         ] {
+            let flagged = PackageFiles {
+                git: Some(git),
+                requires_build,
+                ..files.clone()
+            };
             assert_eq!(PackageFiles::decode(&flagged.encode()), Some(flagged));
         }
         assert_eq!(PackageFiles::peek_requires_build(&bytes), Some(true));
