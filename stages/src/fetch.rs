@@ -173,7 +173,9 @@ pub fn run_fetch_worker(
     Ok(())
 }
 
-/// The package's tarball cannot be had (as opposed to the store or the disk failing).
+/// The package's tarball cannot be had (as opposed to the store or the disk failing). For a
+/// git package that must be built, that includes a build refused or failed: pnpm 12 leaves
+/// such an optional package out as one it could not fetch.
 fn is_unavailable(error: &InstallError) -> bool {
     matches!(
         error,
@@ -181,6 +183,8 @@ fn is_unavailable(error: &InstallError) -> bool {
             | InstallError::IntegrityMismatch { .. }
             | InstallError::BadTarball { .. }
             | InstallError::Offline { .. }
+            | InstallError::GitBuildNotAllowed { .. }
+            | InstallError::Script { .. }
     )
 }
 

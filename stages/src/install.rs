@@ -1104,14 +1104,26 @@ mod tests {
         };
         let refusing = GitBuilds::refusing();
         for builds in [None, Some(&refusing)] {
-            assert!(usable_git_copy(&unit, &copy(Some(GitCopy::AsCommitted)), builds));
-            assert!(!usable_git_copy(&unit, &copy(Some(GitCopy::Unbuilt)), builds));
+            assert!(usable_git_copy(
+                &unit,
+                &copy(Some(GitCopy::AsCommitted)),
+                builds
+            ));
+            assert!(!usable_git_copy(
+                &unit,
+                &copy(Some(GitCopy::Unbuilt)),
+                builds
+            ));
             // Stored by a flowpm that did not record whether it was built: fetched again.
             assert!(!usable_git_copy(&unit, &copy(None), builds));
         }
         // A built copy is served when scripts are off, and refused when its build is not allowed.
         assert!(usable_git_copy(&unit, &copy(Some(GitCopy::Prepared)), None));
-        assert!(!usable_git_copy(&unit, &copy(Some(GitCopy::Prepared)), Some(&refusing)));
+        assert!(!usable_git_copy(
+            &unit,
+            &copy(Some(GitCopy::Prepared)),
+            Some(&refusing)
+        ));
         let registry = PackageUnit {
             git: None,
             ..git_unit()

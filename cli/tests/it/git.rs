@@ -264,6 +264,56 @@ fn a_git_dependency_that_must_be_built_is_built_only_when_allowed_as_pnpm_does()
 }
 
 #[test]
+fn an_optional_git_dependency_whose_build_is_refused_or_fails_is_left_out_as_pnpm_does() {
+    // pnpm 12 on the same input: "is an optional dependency that could not be fetched.
+    // Excluding it from installation.", then the refusal (or the failed build) as a warning;
+    // the install succeeds and the lockfile keeps the package.
+    let sandbox = Sandbox::with_git("git-deps");
+    replace_in(
+        &sandbox.project().join("package.json"),
+        "\"deep-18\": \"1.0.0\"\n  }",
+        "\"deep-18\": \"1.0.0\"\n  },\n  \"optionalDependencies\": {\n    \
+         \"prepnpm\": \"git://git.fixture.invalid/prepnpm.git\"\n  }",
+    );
+    std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    let key = allow_key(&sandbox, "prepnpm", "prepnpm");
+    let lockfile = sandbox.project().join("pnpm-lock.yaml");
+    let package = sandbox.project().join("node_modules/prepnpm");
+    let assert_left_out = |output: &std::process::Output, cause: &str| {
+        let log = text(output);
+        assert!(output.status.success(), "{log}");
+        assert!(
+            log.contains("optional dependency that could not be fetched"),
+            "{log}"
+        );
+        assert!(log.contains(cause), "{log}");
+        assert!(!package.exists());
+        assert!(sandbox.project().join("node_modules/deep-18").is_dir());
+        let locked = std::fs::read_to_string(&lockfile).unwrap();
+        assert!(locked.contains("  prepnpm@git+git://git.fixture.invalid/prepnpm.git#"));
+        assert_no_checkout_left(&sandbox);
+    };
+    let output = sandbox.flowpm(&["install"]);
+    assert_left_out(&output, &format!("\"{key}\": true"));
+    std::fs::remove_dir_all(sandbox.project().join("node_modules")).unwrap();
+    let output = sandbox.flowpm(&["install", "--frozen-lockfile"]);
+    assert_left_out(&output, "\"allowBuilds\" allowlist");
+
+    // Allowed, but its build fails (a stand-in `npm` that exits 7).
+    std::fs::write(
+        sandbox.project().join("pnpm-workspace.yaml"),
+        format!("allowBuilds:\n  \"{key}\": true\n"),
+    )
+    .unwrap();
+    let failing = sandbox.temp_dir().join("../failing");
+    write_script(&failing.join("npm"), "exit 7\n");
+    let path = format!("{}:{}", failing.display(), std::env::var("PATH").unwrap());
+    std::fs::remove_dir_all(sandbox.project().join("node_modules")).unwrap();
+    let output = sandbox.flowpm_with_env(&["install", "--frozen-lockfile"], &[("PATH", &path)]);
+    assert_left_out(&output, "exited with 7");
+}
+
+#[test]
 fn a_git_dependency_is_built_with_its_repositorys_package_manager() {
     // No lockfile in the repository: npm, as pnpm's preferred-pm decides. A stand-in `npm` on
     // PATH records its calls: `npm install` (which would run `prepare`), then `npm run` for
