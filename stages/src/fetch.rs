@@ -1,6 +1,7 @@
 //! The fetch stage: download each tarball (with retries) and decode it as it streams, handing
 //! each file to the write pool.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -50,6 +51,47 @@ pub struct Fetcher<'a> {
     /// `None` when scripts are off (taken as committed, with a warning, as pnpm does under
     /// `--ignore-scripts`).
     pub(crate) git_builds: Option<GitBuilds<'a>>,
+    /// What resolution already fetched to read a package's manifest, handed over so the
+    /// package is not cloned or downloaded a second time.
+    pub(crate) prefetched: Prefetched,
+}
+
+/// Git checkouts (by the source's id) and tarball bytes (by URL) that resolution fetched. An
+/// entry is taken by the fetch of its package; one never taken is dropped with the fetcher
+/// (a checkout's directory removed).
+#[derive(Default)]
+pub(crate) struct Prefetched {
+    checkouts: Mutex<HashMap<String, crate::git::Checkout>>,
+    tarballs: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+impl Prefetched {
+    pub(crate) fn put_checkout(&self, git: &crate::git::GitSource, checkout: crate::git::Checkout) {
+        self.checkouts.lock().unwrap().insert(git.id(), checkout);
+    }
+
+    fn take_checkout(&self, git: &crate::git::GitSource) -> Option<crate::git::Checkout> {
+        self.checkouts.lock().unwrap().remove(&git.id())
+    }
+
+    pub(crate) fn put_tarball(&self, url: &str, bytes: Vec<u8>) {
+        self.tarballs.lock().unwrap().insert(url.to_owned(), bytes);
+    }
+
+    fn take_tarball(&self, url: &str) -> Option<Vec<u8>> {
+        self.tarballs.lock().unwrap().remove(url)
+    }
+
+    /// Drops what was fetched for a package that will not be fetched (stored already, or for
+    /// another platform).
+    pub(crate) fn discard(&self, git: Option<&crate::git::GitSource>, tarball: Option<&str>) {
+        if let Some(git) = git {
+            self.take_checkout(git);
+        }
+        if let Some(url) = tarball {
+            self.take_tarball(url);
+        }
+    }
 }
 
 impl<'a> Fetcher<'a> {
@@ -70,6 +112,7 @@ impl<'a> Fetcher<'a> {
             left_out: Mutex::new(Vec::new()),
             root: None,
             git_builds: Some(GitBuilds::refusing()),
+            prefetched: Prefetched::default(),
         })
     }
 
@@ -239,6 +282,14 @@ fn fetch_unit(
             Decoded::Broken(error) => Err(read_error(error)),
         };
     }
+    if let Some(bytes) = fetcher.prefetched.take_tarball(url) {
+        match decode_attempt(context, fetcher, unit, url, &bytes[..], files, finalizer)? {
+            Decoded::Done => return Ok(true),
+            Decoded::Stopped => return Ok(false),
+            // Not expected (resolution read these bytes); downloaded again below.
+            Decoded::Broken(_) => {}
+        }
+    }
     let client = fetcher.client()?;
     let mut attempt_number = 0;
     loop {
@@ -302,7 +353,10 @@ fn store_git(
         url: source.clone(),
         cause,
     };
-    let checkout = crate::git::Checkout::new(git).map_err(failed)?;
+    let checkout = match fetcher.prefetched.take_checkout(git) {
+        Some(checkout) => checkout,
+        None => crate::git::Checkout::new(git).map_err(failed)?,
+    };
     let dir = checkout.package_dir();
     // The package.json, read once, of a package that must be built (an unreadable one does
     // not: packing reports it).

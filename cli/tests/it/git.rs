@@ -49,6 +49,30 @@ fn git_dependencies_install_and_resolve_as_pnpm_does() {
 }
 
 #[test]
+fn each_git_dependency_is_cloned_once_when_resolved_and_installed() {
+    // Resolution reads each package.json from a checkout, which the fetch then packs, instead
+    // of cloning the repository again. git's own trace counts the clones.
+    let sandbox = Sandbox::with_git("git-deps");
+    std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    let trace = sandbox.temp_dir().join("../trace.txt");
+    let output = sandbox.flowpm_with_env(&["install"], &[("GIT_TRACE", trace.to_str().unwrap())]);
+    assert!(output.status.success(), "{}", text(&output));
+    let trace = std::fs::read_to_string(trace).unwrap();
+    let clones = trace
+        .lines()
+        .filter(|line| line.contains("built-in: git clone"));
+    // Five dependencies, five commits (two of them in the same repository).
+    assert_eq!(clones.count(), 5, "{trace}");
+    assert!(
+        sandbox
+            .project()
+            .join("node_modules/sub/lib/index.js")
+            .is_file()
+    );
+    assert_no_checkout_left(&sandbox);
+}
+
+#[test]
 fn a_moved_branch_is_followed_by_update_only() {
     let sandbox = Sandbox::with_git("git-deps");
     sandbox.install(&[]);

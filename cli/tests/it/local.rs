@@ -308,8 +308,10 @@ packages:
             .join("node_modules/aliased/package.json")
             .exists()
     );
-    // Locked: resolving again (another dependency added) asks nothing of the other host.
+    // Each downloaded once: the fetch takes the bytes resolution read the manifest from.
     let tarballs = other.tarball_requests();
+    assert_eq!(tarballs, 3, "{:?}", other.request_counts());
+    // Locked: resolving again (another dependency added) asks nothing of the other host.
     let manifest = std::fs::read_to_string(sandbox.project().join("package.json")).unwrap();
     std::fs::write(
         sandbox.project().join("package.json"),

@@ -57,7 +57,7 @@ pub fn classify(specifier: &str, root: &Path, project: &str) -> Option<Result<Lo
 pub fn named(specifier: &str, project_dir: &Path) -> Result<(String, String), String> {
     // A git URL is saved as written, under the name in the repository's package.json.
     if let Some(spec) = crate::git::parse(specifier) {
-        return match git(&spec?)? {
+        return match git(&spec?)?.0 {
             Local::Package { manifest, .. } => Ok((manifest.name.clone(), specifier.to_owned())),
             Local::Link(_) => unreachable!("a git dependency is a package"),
         };
@@ -162,9 +162,9 @@ fn read_dir_manifest(dir: &Path) -> Result<VersionManifest, String> {
         .map_err(|why| format!("{}: {why}", manifest_path.display()))
 }
 
-/// A git dependency: its ref resolved to a commit, its manifest read from a checkout of it.
-/// Keyed by pnpm's id for it (`git+<repo>#<commit>`).
-pub fn git(spec: &crate::git::GitSpec) -> Result<Local, String> {
+/// A git dependency: its ref resolved to a commit, its manifest read from a checkout of it
+/// (returned too, for the fetch). Keyed by pnpm's id for it (`git+<repo>#<commit>`).
+pub fn git(spec: &crate::git::GitSpec) -> Result<(Local, crate::git::Checkout), String> {
     let source = crate::git::GitSource {
         repo: spec.repo.clone(),
         commit: crate::git::resolve_commit(spec)?,
@@ -175,10 +175,11 @@ pub fn git(spec: &crate::git::GitSpec) -> Result<Local, String> {
         .map_err(|why| format!("{why} (at commit {})", source.commit))?;
     let version = source.id();
     manifest.git = Some(source);
-    Ok(Local::Package {
+    let local = Local::Package {
         version,
         manifest: Arc::new(manifest),
-    })
+    };
+    Ok((local, checkout))
 }
 
 /// The manifest of the `package.json` at the root of a package tarball.

@@ -44,7 +44,7 @@ pub trait PackumentSource {
     }
     /// A git dependency, resolved to a commit and read from a checkout of it.
     fn git(&mut self, spec: &crate::git::GitSpec) -> Result<local::Local, String> {
-        local::git(spec)
+        local::git(spec).map(|(local, _checkout)| local)
     }
 }
 

@@ -232,7 +232,13 @@ impl PackumentSource for PipelineSource<'_, '_> {
         if self.fetcher.offline {
             return Err("the network is off (--offline) and the lockfile does not lock it".into());
         }
-        super::local::git(spec)
+        let (local, checkout) = super::local::git(spec)?;
+        if let super::local::Local::Package { manifest, .. } = &local
+            && let Some(git) = &manifest.git
+        {
+            self.fetcher.prefetched.put_checkout(git, checkout);
+        }
+        Ok(local)
     }
 
     fn tarball(&mut self, url: &str) -> Result<Vec<u8>, String> {
@@ -246,6 +252,8 @@ impl PackumentSource for PipelineSource<'_, '_> {
         body.take(self.fetcher.limits.max_total_size)
             .read_to_end(&mut bytes)
             .map_err(|error| format!("reading {url}: {error}"))?;
+        // Kept for the fetch of the package (a copy: resolution reads its manifest from these).
+        self.fetcher.prefetched.put_tarball(url, bytes.clone());
         Ok(bytes)
     }
 
@@ -255,11 +263,16 @@ impl PackumentSource for PipelineSource<'_, '_> {
         };
         let manifest = &node.manifest;
         // Platform-specific optional packages for other systems are never installed here.
+        let discard = || {
+            let prefetched = &self.fetcher.prefetched;
+            prefetched.discard(manifest.git.as_ref(), manifest.tarball.as_deref());
+        };
         if !self.platform.supports(
             manifest.os.as_deref(),
             manifest.cpu.as_deref(),
             manifest.libc.as_deref(),
         ) {
+            discard();
             return;
         }
         let integrity = manifest.integrity.as_deref().and_then(Integrity::parse);
@@ -275,6 +288,7 @@ impl PackumentSource for PipelineSource<'_, '_> {
             return;
         };
         if directory.is_none() && matches!(store.index().get(&key), Ok(Some(_))) {
+            discard();
             return;
         }
         self.context.record_item(0);
