@@ -297,7 +297,7 @@ pub fn install(
 
     // Read before `invalidate`: it needs the earlier install to have been complete.
     let kept = crate::lifecycle::already_built(&layout);
-    let present = in_place(&layout, &lockfile_text);
+    let present = crate::metadata::in_place(&layout, Some(&lockfile_text));
     let store = Store::open(&store_dir)?;
     let git_builds = git_builds(options, &config, &store_dir, &builds);
     let (warm, mut cold) = split_by_store(&store, &plan, git_builds.as_ref())?;
@@ -761,23 +761,6 @@ fn lock_project(
         remove_stale_temps(&project_dir.join(&member.id));
     }
     Ok(dir)
-}
-
-/// Snapshots whose files the last install put in place, when it completed from this same
-/// lockfile (e.g. a `file:` directory is all that changed, or a package directory was
-/// deleted): only what is missing is imported, as pnpm does. A `file:` directory is always
-/// imported again.
-fn in_place(layout: &Layout<'_>, lockfile_text: &str) -> HashSet<usize> {
-    if !crate::metadata::installed_from(layout, lockfile_text) {
-        return HashSet::new();
-    }
-    let plan = layout.plan;
-    (0..plan.snapshots.len())
-        .filter(|&index| {
-            let snapshot = &plan.snapshots[index];
-            snapshot.directory.is_none() && layout.package_dir(snapshot).is_dir()
-        })
-        .collect()
 }
 
 /// The plan's units, as packages the store already has (with their file lists) and units it

@@ -4,7 +4,7 @@
 //! removed when an install starts changing `node_modules` and written last, after everything
 //! else: its presence means the tree is complete for that lockfile (for pnpm as well).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -14,6 +14,7 @@ use crate::InstallError;
 use crate::hoist::{Hoisted, hoisted_projects};
 use crate::lifecycle::BuildSettings;
 use crate::link::Layout;
+use crate::lockfile::{Lockfile, Resolution, package_key};
 use crate::plan::InstallPlan;
 use crate::replace::write_atomically;
 
@@ -138,6 +139,62 @@ pub fn is_up_to_date(
 pub fn installed_from(layout: &Layout<'_>, lockfile_text: &str) -> bool {
     std::fs::read(lock_copy_path(layout))
         .is_ok_and(|installed| installed == lockfile_text.as_bytes())
+}
+
+/// Snapshots whose files the last complete install put in place and that this install would
+/// put there unchanged: the same depPath (so the same directory) from the same source (the
+/// store key: integrity, tarball URL or git commit), the directory still there. Only the rest
+/// is imported, as pnpm does. `file:` directories are always imported again. `lockfile_text`,
+/// when given and equal to the installed copy, spares parsing that copy.
+pub fn in_place(layout: &Layout<'_>, lockfile_text: Option<&str>) -> HashSet<usize> {
+    let Ok(installed) = std::fs::read_to_string(lock_copy_path(layout)) else {
+        return HashSet::new();
+    };
+    let plan = layout.plan;
+    let same_text = lockfile_text == Some(installed.as_str());
+    // An unreadable copy only costs a full import.
+    let previous = match same_text {
+        true => None,
+        false => match Lockfile::parse(&installed, &lock_copy_path(layout)) {
+            Ok(lockfile) => Some(lockfile),
+            Err(_) => return HashSet::new(),
+        },
+    };
+    let unchanged = |index: usize| {
+        let snapshot = &plan.snapshots[index];
+        let Some(previous) = &previous else {
+            return true;
+        };
+        previous.snapshots.contains_key(&snapshot.dep_path)
+            && previous
+                .packages
+                .get(package_key(&snapshot.dep_path))
+                .and_then(|package| source_key(&package.resolution))
+                .is_some_and(|key| key == snapshot.index_key())
+    };
+    (0..plan.snapshots.len())
+        .filter(|&index| {
+            let snapshot = &plan.snapshots[index];
+            snapshot.directory.is_none()
+                && unchanged(index)
+                && layout.package_dir(snapshot).is_dir()
+        })
+        .collect()
+}
+
+/// The store key of a lockfile package's files ([`crate::messages::unit_key`]); `None` for a
+/// `file:` directory, or a resolution that names no source.
+fn source_key(resolution: &Resolution) -> Option<String> {
+    let git = resolution.git().ok().flatten();
+    if resolution.kind.as_deref() == Some("directory") {
+        return None;
+    }
+    crate::messages::unit_key(
+        None,
+        git.as_ref(),
+        resolution.integrity.as_deref(),
+        resolution.tarball.as_deref(),
+    )
 }
 
 /// Removes the completion marker before the tree is modified.

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::common::{Sandbox, assert_pnpm_tree, pnpm_tree, text};
+use crate::common::{Sandbox, assert_pnpm_tree, pnpm_tree, replace_in, text};
 
 /// A sandbox for `project` with its lockfile removed (or package.json replaced by `manifest`).
 fn without_lockfile(project: &str) -> Sandbox {
@@ -514,6 +514,92 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// `files_imported` of an ndjson summary.
+fn files_imported(output: &str) -> u64 {
+    let summary = output
+        .lines()
+        .find(|line| line.contains("\"event\":\"summary\""))
+        .unwrap_or_else(|| panic!("no summary in:\n{output}"));
+    let summary: serde_json::Value = serde_json::from_str(summary).unwrap();
+    summary["files_imported"].as_u64().unwrap()
+}
+
+#[test]
+fn a_changed_lockfile_imports_only_the_packages_not_already_in_place() {
+    // As pnpm: a package left in place by the last complete install, with the same depPath
+    // and source, is not imported again when the lockfile changes around it.
+    let sandbox = Sandbox::new("graph");
+    let first = run_ok(&sandbox, &["install", "--reporter", "ndjson"]);
+    assert!(files_imported(&first) > 0);
+    let manifest = sandbox.project().join("package.json");
+    let edit = |sandbox: &Sandbox| {
+        let manifest = sandbox.project().join("package.json");
+        replace_in(
+            &manifest,
+            "\"many-files\": \"1.0.0\"",
+            "\"r-core\": \"1.0.0\"",
+        );
+    };
+
+    // A new lockfile (as from a pull), installed frozen: only r-core's two files are new.
+    let other = Sandbox::new("graph");
+    edit(&other);
+    run_ok(&other, &["install", "--lockfile-only"]);
+    for file in ["package.json", "pnpm-lock.yaml"] {
+        std::fs::copy(other.project().join(file), sandbox.project().join(file)).unwrap();
+    }
+    let output = run_ok(
+        &sandbox,
+        &["install", "--frozen-lockfile", "--reporter", "ndjson"],
+    );
+    assert_eq!(files_imported(&output), 2, "{output}");
+    assert_same_tree_as_fresh_install(&sandbox);
+
+    // Resolved again (r-core removed), with a package directory deleted meanwhile: that one
+    // alone is imported again (cycle-a's two files).
+    let cycle = sandbox.project().join("node_modules/.pnpm/cycle-a@1.0.0");
+    std::fs::remove_dir_all(&cycle).unwrap();
+    replace_in(&manifest, "\"r-core\": \"1.0.0\",", "");
+    let output = run_ok(&sandbox, &["install", "--reporter", "ndjson"]);
+    assert_eq!(files_imported(&output), 2, "{output}");
+    assert!(cycle.join("node_modules/cycle-a/package.json").is_file());
+    assert_same_tree_as_fresh_install(&sandbox);
+}
+
+/// The sandbox's tree is what a fresh install of its lockfile lays out.
+fn assert_same_tree_as_fresh_install(sandbox: &Sandbox) {
+    let fresh = Sandbox::new("graph");
+    for file in ["package.json", "pnpm-lock.yaml"] {
+        std::fs::copy(sandbox.project().join(file), fresh.project().join(file)).unwrap();
+    }
+    run_ok(&fresh, &["install", "--frozen-lockfile"]);
+    assert_eq!(sandbox.manifest(), fresh.manifest());
+}
+
+#[test]
+fn a_locked_auto_installed_peer_needs_no_packument() {
+    // Dependencies removed from package.json: the rest stays locked, including the peer
+    // r-missing3 that pnpm auto-installed, so the registry is not asked for anything. pnpm
+    // 12.21.0 wrote the same lockfile from the same edit.
+    let sandbox = Sandbox::new("resolve-peers-auto");
+    let manifest = sandbox.project().join("package.json");
+    replace_in(
+        &manifest,
+        "\"r-needs-missing3\": \"1.0.0\",",
+        "\"r-needs-missing3\": \"1.0.0\"",
+    );
+    replace_in(&manifest, "\n    \"r-needs-missing4a\": \"1.0.0\",", "");
+    replace_in(&manifest, "\n    \"r-needs-missing4b\": \"1.0.0\"", "");
+    run_ok(&sandbox, &["install"]);
+    assert_eq!(sandbox.registry.packument_requests(), 0);
+    let lockfile = lockfile(&sandbox);
+    assert!(
+        lockfile.contains("  r-needs-missing3@1.0.0(r-missing3@1.0.0):\n"),
+        "{lockfile}"
+    );
+    assert!(!lockfile.contains("r-needs-missing4"), "{lockfile}");
 }
 
 #[test]

@@ -90,11 +90,15 @@ impl<'a> LinkCells<'a> {
             .planned
             .kept
             .get_or_init(|| crate::lifecycle::already_built(layout));
+        // Read before `invalidate`, as `kept`.
+        let present = crate::metadata::in_place(layout, None);
         invalidate(layout)?;
         let hoisted = self.planned.hoisted.get_or_init(|| hoist(plan));
         layout.prune(hoisted)?;
         let importer = Importer::new(layout, store.cas(), reporter, target.import_method);
-        let _ = self.importer.set(importer.keeping(kept.clone()));
+        let _ = self
+            .importer
+            .set(importer.keeping(kept.clone()).skipping(present));
         Ok(())
     }
 

@@ -477,6 +477,14 @@ impl<'a> GraphBuilder<'a> {
         {
             return self.settle(request, Some(node), demands);
         }
+        // An auto-installed peer that a locked version satisfies takes it (as below, once the
+        // packument is there) without asking the registry, as locked packages do.
+        if let Wanted::AllOf(ranges) = &request.wanted
+            && let Some(version) = self.locked_for_ranges(&request.name, ranges)
+            && let Some(node) = self.node_from_lockfile(&request.name, &version, &request)
+        {
+            return self.settle(request, Some(node), demands);
+        }
         let packument = match self.packuments.get_mut(&request.name) {
             Some(PackumentState::Ready(packument)) => packument.clone(),
             Some(PackumentState::Loading(waiting)) => {
@@ -499,20 +507,9 @@ impl<'a> GraphBuilder<'a> {
             Wanted::Spec(spec) => spec.clone(),
             Wanted::Local { .. } => unreachable!("local packages are settled above"),
             Wanted::AllOf(ranges) => {
+                let locked = self.locked_for_ranges(&request.name, ranges);
                 let ranges: Vec<Range> =
                     ranges.iter().filter_map(|r| Range::parse(r).ok()).collect();
-                let locked = self
-                    .locked_versions
-                    .get(&request.name)
-                    .filter(|_| {
-                        !self.options.update_all && !self.options.update.contains(&request.name)
-                    })
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|v| Version::parse(v).ok())
-                    .filter(|v| ranges.iter().all(|range| range.satisfies(v)))
-                    .max()
-                    .map(|v| v.to_string());
                 match locked
                     .or_else(|| pick_for_ranges(&packument, &ranges, self.options.published_before))
                 {
@@ -857,6 +854,22 @@ impl<'a> GraphBuilder<'a> {
         let (name, version) = split_dep_path(package_key(&dep_path))?;
         self.keeps_locked(name)
             .then(|| (name.to_owned(), Wanted::Locked(version.to_owned())))
+    }
+
+    /// The highest locked version of `name` satisfying every range (an auto-installed peer
+    /// keeps it), unless `name` is being updated.
+    fn locked_for_ranges(&self, name: &str, ranges: &[String]) -> Option<String> {
+        if self.options.update_all || self.options.update.contains(name) {
+            return None;
+        }
+        let ranges: Vec<Range> = ranges.iter().filter_map(|r| Range::parse(r).ok()).collect();
+        self.locked_versions
+            .get(name)?
+            .iter()
+            .filter_map(|v| Version::parse(v).ok())
+            .filter(|v| ranges.iter().all(|range| range.satisfies(v)))
+            .max()
+            .map(|v| v.to_string())
     }
 
     /// A node known to the old lockfile keeps its locked children (pnpm keeps whole subtrees).
