@@ -12,6 +12,7 @@
 #   --phases LIST    default "p3 p4 noop"
 #   --out DIR        results directory (default /tmp/flowpm-bench-results/<date>-<fs>)
 #   --timeout S      per run (default 900)
+#   --edit-dep NAME  the dependency the edit phases remove and add back
 # Environment: FLOWPM (default target/release/flowpm), PNPM, BUN, UTOO (default: the peers under
 # /tmp/peers; utoo's native binary rather than its node launcher), REGISTRY (default: the mirror's
 # URL), PNPM_ARGS / BUN_ARGS / UTOO_ARGS / FLOWPM_ARGS (extra arguments, word-split).
@@ -23,6 +24,10 @@
 #   p0    full cold: no lockfile, store/cache empty: resolve from the mirror's packuments + install
 #   p1    resolve only, cold cache: no lockfile, write it, install nothing (flowpm/pnpm/bun
 #         `install --lockfile-only`, utoo `deps`)
+#   edit-rm   editing: everything in place, then one direct dependency (--edit-dep, default the
+#             first of `dependencies`) removed from package.json and a plain `install` (the
+#             lockfile is resolved again and node_modules updated)
+#   edit-add  right after edit-rm: package.json restored, plain `install` again
 # Each round runs every tool's p3, p4, noop in turn; the order of the tools alternates round by
 # round (A B C D, D C B A, ...) so that drift of the machine hits all of them alike.
 # Every run is timed by GNU time (wall, user, sys, peak RSS of the process tree's largest process)
@@ -45,6 +50,7 @@ tools="flowpm pnpm bun bun-isolated utoo"
 phases="p3 p4 noop"
 out=""
 timeout_s=900
+edit_dep=""
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
@@ -59,6 +65,7 @@ while [[ $# -gt 0 ]]; do
     --phases) phases=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --timeout) timeout_s=$2; shift 2 ;;
+    --edit-dep) edit_dep=$2; shift 2 ;;
     -h|--help) usage ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
@@ -85,7 +92,11 @@ for t in $tools; do
     *) die "unknown tool: $t" ;;
   esac
 done
-for p in $phases; do [[ $p =~ ^(p0|p1|p3|p4|noop)$ ]] || die "unknown phase: $p"; done
+for p in $phases; do [[ $p =~ ^(p0|p1|p3|p4|noop|edit-rm|edit-add)$ ]] || die "unknown phase: $p"; done
+if [[ -z $edit_dep ]]; then
+  edit_dep=$(python3 -c 'import json, sys; print(next(iter(json.load(open(sys.argv[1]))["dependencies"])))' \
+    "$mirror/project/package.json")
+fi
 
 # --- the mirror ---------------------------------------------------------------------------------
 started_mirror="" work=""
@@ -152,8 +163,8 @@ tool_cmd() {
                        --cache-dir "$d/cache" --silent ${BUN_ARGS:-}) ;;
     utoo) CMD=("$UTOO" install --ignore-scripts --registry "$REGISTRY" --cache-dir "$d/cache" --quiet ${UTOO_ARGS:-}) ;;
   esac
-  # Without a lockfile: resolve (p0), or resolve only (p1).
-  if [[ $phase == p0 || $phase == p1 ]]; then
+  # Without a lockfile: resolve (p0), or resolve only (p1); after an edit, resolve again.
+  if [[ $phase == p0 || $phase == p1 || $phase == edit-* ]]; then
     local args=() a
     for a in "${CMD[@]}"; do [[ $a == --frozen-lockfile ]] || args+=("$a"); done
     CMD=("${args[@]}")
@@ -227,6 +238,20 @@ run_phase() {
       cp "$(pristine_lockfile "$t")" "$proj/$lock" ;;
     noop) # everything in place
       if [[ ! -d $proj/node_modules ]]; then run_phase_untimed "$t" || true; fi ;;
+    edit-rm) # everything in place, then one dependency removed from package.json
+      if [[ ! -d $proj/node_modules ]]; then run_phase_untimed "$t" || true; fi
+      python3 - "$proj/package.json" "$edit_dep" <<'PY'
+import json, sys
+path, name = sys.argv[1:]
+manifest = json.load(open(path))
+for group in ("dependencies", "devDependencies", "optionalDependencies"):
+    manifest.get(group, {}).pop(name, None)
+json.dump(manifest, open(path, "w"), indent=2)
+PY
+      ;;
+    edit-add) # the dependency back
+      if [[ ! -d $proj/node_modules ]]; then run_phase_untimed "$t" || true; fi
+      cp "$mirror/project/package.json" "$proj/" ;;
   esac
   tool_cmd "$t" "$d" "$phase"
   local name=$t-$phase-r$round
@@ -247,7 +272,7 @@ run_phase() {
     [[ -s $proj/$lock ]] || { status=nolockfile; echo "no $lock written" >>"$logf"; }
   elif ! problem=$(check_tree "$proj"); then status=incomplete; echo "$problem" >>"$logf"
   fi
-  if [[ $status == ok && $phase != p0 && $phase != p1 ]] && ! cmp -s "$proj/$lock" "$(pristine_lockfile "$t")"; then
+  if [[ $status == ok && $phase =~ ^(p3|p4|noop)$ ]] && ! cmp -s "$proj/$lock" "$(pristine_lockfile "$t")"; then
     echo "note: $t rewrote $lock during $phase" >>"$out/notes.txt"
   fi
   echo "$t,$phase,$round,$wall,$user,$sys,$rss,$status" >>"$out/results.csv"
@@ -282,7 +307,7 @@ echo "tool,phase,round,requests,not_found" >"$out/requests.csv"
     "$mirror/project/pnpm-lock.yaml" | wc -l) packages in pnpm-lock.yaml)"
   echo "registry: $REGISTRY (loopback mirror $mirror)"
   echo "fs: $fs -> $work ($fs_type)"
-  echo "rounds: $rounds; phases: $phases"
+  echo "rounds: $rounds; phases: $phases$([[ $phases == *edit-* ]] && echo "; edit dependency: $edit_dep")"
   echo "launch overhead (bash time > GNU time > timeout > true, median of 7): $(launch_overhead) s"
   echo "flowpm binary: $FLOWPM (repo HEAD $(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo '?'))"
   for t in $tools; do echo "$t: $(tool_version "$t")"; done
