@@ -93,9 +93,23 @@ for t in $tools; do
   esac
 done
 for p in $phases; do [[ $p =~ ^(p0|p1|p3|p4|noop|edit-rm|edit-add)$ ]] || die "unknown phase: $p"; done
-if [[ -z $edit_dep ]]; then
-  edit_dep=$(python3 -c 'import json, sys; print(next(iter(json.load(open(sys.argv[1]))["dependencies"])))' \
-    "$mirror/project/package.json")
+prev=""
+for p in $phases; do
+  [[ $p != edit-add || $prev == edit-rm ]] || die "edit-add must come right after edit-rm in --phases"
+  prev=$p
+done
+if [[ $phases == *edit-* ]]; then
+  # The dependency the edit phases remove and add back: given, or the first of `dependencies`.
+  edit_dep=$(python3 - "$mirror/project/package.json" "$edit_dep" <<'PY'
+import json, sys
+manifest = json.load(open(sys.argv[1]))
+groups = [manifest.get(g, {}) for g in ("dependencies", "devDependencies", "optionalDependencies")]
+name = sys.argv[2] or next(iter(groups[0]), "")
+if not any(name in group for group in groups):
+    sys.exit("no dependency %r in %s" % (name, sys.argv[1]))
+print(name)
+PY
+  ) || die "--edit-dep: the project must have that dependency"
 fi
 
 # --- the mirror ---------------------------------------------------------------------------------
@@ -230,14 +244,18 @@ run_phase() {
       rm -rf "$d"; mkdir -p "$proj" "$d/xdg"
       cp "$mirror/project/package.json" "$proj/"
       cp "$(pristine_lockfile "$t")" "$proj/$lock" ;;
-    p4) # warm: store as p3 left it; node_modules removed; the lockfile as recorded
+    p4) # warm: store as p3 left it; node_modules removed; package.json and the lockfile as
+        # recorded (an edit phase may have run before)
       if [[ ! -d $proj ]]; then # p3 not run in this round: warm the store, untimed
         run_phase_untimed "$t" || true
       fi
       rm -rf "$proj/node_modules"
+      cp "$mirror/project/package.json" "$proj/"
       cp "$(pristine_lockfile "$t")" "$proj/$lock" ;;
     noop) # everything in place
-      if [[ ! -d $proj/node_modules ]]; then run_phase_untimed "$t" || true; fi ;;
+      if [[ ! -d $proj/node_modules ]] || ! cmp -s "$mirror/project/package.json" "$proj/package.json"; then
+        run_phase_untimed "$t" || true
+      fi ;;
     edit-rm) # everything in place, then one dependency removed from package.json
       if [[ ! -d $proj/node_modules ]]; then run_phase_untimed "$t" || true; fi
       python3 - "$proj/package.json" "$edit_dep" <<'PY'
@@ -249,8 +267,7 @@ for group in ("dependencies", "devDependencies", "optionalDependencies"):
 json.dump(manifest, open(path, "w"), indent=2)
 PY
       ;;
-    edit-add) # the dependency back
-      if [[ ! -d $proj/node_modules ]]; then run_phase_untimed "$t" || true; fi
+    edit-add) # the dependency back (edit-rm must have run just before, or nothing changes)
       cp "$mirror/project/package.json" "$proj/" ;;
   esac
   tool_cmd "$t" "$d" "$phase"

@@ -45,6 +45,10 @@ pub struct Fetcher<'a> {
     /// Packages whose tarball could not be had but that the run goes on without, each with
     /// its warning.
     pub left_out: Mutex<Vec<(Arc<PackageUnit>, String)>>,
+    /// With `defer_failures`: git packages whose build was refused or failed, by unit key.
+    /// Trying again would run the build again, so the install that follows decides on these
+    /// errors instead.
+    pub failed_builds: Mutex<HashMap<String, InstallError>>,
     /// The lockfile's directory: `file:` tarballs and directories are relative to it.
     pub root: Option<PathBuf>,
     /// How a git package that must be built is treated: built if allowed, else refused;
@@ -110,6 +114,7 @@ impl<'a> Fetcher<'a> {
             reporter,
             defer_failures: false,
             left_out: Mutex::new(Vec::new()),
+            failed_builds: Mutex::new(HashMap::new()),
             root: None,
             git_builds: Some(GitBuilds::refusing()),
             prefetched: Prefetched::default(),
@@ -195,12 +200,15 @@ pub fn run_fetch_worker(
         match result {
             Ok(true) => {}
             Ok(false) => return Ok(()),
+            Err(
+                error @ (InstallError::GitBuildNotAllowed { .. } | InstallError::Script { .. }),
+            ) if fetcher.defer_failures => {
+                let mut failed = fetcher.failed_builds.lock().unwrap();
+                failed.insert(unit.key.clone(), error);
+            }
             // pnpm leaves out an optional package it cannot fetch, with a warning.
             Err(error) if is_unavailable(&error) && (unit.optional || fetcher.defer_failures) => {
-                let warning = format!(
-                    "an optional dependency that could not be fetched is left out of the \
-                     install: {error}"
-                );
+                let warning = left_out_warning(&error);
                 if !fetcher.defer_failures {
                     fetcher.reporter.on_warning(&warning);
                 }
@@ -214,6 +222,11 @@ pub fn run_fetch_worker(
         }
     }
     Ok(())
+}
+
+/// pnpm's warning for an optional package it could not fetch.
+pub(crate) fn left_out_warning(error: &InstallError) -> String {
+    format!("an optional dependency that could not be fetched is left out of the install: {error}")
 }
 
 /// The package's tarball cannot be had (as opposed to the store or the disk failing). For a

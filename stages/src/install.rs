@@ -296,8 +296,8 @@ pub fn install(
     }
 
     // Read before `invalidate`: it needs the earlier install to have been complete.
-    let kept = crate::lifecycle::already_built(&layout);
     let present = crate::metadata::in_place(&layout, Some(&lockfile_text));
+    let kept = crate::lifecycle::already_built(&layout, &present);
     let store = Store::open(&store_dir)?;
     let git_builds = git_builds(options, &config, &store_dir, &builds);
     let (warm, mut cold) = split_by_store(&store, &plan, git_builds.as_ref())?;
@@ -482,18 +482,34 @@ fn resolve_and_install(
     let mut warnings = report.warnings;
     // Resolution's own handle on the store is closed by now.
     let store = Store::open(store_dir)?;
-    if !linked.leftover.is_empty() {
+    // A git build that was refused or failed is not run again: an optional package is left
+    // out, any other fails the install.
+    let mut failed_builds = linked.failed_builds;
+    let mut leftover = Vec::new();
+    for unit in linked.leftover {
+        match failed_builds.remove(&unit.key) {
+            None => leftover.push(unit),
+            Some(error) if unit.optional => {
+                let warning = crate::fetch::left_out_warning(&error);
+                reporter.on_warning(&warning);
+                counts.fetched = counts.fetched.saturating_sub(1);
+                counts.left_out.push((unit, warning));
+            }
+            Some(error) => return Err(error),
+        }
+    }
+    if !leftover.is_empty() {
         // Packages of the final graph that the run neither found nor stored (a download that
         // failed, to be retried knowing whether it is optional): fetched and imported now,
         // and counted by this second run only.
-        counts.fetched = counts.fetched.saturating_sub(linked.leftover.len());
+        counts.fetched = counts.fetched.saturating_sub(leftover.len());
         let (stages, more) = run_pipeline(
             options,
             config,
             &store,
             &layout,
             &hoisted,
-            (Vec::new(), linked.leftover),
+            (Vec::new(), leftover),
             git_builds(options, config, store_dir, builds).as_ref(),
             &kept,
             HashSet::new(),

@@ -542,9 +542,11 @@ fn node_gyp_bin() -> Option<&'static PathBuf> {
 }
 
 /// The packages that the last complete install built (allowed by the `allowBuilds` it
-/// recorded, not pending) and whose directories are still there: like pnpm, a later install
-/// leaves them as they are instead of importing and building them again. As depPaths.
-pub(crate) fn already_built(layout: &Layout<'_>) -> HashSet<String> {
+/// recorded, not pending) and whose directories are still there, from the same source
+/// (`in_place`, [`crate::metadata::in_place`]; `file:` directories by their path): like pnpm,
+/// a later install leaves them as they are instead of importing and building them again. As
+/// depPaths. Never git packages: the copy in place may be one stored unbuilt.
+pub(crate) fn already_built(layout: &Layout<'_>, in_place: &HashSet<usize>) -> HashSet<String> {
     let Some(recorded) = crate::metadata::recorded_builds(layout) else {
         return HashSet::new();
     };
@@ -556,12 +558,17 @@ pub(crate) fn already_built(layout: &Layout<'_>) -> HashSet<String> {
         .plan
         .snapshots
         .iter()
-        .filter(|s| {
+        .enumerate()
+        .filter(|&(index, s)| {
             settings.allows(&s.name, s.id_version())
                 && !recorded.pending.contains(&s.dep_path)
-                && layout.package_dir(s).is_dir()
+                && s.git.is_none()
+                && match s.directory {
+                    Some(_) => layout.package_dir(s).is_dir(),
+                    None => in_place.contains(&index),
+                }
         })
-        .map(|s| s.dep_path.clone())
+        .map(|(_, s)| s.dep_path.clone())
         .collect()
 }
 

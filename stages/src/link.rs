@@ -382,8 +382,9 @@ pub struct Importer<'a> {
     pub bytes_imported: AtomicU64,
     /// Built packages left as an earlier install built them (depPaths): not imported again.
     kept: HashSet<String>,
-    /// Snapshots (indexes) already in place from the last complete install of the same
-    /// lockfile: not imported again (unless their package requires a build).
+    /// Snapshots (indexes) already in place from the last complete install, unchanged
+    /// ([`crate::metadata::in_place`]): not imported again (unless their package requires a
+    /// build).
     present: HashSet<usize>,
     /// Snapshots whose package requires a build (depPaths), as the index entries or the
     /// finaliser said: what the build step needs, without reading the index again.

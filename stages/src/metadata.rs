@@ -143,9 +143,11 @@ pub fn installed_from(layout: &Layout<'_>, lockfile_text: &str) -> bool {
 
 /// Snapshots whose files the last complete install put in place and that this install would
 /// put there unchanged: the same depPath (so the same directory) from the same source (the
-/// store key: integrity, tarball URL or git commit), the directory still there. Only the rest
-/// is imported, as pnpm does. `file:` directories are always imported again. `lockfile_text`,
-/// when given and equal to the installed copy, spares parsing that copy.
+/// store key: integrity or tarball URL), the directory still there. Only the rest is imported,
+/// as pnpm does. Always imported again: `file:` directories and `file:` tarballs without an
+/// integrity (their content can change under the same key), and git packages (the copy in
+/// place may be one stored unbuilt, under `--ignore-scripts`, that this install must build).
+/// `lockfile_text`, when given and equal to the installed copy, spares parsing that copy.
 pub fn in_place(layout: &Layout<'_>, lockfile_text: Option<&str>) -> HashSet<usize> {
     let Ok(installed) = std::fs::read_to_string(lock_copy_path(layout)) else {
         return HashSet::new();
@@ -175,7 +177,14 @@ pub fn in_place(layout: &Layout<'_>, lockfile_text: Option<&str>) -> HashSet<usi
     (0..plan.snapshots.len())
         .filter(|&index| {
             let snapshot = &plan.snapshots[index];
+            let unverified_tarball = snapshot.integrity.is_none()
+                && snapshot
+                    .tarball
+                    .as_deref()
+                    .is_some_and(|url| url.starts_with("file:"));
             snapshot.directory.is_none()
+                && snapshot.git.is_none()
+                && !unverified_tarball
                 && unchanged(index)
                 && layout.package_dir(snapshot).is_dir()
         })

@@ -323,18 +323,62 @@ fn an_optional_git_dependency_whose_build_is_refused_or_fails_is_left_out_as_pnp
     let output = sandbox.flowpm(&["install", "--frozen-lockfile"]);
     assert_left_out(&output, "\"allowBuilds\" allowlist");
 
-    // Allowed, but its build fails (a stand-in `npm` that exits 7).
+    // Allowed, but its build fails (a stand-in `npm` that exits 7): left out, from the
+    // lockfile and when resolving, the build run once.
     std::fs::write(
         sandbox.project().join("pnpm-workspace.yaml"),
         format!("allowBuilds:\n  \"{key}\": true\n"),
     )
     .unwrap();
     let failing = sandbox.temp_dir().join("../failing");
-    write_script(&failing.join("npm"), "exit 7\n");
+    let calls = sandbox.temp_dir().join("../calls.txt");
+    write_script(
+        &failing.join("npm"),
+        &format!("echo called >>'{}'\nexit 7\n", calls.display()),
+    );
     let path = format!("{}:{}", failing.display(), std::env::var("PATH").unwrap());
     std::fs::remove_dir_all(sandbox.project().join("node_modules")).unwrap();
     let output = sandbox.flowpm_with_env(&["install", "--frozen-lockfile"], &[("PATH", &path)]);
     assert_left_out(&output, "exited with 7");
+    std::fs::remove_file(&lockfile).unwrap();
+    std::fs::remove_dir_all(sandbox.project().join("node_modules")).unwrap();
+    let output = sandbox.flowpm_with_env(&["install"], &[("PATH", &path)]);
+    assert_left_out(&output, "exited with 7");
+    assert_eq!(std::fs::read_to_string(&calls).unwrap(), "called\ncalled\n");
+}
+
+#[test]
+fn a_git_package_left_unbuilt_is_built_once_its_build_runs() {
+    // Installed under --ignore-scripts (as committed), then the lockfile changes around it and
+    // an install with scripts runs: the copy in place is not taken as built.
+    let sandbox = Sandbox::with_git("git-deps");
+    add_git_dependency(&sandbox, "prepnpm", "prepnpm");
+    let key = allow_key(&sandbox, "prepnpm", "prepnpm");
+    std::fs::write(
+        sandbox.project().join("pnpm-workspace.yaml"),
+        format!("allowBuilds:\n  \"{key}\": true\n"),
+    )
+    .unwrap();
+    let bin = sandbox.temp_dir().join("../bin");
+    write_script(&bin.join("npm"), "echo \"npm $*\" >>calls.txt\n");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let output = sandbox.flowpm_with_env(&["install", "--ignore-scripts"], &[("PATH", &path)]);
+    assert!(output.status.success(), "{}", text(&output));
+    let package = sandbox.project().join("node_modules/prepnpm");
+    assert!(!package.join("calls.txt").exists());
+    replace_in(
+        &sandbox.project().join("package.json"),
+        "\"deep-18\": \"1.0.0\",",
+        "\"deep-18\": \"1.0.0\",\n    \"r-core\": \"1.0.0\",",
+    );
+    for args in [
+        &["install", "--lockfile-only"][..],
+        &["install", "--frozen-lockfile"],
+    ] {
+        let output = sandbox.flowpm_with_env(args, &[("PATH", &path)]);
+        assert!(output.status.success(), "{}", text(&output));
+    }
+    assert!(package.join("calls.txt").is_file());
 }
 
 #[test]
@@ -360,8 +404,16 @@ fn a_git_dependency_is_built_with_its_repositorys_package_manager() {
         "echo \"npm $* ($npm_lifecycle_event) $npm_config_registry\" >>calls.txt\n\
          mkdir -p node_modules/dep\n",
     );
-    // A failed build fails the install, naming the package and the step, and writes nothing.
-    write_script(&failing.join("npm"), "echo no network >&2\nexit 7\n");
+    // A failed build fails the install, naming the package and the step, and writes nothing;
+    // it is not run a second time by the install that follows resolution.
+    let failed_calls = sandbox.temp_dir().join("../failed-calls.txt");
+    write_script(
+        &failing.join("npm"),
+        &format!(
+            "echo called >>'{}'\necho no network >&2\nexit 7\n",
+            failed_calls.display()
+        ),
+    );
     let output = sandbox.flowpm_with_env(&["install"], &[("PATH", &failing_path)]);
     assert!(!output.status.success());
     let error = text(&output);
@@ -371,6 +423,7 @@ fn a_git_dependency_is_built_with_its_repositorys_package_manager() {
         "{error}"
     );
     assert!(error.contains("no network"), "{error}");
+    assert_eq!(std::fs::read_to_string(&failed_calls).unwrap(), "called\n");
     assert!(!sandbox.project().join("pnpm-lock.yaml").exists());
     assert_no_checkout_left(&sandbox);
 

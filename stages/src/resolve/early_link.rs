@@ -86,12 +86,12 @@ impl<'a> LinkCells<'a> {
         let layout = self
             .layout
             .get_or_init(|| Layout::new(target.project_dir, plan));
+        // Both read before `invalidate`: they need the earlier install to have been complete.
+        let present = crate::metadata::in_place(layout, None);
         let kept = self
             .planned
             .kept
-            .get_or_init(|| crate::lifecycle::already_built(layout));
-        // Read before `invalidate`, as `kept`.
-        let present = crate::metadata::in_place(layout, None);
+            .get_or_init(|| crate::lifecycle::already_built(layout, &present));
         invalidate(layout)?;
         let hoisted = self.planned.hoisted.get_or_init(|| hoist(plan));
         layout.prune(hoisted)?;

@@ -11,7 +11,7 @@
 //! ([`super::early_link`]); otherwise (`add`, `remove`, `update`) the install that follows finds
 //! them in the store and only links.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,6 +69,8 @@ pub struct LinkOutcome {
     pub bytes_imported: u64,
     /// Snapshots whose package requires a build (depPaths).
     pub builds: Vec<String>,
+    /// Git packages whose build was refused or failed, by unit key (not tried again).
+    pub failed_builds: HashMap<String, InstallError>,
 }
 
 /// Resolves `projects` against the registry (keeping `old`'s versions where they satisfy).
@@ -199,6 +201,7 @@ pub fn resolve_with_registry(
         files_imported: imported.0,
         bytes_imported: imported.1,
         builds: cells.take_builds(),
+        failed_builds: std::mem::take(&mut *fetcher.failed_builds.lock().unwrap()),
     };
     Ok((resolved, outcome.stages, linked))
 }
@@ -233,8 +236,10 @@ impl PackumentSource for PipelineSource<'_, '_> {
             return Err("the network is off (--offline) and the lockfile does not lock it".into());
         }
         let (local, checkout) = super::local::git(spec)?;
+        // Kept for the fetch, when this run fetches (not under --lockfile-only).
         if let super::local::Local::Package { manifest, .. } = &local
             && let Some(git) = &manifest.git
+            && self.units.is_some()
         {
             self.fetcher.prefetched.put_checkout(git, checkout);
         }
@@ -252,8 +257,11 @@ impl PackumentSource for PipelineSource<'_, '_> {
         body.take(self.fetcher.limits.max_total_size)
             .read_to_end(&mut bytes)
             .map_err(|error| format!("reading {url}: {error}"))?;
-        // Kept for the fetch of the package (a copy: resolution reads its manifest from these).
-        self.fetcher.prefetched.put_tarball(url, bytes.clone());
+        // Kept for the fetch of the package, when this run fetches (a copy: resolution reads
+        // its manifest from these).
+        if self.units.is_some() {
+            self.fetcher.prefetched.put_tarball(url, bytes.clone());
+        }
         Ok(bytes)
     }
 
