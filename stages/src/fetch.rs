@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -65,24 +66,34 @@ pub struct Fetcher<'a> {
 /// (a checkout's directory removed).
 #[derive(Default)]
 pub(crate) struct Prefetched {
+    /// Anything was put: until then (every install from a lockfile) no fetch takes a lock.
+    any: AtomicBool,
     checkouts: Mutex<HashMap<String, crate::git::Checkout>>,
-    tarballs: Mutex<HashMap<String, Vec<u8>>>,
+    tarballs: Mutex<HashMap<String, Arc<Vec<u8>>>>,
 }
 
 impl Prefetched {
     pub(crate) fn put_checkout(&self, git: &crate::git::GitSource, checkout: crate::git::Checkout) {
         self.checkouts.lock().unwrap().insert(git.id(), checkout);
+        self.any.store(true, Ordering::Release);
     }
 
     fn take_checkout(&self, git: &crate::git::GitSource) -> Option<crate::git::Checkout> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
         self.checkouts.lock().unwrap().remove(&git.id())
     }
 
-    pub(crate) fn put_tarball(&self, url: &str, bytes: Vec<u8>) {
+    pub(crate) fn put_tarball(&self, url: &str, bytes: Arc<Vec<u8>>) {
         self.tarballs.lock().unwrap().insert(url.to_owned(), bytes);
+        self.any.store(true, Ordering::Release);
     }
 
-    fn take_tarball(&self, url: &str) -> Option<Vec<u8>> {
+    fn take_tarball(&self, url: &str) -> Option<Arc<Vec<u8>>> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
         self.tarballs.lock().unwrap().remove(url)
     }
 

@@ -35,15 +35,12 @@ pub(crate) fn needs_build(scripts: &Scripts, has_file: impl Fn(&str) -> bool) ->
     PREPUBLISH_SCRIPTS
         .iter()
         .any(|event| scripts.get(event).is_some())
-        && !has_file(normalize_main(scripts.main().unwrap_or("index.js")))
-}
-
-fn normalize_main(main: &str) -> &str {
-    let mut main = main;
-    while let Some(rest) = main.strip_prefix("./") {
-        main = rest;
-    }
-    main
+        && !has_file(
+            scripts
+                .main()
+                .unwrap_or("index.js")
+                .trim_start_matches("./"),
+        )
 }
 
 /// The package manager a repository is built with, by its lockfile (the `preferred-pm`
@@ -191,7 +188,9 @@ fn reads_lockfile_of(root: &Path) -> bool {
     std::fs::read_to_string(root.join("pnpm-lock.yaml")).map_or(true, |text| {
         text.lines()
             .find_map(|line| line.strip_prefix("lockfileVersion:"))
-            .is_some_and(|version| version.trim().trim_matches(['\'', '"']).starts_with("9."))
+            .is_some_and(|version| {
+                crate::lockfile::is_supported_version(version.trim().trim_matches(['\'', '"']))
+            })
     })
 }
 

@@ -5,14 +5,13 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
 
 use nodejs_semver::{Range, Version};
 use serde::Deserialize;
 
 use crate::InstallError;
-use crate::integrity::Integrity;
+use crate::integrity::{HashingReader, Integrity};
 use crate::lockfile::{Lockfile, SnapshotEntry, package_key, split_dep_path};
 use crate::overrides::Overrides;
 
@@ -164,19 +163,12 @@ fn satisfies(reference: &str, spec: &str) -> bool {
 
 /// Whether the file at `path` hashes to `integrity` (false when it cannot be read).
 fn has_integrity(path: &Path, integrity: &Integrity) -> bool {
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return false;
-    };
-    let mut hasher = integrity.hasher();
-    let mut buffer = vec![0; 64 * 1024];
-    loop {
-        match file.read(&mut buffer) {
-            Ok(0) => return hasher.finish() == *integrity,
-            Ok(read) => hasher.update(&buffer[..read]),
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-    }
+    std::fs::File::open(path)
+        .and_then(|file| {
+            let buffered = std::io::BufReader::with_capacity(64 * 1024, file);
+            HashingReader::new(buffered, Some(integrity.hasher())).finish()
+        })
+        .is_ok_and(|(digest, _)| digest.as_ref() == Some(integrity))
 }
 
 #[cfg(test)]

@@ -231,7 +231,7 @@ impl Lockfile {
                 }
             })?;
         let version = lockfile.lockfile_version.as_text();
-        if !(version == "9" || version.starts_with("9.")) {
+        if !is_supported_version(&version) {
             return Err(InstallError::UnsupportedLockfileVersion {
                 path: path.to_path_buf(),
                 version,
@@ -252,6 +252,11 @@ impl Lockfile {
 }
 
 /// Splits a depPath like `@scope/name@1.0.0(peer@2.0.0)` into name and version-with-peers.
+/// A `lockfileVersion` flowpm reads: 9 or 9.x.
+pub fn is_supported_version(version: &str) -> bool {
+    version == "9" || version.starts_with("9.")
+}
+
 pub fn split_dep_path(dep_path: &str) -> Option<(&str, &str)> {
     let at = dep_path.get(1..)?.find('@')? + 1;
     Some((&dep_path[..at], &dep_path[at + 1..]))

@@ -14,8 +14,8 @@ use crate::InstallError;
 use crate::hoist::{Hoisted, hoisted_projects};
 use crate::lifecycle::BuildSettings;
 use crate::link::Layout;
-use crate::lockfile::{Lockfile, Resolution, package_key};
-use crate::plan::InstallPlan;
+use crate::lockfile::{Lockfile, package_key};
+use crate::plan::{InstallPlan, SnapshotPlan};
 use crate::replace::write_atomically;
 
 /// Settings recorded in `.modules.yaml` that change the tree when they change.
@@ -149,30 +149,38 @@ pub fn installed_from(layout: &Layout<'_>, lockfile_text: &str) -> bool {
 /// place may be one stored unbuilt, under `--ignore-scripts`, that this install must build).
 /// `lockfile_text`, when given and equal to the installed copy, spares parsing that copy.
 pub fn in_place(layout: &Layout<'_>, lockfile_text: Option<&str>) -> HashSet<usize> {
-    let Ok(installed) = std::fs::read_to_string(lock_copy_path(layout)) else {
+    let copy = lock_copy_path(layout);
+    let Ok(installed) = std::fs::read_to_string(&copy) else {
         return HashSet::new();
     };
     let plan = layout.plan;
-    let same_text = lockfile_text == Some(installed.as_str());
-    // An unreadable copy only costs a full import.
-    let previous = match same_text {
+    // Parsed only when it differs; an unreadable copy only costs a full import.
+    let previous = match lockfile_text == Some(installed.as_str()) {
         true => None,
-        false => match Lockfile::parse(&installed, &lock_copy_path(layout)) {
+        false => match Lockfile::parse(&installed, &copy) {
             Ok(lockfile) => Some(lockfile),
             Err(_) => return HashSet::new(),
         },
     };
-    let unchanged = |index: usize| {
-        let snapshot = &plan.snapshots[index];
+    // The store key of a registry or tarball package (git ones and directories are excluded
+    // below): its integrity, else its tarball URL.
+    let unchanged = |snapshot: &SnapshotPlan| {
         let Some(previous) = &previous else {
             return true;
         };
+        let source = snapshot
+            .integrity
+            .as_deref()
+            .or(snapshot.tarball.as_deref());
         previous.snapshots.contains_key(&snapshot.dep_path)
             && previous
                 .packages
                 .get(package_key(&snapshot.dep_path))
-                .and_then(|package| source_key(&package.resolution))
-                .is_some_and(|key| key == snapshot.index_key())
+                .is_some_and(|package| {
+                    let was = &package.resolution;
+                    source.is_some()
+                        && was.integrity.as_deref().or(was.tarball.as_deref()) == source
+                })
     };
     (0..plan.snapshots.len())
         .filter(|&index| {
@@ -185,25 +193,10 @@ pub fn in_place(layout: &Layout<'_>, lockfile_text: Option<&str>) -> HashSet<usi
             snapshot.directory.is_none()
                 && snapshot.git.is_none()
                 && !unverified_tarball
-                && unchanged(index)
+                && unchanged(snapshot)
                 && layout.package_dir(snapshot).is_dir()
         })
         .collect()
-}
-
-/// The store key of a lockfile package's files ([`crate::messages::unit_key`]); `None` for a
-/// `file:` directory, or a resolution that names no source.
-fn source_key(resolution: &Resolution) -> Option<String> {
-    let git = resolution.git().ok().flatten();
-    if resolution.kind.as_deref() == Some("directory") {
-        return None;
-    }
-    crate::messages::unit_key(
-        None,
-        git.as_ref(),
-        resolution.integrity.as_deref(),
-        resolution.tarball.as_deref(),
-    )
 }
 
 /// Removes the completion marker before the tree is modified.

@@ -86,7 +86,22 @@ impl Walk<'_> {
         }
         for (name, entry) in entries {
             let path = format!("{relative}{name}");
+            // The directory entry's type needs no stat; only files that are packed get one.
             let file_type = entry.file_type()?;
+            if file_type.is_dir() {
+                if never_packed(&path, &name, true)
+                    || (relative.is_empty() && name == "node_modules")
+                {
+                    continue;
+                }
+                self.directory(&entry.path(), &format!("{path}/"), rules, out)?;
+                continue;
+            }
+            if !(file_type.is_file() || file_type.is_symlink())
+                || !self.includes(rules, &path, &name)
+            {
+                continue;
+            }
             let entry_path = entry.path();
             let metadata = if file_type.is_symlink() {
                 match fs::metadata(&entry_path) {
@@ -97,23 +112,14 @@ impl Walk<'_> {
             } else {
                 entry.metadata()?
             };
-            if metadata.is_dir() {
-                if never_packed(&path, &name, true)
-                    || (relative.is_empty() && name == "node_modules")
-                {
-                    continue;
-                }
-                self.directory(&entry_path, &format!("{path}/"), rules, out)?;
-            } else if metadata.is_file() && self.includes(rules, &path, &name) {
-                use std::os::unix::fs::PermissionsExt;
-                out.push(PackFile {
-                    path,
-                    absolute: entry_path,
-                    executable: metadata.permissions().mode() & 0o111 != 0,
-                    size: metadata.len(),
-                    symlink: file_type.is_symlink(),
-                });
-            }
+            use std::os::unix::fs::PermissionsExt;
+            out.push(PackFile {
+                path,
+                absolute: entry_path,
+                executable: metadata.permissions().mode() & 0o111 != 0,
+                size: metadata.len(),
+                symlink: file_type.is_symlink(),
+            });
         }
         rules.truncate(outer);
         Ok(())

@@ -64,12 +64,10 @@ impl SnapshotPlan {
     /// says where the package comes from (`file:local/a`, a git id, a URL) even when the
     /// lockfile records a package.json `version:` too. `allowBuilds` keys and build names use it.
     pub fn id_version(&self) -> &str {
-        let id = self
-            .dep_path
+        crate::lockfile::package_key(&self.dep_path)
             .strip_prefix(self.name.as_str())
             .and_then(|rest| rest.strip_prefix('@'))
-            .unwrap_or(&self.version);
-        id.split_once('(').map_or(id, |(version, _)| version)
+            .unwrap_or(&self.version)
     }
 
     /// The key of this package's files in the store index: snapshots that differ only by peer

@@ -119,10 +119,15 @@ impl<'a> SideEffects<'a> {
     /// that builds: nothing may write into the store through it).
     fn copy_files(&self, files: &PackageFiles, to: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(to)?;
+        // Files are sorted by path: a directory's files mostly follow one another.
+        let mut made = to.to_path_buf();
         for file in &files.files {
             let target = to.join(&file.path);
-            if let Some(parent) = target.parent() {
+            if let Some(parent) = target.parent()
+                && parent != made
+            {
                 std::fs::create_dir_all(parent)?;
+                made = parent.to_path_buf();
             }
             let source = self.store.cas().file_path(&file.hash, file.is_executable());
             std::fs::copy(&source, &target)?;
@@ -153,13 +158,15 @@ impl<'a> SideEffects<'a> {
                     return Ok(());
                 };
                 let path = format!("{prefix}{name}");
-                let metadata = std::fs::symlink_metadata(entry.path())
-                    .map_err(|e| InstallError::io("read", entry.path(), e))?;
-                if metadata.is_dir() {
+                let read_error = |e| InstallError::io("read", entry.path(), e);
+                // The entry's type without a stat (symlinks not followed); a file's mode needs one.
+                let file_type = entry.file_type().map_err(read_error)?;
+                if file_type.is_dir() {
                     if !INSTALLER_DIRS.contains(&path.as_str()) {
                         pending.push((entry.path(), format!("{path}/")));
                     }
-                } else if metadata.is_file() {
+                } else if file_type.is_file() {
+                    let metadata = entry.metadata().map_err(read_error)?;
                     let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions());
                     found.push((path, entry.path(), mode & 0o111 != 0));
                 } else {
@@ -168,16 +175,28 @@ impl<'a> SideEffects<'a> {
             }
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
-        // Hashed first and compared with the files as shipped: most builds change few files
-        // (many none), and a shipped file is in the store already. Only the others are
-        // written, read a second time rather than all held in memory.
+        // Each file is read once and hashed; only one the shipped package lacks (most builds
+        // change few files, many none) is written, from the same bytes.
+        let shipped = self.store.index().get(&key.shipped)?;
+        let in_store: HashSet<(&FileHash, bool)> = shipped
+            .iter()
+            .flat_map(|shipped| &shipped.files)
+            .map(|file| (&file.hash, file.is_executable()))
+            .collect();
         let mut files = Vec::with_capacity(found.len());
         for (path, absolute, executable) in &found {
             let data =
                 std::fs::read(absolute).map_err(|e| InstallError::io("read", absolute, e))?;
+            let hash = FileHash::of(&data);
+            if !in_store.contains(&(&hash, *executable)) {
+                self.store
+                    .cas()
+                    .stage(&data, *executable)?
+                    .commit(self.store.cas())?;
+            }
             files.push(FileEntry {
                 path: path.clone(),
-                hash: FileHash::of(&data),
+                hash,
                 mode: if *executable { 0o755 } else { 0o644 },
                 size: data.len() as u64,
             });
@@ -185,31 +204,12 @@ impl<'a> SideEffects<'a> {
         let same = |a: &FileEntry, b: &FileEntry| {
             a.path == b.path && a.hash == b.hash && a.is_executable() == b.is_executable()
         };
-        let shipped = self.store.index().get(&key.shipped)?;
+        // The files as shipped (all in the store already, so nothing was written above).
         if let Some(shipped) = &shipped
             && shipped.files.len() == files.len()
             && shipped.files.iter().zip(&files).all(|(a, b)| same(a, b))
         {
             return Ok(());
-        }
-        let in_store: HashSet<(&FileHash, bool)> = shipped
-            .iter()
-            .flat_map(|shipped| &shipped.files)
-            .map(|file| (&file.hash, file.is_executable()))
-            .collect();
-        for (file, (_, absolute, _)) in files.iter().zip(&found) {
-            if in_store.contains(&(&file.hash, file.is_executable())) {
-                continue;
-            }
-            let data =
-                std::fs::read(absolute).map_err(|e| InstallError::io("read", absolute, e))?;
-            let staged = self.store.cas().stage(&data, file.is_executable())?;
-            let hash = staged.hash();
-            staged.commit(self.store.cas())?;
-            // Changed on disk between the two reads: not cached.
-            if hash != file.hash {
-                return Ok(());
-            }
         }
         let mut batch = IndexBatch::default();
         batch.push(

@@ -134,8 +134,8 @@ fn read_local(
 
 /// A dependency given as a tarball URL, from the downloaded bytes: keyed by the URL, checked
 /// by their sha512.
-pub fn remote(url: &str, bytes: Vec<u8>) -> Result<Local, String> {
-    tarball_package(url.to_owned(), &bytes, url)
+pub fn remote(url: &str, bytes: &[u8]) -> Result<Local, String> {
+    tarball_package(url.to_owned(), bytes, url)
 }
 
 /// The package in a tarball's `bytes`, keyed by `source` (its `file:` path or URL, which is

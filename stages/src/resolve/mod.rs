@@ -39,7 +39,7 @@ pub trait PackumentSource {
     /// A package version entered the graph (its tarball can be fetched now).
     fn picked(&mut self, _node: &Node) {}
     /// The bytes of a tarball at `url` (a dependency given as a URL off the registry).
-    fn tarball(&mut self, url: &str) -> Result<Vec<u8>, String> {
+    fn tarball(&mut self, url: &str) -> Result<Arc<Vec<u8>>, String> {
         Err(format!("{url} cannot be downloaded here"))
     }
     /// A git dependency, resolved to a commit and read from a checkout of it.
@@ -223,7 +223,7 @@ fn project_inputs(
                         (None, None) => local_dependency(&specifier, options, &project.id)
                             .or_else(|| {
                                 remote_tarball(&specifier, builder, options, &project.id, &alias)
-                                    .map(|url| local::remote(url, source.tarball(url)?))
+                                    .map(|url| local::remote(url, &source.tarball(url)?))
                             })
                             .or_else(|| {
                                 let spec = crate::git::parse(&specifier)?;

@@ -246,7 +246,7 @@ impl PackumentSource for PipelineSource<'_, '_> {
         Ok(local)
     }
 
-    fn tarball(&mut self, url: &str) -> Result<Vec<u8>, String> {
+    fn tarball(&mut self, url: &str) -> Result<Arc<Vec<u8>>, String> {
         if self.fetcher.offline {
             return Err("the network is off (--offline) and the lockfile does not lock it".into());
         }
@@ -257,8 +257,8 @@ impl PackumentSource for PipelineSource<'_, '_> {
         body.take(self.fetcher.limits.max_total_size)
             .read_to_end(&mut bytes)
             .map_err(|error| format!("reading {url}: {error}"))?;
-        // Kept for the fetch of the package, when this run fetches (a copy: resolution reads
-        // its manifest from these).
+        let bytes = Arc::new(bytes);
+        // Kept for the fetch of the package, when this run fetches.
         if self.units.is_some() {
             self.fetcher.prefetched.put_tarball(url, bytes.clone());
         }
