@@ -262,13 +262,19 @@ pub fn assert_resolves_from_scratch(sandbox: &Sandbox, project: &str, dir: &Path
     let output = sandbox.flowpm_in(dir, &["install"], &[]);
     assert!(output.status.success(), "{project}: {}", text(&output));
     let written = std::fs::read_to_string(&lockfile_path).unwrap();
+    let label = format!("{project}: the lockfile differs from pnpm's:\n");
+    assert_same_lines(&label, &recorded, &written);
+    assert_pnpm_tree(sandbox, project);
+}
+
+/// `written == expected`, else fails with `label` and the lines that differ.
+pub fn assert_same_lines(label: &str, expected: &str, written: &str) {
     let lines = |text: &str| text.lines().map(str::to_owned).collect::<Vec<_>>();
     assert!(
-        written == recorded,
-        "{project}: the lockfile differs from pnpm's:\n{}",
-        diff(&lines(&recorded), &lines(&written))
+        written == expected,
+        "{label}{}",
+        diff(&lines(expected), &lines(written))
     );
-    assert_pnpm_tree(sandbox, project);
 }
 
 /// The sandbox's `node_modules` is the tree pnpm recorded for `project`.
@@ -280,4 +286,17 @@ pub fn assert_pnpm_tree(sandbox: &Sandbox, project: &str) {
         "{project}: the tree differs from pnpm's:\n{}",
         diff(&expected, &tree)
     );
+}
+
+/// An executable `/bin/sh` script at `path`.
+pub fn write_script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// `PATH` with `dir` in front (for stand-in commands).
+pub fn path_with(dir: &Path) -> String {
+    format!("{}:{}", dir.display(), std::env::var("PATH").unwrap())
 }

@@ -4,7 +4,9 @@
 
 use std::process::Command;
 
-use crate::common::{Sandbox, assert_sandbox_resolves_as_pnpm, replace_in, text};
+use crate::common::{
+    Sandbox, assert_sandbox_resolves_as_pnpm, path_with, replace_in, text, write_script,
+};
 
 /// No checkout is left in the temp directory, whether the install worked or not.
 fn assert_no_checkout_left(sandbox: &Sandbox) {
@@ -210,12 +212,22 @@ fn add_git_dependency(sandbox: &Sandbox, name: &str, repo: &str) {
     std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
 }
 
-/// An executable `/bin/sh` script at `path`.
-fn write_script(path: &std::path::Path, body: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+/// Writes pnpm-workspace.yaml allowing the build of `key` alone.
+fn allow_build(sandbox: &Sandbox, key: &str) {
+    std::fs::write(
+        sandbox.project().join("pnpm-workspace.yaml"),
+        format!("allowBuilds:\n  \"{key}\": true\n"),
+    )
+    .unwrap();
+}
+
+/// The git-deps project with `name` (from the fixture's `name.git`) added unlocked, its build
+/// allowed by its full key.
+fn with_allowed_git_build(name: &str) -> Sandbox {
+    let sandbox = Sandbox::with_git("git-deps");
+    add_git_dependency(&sandbox, name, name);
+    allow_build(&sandbox, &allow_key(&sandbox, name, name));
+    sandbox
 }
 
 /// The `allowBuilds` key pnpm 12 wants for a git package of the fixture: `name@<git id>`.
@@ -250,7 +262,7 @@ fn a_git_dependency_that_must_be_built_is_built_only_when_allowed_as_pnpm_does()
     let error = sandbox.flowpm_fails(&["install"]);
     assert!(error.contains("\"allowBuilds\" allowlist"), "{error}");
 
-    std::fs::write(&workspace, format!("allowBuilds:\n  \"{key}\": true\n")).unwrap();
+    allow_build(&sandbox, &key);
     let output = sandbox.flowpm(&["install"]);
     assert!(output.status.success(), "{}", text(&output));
     // Built with flowpm itself (the repository is a pnpm project): `prepare` copied its dev
@@ -325,18 +337,14 @@ fn an_optional_git_dependency_whose_build_is_refused_or_fails_is_left_out_as_pnp
 
     // Allowed, but its build fails (a stand-in `npm` that exits 7): left out, from the
     // lockfile and when resolving, the build run once.
-    std::fs::write(
-        sandbox.project().join("pnpm-workspace.yaml"),
-        format!("allowBuilds:\n  \"{key}\": true\n"),
-    )
-    .unwrap();
+    allow_build(&sandbox, &key);
     let failing = sandbox.temp_dir().join("../failing");
     let calls = sandbox.temp_dir().join("../calls.txt");
     write_script(
         &failing.join("npm"),
         &format!("echo called >>'{}'\nexit 7\n", calls.display()),
     );
-    let path = format!("{}:{}", failing.display(), std::env::var("PATH").unwrap());
+    let path = path_with(&failing);
     std::fs::remove_dir_all(sandbox.project().join("node_modules")).unwrap();
     let output = sandbox.flowpm_with_env(&["install", "--frozen-lockfile"], &[("PATH", &path)]);
     assert_left_out(&output, "exited with 7");
@@ -351,17 +359,10 @@ fn an_optional_git_dependency_whose_build_is_refused_or_fails_is_left_out_as_pnp
 fn a_git_package_left_unbuilt_is_built_once_its_build_runs() {
     // Installed under --ignore-scripts (as committed), then the lockfile changes around it and
     // an install with scripts runs: the copy in place is not taken as built.
-    let sandbox = Sandbox::with_git("git-deps");
-    add_git_dependency(&sandbox, "prepnpm", "prepnpm");
-    let key = allow_key(&sandbox, "prepnpm", "prepnpm");
-    std::fs::write(
-        sandbox.project().join("pnpm-workspace.yaml"),
-        format!("allowBuilds:\n  \"{key}\": true\n"),
-    )
-    .unwrap();
+    let sandbox = with_allowed_git_build("prepnpm");
     let bin = sandbox.temp_dir().join("../bin");
     write_script(&bin.join("npm"), "echo \"npm $*\" >>calls.txt\n");
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let path = path_with(&bin);
     let output = sandbox.flowpm_with_env(&["install", "--ignore-scripts"], &[("PATH", &path)]);
     assert!(output.status.success(), "{}", text(&output));
     let package = sandbox.project().join("node_modules/prepnpm");
@@ -386,19 +387,10 @@ fn a_git_dependency_is_built_with_its_repositorys_package_manager() {
     // No lockfile in the repository: npm, as pnpm's preferred-pm decides. A stand-in `npm` on
     // PATH records its calls: `npm install` (which would run `prepare`), then `npm run` for
     // the prepublish scripts (not `prepublishOnly`), with the configured registry.
-    let sandbox = Sandbox::with_git("git-deps");
-    add_git_dependency(&sandbox, "prepnpm", "prepnpm");
-    let key = allow_key(&sandbox, "prepnpm", "prepnpm");
-    std::fs::write(
-        sandbox.project().join("pnpm-workspace.yaml"),
-        format!("allowBuilds:\n  \"{key}\": true\n"),
-    )
-    .unwrap();
+    let sandbox = with_allowed_git_build("prepnpm");
     let bin = sandbox.temp_dir().join("../bin");
     let failing = sandbox.temp_dir().join("../failing");
-    let path =
-        |dir: &std::path::Path| format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
-    let (path, failing_path) = (path(&bin), path(&failing));
+    let (path, failing_path) = (path_with(&bin), path_with(&failing));
     write_script(
         &bin.join("npm"),
         "echo \"npm $* ($npm_lifecycle_event) $npm_config_registry\" >>calls.txt\n\
@@ -468,9 +460,8 @@ fn a_git_dependencys_build_is_allowed_only_by_its_full_key() {
     let sandbox = Sandbox::with_git("git-deps");
     add_git_dependency(&sandbox, "buildgit", "buildgit");
     let key = allow_key(&sandbox, "buildgit", "buildgit");
-    let workspace = sandbox.project().join("pnpm-workspace.yaml");
     for allowed in ["buildgit", "buildgit@1.0.0"] {
-        std::fs::write(&workspace, format!("allowBuilds:\n  \"{allowed}\": true\n")).unwrap();
+        allow_build(&sandbox, allowed);
         let error = sandbox.flowpm_fails(&["install"]);
         assert!(error.contains(&key), "{allowed}: {error}");
         assert!(
@@ -480,7 +471,7 @@ fn a_git_dependencys_build_is_allowed_only_by_its_full_key() {
                 .exists()
         );
     }
-    std::fs::write(&workspace, format!("allowBuilds:\n  \"{key}\": true\n")).unwrap();
+    allow_build(&sandbox, &key);
     let output = sandbox.flowpm(&["install"]);
     assert!(output.status.success(), "{}", text(&output));
     assert!(

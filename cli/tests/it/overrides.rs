@@ -2,7 +2,7 @@
 //! `resolve-overrides` fixture: by name, by name and range, under a parent (with a range), `-`
 //! (dropped), `$name` (the root's own specifier) and an `npm:` alias.
 
-use crate::common::{Sandbox, assert_resolves_as_pnpm, diff, replace_in, text};
+use crate::common::{Sandbox, assert_resolves_as_pnpm, assert_same_lines, replace_in, text};
 
 /// pnpm's lockfile records overridden importer specifiers (`r-lib: 1.0.0` where package.json
 /// says `^1.0.0`): with the same overrides configured it is up to date, and resolving from
@@ -81,14 +81,7 @@ fn removed_and_changed_overrides_resolve_as_pnpm_does() {
         let expected =
             std::fs::read_to_string(sandbox.project().join("after-edits").join(recorded)).unwrap();
         let written = std::fs::read_to_string(sandbox.project().join("pnpm-lock.yaml")).unwrap();
-        assert!(
-            written == expected,
-            "{recorded}: {}",
-            diff(
-                &expected.lines().map(str::to_owned).collect::<Vec<_>>(),
-                &written.lines().map(str::to_owned).collect::<Vec<_>>()
-            )
-        );
+        assert_same_lines(&format!("{recorded}: "), &expected, &written);
         sandbox.install(&[]);
     }
 }

@@ -67,14 +67,18 @@ fn resolves_and_installs_exactly_as_pnpm_does() {
     }
 }
 
-/// The stage names of an ndjson summary, in order.
-fn summary_stages(output: &str) -> Vec<String> {
-    let summary = output
+/// The ndjson `summary` event of `output`.
+fn summary(output: &str) -> serde_json::Value {
+    let line = output
         .lines()
         .find(|line| line.contains("\"event\":\"summary\""))
         .unwrap_or_else(|| panic!("no summary in:\n{output}"));
-    let summary: serde_json::Value = serde_json::from_str(summary).unwrap();
-    summary["stages"]
+    serde_json::from_str(line).unwrap()
+}
+
+/// The stage names of an ndjson summary, in order.
+fn summary_stages(output: &str) -> Vec<String> {
+    summary(output)["stages"]
         .as_array()
         .unwrap()
         .iter()
@@ -518,12 +522,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// `files_imported` of an ndjson summary.
 fn files_imported(output: &str) -> u64 {
-    let summary = output
-        .lines()
-        .find(|line| line.contains("\"event\":\"summary\""))
-        .unwrap_or_else(|| panic!("no summary in:\n{output}"));
-    let summary: serde_json::Value = serde_json::from_str(summary).unwrap();
-    summary["files_imported"].as_u64().unwrap()
+    summary(output)["files_imported"].as_u64().unwrap()
 }
 
 #[test]
@@ -534,18 +533,13 @@ fn a_changed_lockfile_imports_only_the_packages_not_already_in_place() {
     let first = run_ok(&sandbox, &["install", "--reporter", "ndjson"]);
     assert!(files_imported(&first) > 0);
     let manifest = sandbox.project().join("package.json");
-    let edit = |sandbox: &Sandbox| {
-        let manifest = sandbox.project().join("package.json");
-        replace_in(
-            &manifest,
-            "\"many-files\": \"1.0.0\"",
-            "\"r-core\": \"1.0.0\"",
-        );
-    };
-
     // A new lockfile (as from a pull), installed frozen: only r-core's two files are new.
     let other = Sandbox::new("graph");
-    edit(&other);
+    replace_in(
+        &other.project().join("package.json"),
+        "\"many-files\": \"1.0.0\"",
+        "\"r-core\": \"1.0.0\"",
+    );
     run_ok(&other, &["install", "--lockfile-only"]);
     for file in ["package.json", "pnpm-lock.yaml"] {
         std::fs::copy(other.project().join(file), sandbox.project().join(file)).unwrap();

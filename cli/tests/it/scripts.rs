@@ -3,7 +3,7 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use crate::common::{Sandbox, pnpm_tree, text};
+use crate::common::{Sandbox, path_with, pnpm_tree, text, write_script};
 
 /// What the `builds` project's own scripts log, in order.
 const ROOT_SCRIPTS: [&str; 4] = [
@@ -350,7 +350,6 @@ fn a_binding_gyp_package_builds_with_the_node_gyp_that_npm_ships() {
     // pnpm 12 runs a `binding.gyp` package's implicit `node-gyp rebuild` with the node-gyp it
     // ships. flowpm ships none: it puts the `node-gyp-bin` of the npm on PATH on the scripts'
     // PATH, as npm does. A stand-in npm installation (laid out as npm's) records the call.
-    use std::os::unix::fs::PermissionsExt;
     let sandbox = Sandbox::new("builds");
     let npm = sandbox.project().join("../npm-prefix");
     let package = npm.join("lib/node_modules/npm");
@@ -363,23 +362,16 @@ fn a_binding_gyp_package_builds_with_the_node_gyp_that_npm_ships() {
         npm.join("bin/npm"),
     )
     .unwrap();
-    let node_gyp = gyp_bin.join("node-gyp");
-    std::fs::write(
-        &node_gyp,
-        "#!/bin/sh\necho \"node-gyp $* for $npm_package_name\" >> \"$INIT_CWD/builds.log\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&node_gyp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_script(
+        &gyp_bin.join("node-gyp"),
+        "echo \"node-gyp $* for $npm_package_name\" >> \"$INIT_CWD/builds.log\"\n",
+    );
     std::fs::write(
         sandbox.project().join("pnpm-workspace.yaml"),
         "allowBuilds:\n  build-top: true\n  build-dep: true\n  build-gyp: true\n",
     )
     .unwrap();
-    let path = format!(
-        "{}:{}",
-        npm.join("bin").display(),
-        std::env::var("PATH").unwrap()
-    );
+    let path = path_with(&npm.join("bin"));
     let output = sandbox.flowpm_with_env(&["install", "--frozen-lockfile"], &[("PATH", &path)]);
     assert!(output.status.success(), "{}", text(&output));
     let ran = log(&sandbox);
