@@ -38,9 +38,10 @@ use crate::manifest::Manifest;
 use crate::messages::{PackageUnit, StoredPackage};
 use crate::metadata::{Installed, ModulesSettings, invalidate, is_up_to_date, write_metadata};
 use crate::overrides::Overrides;
+use crate::package_extensions::PackageExtensions;
 use crate::plan::{
-    InstallPlan, PlanOptions, ROOT_IMPORTER, WorkspaceProject, check_up_to_date,
-    check_workspace_up_to_date, plan,
+    InstallPlan, PlanOptions, ROOT_IMPORTER, WorkspaceProject, check_package_extensions,
+    check_up_to_date, check_workspace_up_to_date, plan,
 };
 use crate::plan_cache;
 use crate::platform::Platform;
@@ -189,7 +190,10 @@ pub fn install(
     let (lockfile_text, mut plan) = match existing {
         Some(text) if options.update.is_none() => {
             // The workspace's overrides and catalogs decide whether the lockfile is current.
-            let settings_key = format!("{:?}{:?}", settings.overrides, settings.catalogs);
+            let settings_key = format!(
+                "{:?}{:?}{:?}",
+                settings.overrides, settings.catalogs, settings.package_extensions.checksum
+            );
             let mut manifests = vec![manifest_bytes.as_slice(), settings_key.as_bytes()];
             for member in &members {
                 manifests.extend([member.id.as_bytes(), member.bytes.as_slice()]);
@@ -204,7 +208,8 @@ pub fn install(
                     let manifest = Manifest::parse(&manifest_bytes, &manifest_path)?;
                     let rules = parse_rules(settings, &manifest, &project_dir)?;
                     let lockfile = Lockfile::parse(&text, &lockfile_path)?;
-                    let checked = match &workspace {
+                    let checked = check_package_extensions(&lockfile, &rules.package_extensions);
+                    let checked = checked.and_then(|()| match &workspace {
                         None => check_up_to_date(
                             &manifest,
                             &lockfile,
@@ -221,10 +226,9 @@ pub fn install(
                                 &rules.catalogs,
                             )
                         }
-                    };
-                    let checked = checked.and_then(|()| {
-                        check_local_packages(&lockfile, &project_dir, &rules.overrides)
                     });
+                    let checked = checked
+                        .and_then(|()| check_local_packages(&lockfile, &project_dir, &rules));
                     match checked {
                         Ok(()) => {
                             let mut plan = plan(&lockfile, &plan_options)?;
@@ -674,6 +678,7 @@ pub(crate) fn resolve_project(
         update: update.unwrap_or_default().iter().cloned().collect(),
         update_all: update.is_some_and(|names| names.is_empty()),
         overrides: rules.overrides.clone(),
+        package_extensions: rules.package_extensions.clone(),
         registries: config.registries()?,
         catalogs: rules.catalogs.clone(),
         root: Some(rules.root.clone()),
@@ -714,6 +719,7 @@ pub(crate) fn resolve_project(
 /// What `root`'s pnpm-workspace.yaml makes resolution apply.
 pub(crate) struct Rules {
     pub overrides: Overrides,
+    pub package_extensions: PackageExtensions,
     pub catalogs: Catalogs,
     /// The workspace root (the lockfile's directory): local dependencies are read from here.
     pub root: PathBuf,
@@ -734,6 +740,7 @@ pub(crate) fn parse_rules(
     })?;
     Ok(Rules {
         overrides,
+        package_extensions: settings.package_extensions,
         catalogs: settings.catalogs,
         root: root.to_path_buf(),
     })

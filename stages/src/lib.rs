@@ -42,6 +42,7 @@ pub mod manifest_edit;
 pub mod messages;
 mod metadata;
 pub mod overrides;
+pub mod package_extensions;
 pub mod packlist;
 pub mod packument;
 pub mod plan;

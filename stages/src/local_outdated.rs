@@ -11,9 +11,11 @@ use nodejs_semver::{Range, Version};
 use serde::Deserialize;
 
 use crate::InstallError;
+use crate::install::Rules;
 use crate::integrity::{HashingReader, Integrity};
 use crate::lockfile::{Lockfile, SnapshotEntry, package_key, split_dep_path};
 use crate::overrides::Overrides;
+use crate::package_extensions::PackageExtensions;
 
 /// The fields of a local package's `package.json` its snapshot is compared with.
 #[derive(Default, Deserialize)]
@@ -47,10 +49,10 @@ struct PeerMeta {
 /// `dependencies` entry and every required peer must be locked. A new optional dependency
 /// and `devDependencies` do not count. A changed tarball fails `--frozen-lockfile` here, before
 /// a no-op check could keep the old files (pnpm fails it too, verifying the tarball again).
-pub fn check_local_packages(
+pub(crate) fn check_local_packages(
     lockfile: &Lockfile,
     lockfile_dir: &Path,
-    overrides: &Overrides,
+    rules: &Rules,
 ) -> Result<(), InstallError> {
     for (dep_path, snapshot) in &lockfile.snapshots {
         let key = package_key(dep_path);
@@ -66,8 +68,9 @@ pub fn check_local_packages(
             (resolution.kind.as_deref(), resolution.directory.as_deref())
         {
             let path = lockfile_dir.join(directory).join("package.json");
-            let manifest = read_manifest(&path).map_err(|why| outdated(directory, why))?;
-            compare(&manifest, snapshot, overrides, name)
+            let mut manifest = read_manifest(&path).map_err(|why| outdated(directory, why))?;
+            extend(&mut manifest, name, &rules.package_extensions);
+            compare(&manifest, snapshot, &rules.overrides, name)
                 .map_err(|why| outdated(directory, why))?;
         } else if let Some(relative) = resolution
             .tarball
@@ -90,6 +93,43 @@ pub fn check_local_packages(
 fn read_manifest(path: &Path) -> Result<LocalManifest, String> {
     let bytes = std::fs::read(path).map_err(|error| format!("{}: {error}", path.display()))?;
     serde_json::from_slice(&bytes).map_err(|error| format!("{}: {error}", path.display()))
+}
+
+/// Adds what `packageExtensions` adds to `name`'s manifest, as resolution does (the package's
+/// own entries win).
+fn extend(manifest: &mut LocalManifest, name: &str, extensions: &PackageExtensions) {
+    if extensions.is_empty() {
+        return;
+    }
+    let version = manifest
+        .version
+        .clone()
+        .unwrap_or_else(|| "0.0.0".to_owned());
+    for extension in extensions.matching(name, &version) {
+        for (ours, added) in [
+            (&mut manifest.dependencies, &extension.dependencies),
+            (
+                &mut manifest.optional_dependencies,
+                &extension.optional_dependencies,
+            ),
+            (
+                &mut manifest.peer_dependencies,
+                &extension.peer_dependencies,
+            ),
+        ] {
+            for (alias, spec) in added.iter().flatten() {
+                ours.entry(alias.clone()).or_insert_with(|| spec.clone());
+            }
+        }
+        for (alias, meta) in extension.peer_dependencies_meta.iter().flatten() {
+            manifest
+                .peer_dependencies_meta
+                .entry(alias.clone())
+                .or_insert(PeerMeta {
+                    optional: meta.optional == Some(true),
+                });
+        }
+    }
 }
 
 /// Why `snapshot` no longer matches `manifest`, if it does not.

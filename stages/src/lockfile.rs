@@ -192,15 +192,15 @@ pub struct SnapshotEntry {
     pub optional: bool,
 }
 
-/// Reads a map of strings keeping its order (`overrides`).
-pub(crate) fn ordered_pairs<'de, D: Deserializer<'de>>(
+/// Reads a map keeping its order (`overrides`, `packageExtensions`).
+pub(crate) fn ordered_pairs<'de, D: Deserializer<'de>, V: Deserialize<'de>>(
     deserializer: D,
-) -> Result<Vec<(String, String)>, D::Error> {
-    struct Pairs;
-    impl<'de> Visitor<'de> for Pairs {
-        type Value = Vec<(String, String)>;
+) -> Result<Vec<(String, V)>, D::Error> {
+    struct Pairs<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> Visitor<'de> for Pairs<V> {
+        type Value = Vec<(String, V)>;
         fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
-            formatter.write_str("a map of strings")
+            formatter.write_str("a map")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut pairs = Vec::new();
@@ -210,7 +210,7 @@ pub(crate) fn ordered_pairs<'de, D: Deserializer<'de>>(
             Ok(pairs)
         }
     }
-    deserializer.deserialize_map(Pairs)
+    deserializer.deserialize_map(Pairs(std::marker::PhantomData))
 }
 
 /// Large lockfiles exceed serde-saphyr's default event budget (1M events): a 5,000-package

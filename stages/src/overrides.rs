@@ -31,10 +31,39 @@ struct Rule {
     value: Option<String>,
 }
 
+/// `name` or `name@range`: a package by name, and optionally by version.
 #[derive(Debug, Clone)]
-struct Selector {
-    name: String,
-    range: Option<Range>,
+pub(crate) struct Selector {
+    pub name: String,
+    pub range: Option<Range>,
+}
+
+impl Selector {
+    /// Parses `name` or `name@range` (a scope's `@` is not a separator).
+    pub(crate) fn parse(text: &str) -> Result<Selector, String> {
+        let (name, range) = match text.get(1..).and_then(|rest| rest.rfind('@')) {
+            Some(at) => (&text[..=at], Some(&text[at + 2..])),
+            None => (text, None),
+        };
+        crate::plan::validate_package_name(name).map_err(|error| error.to_string())?;
+        let range = match range {
+            Some(range) => {
+                Some(Range::parse(range).map_err(|_| format!("`{range}` is not a version range"))?)
+            }
+            None => None,
+        };
+        Ok(Selector {
+            name: name.to_owned(),
+            range,
+        })
+    }
+
+    /// Whether `version` is in the range (any version when there is none).
+    pub(crate) fn allows_version(&self, version: &str) -> bool {
+        self.range
+            .as_ref()
+            .is_none_or(|range| Version::parse(version).is_ok_and(|v| range.satisfies(&v)))
+    }
 }
 
 impl Overrides {
@@ -97,10 +126,7 @@ impl Overrides {
         let with_parent = self.rules.iter().filter(matches).find(|rule| {
             rule.parent.as_ref().is_some_and(|selector| {
                 parent.is_some_and(|(name, version)| {
-                    selector.name == name
-                        && selector.range.as_ref().is_none_or(|range| {
-                            Version::parse(version).is_ok_and(|v| range.satisfies(&v))
-                        })
+                    selector.name == name && selector.allows_version(version)
                 })
             })
         });
@@ -149,25 +175,8 @@ fn split_parent(key: &str) -> Option<(&str, &str)> {
     })
 }
 
-/// `name` or `name@range` (a scope's `@` is not a separator).
 fn selector(text: &str, key: &str) -> Result<Selector, String> {
-    let (name, range) = match text.get(1..).and_then(|rest| rest.rfind('@')) {
-        Some(at) => (&text[..=at], Some(&text[at + 2..])),
-        None => (text, None),
-    };
-    crate::plan::validate_package_name(name)
-        .map_err(|error| format!("override `{key}`: {error}"))?;
-    let range = match range {
-        Some(range) => Some(
-            Range::parse(range)
-                .map_err(|_| format!("override `{key}`: `{range}` is not a version range"))?,
-        ),
-        None => None,
-    };
-    Ok(Selector {
-        name: name.to_owned(),
-        range,
-    })
+    Selector::parse(text).map_err(|error| format!("override `{key}`: {error}"))
 }
 
 #[cfg(test)]

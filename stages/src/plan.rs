@@ -12,6 +12,7 @@ use crate::lockfile::{
 };
 use crate::manifest::Manifest;
 use crate::overrides::Overrides;
+use crate::package_extensions::PackageExtensions;
 use crate::platform::Platform;
 
 /// Which group of the importer a direct dependency belongs to.
@@ -222,6 +223,21 @@ fn check_overrides(lockfile: &Lockfile, overrides: &Overrides) -> Result<(), Ins
     }
     Err(InstallError::LockfileOutdated {
         reason: "the overrides in pnpm-workspace.yaml are not the ones in the lockfile".to_owned(),
+    })
+}
+
+/// The lockfile was resolved with the configured `packageExtensions` (pnpm compares
+/// checksums: "The current packageExtensionsChecksum configuration doesn't match the value
+/// found in the lockfile").
+pub fn check_package_extensions(
+    lockfile: &Lockfile,
+    extensions: &PackageExtensions,
+) -> Result<(), InstallError> {
+    if lockfile.package_extensions_checksum == extensions.checksum {
+        return Ok(());
+    }
+    Err(InstallError::LockfileOutdated {
+        reason: "the packageExtensions in pnpm-workspace.yaml are not the ones the lockfile was resolved with (packageExtensionsChecksum differs)".to_owned(),
     })
 }
 

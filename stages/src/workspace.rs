@@ -14,6 +14,7 @@ use crate::InstallError;
 use crate::catalogs::Catalogs;
 use crate::lifecycle::BuildSettings;
 use crate::manifest::Manifest;
+use crate::package_extensions::{Extension, PackageExtensions};
 
 pub const WORKSPACE_FILE: &str = "pnpm-workspace.yaml";
 
@@ -33,6 +34,13 @@ struct WorkspaceFile {
     /// In the file's order (the lockfile records them so).
     #[serde(default, deserialize_with = "ordered_pairs_or_null")]
     overrides: Vec<(String, String)>,
+    /// In the file's order (the first matching extension wins).
+    #[serde(
+        default,
+        rename = "packageExtensions",
+        deserialize_with = "ordered_pairs_or_null"
+    )]
+    package_extensions: Vec<(String, Extension)>,
     #[serde(default, deserialize_with = "null_is_empty")]
     catalog: BTreeMap<String, String>,
     #[serde(default, deserialize_with = "null_is_empty")]
@@ -58,14 +66,13 @@ where
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
-fn ordered_pairs_or_null<'de, D: serde::Deserializer<'de>>(
+pub(crate) fn ordered_pairs_or_null<'de, D: serde::Deserializer<'de>, V: Deserialize<'de>>(
     deserializer: D,
-) -> Result<Vec<(String, String)>, D::Error> {
+) -> Result<Vec<(String, V)>, D::Error> {
     #[derive(Deserialize)]
-    struct Pairs(
-        #[serde(deserialize_with = "crate::lockfile::ordered_pairs")] Vec<(String, String)>,
-    );
-    Ok(Option::<Pairs>::deserialize(deserializer)?
+    #[serde(bound = "V: Deserialize<'de>")]
+    struct Pairs<V>(#[serde(deserialize_with = "crate::lockfile::ordered_pairs")] Vec<(String, V)>);
+    Ok(Option::<Pairs<V>>::deserialize(deserializer)?
         .map(|pairs| pairs.0)
         .unwrap_or_default())
 }
@@ -75,6 +82,7 @@ fn ordered_pairs_or_null<'de, D: serde::Deserializer<'de>>(
 pub struct Settings {
     /// `overrides`, in the file's order.
     pub overrides: Vec<(String, String)>,
+    pub package_extensions: PackageExtensions,
     pub catalogs: Catalogs,
     /// Which dependencies may run build scripts.
     pub builds: BuildSettings,
@@ -94,12 +102,20 @@ impl WorkspaceFile {
             path: path.to_path_buf(),
             message,
         })?;
+        let package_extensions = PackageExtensions::new(std::mem::take(
+            &mut self.package_extensions,
+        ))
+        .map_err(|message| InstallError::InvalidFile {
+            path: path.to_path_buf(),
+            message,
+        })?;
         let allow = std::mem::take(&mut self.allow_builds)
             .into_iter()
             .filter_map(|(key, value)| Some((key, value.as_bool()?)))
             .collect();
         Ok(Settings {
             overrides: std::mem::take(&mut self.overrides),
+            package_extensions,
             catalogs,
             builds: BuildSettings::new(
                 allow,

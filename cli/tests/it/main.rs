@@ -3,6 +3,7 @@
 mod bench;
 mod catalogs;
 mod common;
+mod extensions;
 mod faults;
 mod git;
 mod install;

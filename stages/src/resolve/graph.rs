@@ -20,6 +20,7 @@ use super::local::Local;
 use crate::catalogs::{CatalogEntry, Catalogs};
 use crate::lockfile::{Lockfile, package_key, reference_to_dep_path, split_dep_path};
 use crate::overrides::Overrides;
+use crate::package_extensions::PackageExtensions;
 use crate::packument::{
     Packument, PickOptions, VersionManifest, VersionSpec, parse_version_spec, pick_version,
     pick_where,
@@ -127,6 +128,8 @@ pub struct ResolveOptions {
     pub update_all: bool,
     /// `overrides` of pnpm-workspace.yaml (project dependencies are overridden by the caller).
     pub overrides: Overrides,
+    /// `packageExtensions` of pnpm-workspace.yaml, applied to every package's manifest.
+    pub package_extensions: PackageExtensions,
     /// The catalogs of pnpm-workspace.yaml, for `catalog:` dependencies.
     pub catalogs: Catalogs,
     /// The configured registries (ending in `/`): a tarball URL on one of them is that
@@ -468,7 +471,7 @@ impl<'a> GraphBuilder<'a> {
         demands: &mut Vec<Demand>,
     ) -> Result<(), ResolveFailure> {
         if let Wanted::Local { version, manifest } = &request.wanted {
-            let (version, manifest) = (version.clone(), manifest.clone());
+            let (version, manifest) = (version.clone(), self.extended(manifest.clone()));
             let node = self.node(&request.name, &version, manifest, &request);
             return self.settle(request, Some(node), demands);
         }
@@ -557,7 +560,7 @@ impl<'a> GraphBuilder<'a> {
             return self.fail(request, &message, demands);
         };
         let version = picked.version.to_string();
-        let manifest = packument.manifest(picked);
+        let manifest = self.extended(packument.manifest(picked));
         let node = self.node(&request.name, &version, manifest, &request);
         self.settle(request, Some(node), demands)
     }
@@ -757,6 +760,15 @@ impl<'a> GraphBuilder<'a> {
         children
     }
 
+    /// A manifest read from a packument or from disk, with what `packageExtensions` adds to
+    /// it. (Manifests rebuilt from the old lockfile have it already.)
+    fn extended(&self, manifest: Arc<VersionManifest>) -> Arc<VersionManifest> {
+        match self.options.package_extensions.extend(&manifest) {
+            Some(extended) => Arc::new(extended),
+            None => manifest,
+        }
+    }
+
     fn node(
         &mut self,
         name: &str,
@@ -787,12 +799,14 @@ impl<'a> GraphBuilder<'a> {
     // --- the old lockfile ---------------------------------------------------------------
 
     /// Whether `name`'s locked versions (and locked subtrees) are kept. Not when the overrides
-    /// changed: any subtree may be affected, so everything is picked again (the old versions
-    /// stay preferred, but for the packages [`crate::overrides::changed_names`] gives).
+    /// or the package extensions changed: any subtree may be affected, so everything is picked
+    /// again (the old versions stay preferred, but for the packages
+    /// [`crate::overrides::changed_names`] gives), as pnpm does.
     fn keeps_locked(&self, name: &str) -> bool {
-        self.old
-            .is_some_and(|old| old.overrides == self.options.overrides.pairs)
-            && !self.options.update_all
+        self.old.is_some_and(|old| {
+            old.overrides == self.options.overrides.pairs
+                && old.package_extensions_checksum == self.options.package_extensions.checksum
+        }) && !self.options.update_all
             && !self.options.update.contains(name)
     }
 

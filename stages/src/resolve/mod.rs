@@ -148,6 +148,7 @@ pub fn resolve(
             );
             let lockfile = Lockfile {
                 overrides: options.overrides.pairs.clone(),
+                package_extensions_checksum: options.package_extensions.checksum.clone(),
                 ..lockfile
             };
             return Ok(Resolved {

@@ -2,8 +2,11 @@
 //! a package's peer comes from its parent's scope (its siblings, then each ancestor level up
 //! to the project). Every peer a package's subtree takes from outside the package becomes part
 //! of its snapshot key, nested and sorted by name: `b@1.0.0(core@1.0.0)(dom@1.0.0(core@1.0.0))`.
-//! One package therefore yields one snapshot per distinct set of outside peers.
+//! One package therefore yields one snapshot per distinct set of outside peers. A member of a
+//! peer cycle among the packages of one scope is named bare (`a@1.0.0`) in every key that
+//! names it as a peer, from outside the cycle too (pnpm 12, RESOLVE-ORACLE §15).
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
@@ -40,6 +43,8 @@ pub type ScopeEntry = (usize, String, Option<NodeId>);
 struct Frame<'f> {
     parent: Option<&'f Frame<'f>>,
     entries: HashMap<&'f str, NodeId>,
+    /// The entries in a peer cycle with their siblings (computed on first lookup).
+    cyclic: OnceCell<HashSet<NodeId>>,
 }
 
 impl<'f> Frame<'f> {
@@ -69,7 +74,7 @@ struct Resolver<'g> {
     nodes: &'g [Node],
     /// Names each package's subtree may take from outside it.
     needed: Vec<BTreeSet<String>>,
-    memo: HashMap<(NodeId, Vec<Option<String>>), Rc<Instance>>,
+    memo: HashMap<(NodeId, Vec<Option<String>>, Vec<bool>), Rc<Instance>>,
     /// Packages whose outside peers are being looked up.
     looking_up: HashSet<NodeId>,
     /// Packages being resolved, with their (already final) keys.
@@ -131,6 +136,7 @@ pub fn resolve_peers(
         let root = Frame {
             parent: None,
             entries,
+            cyclic: OnceCell::new(),
         };
         // What a project misses is found again for each project, not taken from the memo.
         resolver.project = project;
@@ -207,12 +213,18 @@ impl<'g> Resolver<'g> {
         }
         let needed: Vec<String> = self.needed[id].iter().cloned().collect();
         let mut found = Vec::with_capacity(needed.len());
+        // Which found peers the key names bare (`name@version`, without their own peers).
+        let mut bare = Vec::with_capacity(needed.len());
         let mut cycles = BTreeSet::new();
         for name in &needed {
+            let mut is_bare = false;
             let key = match frame.lookup(name) {
                 Some((entry, entry_frame)) => {
                     let peer = self.resolve(entry, entry_frame);
                     cycles.extend(peer.cycles.iter().copied());
+                    // pnpm 12 refers to a member of a peer cycle among its siblings by its
+                    // bare name everywhere, from outside the cycle too (RESOLVE-ORACLE §15).
+                    is_bare = self.cyclic(entry_frame).contains(&entry);
                     if peer.cycles.contains(&id) {
                         let entry = &self.nodes[entry];
                         Some(format!("{}@{}", entry.name, entry.version))
@@ -235,10 +247,11 @@ impl<'g> Resolver<'g> {
                 }
             };
             found.push(key);
+            bare.push(is_bare);
         }
         cycles.remove(&id);
         self.looking_up.remove(&id);
-        let memo_key = (id, found.clone());
+        let memo_key = (id, found.clone(), bare.clone());
         if let Some(instance) = self.memo.get(&memo_key) {
             if cycles.is_subset(&instance.cycles) {
                 return instance.clone();
@@ -254,12 +267,18 @@ impl<'g> Resolver<'g> {
         let mut suffix: Vec<String> = needed
             .iter()
             .zip(&found)
-            .filter_map(|(name, peer_key)| {
+            .zip(&bare)
+            .filter_map(|((name, peer_key), &is_bare)| {
                 let peer_key = peer_key.as_ref()?;
                 let version = peer_key
                     .get(1..)
                     .and_then(|rest| rest.find('@'))
                     .map_or(peer_key.as_str(), |at| &peer_key[at + 2..]);
+                let version = if is_bare {
+                    crate::lockfile::package_key(version)
+                } else {
+                    version
+                };
                 Some(format!("{name}@{version}"))
             })
             .collect();
@@ -319,6 +338,7 @@ impl<'g> Resolver<'g> {
         let child_frame = Frame {
             parent: Some(frame),
             entries: children(node).map(|e| (e.alias.as_str(), e.node)).collect(),
+            cyclic: OnceCell::new(),
         };
         let mut transitive = BTreeSet::new();
         let edges: Vec<Edge> = children(node).cloned().collect();
@@ -366,6 +386,37 @@ impl<'g> Resolver<'g> {
         self.memo.insert(memo_key, instance.clone());
         self.in_progress.remove(&id);
         instance
+    }
+
+    /// The entries of `frame` that are in a peer cycle with their siblings: following what
+    /// each sibling's subtree takes from outside it to the sibling of that name leads back.
+    fn cyclic<'f>(&self, frame: &'f Frame<'_>) -> &'f HashSet<NodeId> {
+        frame.cyclic.get_or_init(|| {
+            let edges = |from: NodeId| {
+                self.needed[from]
+                    .iter()
+                    .filter_map(|name| frame.entries.get(name.as_str()).copied())
+                    .filter(move |&to| to != from)
+            };
+            let mut cyclic = HashSet::new();
+            for &start in frame.entries.values() {
+                if cyclic.contains(&start) {
+                    continue;
+                }
+                let mut seen = HashSet::new();
+                let mut stack: Vec<NodeId> = edges(start).collect();
+                while let Some(next) = stack.pop() {
+                    if next == start {
+                        cyclic.insert(start);
+                        break;
+                    }
+                    if seen.insert(next) {
+                        stack.extend(edges(next));
+                    }
+                }
+            }
+            cyclic
+        })
     }
 
     /// A peer not in scope that some package declares optional uses a version that is
