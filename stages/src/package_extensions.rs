@@ -9,8 +9,9 @@
 //! unknown fields are dropped before hashing, scalar ranges (`1`, `true`) are read as strings,
 //! a null field is absent, and a non-boolean `optional` or a non-map extension is an error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
+use std::sync::OnceLock;
 
 use base64::Engine as _;
 use serde::Deserialize;
@@ -20,12 +21,45 @@ use crate::overrides::Selector;
 use crate::packument::VersionManifest;
 
 /// The setting as configured, parsed into rules.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct PackageExtensions {
     rules: Vec<(Selector, Extension)>,
+    /// Indexes into `rules` by package name.
+    by_name: HashMap<String, Vec<usize>>,
     /// `sha256-<base64>`, as pnpm writes `packageExtensionsChecksum`; `None` when the setting
     /// is absent or empty.
     pub checksum: Option<String>,
+    /// Whether pnpm's compatibility database ([`compatibility_db`]) applies first, as it does
+    /// unless `ignoreCompatibilityDb` is set. It is not part of the checksum.
+    pub compatibility_db: bool,
+}
+
+impl Default for PackageExtensions {
+    fn default() -> Self {
+        PackageExtensions {
+            rules: Vec::new(),
+            by_name: HashMap::new(),
+            checksum: None,
+            compatibility_db: true,
+        }
+    }
+}
+
+/// pnpm's built-in compatibility database: the extensions of `@yarnpkg/extensions` 2.0.7 as
+/// pnpm 12 embeds them (`stages/data/compat-db.json`, made by `scripts/compat-db.sh`; license
+/// in `stages/data/NOTICE`). Peers and dependencies popular packages forgot to declare, such
+/// as `supports-color` for `debug@<4.2.0`.
+pub fn compatibility_db() -> &'static PackageExtensions {
+    static DB: OnceLock<PackageExtensions> = OnceLock::new();
+    DB.get_or_init(|| {
+        let pairs: Vec<(String, Extension)> =
+            serde_json::from_str(include_str!("../data/compat-db.json"))
+                .expect("compat-db.json is valid (unit-tested)");
+        let mut db = PackageExtensions::new(pairs).expect("compat-db.json parses (unit-tested)");
+        db.checksum = None;
+        db.compatibility_db = false;
+        db
+    })
 }
 
 /// What one key adds. `BTreeMap`s: pnpm hashes them with sorted keys, and applies them by name.
@@ -80,7 +114,7 @@ impl PackageExtensions {
     /// Parses the setting, in the file's order (`pairs`: key, extension).
     pub fn new(pairs: Vec<(String, Extension)>) -> Result<Self, String> {
         let checksum = (!pairs.is_empty()).then(|| checksum(&pairs));
-        let rules = pairs
+        let rules: Vec<(Selector, Extension)> = pairs
             .into_iter()
             .map(|(key, extension)| {
                 let selector = Selector::parse(&key)
@@ -88,22 +122,51 @@ impl PackageExtensions {
                 Ok((selector, extension))
             })
             .collect::<Result<_, String>>()?;
-        Ok(PackageExtensions { rules, checksum })
+        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        for (index, (selector, _)) in rules.iter().enumerate() {
+            by_name
+                .entry(selector.name.clone())
+                .or_default()
+                .push(index);
+        }
+        Ok(PackageExtensions {
+            rules,
+            by_name,
+            checksum,
+            ..PackageExtensions::default()
+        })
     }
 
+    /// Whether nothing applies (neither the setting nor the compatibility database).
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.rules.is_empty() && !self.compatibility_db
     }
 
-    /// The extensions for `name@version`, in the setting's order.
+    /// The extensions for `name@version`: the compatibility database's first (pnpm applies it
+    /// first, so its entries win), then the setting's, each in its order.
     pub fn matching<'s>(
         &'s self,
         name: &'s str,
         version: &'s str,
     ) -> impl Iterator<Item = &'s Extension> + 's {
-        self.rules
-            .iter()
-            .filter(move |(selector, _)| selector.name == name && selector.allows_version(version))
+        let db = self.compatibility_db.then(compatibility_db);
+        db.into_iter()
+            .flat_map(move |db| db.own_matching(name, version))
+            .chain(self.own_matching(name, version))
+    }
+
+    /// This set's own rules for `name@version`.
+    fn own_matching<'s>(
+        &'s self,
+        name: &'s str,
+        version: &'s str,
+    ) -> impl Iterator<Item = &'s Extension> + 's {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|&index| &self.rules[index])
+            .filter(move |(selector, _)| selector.allows_version(version))
             .map(|(_, extension)| extension)
     }
 
@@ -112,15 +175,15 @@ impl PackageExtensions {
         let mut matching = self.matching(&manifest.name, &manifest.version).peekable();
         matching.peek()?;
         let mut extended = manifest.clone();
-        // A peer named only in peerDependenciesMeta was given `*` (packument.rs): the
-        // extension's range replaces it, as it does in pnpm, where the package has no entry.
-        let meta_only = |manifest: &VersionManifest, name: &str| {
-            manifest.optional_peers.iter().any(|peer| peer == name)
-                && manifest
-                    .peer_dependencies
-                    .iter()
-                    .any(|(peer, range)| peer == name && range == "*")
-        };
+        // A peer named only in peerDependenciesMeta is given `*` (packument.rs): a range an
+        // extension adds replaces it, as in pnpm, where `peerDependencies` has no entry for it.
+        // (A package declaring an optional peer as `*` explicitly looks the same.)
+        let mut meta_only: HashSet<String> = manifest
+            .peer_dependencies
+            .iter()
+            .filter(|(name, range)| range == "*" && manifest.optional_peers.contains(name))
+            .map(|(name, _)| name.clone())
+            .collect();
         for extension in matching {
             add_missing(&mut extended.dependencies, &extension.dependencies);
             add_missing(
@@ -128,22 +191,16 @@ impl PackageExtensions {
                 &extension.optional_dependencies,
             );
             for (name, range) in extension.peer_dependencies.iter().flatten() {
-                if meta_only(manifest, name) {
-                    if let Some(entry) = extended
-                        .peer_dependencies
-                        .iter_mut()
-                        .find(|(peer, _)| peer == name)
-                    {
-                        entry.1 = range.clone();
-                    }
-                } else if !extended
+                let existing = extended
                     .peer_dependencies
-                    .iter()
-                    .any(|(peer, _)| peer == name)
-                {
-                    extended
+                    .iter_mut()
+                    .find(|(peer, _)| peer == name);
+                match existing {
+                    Some(entry) if meta_only.remove(name) => entry.1 = range.clone(),
+                    Some(_) => {}
+                    None => extended
                         .peer_dependencies
-                        .push((name.clone(), range.clone()));
+                        .push((name.clone(), range.clone())),
                 }
             }
             for (name, meta) in extension.peer_dependencies_meta.iter().flatten() {
@@ -159,6 +216,7 @@ impl PackageExtensions {
                     extended
                         .peer_dependencies
                         .push((name.clone(), "*".to_owned()));
+                    meta_only.insert(name.clone());
                 }
             }
         }
@@ -327,6 +385,37 @@ mod tests {
             ..two
         };
         assert!(extensions.extend(&other).is_none());
+    }
+
+    /// The database as pnpm 12.21.0 embeds it: 158 selectors, all of which parse. It applies
+    /// before the setting: `debug@<4.2.0` gains an optional `supports-color` peer
+    /// (metadata only), to which a configured peer range then applies.
+    #[test]
+    fn the_compatibility_db_applies_first_unless_ignored() {
+        assert_eq!(compatibility_db().rules.len(), 158);
+        let debug = |version: &str| VersionManifest {
+            name: "debug".to_owned(),
+            version: version.to_owned(),
+            ..VersionManifest::default()
+        };
+        let peer = |range: &str| [("supports-color".to_owned(), range.to_owned())];
+        let extended = PackageExtensions::default()
+            .extend(&debug("2.6.9"))
+            .unwrap();
+        assert_eq!(extended.peer_dependencies, peer("*"));
+        assert_eq!(extended.optional_peers, ["supports-color"]);
+        let configured = parse("debug:\n  peerDependencies:\n    supports-color: ^9\n");
+        let extended = configured.extend(&debug("2.6.9")).unwrap();
+        assert_eq!(extended.peer_dependencies, peer("^9"));
+        assert_eq!(extended.optional_peers, ["supports-color"]);
+        let newer = configured.extend(&debug("4.3.0")).unwrap();
+        assert_eq!(newer.peer_dependencies, peer("^9"));
+        assert!(newer.optional_peers.is_empty());
+        let ignored = PackageExtensions {
+            compatibility_db: false,
+            ..PackageExtensions::default()
+        };
+        assert!(ignored.extend(&debug("2.6.9")).is_none());
     }
 
     #[test]

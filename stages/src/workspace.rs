@@ -41,6 +41,8 @@ struct WorkspaceFile {
         deserialize_with = "ordered_pairs_or_null"
     )]
     package_extensions: Vec<(String, Extension)>,
+    #[serde(default, rename = "ignoreCompatibilityDb")]
+    ignore_compatibility_db: Option<bool>,
     #[serde(default, deserialize_with = "null_is_empty")]
     catalog: BTreeMap<String, String>,
     #[serde(default, deserialize_with = "null_is_empty")]
@@ -102,13 +104,14 @@ impl WorkspaceFile {
             path: path.to_path_buf(),
             message,
         })?;
-        let package_extensions = PackageExtensions::new(std::mem::take(
+        let mut package_extensions = PackageExtensions::new(std::mem::take(
             &mut self.package_extensions,
         ))
         .map_err(|message| InstallError::InvalidFile {
             path: path.to_path_buf(),
             message,
         })?;
+        package_extensions.compatibility_db = !self.ignore_compatibility_db.unwrap_or(false);
         let allow = std::mem::take(&mut self.allow_builds)
             .into_iter()
             .filter_map(|(key, value)| Some((key, value.as_bool()?)))
