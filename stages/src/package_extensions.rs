@@ -137,7 +137,8 @@ impl PackageExtensions {
         })
     }
 
-    /// Whether nothing applies (neither the setting nor the compatibility database).
+    /// Whether nothing applies (neither the setting nor the compatibility database): only
+    /// under `ignoreCompatibilityDb` with no rules.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty() && !self.compatibility_db
     }

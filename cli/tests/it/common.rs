@@ -267,6 +267,17 @@ pub fn assert_resolves_from_scratch(sandbox: &Sandbox, project: &str, dir: &Path
     assert_pnpm_tree(sandbox, project);
 }
 
+/// `flowpm install` (resolving: the sandbox's settings were edited) writes the lockfile pnpm
+/// wrote for the same edit, recorded in the fixture's `after-edits/<recorded>`.
+pub fn assert_resolves_to_recorded_edit(sandbox: &Sandbox, recorded: &str) {
+    let output = sandbox.flowpm(&["install"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let expected =
+        std::fs::read_to_string(sandbox.project().join("after-edits").join(recorded)).unwrap();
+    let written = std::fs::read_to_string(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    assert_same_lines(&format!("{recorded}: "), &expected, &written);
+}
+
 /// `written == expected`, else fails with `label` and the lines that differ.
 pub fn assert_same_lines(label: &str, expected: &str, written: &str) {
     let lines = |text: &str| text.lines().map(str::to_owned).collect::<Vec<_>>();

@@ -2,7 +2,9 @@
 //! packages), and peer cycles, against pnpm 12's lockfiles and trees for the
 //! `resolve-extensions` and `resolve-peer-cycles` fixtures.
 
-use crate::common::{Sandbox, assert_resolves_as_pnpm, assert_same_lines, replace_in, text};
+use crate::common::{
+    Sandbox, assert_resolves_as_pnpm, assert_resolves_to_recorded_edit, replace_in,
+};
 
 /// An added dependency, an added optional peer that closes a peer cycle, a rule whose range
 /// matches nothing; pnpm's `packageExtensionsChecksum` written and accepted.
@@ -46,12 +48,7 @@ fn changed_package_extensions_are_resolved_again_as_pnpm_does() {
             frozen.contains("packageExtensions") && frozen.contains("packageExtensionsChecksum"),
             "{frozen}"
         );
-        let output = sandbox.flowpm(&["install"]);
-        assert!(output.status.success(), "{}", text(&output));
-        let expected =
-            std::fs::read_to_string(sandbox.project().join("after-edits").join(recorded)).unwrap();
-        let written = std::fs::read_to_string(sandbox.project().join("pnpm-lock.yaml")).unwrap();
-        assert_same_lines(&format!("{recorded}: "), &expected, &written);
+        assert_resolves_to_recorded_edit(&sandbox, recorded);
         assert!(
             !sandbox
                 .project()

@@ -471,8 +471,8 @@ impl<'a> GraphBuilder<'a> {
         demands: &mut Vec<Demand>,
     ) -> Result<(), ResolveFailure> {
         if let Wanted::Local { version, manifest } = &request.wanted {
-            let (version, manifest) = (version.clone(), self.extended(manifest.clone()));
-            let node = self.node(&request.name, &version, manifest, &request);
+            let (version, manifest) = (version.clone(), manifest.clone());
+            let node = self.extended_node(&request.name, &version, manifest, &request);
             return self.settle(request, Some(node), demands);
         }
         if let Wanted::Locked(version) = &request.wanted
@@ -560,8 +560,8 @@ impl<'a> GraphBuilder<'a> {
             return self.fail(request, &message, demands);
         };
         let version = picked.version.to_string();
-        let manifest = self.extended(packument.manifest(picked));
-        let node = self.node(&request.name, &version, manifest, &request);
+        let manifest = packument.manifest(picked);
+        let node = self.extended_node(&request.name, &version, manifest, &request);
         self.settle(request, Some(node), demands)
     }
 
@@ -760,13 +760,24 @@ impl<'a> GraphBuilder<'a> {
         children
     }
 
-    /// A manifest read from a packument or from disk, with what `packageExtensions` adds to
-    /// it. (Manifests rebuilt from the old lockfile have it already.)
-    fn extended(&self, manifest: Arc<VersionManifest>) -> Arc<VersionManifest> {
-        match self.options.package_extensions.extend(&manifest) {
+    /// [`Self::node`] for a manifest read from a packument or from disk: a new node gets what
+    /// `packageExtensions` and the compatibility database add to it. (Manifests rebuilt from
+    /// the old lockfile have it already.)
+    fn extended_node(
+        &mut self,
+        name: &str,
+        version: &str,
+        manifest: Arc<VersionManifest>,
+        request: &Request,
+    ) -> NodeId {
+        if let Some(&id) = self.by_key.get(&(name.to_owned(), version.to_owned())) {
+            return id;
+        }
+        let manifest = match self.options.package_extensions.extend(&manifest) {
             Some(extended) => Arc::new(extended),
             None => manifest,
-        }
+        };
+        self.node(name, version, manifest, request)
     }
 
     fn node(

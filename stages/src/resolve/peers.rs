@@ -398,9 +398,11 @@ impl<'g> Resolver<'g> {
                     .filter_map(|name| frame.entries.get(name.as_str()).copied())
                     .filter(move |&to| to != from)
             };
+            // A walk from each entry that has outside names (few do); scopes are small next to
+            // the graph, and this runs once per scope a peer is found in.
             let mut cyclic = HashSet::new();
             for &start in frame.entries.values() {
-                if cyclic.contains(&start) {
+                if self.needed[start].is_empty() {
                     continue;
                 }
                 let mut seen = HashSet::new();
