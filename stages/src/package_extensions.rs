@@ -55,8 +55,8 @@ pub fn compatibility_db() -> &'static PackageExtensions {
         let pairs: Vec<(String, Extension)> =
             serde_json::from_str(include_str!("../data/compat-db.json"))
                 .expect("compat-db.json is valid (unit-tested)");
-        let mut db = PackageExtensions::new(pairs).expect("compat-db.json parses (unit-tested)");
-        db.checksum = None;
+        let mut db =
+            PackageExtensions::from_rules(pairs).expect("compat-db.json parses (unit-tested)");
         db.compatibility_db = false;
         db
     })
@@ -111,9 +111,17 @@ fn ranges<'de, D: serde::Deserializer<'de>>(
 }
 
 impl PackageExtensions {
-    /// Parses the setting, in the file's order (`pairs`: key, extension).
+    /// Parses the setting, in the file's order (`pairs`: key, extension), with its checksum.
     pub fn new(pairs: Vec<(String, Extension)>) -> Result<Self, String> {
         let checksum = (!pairs.is_empty()).then(|| checksum(&pairs));
+        Ok(PackageExtensions {
+            checksum,
+            ..Self::from_rules(pairs)?
+        })
+    }
+
+    /// The rules alone (the compatibility database is not checksummed).
+    fn from_rules(pairs: Vec<(String, Extension)>) -> Result<Self, String> {
         let rules: Vec<(Selector, Extension)> = pairs
             .into_iter()
             .map(|(key, extension)| {
@@ -132,7 +140,6 @@ impl PackageExtensions {
         Ok(PackageExtensions {
             rules,
             by_name,
-            checksum,
             ..PackageExtensions::default()
         })
     }

@@ -472,7 +472,7 @@ impl<'a> GraphBuilder<'a> {
     ) -> Result<(), ResolveFailure> {
         if let Wanted::Local { version, manifest } = &request.wanted {
             let (version, manifest) = (version.clone(), manifest.clone());
-            let node = self.extended_node(&request.name, &version, manifest, &request);
+            let node = self.node(&request.name, &version, manifest, &request, true);
             return self.settle(request, Some(node), demands);
         }
         if let Wanted::Locked(version) = &request.wanted
@@ -561,7 +561,7 @@ impl<'a> GraphBuilder<'a> {
         };
         let version = picked.version.to_string();
         let manifest = packument.manifest(picked);
-        let node = self.extended_node(&request.name, &version, manifest, &request);
+        let node = self.node(&request.name, &version, manifest, &request, true);
         self.settle(request, Some(node), demands)
     }
 
@@ -760,37 +760,24 @@ impl<'a> GraphBuilder<'a> {
         children
     }
 
-    /// [`Self::node`] for a manifest read from a packument or from disk: a new node gets what
-    /// `packageExtensions` and the compatibility database add to it. (Manifests rebuilt from
-    /// the old lockfile have it already.)
-    fn extended_node(
-        &mut self,
-        name: &str,
-        version: &str,
-        manifest: Arc<VersionManifest>,
-        request: &Request,
-    ) -> NodeId {
-        if let Some(&id) = self.by_key.get(&(name.to_owned(), version.to_owned())) {
-            return id;
-        }
-        let manifest = match self.options.package_extensions.extend(&manifest) {
-            Some(extended) => Arc::new(extended),
-            None => manifest,
-        };
-        self.node(name, version, manifest, request)
-    }
-
     fn node(
         &mut self,
         name: &str,
         version: &str,
         manifest: Arc<VersionManifest>,
         request: &Request,
+        extend: bool,
     ) -> NodeId {
         let key = (name.to_owned(), version.to_owned());
         if let Some(&id) = self.by_key.get(&key) {
             return id;
         }
+        // A manifest read from a packument or from disk (`extend`) gets what `packageExtensions`
+        // and the compatibility database add; one rebuilt from the old lockfile has it already.
+        let extended = extend
+            .then(|| self.options.package_extensions.extend(&manifest))
+            .flatten();
+        let manifest = extended.map_or(manifest, Arc::new);
         let id = self.nodes.len();
         self.nodes.push(Node {
             name: name.to_owned(),
@@ -992,7 +979,7 @@ impl<'a> GraphBuilder<'a> {
             git: entry.resolution.git().ok().flatten(),
             ..VersionManifest::default()
         };
-        Some(self.node(name, version, Arc::new(manifest), request))
+        Some(self.node(name, version, Arc::new(manifest), request, false))
     }
 }
 
