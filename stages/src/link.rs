@@ -449,16 +449,8 @@ impl<'a> Importer<'a> {
             path: path.to_path_buf(),
             source,
         };
-        if files.requires_build || snapshot.directory.is_some() {
-            // What an earlier build left must not survive into this one (a stale binary would
-            // make it skip compiling), nor a file since deleted from a `file:` directory; the
-            // package's own `node_modules` holds links, kept.
-            clear_except_modules(&package_dir).map_err(|e| io_error("clear", &package_dir, e))?;
-        }
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .create(&package_dir)
-            .map_err(|e| io_error("create directory", &package_dir, e))?;
+        prepare_package_dir(&package_dir)
+            .map_err(|(action, e)| io_error(action, &package_dir, e))?;
         let dir = rustix::fs::open(
             &package_dir,
             OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
@@ -596,6 +588,32 @@ impl<'a> Importer<'a> {
         )?;
         Ok((source, target))
     }
+}
+
+/// Makes `dir` an empty directory but for its `node_modules` (the links to the package's own
+/// dependencies' bins, kept). A directory already there holds an earlier import, and none of
+/// it may survive this one: the same depPath from another source (a `file:` tarball changed
+/// in place), an interrupted install's mix of two versions, an earlier build's output (a stale
+/// binary would make the build skip compiling), a file since deleted from a `file:` directory.
+/// A fresh directory, the cold-install case, costs no syscall more than `mkdir`.
+fn prepare_package_dir(dir: &Path) -> Result<(), (&'static str, std::io::Error)> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // Never clear through a symlink: its target may be the user's own files.
+            let metadata = std::fs::symlink_metadata(dir).map_err(|e| ("inspect", e))?;
+            if metadata.is_dir() {
+                return clear_except_modules(dir).map_err(|e| ("clear", e));
+            }
+            std::fs::remove_file(dir).map_err(|e| ("remove", e))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(("create directory", e)),
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .create(dir)
+        .map_err(|e| ("create directory", e))
 }
 
 /// Removes everything in `dir` but its `node_modules` (a missing `dir` is already clear).

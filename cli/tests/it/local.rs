@@ -115,6 +115,36 @@ fn a_changed_tarball_makes_the_lockfile_outdated() {
     sandbox.install(&[]);
 }
 
+#[test]
+fn a_tarball_changed_in_place_leaves_no_file_of_the_old_one() {
+    // Same path, so the same depPath and directory: the new content replaces the old, and a
+    // file only the old tarball had goes with it.
+    let sandbox = Sandbox::new("local-deps");
+    sandbox.install(&[]);
+    let imported = sandbox
+        .project()
+        .join("node_modules/.pnpm/tgzdep@file+vendor+tgzdep-3.1.0.tgz/node_modules/tgzdep");
+    assert!(imported.join("index.js").is_file());
+    let changed = flowpm_fixtures::PackageSpec::new("tgzdep", "3.1.0")
+        .dependency("r-lib", "1.0.0")
+        .file("lib.js", "module.exports = 2;\n", 0o644);
+    std::fs::write(
+        sandbox.project().join("vendor/tgzdep-3.1.0.tgz"),
+        flowpm_fixtures::build_tarball(&changed),
+    )
+    .unwrap();
+    let output = sandbox.flowpm(&["install"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(
+        std::fs::read_to_string(imported.join("lib.js")).unwrap(),
+        "module.exports = 2;\n"
+    );
+    assert!(
+        !imported.join("index.js").exists(),
+        "the old tarball's index.js survived"
+    );
+}
+
 /// pnpm 12.21.0 checks a `file:` directory's package.json against its snapshot before it
 /// skips resolution (RESOLVE-ORACLE.md §13): a dependency added, removed or out of range makes
 /// the lockfile outdated; a range the locked version still satisfies, or a dev dependency,
