@@ -36,6 +36,7 @@ pub mod lifecycle;
 pub mod link;
 mod local_outdated;
 pub mod lockfile;
+pub mod lockfile_read;
 pub mod lockfile_write;
 pub mod manifest;
 pub mod manifest_edit;

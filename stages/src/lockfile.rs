@@ -219,17 +219,30 @@ const MAX_EVENTS: usize = 50_000_000;
 
 impl Lockfile {
     pub fn parse(text: &str, path: &Path) -> Result<Self, InstallError> {
+        // The fast reader takes what pnpm writes; anything else, errors included, is read by
+        // serde-saphyr, whose reading is authoritative.
+        let lockfile = match crate::lockfile_read::parse(text) {
+            Some(lockfile) => lockfile,
+            None => Self::parse_yaml(text, path)?,
+        };
+        Self::check_version(lockfile, path)
+    }
+
+    /// Reads `text` with serde-saphyr only (the fuzz target compares the two readers).
+    pub fn parse_yaml(text: &str, path: &Path) -> Result<Self, InstallError> {
         let mut budget = serde_saphyr::Budget::default();
         budget.max_events = MAX_EVENTS;
         let mut options = serde_saphyr::Options::default();
         options.budget = Some(budget);
-        let lockfile: Lockfile =
-            serde_saphyr::from_str_with_options(text, options).map_err(|error| {
-                InstallError::InvalidFile {
-                    path: path.to_path_buf(),
-                    message: error.to_string(),
-                }
-            })?;
+        serde_saphyr::from_str_with_options(text, options).map_err(|error| {
+            InstallError::InvalidFile {
+                path: path.to_path_buf(),
+                message: error.to_string(),
+            }
+        })
+    }
+
+    fn check_version(lockfile: Self, path: &Path) -> Result<Self, InstallError> {
         let version = lockfile.lockfile_version.as_text();
         if !is_supported_version(&version) {
             return Err(InstallError::UnsupportedLockfileVersion {
