@@ -301,7 +301,7 @@ pub fn install(
 
     // Read before `invalidate`: it needs the earlier install to have been complete.
     let present = crate::metadata::in_place(&layout, Some(&lockfile_text));
-    let kept = crate::lifecycle::already_built(&layout, &present);
+    let kept = crate::lifecycle::already_built(&layout, &present.files);
     let store = Store::open(&store_dir)?;
     let git_builds = git_builds(options, &config, &store_dir, &builds);
     let (warm, mut cold) = split_by_store(&store, &plan, git_builds.as_ref())?;
@@ -516,7 +516,7 @@ fn resolve_and_install(
             (Vec::new(), leftover),
             git_builds(options, config, store_dir, builds).as_ref(),
             &kept,
-            HashSet::new(),
+            crate::metadata::InPlace::default(),
             reporter,
         )?;
         report.stages.extend(stages);
@@ -943,9 +943,13 @@ fn run_pipeline(
     (warm, cold): (Vec<StoredPackage>, Vec<Arc<PackageUnit>>),
     git_builds: Option<&GitBuilds<'_>>,
     kept: &HashSet<String>,
-    present: HashSet<usize>,
+    present: crate::metadata::InPlace,
     reporter: &dyn Reporter,
 ) -> Result<(Vec<flowpm_pipeline::StageSnapshot>, Counts), InstallError> {
+    let crate::metadata::InPlace {
+        files: present,
+        links: linked,
+    } = present;
     let mut counts = Counts {
         fetched: cold.len(),
         reused: warm.len(),
@@ -968,7 +972,9 @@ fn run_pipeline(
         }
         drop(unit_sender);
 
-        pipeline.spawn("link", 1, |context| layout.create_links(hoisted, context));
+        pipeline.spawn("link", 1, |context| {
+            layout.create_links(hoisted, &linked, context)
+        });
         if fetch_threads > 0 {
             let fetcher = &fetcher;
             spawn_store_stages(

@@ -173,10 +173,12 @@ impl<'a> Layout<'a> {
         Ok(())
     }
 
-    /// Creates every directory and symlink of the layout. Needs only the plan.
+    /// Creates every directory and symlink of the layout but the dependency links of the
+    /// snapshots in `linked` (in place from the last install). Needs only the plan.
     pub fn create_links(
         &self,
         hoisted: &[Hoisted],
+        linked: &HashSet<usize>,
         context: &StageContext,
     ) -> Result<(), InstallError> {
         let mut created = HashSet::new();
@@ -199,9 +201,12 @@ impl<'a> Layout<'a> {
         for importer in self.importers() {
             mkdir(self.importer_modules_dir(importer))?;
         }
-        for snapshot in &self.plan.snapshots {
+        for (index, snapshot) in self.plan.snapshots.iter().enumerate() {
             if context.is_cancelled() {
                 return Ok(());
+            }
+            if linked.contains(&index) {
+                continue;
             }
             let modules = self.snapshot_modules_dir(snapshot);
             mkdir(modules.clone())?;

@@ -14,7 +14,7 @@ use crate::InstallError;
 use crate::hoist::{Hoisted, hoisted_projects};
 use crate::lifecycle::BuildSettings;
 use crate::link::Layout;
-use crate::lockfile::{Lockfile, package_key};
+use crate::lockfile::{Lockfile, package_key, reference_to_dep_path};
 use crate::plan::{InstallPlan, SnapshotPlan};
 use crate::replace::write_atomically;
 
@@ -141,6 +141,17 @@ pub fn installed_from(layout: &Layout<'_>, lockfile_text: &str) -> bool {
         .is_ok_and(|installed| installed == lockfile_text.as_bytes())
 }
 
+/// What the last complete install left in place that this one would put there unchanged
+/// (snapshot indexes).
+#[derive(Default)]
+pub struct InPlace {
+    /// Snapshots whose files are in place ([`in_place`]): not imported again.
+    pub files: HashSet<usize>,
+    /// Those of `files` whose dependency links are in place too: the same dependencies,
+    /// under the same aliases, as in the installed lockfile. Not linked again.
+    pub links: HashSet<usize>,
+}
+
 /// Snapshots whose files the last complete install put in place and that this install would
 /// put there unchanged: the same depPath (so the same directory) from the same source (the
 /// store key: integrity or tarball URL), the directory still there. Only the rest is imported,
@@ -148,10 +159,10 @@ pub fn installed_from(layout: &Layout<'_>, lockfile_text: &str) -> bool {
 /// integrity (their content can change under the same key), and git packages (the copy in
 /// place may be one stored unbuilt, under `--ignore-scripts`, that this install must build).
 /// `lockfile_text`, when given and equal to the installed copy, spares parsing that copy.
-pub fn in_place(layout: &Layout<'_>, lockfile_text: Option<&str>) -> HashSet<usize> {
+pub fn in_place(layout: &Layout<'_>, lockfile_text: Option<&str>) -> InPlace {
     let copy = lock_copy_path(layout);
     let Ok(installed) = std::fs::read_to_string(&copy) else {
-        return HashSet::new();
+        return InPlace::default();
     };
     let plan = layout.plan;
     // Parsed only when it differs; an unreadable copy only costs a full import.
@@ -159,7 +170,7 @@ pub fn in_place(layout: &Layout<'_>, lockfile_text: Option<&str>) -> HashSet<usi
         true => None,
         false => match Lockfile::parse(&installed, &copy) {
             Ok(lockfile) => Some(lockfile),
-            Err(_) => return HashSet::new(),
+            Err(_) => return InPlace::default(),
         },
     };
     // The store key of a registry or tarball package (git ones and directories are excluded
@@ -182,7 +193,7 @@ pub fn in_place(layout: &Layout<'_>, lockfile_text: Option<&str>) -> HashSet<usi
                         && was.integrity.as_deref().or(was.tarball.as_deref()) == source
                 })
     };
-    (0..plan.snapshots.len())
+    let files: HashSet<usize> = (0..plan.snapshots.len())
         .filter(|&index| {
             let snapshot = &plan.snapshots[index];
             let unverified_tarball = snapshot.integrity.is_none()
@@ -196,7 +207,41 @@ pub fn in_place(layout: &Layout<'_>, lockfile_text: Option<&str>) -> HashSet<usi
                 && unchanged(snapshot)
                 && layout.package_dir(snapshot).is_dir()
         })
-        .collect()
+        .collect();
+    // A snapshot's links are in place when every dependency is in place too (one left out of
+    // the last install, its link removed, is not) and the installed lockfile resolved each
+    // alias to the same snapshot as this plan does (a skipped optional dependency or a `link:`
+    // one makes them differ: linked again). The same lockfile resolved them all the same.
+    let same_links = |snapshot: &SnapshotPlan| {
+        if !snapshot
+            .dependencies
+            .iter()
+            .all(|(_, child)| files.contains(child))
+        {
+            return false;
+        }
+        let Some(previous) = &previous else {
+            return true;
+        };
+        let Some(entry) = previous.snapshots.get(&snapshot.dep_path) else {
+            return false;
+        };
+        entry.dependencies.len() + entry.optional_dependencies.len() == snapshot.dependencies.len()
+            && snapshot.dependencies.iter().all(|(alias, child)| {
+                entry
+                    .dependencies
+                    .get(alias)
+                    .or_else(|| entry.optional_dependencies.get(alias))
+                    .and_then(|reference| reference_to_dep_path(alias, reference))
+                    .is_some_and(|dep_path| dep_path == plan.snapshots[*child].dep_path)
+            })
+    };
+    let links = files
+        .iter()
+        .copied()
+        .filter(|&index| same_links(&plan.snapshots[index]))
+        .collect();
+    InPlace { files, links }
 }
 
 /// Removes the completion marker before the tree is modified.

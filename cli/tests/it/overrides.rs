@@ -47,6 +47,58 @@ fn changed_overrides_make_the_lockfile_outdated_and_are_resolved_again() {
     sandbox.install(&[]);
 }
 
+/// An install over an earlier tree relinks a package whose dependencies changed under the
+/// same depPath (`r-wants-caret@1.0.0` gets `r-lib` 1.1.1 for 1.0.0), and leaves the tree
+/// equal to a fresh install's: resolving (the links made inside the resolution run) and then
+/// from a lockfile put back by hand (`--frozen-lockfile`).
+#[test]
+fn an_install_over_an_earlier_tree_relinks_what_changed() {
+    let sandbox = Sandbox::new("resolve-overrides");
+    sandbox.install(&[]);
+    let original_tree = sandbox.manifest();
+    let project = sandbox.project();
+    let (settings, lockfile) = (
+        project.join("pnpm-workspace.yaml"),
+        project.join("pnpm-lock.yaml"),
+    );
+    let (original_settings, original_lockfile) = (
+        std::fs::read_to_string(&settings).unwrap(),
+        std::fs::read_to_string(&lockfile).unwrap(),
+    );
+    let link = project.join("node_modules/.pnpm/r-wants-caret@1.0.0/node_modules/r-lib");
+    let target = || std::fs::read_link(&link).unwrap();
+    assert!(
+        target().ends_with("r-lib@1.0.0/node_modules/r-lib"),
+        "{:?}",
+        target()
+    );
+
+    replace_in(&settings, "  r-lib: 1.0.0\n", "  r-lib: 1.1.1\n");
+    let output = sandbox.flowpm(&["install"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        target().ends_with("r-lib@1.1.1/node_modules/r-lib"),
+        "{:?}",
+        target()
+    );
+    let fresh = Sandbox::new("resolve-overrides");
+    for path in ["pnpm-workspace.yaml", "pnpm-lock.yaml"] {
+        std::fs::copy(project.join(path), fresh.project().join(path)).unwrap();
+    }
+    fresh.install(&[]);
+    assert_eq!(sandbox.manifest(), fresh.manifest());
+
+    std::fs::write(&settings, original_settings).unwrap();
+    std::fs::write(&lockfile, original_lockfile).unwrap();
+    sandbox.install(&[]);
+    assert!(
+        target().ends_with("r-lib@1.0.0/node_modules/r-lib"),
+        "{:?}",
+        target()
+    );
+    assert_eq!(sandbox.manifest(), original_tree);
+}
+
 /// After an override is removed or changed, pnpm 12.21.0 picks a package whose rule is keyed
 /// by its bare name again without preferring its old version, and keeps the old versions of
 /// the rest (rules keyed by `name@range` or `parent>name` included). Its lockfiles for two

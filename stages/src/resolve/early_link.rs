@@ -50,6 +50,8 @@ pub struct LinkCells<'a> {
     planned: &'a Planned,
     layout: OnceLock<Layout<'a>>,
     importer: OnceLock<Importer<'a>>,
+    /// Snapshots whose dependency links are in place ([`crate::metadata::InPlace::links`]).
+    linked: OnceLock<HashSet<usize>>,
     /// Units of the plan that neither were in the store nor arrived from the fetch stages.
     pub leftover: Mutex<Vec<Arc<PackageUnit>>>,
     /// Keys of the units the resolve thread sent to the fetch stages.
@@ -64,6 +66,7 @@ impl<'a> LinkCells<'a> {
             planned,
             layout: OnceLock::new(),
             importer: OnceLock::new(),
+            linked: OnceLock::new(),
             leftover: Mutex::new(Vec::new()),
             sent: OnceLock::new(),
             counts: Mutex::new((0, 0)),
@@ -91,14 +94,15 @@ impl<'a> LinkCells<'a> {
         let kept = self
             .planned
             .kept
-            .get_or_init(|| crate::lifecycle::already_built(layout, &present));
+            .get_or_init(|| crate::lifecycle::already_built(layout, &present.files));
         invalidate(layout)?;
         let hoisted = self.planned.hoisted.get_or_init(|| hoist(plan));
         layout.prune(hoisted)?;
         let importer = Importer::new(layout, store.cas(), reporter, target.import_method);
         let _ = self
             .importer
-            .set(importer.keeping(kept.clone()).skipping(present));
+            .set(importer.keeping(kept.clone()).skipping(present.files));
+        let _ = self.linked.set(present.links);
         Ok(())
     }
 
@@ -132,14 +136,15 @@ impl<'a> LinkCells<'a> {
         context: &StageContext,
         ready: &Receiver<()>,
     ) -> Result<(), InstallError> {
-        let (Some(_), Some(layout), Some(hoisted)) = (
+        let (Some(_), Some(layout), Some(hoisted), Some(linked)) = (
             self.ready(context, ready),
             self.layout.get(),
             self.planned.hoisted.get(),
+            self.linked.get(),
         ) else {
             return Ok(());
         };
-        layout.create_links(hoisted, context)
+        layout.create_links(hoisted, linked, context)
     }
 
     /// The `import` stage.
