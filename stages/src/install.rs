@@ -949,6 +949,7 @@ fn run_pipeline(
     let crate::metadata::InPlace {
         files: present,
         links: linked,
+        unbuilt,
     } = present;
     let mut counts = Counts {
         fetched: cold.len(),
@@ -958,6 +959,7 @@ fn run_pipeline(
     let files_written = AtomicU64::new(0);
     let importer = Importer::new(layout, store.cas(), reporter, options.import_method)
         .keeping(kept.clone())
+        .leaving_unbuilt(unbuilt)
         .skipping(present);
     let mut fetcher = Fetcher::new(config.clone(), options.offline, reporter)?;
     fetcher.root = Some(layout.project_dir.clone());

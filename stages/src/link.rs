@@ -387,6 +387,9 @@ pub struct Importer<'a> {
     pub bytes_imported: AtomicU64,
     /// Built packages left as an earlier install built them (depPaths): not imported again.
     kept: HashSet<String>,
+    /// Packages that require a build left unbuilt in place by the last install (indexes,
+    /// [`crate::lifecycle::left_unbuilt`]): not imported again.
+    unbuilt: HashSet<usize>,
     /// Snapshots (indexes) already in place from the last complete install, unchanged
     /// ([`crate::metadata::in_place`]): not imported again (unless their package requires a
     /// build).
@@ -401,6 +404,12 @@ impl<'a> Importer<'a> {
     /// [`crate::lifecycle::already_built`]).
     pub fn keeping(mut self, kept: HashSet<String>) -> Self {
         self.kept = kept;
+        self
+    }
+
+    /// Leaves the unbuilt packages in `unbuilt` as they are ([`Importer::unbuilt`]).
+    pub fn leaving_unbuilt(mut self, unbuilt: HashSet<usize>) -> Self {
+        self.unbuilt = unbuilt;
         self
     }
 
@@ -431,6 +440,7 @@ impl<'a> Importer<'a> {
             files_imported: AtomicU64::new(0),
             bytes_imported: AtomicU64::new(0),
             kept: HashSet::new(),
+            unbuilt: HashSet::new(),
             present: HashSet::new(),
             builds: Mutex::new(Vec::new()),
         }
@@ -677,7 +687,7 @@ pub fn run_import_worker(
                 let mut builds = importer.builds.lock().unwrap_or_else(|p| p.into_inner());
                 builds.push(snapshot.dep_path.clone());
                 drop(builds);
-                if importer.kept.contains(&snapshot.dep_path) {
+                if importer.kept.contains(&snapshot.dep_path) || importer.unbuilt.contains(&index) {
                     continue;
                 }
             } else if importer.present.contains(&index) {

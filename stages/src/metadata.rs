@@ -150,6 +150,11 @@ pub struct InPlace {
     /// Those of `files` whose dependency links are in place too: the same dependencies,
     /// under the same aliases, as in the installed lockfile. Not linked again.
     pub links: HashSet<usize>,
+    /// Those of `files` whose package requires a build that the last install left to do
+    /// (`pendingBuilds`): their directories hold the unbuilt private copies an import would
+    /// make again, so they are left as they are; a build this install runs works on them in
+    /// place. (Packages it built are [`crate::lifecycle::already_built`]'s.)
+    pub unbuilt: HashSet<usize>,
 }
 
 /// Snapshots whose files the last complete install put in place and that this install would
@@ -241,7 +246,18 @@ pub fn in_place(layout: &Layout<'_>, lockfile_text: Option<&str>) -> InPlace {
         .copied()
         .filter(|&index| same_links(&plan.snapshots[index]))
         .collect();
-    InPlace { files, links }
+    let pending = recorded_builds(layout).map(|recorded| recorded.pending);
+    let pending: HashSet<&str> = pending.iter().flatten().map(String::as_str).collect();
+    let unbuilt = files
+        .iter()
+        .copied()
+        .filter(|&index| pending.contains(plan.snapshots[index].dep_path.as_str()))
+        .collect();
+    InPlace {
+        files,
+        links,
+        unbuilt,
+    }
 }
 
 /// Removes the completion marker before the tree is modified.

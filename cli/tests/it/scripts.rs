@@ -137,6 +137,37 @@ fn builds_skipped_by_ignore_scripts_are_pending_and_run_later() {
     assert_eq!(sandbox.manifest(), pnpm_tree("builds"));
 }
 
+/// As pnpm: a package left unbuilt in place (pending) is not imported again by a later install
+/// that changes something else; one with scripts on builds the copy in place.
+#[test]
+fn unbuilt_packages_in_place_are_left_as_they_are_and_built_there() {
+    let sandbox = Sandbox::new("builds");
+    sandbox.install(&["--ignore-scripts"]);
+    // A mark that only the copy left in place keeps.
+    let mark = package_file(&sandbox, "build-dep@1.0.0", "left-in-place");
+    std::fs::write(&mark, "").unwrap();
+    let manifest = sandbox.project().join("package.json");
+    let original = std::fs::read_to_string(&manifest).unwrap();
+    crate::common::replace_in(
+        &manifest,
+        "\"build-gyp\": \"1.0.0\",",
+        "\"build-gyp\": \"1.0.0\",\n    \"left-pad-lite\": \"1.0.0\",",
+    );
+    let output = sandbox.flowpm(&["install", "--ignore-scripts"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(mark.exists(), "build-dep was imported again");
+    assert!(log(&sandbox).is_empty());
+
+    std::fs::write(&manifest, original).unwrap();
+    let output = sandbox.flowpm(&["install"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(log(&sandbox).contains(&"build-dep postinstall".to_owned()));
+    assert!(mark.exists(), "build-dep was imported again");
+    assert!(package_file(&sandbox, "build-dep@1.0.0", "built.txt").exists());
+    std::fs::remove_file(&mark).unwrap();
+    assert_eq!(sandbox.manifest(), pnpm_tree("builds"));
+}
+
 #[test]
 fn unlisted_builds_fail_the_install_after_the_tree_is_complete() {
     let sandbox = Sandbox::new("builds");

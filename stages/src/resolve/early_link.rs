@@ -99,9 +99,12 @@ impl<'a> LinkCells<'a> {
         let hoisted = self.planned.hoisted.get_or_init(|| hoist(plan));
         layout.prune(hoisted)?;
         let importer = Importer::new(layout, store.cas(), reporter, target.import_method);
-        let _ = self
-            .importer
-            .set(importer.keeping(kept.clone()).skipping(present.files));
+        let _ = self.importer.set(
+            importer
+                .keeping(kept.clone())
+                .leaving_unbuilt(present.unbuilt)
+                .skipping(present.files),
+        );
         let _ = self.linked.set(present.links);
         Ok(())
     }
