@@ -304,7 +304,7 @@ pub fn install(
     let kept = crate::lifecycle::already_built(&layout, &present.files);
     let store = Store::open(&store_dir)?;
     let git_builds = git_builds(options, &config, &store_dir, &builds);
-    let (warm, mut cold) = split_by_store(&store, &plan, git_builds.as_ref())?;
+    let (warm, mut cold) = split_by_store(&store, &plan, git_builds.as_ref(), &present.files)?;
     // A built package left in place needs nothing from the store (it may not be there: a
     // pruned or another store, or `--offline`).
     cold.retain(|unit| {
@@ -788,16 +788,19 @@ fn lock_project(
 
 /// The plan's units, as packages the store already has (with their file lists) and units it
 /// does not. `git_builds` is how this install treats git packages that must be built (`None`
-/// when scripts are off).
+/// when scripts are off). Units whose every snapshot is in `present` (files in place, not
+/// imported) get an empty file list unless their package requires a build.
 pub(crate) fn split_by_store(
     store: &Store,
     plan: &InstallPlan,
     git_builds: Option<&GitBuilds<'_>>,
+    present: &HashSet<usize>,
 ) -> Result<(Vec<StoredPackage>, Vec<Arc<PackageUnit>>), InstallError> {
     let units = group_units(plan)?;
-    let cached = store
-        .index()
-        .get_many(units.iter().map(|unit| unit.key.as_str()))?;
+    let cached = store.index().get_many_flags(units.iter().map(|unit| {
+        let in_place = unit.snapshots.iter().all(|index| present.contains(index));
+        (unit.key.as_str(), in_place)
+    }))?;
     let mut warm = Vec::new();
     let mut cold = Vec::new();
     for (unit, files) in units.into_iter().zip(cached) {

@@ -446,6 +446,11 @@ impl<'a> Importer<'a> {
         }
     }
 
+    /// The snapshots left in place, not imported ([`Importer::skipping`]).
+    pub fn present(&self) -> &HashSet<usize> {
+        &self.present
+    }
+
     /// The snapshots seen so far whose package requires a build (depPaths).
     pub fn take_builds(&self) -> Vec<String> {
         std::mem::take(&mut *self.builds.lock().unwrap_or_else(|p| p.into_inner()))

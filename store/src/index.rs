@@ -71,21 +71,38 @@ impl Index {
         &self,
         keys: impl IntoIterator<Item = &'k str>,
     ) -> Result<Vec<Option<PackageFiles>>, StoreError> {
+        self.get_many_flags(keys.into_iter().map(|key| (key, false)))
+    }
+
+    /// As [`Index::get_many`], but a key paired with `true` gets its entry's flags only (an
+    /// empty file list, [`PackageFiles::decode_flags`]) unless its package requires a build:
+    /// for packages whose files are in place, which need no import unless built.
+    pub fn get_many_flags<'k>(
+        &self,
+        keys: impl IntoIterator<Item = (&'k str, bool)>,
+    ) -> Result<Vec<Option<PackageFiles>>, StoreError> {
         let txn = self.env.begin_ro_txn().map_err(|e| self.error("read", e))?;
         keys.into_iter()
-            .map(|key| match txn.get(self.db, &storage_key(key)) {
-                // Written by an older flowpm: fetched again and overwritten.
-                Ok(bytes) if PackageFiles::is_older_format(bytes) => Ok(None),
-                Ok(bytes) => {
-                    PackageFiles::decode(bytes)
+            .map(
+                |(key, flags_only)| match txn.get(self.db, &storage_key(key)) {
+                    // Written by an older flowpm: fetched again and overwritten.
+                    Ok(bytes) if PackageFiles::is_older_format(bytes) => Ok(None),
+                    Ok(bytes) => {
+                        let flags_only =
+                            flags_only && PackageFiles::peek_requires_build(bytes) == Some(false);
+                        match flags_only {
+                            true => PackageFiles::decode_flags(bytes),
+                            false => PackageFiles::decode(bytes),
+                        }
                         .map(Some)
                         .ok_or_else(|| StoreError::CorruptEntry {
                             key: key.to_owned(),
                         })
-                }
-                Err(lmdb::Error::NotFound) => Ok(None),
-                Err(e) => Err(self.error("read", e)),
-            })
+                    }
+                    Err(lmdb::Error::NotFound) => Ok(None),
+                    Err(e) => Err(self.error("read", e)),
+                },
+            )
             .collect()
     }
 

@@ -83,6 +83,17 @@ impl PackageFiles {
 
     /// The inverse of [`PackageFiles::encode`]; `None` if the bytes are not a valid entry.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
+        Self::decode_with(bytes, true)
+    }
+
+    /// As [`PackageFiles::decode`] (the entry is checked whole), but with an empty file list:
+    /// what an install needs of a package whose files are in place, without an allocation per
+    /// file.
+    pub fn decode_flags(bytes: &[u8]) -> Option<Self> {
+        Self::decode_with(bytes, false)
+    }
+
+    fn decode_with(bytes: &[u8], with_files: bool) -> Option<Self> {
         let mut reader = Reader(bytes);
         let head = reader.take(2)?;
         let requires_build = Self::peek_requires_build(head)?;
@@ -94,10 +105,15 @@ impl PackageFiles {
         .into_iter()
         .find_map(|(flag, copy)| (head[1] & flag != 0).then_some(copy));
         let count = u32::from_le_bytes(reader.take(4)?.try_into().ok()?) as usize;
-        let mut files = Vec::with_capacity(count.min(1 << 16));
+        let mut files = Vec::with_capacity(if with_files { count.min(1 << 16) } else { 0 });
         for _ in 0..count {
             let path_len = u16::from_le_bytes(reader.take(2)?.try_into().ok()?) as usize;
-            let path = std::str::from_utf8(reader.take(path_len)?).ok()?.to_owned();
+            let path = std::str::from_utf8(reader.take(path_len)?).ok()?;
+            if !with_files {
+                reader.take(32 + 4 + 8)?;
+                continue;
+            }
+            let path = path.to_owned();
             let hash = FileHash::from_bytes(reader.take(32)?.try_into().ok()?);
             let mode = u32::from_le_bytes(reader.take(4)?.try_into().ok()?);
             let size = u64::from_le_bytes(reader.take(8)?.try_into().ok()?);
@@ -188,6 +204,13 @@ mod tests {
             assert_eq!(PackageFiles::decode(&flagged.encode()), Some(flagged));
         }
         assert_eq!(PackageFiles::peek_requires_build(&bytes), Some(true));
+        // The flags alone: the same entry checked whole, no file list.
+        let flags = PackageFiles::decode_flags(&bytes).unwrap();
+        assert!(flags.files.is_empty() && flags.requires_build && flags.git.is_none());
+        assert_eq!(PackageFiles::decode_flags(&bytes[..bytes.len() - 1]), None);
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(PackageFiles::decode_flags(&longer), None);
         assert_eq!(PackageFiles::decode(&bytes[..bytes.len() - 1]), None);
         assert_eq!(PackageFiles::decode(&[3, 0, 0, 0, 0, 0]), None);
         // A version-1 entry (before the flags byte) is not read as a package's files.

@@ -174,11 +174,13 @@ impl<'a> LinkCells<'a> {
         stored: &Receiver<StoredPackage>,
         import: &Sender<StoredPackage>,
     ) -> Result<(), InstallError> {
-        let (Some(_), Some(plan)) = (self.ready(context, ready), self.planned.plan.get()) else {
+        let (Some(importer), Some(plan)) = (self.ready(context, ready), self.planned.plan.get())
+        else {
             while context.recv(stored).is_some() {}
             return Ok(());
         };
-        let (stored_already, missing) = split_by_store(store, plan, git_builds)?;
+        let (stored_already, missing) =
+            split_by_store(store, plan, git_builds, importer.present())?;
         let sent = self.sent.get();
         let fetched = stored_already
             .iter()
