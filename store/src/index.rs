@@ -66,6 +66,13 @@ impl Index {
         Ok(self.get_many([key])?.pop().flatten())
     }
 
+    /// Whether the store has the package: [`Index::get`] without its file list (the entry is
+    /// still checked whole; a corrupt one is an error).
+    pub fn contains(&self, key: &str) -> Result<bool, StoreError> {
+        let found = self.get_many_flags([(key, true)])?.pop().flatten();
+        Ok(found.is_some())
+    }
+
     /// Looks up many packages in one read transaction.
     pub fn get_many<'k>(
         &self,

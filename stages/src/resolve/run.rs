@@ -295,7 +295,7 @@ impl PackumentSource for PipelineSource<'_, '_> {
         ) else {
             return;
         };
-        if directory.is_none() && matches!(store.index().get(&key), Ok(Some(_))) {
+        if directory.is_none() && matches!(store.index().contains(&key), Ok(true)) {
             discard();
             return;
         }
