@@ -388,7 +388,7 @@ pub struct Importer<'a> {
     /// Built packages left as an earlier install built them (depPaths): not imported again.
     kept: HashSet<String>,
     /// Packages that require a build left unbuilt in place by the last install (indexes,
-    /// [`crate::lifecycle::left_unbuilt`]): not imported again.
+    /// [`crate::metadata::InPlace::unbuilt`]): not imported again.
     unbuilt: HashSet<usize>,
     /// Snapshots (indexes) already in place from the last complete install, unchanged
     /// ([`crate::metadata::in_place`]): not imported again (unless their package requires a
@@ -610,12 +610,13 @@ impl<'a> Importer<'a> {
     }
 }
 
-/// Makes `dir` an empty directory but for its `node_modules` (the links to the package's own
-/// dependencies' bins, kept). A directory already there holds an earlier import, and none of
-/// it may survive this one: the same depPath from another source (a `file:` tarball changed
-/// in place), an interrupted install's mix of two versions, an earlier build's output (a stale
-/// binary would make the build skip compiling), a file since deleted from a `file:` directory.
-/// A fresh directory, the cold-install case, costs no syscall more than `mkdir`.
+/// Makes `dir` an empty directory but for `node_modules/.bin` (the shims of the package's
+/// own dependencies' bins, which the install writes). A directory already there holds an
+/// earlier import, and none of it may survive this one: the same depPath from another source
+/// (a `file:` tarball changed in place, its bundled dependencies included), an interrupted
+/// install's mix of two versions, an earlier build's output (a stale binary would make the
+/// build skip compiling), a file since deleted from a `file:` directory. A fresh directory,
+/// the cold-install case, costs no syscall more than `mkdir`.
 fn prepare_package_dir(dir: &Path) -> Result<(), (&'static str, std::io::Error)> {
     match std::fs::create_dir(dir) {
         Ok(()) => return Ok(()),
@@ -623,7 +624,8 @@ fn prepare_package_dir(dir: &Path) -> Result<(), (&'static str, std::io::Error)>
             // Never clear through a symlink: its target may be the user's own files.
             let metadata = std::fs::symlink_metadata(dir).map_err(|e| ("inspect", e))?;
             if metadata.is_dir() {
-                return clear_except_modules(dir).map_err(|e| ("clear", e));
+                let clear_modules = |modules: &Path| clear_but(modules, ".bin", &|_| Ok(()));
+                return clear_but(dir, "node_modules", &clear_modules).map_err(|e| ("clear", e));
             }
             std::fs::remove_file(dir).map_err(|e| ("remove", e))?;
         }
@@ -636,8 +638,13 @@ fn prepare_package_dir(dir: &Path) -> Result<(), (&'static str, std::io::Error)>
         .map_err(|e| ("create directory", e))
 }
 
-/// Removes everything in `dir` but its `node_modules` (a missing `dir` is already clear).
-fn clear_except_modules(dir: &Path) -> std::io::Result<()> {
+/// Removes everything in `dir` but its subdirectory `kept` (a real directory, not a symlink),
+/// which `inside_kept` clears as it sees fit; a missing `dir` is already clear.
+fn clear_but(
+    dir: &Path,
+    kept: &str,
+    inside_kept: &dyn Fn(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -645,10 +652,10 @@ fn clear_except_modules(dir: &Path) -> std::io::Result<()> {
     };
     for entry in entries {
         let entry = entry?;
-        if entry.file_name() == "node_modules" {
-            continue;
-        }
-        if entry.file_type()?.is_dir() {
+        let file_type = entry.file_type()?;
+        if file_type.is_dir() && entry.file_name() == kept {
+            inside_kept(&entry.path())?;
+        } else if file_type.is_dir() {
             std::fs::remove_dir_all(entry.path())?;
         } else {
             std::fs::remove_file(entry.path())?;

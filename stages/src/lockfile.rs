@@ -232,6 +232,9 @@ impl Lockfile {
     pub fn parse_yaml(text: &str, path: &Path) -> Result<Self, InstallError> {
         let mut budget = serde_saphyr::Budget::default();
         budget.max_events = MAX_EVENTS;
+        budget.max_nodes = MAX_EVENTS;
+        // A depPath key with a long peer suffix exceeds YAML's 1,024-character simple key.
+        budget.simple_key_max_lookahead = 64 << 10;
         let mut options = serde_saphyr::Options::default();
         options.budget = Some(budget);
         serde_saphyr::from_str_with_options(text, options).map_err(|error| {

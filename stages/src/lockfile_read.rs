@@ -2,7 +2,7 @@
 //! indented by spaces, `- ` lists, one-line flow maps and lists, plain and quoted scalars.
 //!
 //! serde-saphyr reads a 1,000-package lockfile (340 KB) in ~20 ms; an install parses it once,
-//! and again for the copy in `node_modules` when it changed. This reader takes ~1 ms. It
+//! and again for the copy in `node_modules` when it changed. This reader takes ~5 ms. It
 //! accepts a strict subset and declines everything else (anchors, tags, block scalars,
 //! multi-line scalars, comments after values, tabs, duplicate keys, plain scalars that YAML
 //! reads as numbers or nulls where a string is wanted, ...): [`parse`] then returns `None`
@@ -19,7 +19,9 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 
 /// Reads `text` as a `T`, or `None` when the text is outside the subset or does not fit `T`.
 pub fn parse<'de, T: Deserialize<'de>>(text: &str) -> Option<T> {
-    if !plain_characters(text) {
+    // Inside serde-saphyr's budgets as [`crate::lockfile::Lockfile::parse_yaml`] sets them:
+    // its scalar bytes (64 MiB), depth (64) and key length (64 KiB) are never reached here.
+    if text.len() > MAX_TEXT || !plain_characters(text) {
         return None;
     }
     let node = Reader::new(text).document()?;
@@ -59,6 +61,13 @@ enum Node<'a> {
     Seq(Vec<Node<'a>>),
 }
 
+/// Larger texts are left to serde-saphyr (and its 64 MiB scalar budget).
+const MAX_TEXT: usize = 32 << 20;
+/// Maps and lists nested deeper are left to serde-saphyr (its depth budget is 64).
+const MAX_DEPTH: usize = 32;
+/// Longer keys are left to serde-saphyr (its simple-key lookahead is 64 KiB).
+const MAX_KEY: usize = 16 << 10;
+
 #[derive(Debug)]
 struct Key<'a> {
     text: Cow<'a, str>,
@@ -74,6 +83,8 @@ struct Line<'a> {
 struct Reader<'a> {
     lines: Vec<Line<'a>>,
     next: usize,
+    /// Maps and lists open around the current line.
+    depth: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -88,7 +99,11 @@ impl<'a> Reader<'a> {
                 })
             })
             .collect();
-        Reader { lines, next: 0 }
+        Reader {
+            lines,
+            next: 0,
+            depth: 0,
+        }
     }
 
     fn document(mut self) -> Option<Node<'a>> {
@@ -116,6 +131,9 @@ impl<'a> Reader<'a> {
             return Some(Node::Empty);
         };
         let is_item = line.text.starts_with("- ") || line.text == "-";
+        if self.depth >= MAX_DEPTH {
+            return None;
+        }
         if line.indent > parent {
             let indent = line.indent;
             if is_item {
@@ -132,6 +150,7 @@ impl<'a> Reader<'a> {
     }
 
     fn map(&mut self, indent: usize) -> Option<Node<'a>> {
+        self.depth += 1;
         let mut entries = Vec::new();
         while let Some(line) = self.peek() {
             if line.indent < indent {
@@ -146,7 +165,7 @@ impl<'a> Reader<'a> {
             let value = match rest {
                 "" => self.block_value(indent)?,
                 rest => {
-                    let value = inline_value(rest)?;
+                    let value = inline_value(rest, self.depth)?;
                     // A plain scalar continued on the next lines.
                     if self.peek().is_some_and(|next| next.indent > indent) {
                         return None;
@@ -156,10 +175,12 @@ impl<'a> Reader<'a> {
             };
             entries.push((key, value));
         }
+        self.depth -= 1;
         no_duplicates(&entries).then_some(Node::Map(entries))
     }
 
     fn seq(&mut self, indent: usize) -> Option<Node<'a>> {
+        self.depth += 1;
         let mut items = Vec::new();
         while let Some(line) = self.peek() {
             if line.indent < indent {
@@ -176,7 +197,7 @@ impl<'a> Reader<'a> {
             let item = item.trim_start_matches(' ');
             // `- key: value` (a map in a list) is left to serde-saphyr.
             if item.starts_with(['{', '[', '\'', '"']) {
-                items.push(inline_value(item)?);
+                items.push(inline_value(item, self.depth)?);
             } else {
                 items.push(Node::Scalar {
                     text: Cow::Borrowed(plain_scalar(item, false)?),
@@ -187,6 +208,7 @@ impl<'a> Reader<'a> {
                 return None;
             }
         }
+        self.depth -= 1;
         Some(Node::Seq(items))
     }
 }
@@ -207,6 +229,20 @@ fn no_duplicates(entries: &[(Key<'_>, Node<'_>)]) -> bool {
 
 /// Splits `key: rest` (or `key:`), the key plain or quoted.
 fn key(text: &str) -> Option<(Key<'_>, &str)> {
+    let (key, rest) = any_key(text)?;
+    valid_key(&key).then_some((key, rest))
+}
+
+/// A key serde-saphyr reads as the same string: not too long, not `<<` (a merge, YAML 1.1),
+/// and, when plain, not something YAML reads as a number, bool or null (keys of ignored
+/// fields are never deserialized, so they are checked here).
+fn valid_key(key: &Key<'_>) -> bool {
+    key.text.len() <= MAX_KEY
+        && key.text != "<<"
+        && (!key.plain || classify(&key.text) == Plain::Text)
+}
+
+fn any_key(text: &str) -> Option<(Key<'_>, &str)> {
     let (key, after) = if text.starts_with(['\'', '"']) {
         let (key, after) = quoted(text)?;
         let key = Key {
@@ -220,10 +256,6 @@ fn key(text: &str) -> Option<(Key<'_>, &str)> {
             None => text.strip_suffix(':').map(str::len)?,
         };
         let key = plain_scalar(&text[..end], false)?;
-        // `<<` merges maps in YAML 1.1 readers.
-        if key == "<<" {
-            return None;
-        }
         let key = Key {
             text: Cow::Borrowed(key),
             plain: true,
@@ -240,7 +272,7 @@ fn key(text: &str) -> Option<(Key<'_>, &str)> {
 }
 
 /// A value on its key's line: quoted, flow, or plain to the end of the line.
-fn inline_value(text: &str) -> Option<Node<'_>> {
+fn inline_value(text: &str, depth: usize) -> Option<Node<'_>> {
     let text = text.trim_end_matches(' ');
     match text.as_bytes().first()? {
         b'\'' | b'"' => {
@@ -251,7 +283,7 @@ fn inline_value(text: &str) -> Option<Node<'_>> {
             })
         }
         b'{' | b'[' => {
-            let mut flow = Flow { text, at: 0 };
+            let mut flow = Flow { text, at: 0, depth };
             let node = flow.value()?;
             (flow.at == text.len()).then_some(node)
         }
@@ -354,6 +386,10 @@ fn quoted(text: &str) -> Option<(Cow<'_, str>, &str)> {
                         let hex: String = (0..4)
                             .map(|_| chars.next().map(|(_, c)| c))
                             .collect::<Option<_>>()?;
+                        // `from_str_radix` would take a sign.
+                        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                            return None;
+                        }
                         char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?
                     }
                     _ => return None,
@@ -370,6 +406,8 @@ fn quoted(text: &str) -> Option<(Cow<'_, str>, &str)> {
 struct Flow<'a> {
     text: &'a str,
     at: usize,
+    /// Maps and lists open around the current position, block ones included.
+    depth: usize,
 }
 
 impl<'a> Flow<'a> {
@@ -387,6 +425,13 @@ impl<'a> Flow<'a> {
 
     fn value(&mut self) -> Option<Node<'a>> {
         self.skip_spaces();
+        let opens = matches!(self.text.as_bytes().get(self.at), Some(b'{' | b'['));
+        if opens {
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                return None;
+            }
+        }
         let node = match *self.text.as_bytes().get(self.at)? {
             b'{' => {
                 self.at += 1;
@@ -400,6 +445,9 @@ impl<'a> Flow<'a> {
                             text: self.scalar()?,
                             plain,
                         };
+                        if !valid_key(&key) {
+                            return None;
+                        }
                         if !self.eat(b':') || !self.eat(b' ') {
                             return None;
                         }
@@ -445,6 +493,7 @@ impl<'a> Flow<'a> {
                 plain: true,
             },
         };
+        self.depth -= usize::from(opens);
         self.skip_spaces();
         Some(node)
     }
@@ -512,6 +561,8 @@ fn classify(text: &str) -> Plain {
     if text.len() <= 5
         && [
             "y", "yes", "n", "no", "on", "off", ".inf", "+.inf", "-.inf", ".nan",
+            // Spelled otherwise than the exact forms above.
+            "true", "false", "null",
         ]
         .iter()
         .any(|word| text.eq_ignore_ascii_case(word))
@@ -519,16 +570,19 @@ fn classify(text: &str) -> Plain {
         return Plain::NumberLike;
     }
     let digits = text.trim_start_matches(['+', '-']);
-    let radix = |prefix: &str, digit: fn(&u8) -> bool| {
-        digits
-            .strip_prefix(prefix)
-            .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b == b'_' || digit(&b)))
-    };
-    if radix("0x", u8::is_ascii_hexdigit)
-        || radix("0o", |b| (b'0'..=b'7').contains(b))
-        || radix("0b", |b| matches!(b, b'0' | b'1'))
+    // `0x1F`, `0o17`, `0b101`, the prefix in either case.
+    if let [b'0', prefix, rest @ ..] = digits.as_bytes()
+        && !rest.is_empty()
     {
-        return Plain::NumberLike;
+        let digit: fn(&u8) -> bool = match prefix.to_ascii_lowercase() {
+            b'x' => u8::is_ascii_hexdigit,
+            b'o' => |b| (b'0'..=b'7').contains(b),
+            b'b' => |b| matches!(b, b'0' | b'1'),
+            _ => |_| false,
+        };
+        if rest.iter().all(|b| *b == b'_' || digit(b)) {
+            return Plain::NumberLike;
+        }
     }
     // Decimal integers and floats, with YAML 1.1's `_` separators and base-60 `1:30` (a
     // commit hash or `1.2.3` is not one; a date like `2020-01-01` is taken as one).
@@ -778,10 +832,25 @@ mod tests {
             "importers:\n  .:\n    dependencies:\n",      // null where a map is wanted
             "? complex\n: key\n",
             "---\npackages: {}\n",
+            "packages:\n  a@1.0.0:\n    resolution: {<<: {integrity: x}}\n", // merge key
+            "pnpmfileChecksum: 0X9\n", // a number, prefix in upper case
+            "settings: {autoInstallPeers: tRue}\n", // a YAML 1.1 boolean
+            "packages:\n  a@1.0.0:\n    x: {0X1: a, 0B1: b}\n", // keys equal as numbers
+            "pnpmfileChecksum: \"\\u+041\"\n", // a sign in a \\u escape
         ] {
             let text = format!("{base}{tail}");
             assert!(super::parse::<Lockfile>(&text).is_none(), "{text}");
         }
+        // Deep nesting is left to serde-saphyr's depth budget, never a stack overflow here.
+        let deep_flow = format!("{base}x: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(super::parse::<Lockfile>(&deep_flow).is_none());
+        let mut deep_block = base.to_owned();
+        for level in 0..100 {
+            deep_block.push_str(&format!("{}k{level}:\n", "  ".repeat(level)));
+        }
+        assert!(super::parse::<Lockfile>(&deep_block).is_none());
+        let long_key = format!("{base}packages:\n  {}@1.0.0: {{}}\n", "a".repeat(20_000));
+        assert!(super::parse::<Lockfile>(&long_key).is_none());
         // The whole reader still reads them (or names the error) through serde-saphyr.
         assert!(
             Lockfile::parse(

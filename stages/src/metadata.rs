@@ -210,7 +210,9 @@ pub fn in_place(layout: &Layout<'_>, lockfile_text: Option<&str>) -> InPlace {
                 && snapshot.git.is_none()
                 && !unverified_tarball
                 && unchanged(snapshot)
-                && layout.package_dir(snapshot).is_dir()
+                // Not through a symlink: a build may run in a directory left in place.
+                && std::fs::symlink_metadata(layout.package_dir(snapshot))
+                    .is_ok_and(|metadata| metadata.is_dir())
         })
         .collect();
     // A snapshot's links are in place when every dependency is in place too (one left out of
