@@ -978,7 +978,7 @@ fn run_pipeline(
         drop(unit_sender);
 
         pipeline.spawn("link", 1, |context| {
-            layout.create_links(hoisted, &linked, context)
+            layout.create_links(hoisted, (&linked, importer.present()), context)
         });
         if fetch_threads > 0 {
             let fetcher = &fetcher;

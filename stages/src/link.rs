@@ -174,11 +174,13 @@ impl<'a> Layout<'a> {
     }
 
     /// Creates every directory and symlink of the layout but the dependency links of the
-    /// snapshots in `linked` (in place from the last install). Needs only the plan.
+    /// snapshots in `linked` (in place from the last install). Snapshots in `in_place` (their
+    /// directories left by the last install) lose the links they no longer have (an alias
+    /// dropped under the same depPath). Needs only the plan.
     pub fn create_links(
         &self,
         hoisted: &[Hoisted],
-        linked: &HashSet<usize>,
+        (linked, in_place): (&HashSet<usize>, &HashSet<usize>),
         context: &StageContext,
     ) -> Result<(), InstallError> {
         let mut created = HashSet::new();
@@ -210,6 +212,15 @@ impl<'a> Layout<'a> {
             }
             let modules = self.snapshot_modules_dir(snapshot);
             mkdir(modules.clone())?;
+            if in_place.contains(&index) {
+                let mut wanted: HashSet<&str> = snapshot
+                    .dependencies
+                    .iter()
+                    .map(|(alias, _)| alias.as_str())
+                    .collect();
+                wanted.insert(&snapshot.name);
+                prune_links(&modules, &wanted)?;
+            }
             for (alias, child) in &snapshot.dependencies {
                 if *alias == snapshot.name {
                     continue; // the package's own directory is there

@@ -48,7 +48,8 @@ fn changed_overrides_make_the_lockfile_outdated_and_are_resolved_again() {
 }
 
 /// An install over an earlier tree relinks a package whose dependencies changed under the
-/// same depPath (`r-wants-caret@1.0.0` gets `r-lib` 1.1.1 for 1.0.0), and leaves the tree
+/// same depPath (`r-wants-caret@1.0.0` gets `r-lib` 1.1.1 for 1.0.0; `r-pins-lib3@1.0.0`
+/// gets `r-lib3`, then loses it again), and leaves the tree
 /// equal to a fresh install's: resolving (the links made inside the resolution run) and then
 /// from a lockfile put back by hand (`--frozen-lockfile`).
 #[test]
@@ -74,6 +75,10 @@ fn an_install_over_an_earlier_tree_relinks_what_changed() {
     );
 
     replace_in(&settings, "  r-lib: 1.0.0\n", "  r-lib: 1.1.1\n");
+    // `r-pins-lib3@1.0.0` gets its dependency back, to lose it again below.
+    replace_in(&settings, "  r-pins-lib3@1>r-lib3: '-'\n", "");
+    let dropped = project.join("node_modules/.pnpm/r-pins-lib3@1.0.0/node_modules/r-lib3");
+    assert!(dropped.symlink_metadata().is_err());
     let output = sandbox.flowpm(&["install"]);
     assert!(output.status.success(), "{}", text(&output));
     assert!(
@@ -81,6 +86,7 @@ fn an_install_over_an_earlier_tree_relinks_what_changed() {
         "{:?}",
         target()
     );
+    assert!(dropped.symlink_metadata().is_ok());
     let fresh = Sandbox::new("resolve-overrides");
     for path in ["pnpm-workspace.yaml", "pnpm-lock.yaml"] {
         std::fs::copy(project.join(path), fresh.project().join(path)).unwrap();
@@ -95,6 +101,10 @@ fn an_install_over_an_earlier_tree_relinks_what_changed() {
         target().ends_with("r-lib@1.0.0/node_modules/r-lib"),
         "{:?}",
         target()
+    );
+    assert!(
+        dropped.symlink_metadata().is_err(),
+        "a link no longer wanted stayed"
     );
     assert_eq!(sandbox.manifest(), original_tree);
 }

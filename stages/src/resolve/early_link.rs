@@ -139,7 +139,7 @@ impl<'a> LinkCells<'a> {
         context: &StageContext,
         ready: &Receiver<()>,
     ) -> Result<(), InstallError> {
-        let (Some(_), Some(layout), Some(hoisted), Some(linked)) = (
+        let (Some(importer), Some(layout), Some(hoisted), Some(linked)) = (
             self.ready(context, ready),
             self.layout.get(),
             self.planned.hoisted.get(),
@@ -147,7 +147,7 @@ impl<'a> LinkCells<'a> {
         ) else {
             return Ok(());
         };
-        layout.create_links(hoisted, linked, context)
+        layout.create_links(hoisted, (linked, importer.present()), context)
     }
 
     /// The `import` stage.
