@@ -301,7 +301,7 @@ pub fn install(
 
     // Read before `invalidate`: it needs the earlier install to have been complete.
     let present = crate::metadata::in_place(&layout, Some(&lockfile_text));
-    let kept = crate::lifecycle::already_built(&layout, &present.files);
+    let kept = crate::lifecycle::already_built(&layout, &present);
     let store = Store::open(&store_dir)?;
     let git_builds = git_builds(options, &config, &store_dir, &builds);
     let (warm, mut cold) = split_by_store(&store, &plan, git_builds.as_ref(), &present.files)?;
@@ -953,6 +953,7 @@ fn run_pipeline(
         files: present,
         links: linked,
         unbuilt,
+        ..
     } = present;
     let mut counts = Counts {
         fetched: cold.len(),

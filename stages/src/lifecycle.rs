@@ -543,17 +543,20 @@ fn node_gyp_bin() -> Option<&'static PathBuf> {
 
 /// The packages that the last complete install built (allowed by the `allowBuilds` it
 /// recorded, not pending) and whose directories are still there, from the same source
-/// (`in_place`, [`crate::metadata::in_place`]; `file:` directories by their path): like pnpm,
-/// a later install leaves them as they are instead of importing and building them again. As
-/// depPaths. Never git packages: the copy in place may be one stored unbuilt.
-pub(crate) fn already_built(layout: &Layout<'_>, in_place: &HashSet<usize>) -> HashSet<String> {
-    let Some(recorded) = crate::metadata::recorded_builds(layout) else {
+/// (`in_place.files`, [`crate::metadata::in_place`]; `file:` directories by their path): like
+/// pnpm, a later install leaves them as they are instead of importing and building them again.
+/// As depPaths. Never git packages: the copy in place may be one stored unbuilt.
+pub(crate) fn already_built(
+    layout: &Layout<'_>,
+    in_place: &crate::metadata::InPlace,
+) -> HashSet<String> {
+    let Some(recorded) = &in_place.recorded else {
         return HashSet::new();
     };
     if recorded.allow.is_empty() && !recorded.allow_all {
         return HashSet::new();
     }
-    let settings = BuildSettings::new(recorded.allow, recorded.allow_all, None);
+    let settings = BuildSettings::new(recorded.allow.clone(), recorded.allow_all, None);
     layout
         .plan
         .snapshots
@@ -565,7 +568,7 @@ pub(crate) fn already_built(layout: &Layout<'_>, in_place: &HashSet<usize>) -> H
                 && s.git.is_none()
                 && match s.directory {
                     Some(_) => layout.package_dir(s).is_dir(),
-                    None => in_place.contains(&index),
+                    None => in_place.files.contains(&index),
                 }
         })
         .map(|(_, s)| s.dep_path.clone())

@@ -15,6 +15,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use serde::Deserialize;
+use serde::de::value::StrDeserializer;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// Reads `text` as a `T`, or `None` when the text is outside the subset or does not fit `T`.
@@ -56,8 +57,8 @@ enum Node<'a> {
         text: Cow<'a, str>,
         plain: bool,
     },
-    /// Keys keep whether they were plain: a plain `true` or `1` is not a string to YAML.
-    Map(Vec<(Key<'a>, Node<'a>)>),
+    /// Keys are strings to YAML ([`valid_key`] checked them as they were read).
+    Map(Vec<(Cow<'a, str>, Node<'a>)>),
     Seq(Vec<Node<'a>>),
 }
 
@@ -67,12 +68,6 @@ const MAX_TEXT: usize = 32 << 20;
 const MAX_DEPTH: usize = 32;
 /// Longer keys are left to serde-saphyr (its simple-key lookahead is 64 KiB).
 const MAX_KEY: usize = 16 << 10;
-
-#[derive(Debug)]
-struct Key<'a> {
-    text: Cow<'a, str>,
-    plain: bool,
-}
 
 /// One non-blank, non-comment line: its indentation and the text after it.
 struct Line<'a> {
@@ -214,41 +209,35 @@ impl<'a> Reader<'a> {
 }
 
 /// Keys compared by text: `'1'` and `1` count as the same (declined, never misread).
-fn no_duplicates(entries: &[(Key<'_>, Node<'_>)]) -> bool {
+fn no_duplicates(entries: &[(Cow<'_, str>, Node<'_>)]) -> bool {
     if entries.len() <= 8 {
         return entries
             .iter()
             .enumerate()
-            .all(|(i, (key, _))| entries[..i].iter().all(|(other, _)| other.text != key.text));
+            .all(|(i, (key, _))| entries[..i].iter().all(|(other, _)| other != key));
     }
     let mut seen = HashSet::with_capacity(entries.len());
-    entries
-        .iter()
-        .all(|(key, _)| seen.insert(key.text.as_ref()))
+    entries.iter().all(|(key, _)| seen.insert(key.as_ref()))
 }
 
 /// Splits `key: rest` (or `key:`), the key plain or quoted.
-fn key(text: &str) -> Option<(Key<'_>, &str)> {
-    let (key, rest) = any_key(text)?;
-    valid_key(&key).then_some((key, rest))
+fn key(text: &str) -> Option<(Cow<'_, str>, &str)> {
+    let (key, plain, rest) = any_key(text)?;
+    valid_key(&key, plain).then_some((key, rest))
 }
 
 /// A key serde-saphyr reads as the same string: not too long, not `<<` (a merge, YAML 1.1),
 /// and, when plain, not something YAML reads as a number, bool or null (keys of ignored
 /// fields are never deserialized, so they are checked here).
-fn valid_key(key: &Key<'_>) -> bool {
-    key.text.len() <= MAX_KEY
-        && key.text != "<<"
-        && (!key.plain || classify(&key.text) == Plain::Text)
+fn valid_key(key: &str, plain: bool) -> bool {
+    key.len() <= MAX_KEY && key != "<<" && (!plain || classify(key) == Plain::Text)
 }
 
-fn any_key(text: &str) -> Option<(Key<'_>, &str)> {
-    let (key, after) = if text.starts_with(['\'', '"']) {
+/// The key (and whether it was plain) and the rest of the line after `: `.
+fn any_key(text: &str) -> Option<(Cow<'_, str>, bool, &str)> {
+    let plain = !text.starts_with(['\'', '"']);
+    let (key, after) = if !plain {
         let (key, after) = quoted(text)?;
-        let key = Key {
-            text: key,
-            plain: false,
-        };
         (key, after.strip_prefix(':')?)
     } else {
         let end = match text.find(": ") {
@@ -256,17 +245,13 @@ fn any_key(text: &str) -> Option<(Key<'_>, &str)> {
             None => text.strip_suffix(':').map(str::len)?,
         };
         let key = plain_scalar(&text[..end], false)?;
-        let key = Key {
-            text: Cow::Borrowed(key),
-            plain: true,
-        };
-        (key, &text[end + 1..])
+        (Cow::Borrowed(key), &text[end + 1..])
     };
     match after {
-        "" => Some((key, "")),
+        "" => Some((key, plain, "")),
         after => {
             let rest = after.strip_prefix(' ')?.trim_start_matches(' ');
-            Some((key, rest))
+            Some((key, plain, rest))
         }
     }
 }
@@ -441,11 +426,8 @@ impl<'a> Flow<'a> {
                     loop {
                         self.skip_spaces();
                         let plain = !self.text[self.at..].starts_with(['\'', '"']);
-                        let key = Key {
-                            text: self.scalar()?,
-                            plain,
-                        };
-                        if !valid_key(&key) {
+                        let key = self.scalar()?;
+                        if !valid_key(&key, plain) {
                             return None;
                         }
                         if !self.eat(b':') || !self.eat(b' ') {
@@ -706,7 +688,7 @@ impl<'de> Deserializer<'de> for NodeDe<'_, '_> {
 }
 
 struct MapDe<'n, 'a> {
-    entries: std::slice::Iter<'n, (Key<'a>, Node<'a>)>,
+    entries: std::slice::Iter<'n, (Cow<'a, str>, Node<'a>)>,
     value: Option<&'n Node<'a>>,
 }
 
@@ -721,12 +703,9 @@ impl<'de> MapAccess<'de> for MapDe<'_, '_> {
             return Ok(None);
         };
         self.value = Some(value);
-        // A plain key YAML reads as a non-string (`true`, `1`) is declined by `text()`.
-        let node = Node::Scalar {
-            text: Cow::Borrowed(key.text.as_ref()),
-            plain: key.plain,
-        };
-        seed.deserialize(NodeDe(&node)).map(Some)
+        // Already checked to be a string to YAML ([`valid_key`]).
+        seed.deserialize(StrDeserializer::<Declined>::new(key))
+            .map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Declined> {

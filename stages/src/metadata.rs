@@ -155,6 +155,8 @@ pub struct InPlace {
     /// make again, so they are left as they are; a build this install runs works on them in
     /// place. (Packages it built are [`crate::lifecycle::already_built`]'s.)
     pub unbuilt: HashSet<usize>,
+    /// The build state the last complete install recorded in `.modules.yaml` (read once).
+    pub recorded: Option<RecordedBuilds>,
 }
 
 /// Snapshots whose files the last complete install put in place and that this install would
@@ -248,8 +250,12 @@ pub fn in_place(layout: &Layout<'_>, lockfile_text: Option<&str>) -> InPlace {
         .copied()
         .filter(|&index| same_links(&plan.snapshots[index]))
         .collect();
-    let pending = recorded_builds(layout).map(|recorded| recorded.pending);
-    let pending: HashSet<&str> = pending.iter().flatten().map(String::as_str).collect();
+    let recorded = recorded_builds(layout);
+    let pending: HashSet<&str> = recorded
+        .iter()
+        .flat_map(|recorded| &recorded.pending)
+        .map(String::as_str)
+        .collect();
     let unbuilt = files
         .iter()
         .copied()
@@ -259,6 +265,7 @@ pub fn in_place(layout: &Layout<'_>, lockfile_text: Option<&str>) -> InPlace {
         files,
         links,
         unbuilt,
+        recorded,
     }
 }
 

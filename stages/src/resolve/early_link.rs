@@ -94,7 +94,7 @@ impl<'a> LinkCells<'a> {
         let kept = self
             .planned
             .kept
-            .get_or_init(|| crate::lifecycle::already_built(layout, &present.files));
+            .get_or_init(|| crate::lifecycle::already_built(layout, &present));
         invalidate(layout)?;
         let hoisted = self.planned.hoisted.get_or_init(|| hoist(plan));
         layout.prune(hoisted)?;
