@@ -19,6 +19,7 @@
 #     pnpm install --lockfile-only, no lockfile (packuments pnpm needs to resolve from scratch)
 #     bun install --lockfile-only  -> bun.lock, then bun install --frozen-lockfile (tarballs)
 #     utoo deps -> package-lock.json, then utoo install (tarballs)
+#     each tool's install without a lockfile (p0: what a fresh resolution downloads)
 #   The recorder answers every packument request with the FULL JSON document from the upstream
 #   registry (`npm config get registry`, or $REGISTRY), whatever the Accept header, and every
 #   tarball request with the upstream tarball; it stores each once and serves later requests from
@@ -554,6 +555,19 @@ cmd_record() { # <project-dir> <mirror-dir> <port>
   else
     failed+=(utoo-lock)
   fi
+
+  # p0 (full cold) as each tool runs it: no lockfile, so a tool may pick versions newer than the
+  # project's lockfile has (bun took @types/node 26 here), whose tarballs no step above fetched.
+  if [[ -x $FLOWPM ]]; then
+    step flowpm-p0 "package.json" -- "$FLOWPM" install --ignore-scripts --registry "$base" \
+      --store-dir "$work/flowpm-p0-store" --reporter silent
+  fi
+  step pnpm-p0 "package.json" -- "$PNPM" install --ignore-scripts --registry "$base" \
+    --store-dir "$work/pnpm-p0-store" --cache-dir "$work/pnpm-p0-cache" --reporter=silent
+  step bun-p0 "package.json" -- "$BUN" install --ignore-scripts --registry "$base" \
+    --cache-dir "$work/bun-p0-cache" --no-progress
+  step utoo-p0 "package.json" -- "$UTOO" install --ignore-scripts --registry "$base" \
+    --cache-dir "$work/utoo-p0-cache"
 
   kill "$rec_pid" 2>/dev/null || true
   wait "$rec_pid" 2>/dev/null || true
