@@ -9,7 +9,8 @@ use std::borrow::Cow;
 use std::io::Read;
 
 use crate::gunzip::{Gunzip, Take};
-use crate::integrity::{HashingReader, Integrity};
+use crate::integrity::{Algorithm, HashingReader, Integrity};
+use crate::sha512_lanes::LanePool;
 
 /// One file of a package, owned, ready for the write pool.
 #[derive(Debug)]
@@ -106,8 +107,18 @@ pub fn decode_tarball<R: Read, E>(
     limits: &DecodeLimits,
     mut sink: impl FnMut(DecodedEntry<'_>) -> Result<(), SinkError<E>>,
 ) -> Result<DecodeSummary, DecodeError<E>> {
-    let hashing = HashingReader::new(reader, expected.map(Integrity::hasher));
-    let mut gunzip = Gunzip::new(hashing, expected.is_none()).map_err(DecodeError::Io)?;
+    // SHA-512 (npm's integrity) goes to the lane pool when there is one; others are hashed
+    // as they are read.
+    let sha512 = expected
+        .filter(|integrity| integrity.algorithm == Algorithm::Sha512)
+        .and(LanePool::shared())
+        .map(LanePool::open);
+    let hasher = match sha512 {
+        Some(_) => None,
+        None => expected.map(Integrity::hasher),
+    };
+    let hashing = HashingReader::new(reader, hasher);
+    let mut gunzip = Gunzip::new(hashing, expected.is_none(), sha512).map_err(DecodeError::Io)?;
     let mut summary = DecodeSummary::default();
     let mut block = [0u8; BLOCK];
     // Set by a pax extended header or a GNU long-name entry, for the entry that follows.

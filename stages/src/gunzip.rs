@@ -5,14 +5,15 @@
 //! bytes are inflated directly into its own `Vec`'s spare capacity. The gzip CRC-32 is computed
 //! only when no integrity hash covers the stream: a matching sha512 over the compressed bytes
 //! already proves every inflated byte, so the CRC would be 2-3% of an install's CPU for nothing.
+//! With a [`Sha512Stream`], that hash is not computed as the bytes are read: each input buffer
+//! is handed to it once consumed, to be hashed together with other streams ([`crate::sha512_lanes`]).
 
 use std::io::{self, Read};
 
 use flate2::{Crc, Decompress, FlushDecompress, Status};
 
-use crate::integrity::{HashingReader, Integrity};
-
-const INPUT_SIZE: usize = 64 << 10;
+use crate::integrity::{Algorithm, HashingReader, Integrity};
+use crate::sha512_lanes::{BUFFER_DATA, HEAD, Sha512Stream};
 /// Inflated bytes staged for headers, padding and small files.
 const STAGE_SIZE: usize = 64 << 10;
 /// Reads at least this large bypass the stage and inflate into the destination.
@@ -20,7 +21,8 @@ const DIRECT_MIN: usize = 16 << 10;
 
 pub struct Gunzip<R> {
     source: HashingReader<R>,
-    input: Box<[u8]>,
+    /// Read into at `HEAD..` (the head is the SHA-512 stream's, see `sha512_lanes`).
+    input: Vec<u8>,
     input_start: usize,
     input_end: usize,
     inflate: Decompress,
@@ -31,6 +33,8 @@ pub struct Gunzip<R> {
     stage_end: usize,
     /// The deflate stream has ended (the trailer is still to read).
     ended: bool,
+    /// Hashes the stream instead of `source` (which then only counts bytes).
+    sha512: Option<Sha512Stream<'static>>,
 }
 
 fn corrupt(why: &str) -> io::Error {
@@ -42,20 +46,29 @@ fn truncated() -> io::Error {
 }
 
 impl<R: Read> Gunzip<R> {
-    /// Reads the gzip header. `verify_crc` should be false only when `source` hashes the stream
-    /// against an expected integrity.
-    pub fn new(source: HashingReader<R>, verify_crc: bool) -> io::Result<Self> {
+    /// Reads the gzip header. `verify_crc` should be false only when `source` or `sha512`
+    /// hashes the stream against an expected integrity.
+    pub fn new(
+        source: HashingReader<R>,
+        verify_crc: bool,
+        sha512: Option<Sha512Stream<'static>>,
+    ) -> io::Result<Self> {
+        let input = match &sha512 {
+            Some(stream) => stream.buffer(),
+            None => vec![0; HEAD + BUFFER_DATA],
+        };
         let mut gunzip = Gunzip {
             source,
-            input: vec![0; INPUT_SIZE].into_boxed_slice(),
-            input_start: 0,
-            input_end: 0,
+            input,
+            input_start: HEAD,
+            input_end: HEAD,
             inflate: Decompress::new(false),
             crc: verify_crc.then(Crc::new),
             stage: vec![0; STAGE_SIZE].into_boxed_slice(),
             stage_start: 0,
             stage_end: 0,
             ended: false,
+            sha512,
         };
         gunzip.read_header()?;
         Ok(gunzip)
@@ -66,14 +79,12 @@ impl<R: Read> Gunzip<R> {
         if self.input_start < self.input_end {
             return Ok(true);
         }
-        let n = loop {
-            match self.source.read(&mut self.input) {
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                result => break result?,
-            }
-        };
-        self.input_start = 0;
-        self.input_end = n;
+        if let Some(sha512) = &mut self.sha512 {
+            self.input = sha512.deposit(std::mem::take(&mut self.input), self.input_end);
+        }
+        let n = read_retrying(&mut self.source, &mut self.input[HEAD..])?;
+        self.input_start = HEAD;
+        self.input_end = HEAD + n;
         Ok(n > 0)
     }
 
@@ -289,7 +300,33 @@ impl<R: Read> Gunzip<R> {
         {
             return Err(corrupt("CRC-32 mismatch"));
         }
-        self.source.finish()
+        let Some(mut sha512) = self.sha512.take() else {
+            return self.source.finish();
+        };
+        // The rest of the source too (bytes after the member), so the hash covers every byte.
+        let mut end = self.input_end;
+        loop {
+            self.input = sha512.deposit(std::mem::take(&mut self.input), end);
+            let n = read_retrying(&mut self.source, &mut self.input[HEAD..])?;
+            if n == 0 {
+                break;
+            }
+            end = HEAD + n;
+        }
+        let digest = Integrity {
+            algorithm: Algorithm::Sha512,
+            digest: sha512.finish().to_vec(),
+        };
+        Ok((Some(digest), HashingReader::bytes(&self.source)))
+    }
+}
+
+fn read_retrying(source: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match source.read(buffer) {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            result => return result,
+        }
     }
 }
 
@@ -328,7 +365,8 @@ mod tests {
         let data: Vec<u8> = (0..400_000u32).map(|i| (i * 7 % 253) as u8).collect();
         let bytes = gzip(&data);
         for verify in [false, true] {
-            let mut gunzip = Gunzip::new(HashingReader::new(&bytes[..], None), verify).unwrap();
+            let mut gunzip =
+                Gunzip::new(HashingReader::new(&bytes[..], None), verify, None).unwrap();
             let mut block = [0u8; 512];
             assert!(gunzip.read_block(&mut block).unwrap());
             assert_eq!(block[..], data[..512]);
@@ -354,7 +392,7 @@ mod tests {
         let data = vec![42u8; 10_000];
         let bytes = gzip(&data);
         let finish = |bytes: &[u8], verify: bool| -> io::Result<()> {
-            let mut gunzip = Gunzip::new(HashingReader::new(bytes, None), verify)?;
+            let mut gunzip = Gunzip::new(HashingReader::new(bytes, None), verify, None)?;
             gunzip.skip(10_000)?;
             gunzip.finish().map(drop)
         };
@@ -373,6 +411,6 @@ mod tests {
         for cut in [5, 20, bytes.len() / 2, bytes.len() - 3] {
             assert!(finish(&bytes[..cut], false).is_err(), "cut at {cut}");
         }
-        assert!(Gunzip::new(HashingReader::new(&b"plain text"[..], None), true).is_err());
+        assert!(Gunzip::new(HashingReader::new(&b"plain text"[..], None), true, None).is_err());
     }
 }

@@ -52,6 +52,9 @@ pub mod platform;
 mod replace;
 mod report;
 pub mod resolve;
+mod sha512_lanes;
+#[cfg(target_arch = "x86_64")]
+mod sha512_x8;
 mod side_effects;
 pub mod workspace;
 pub mod write;
