@@ -35,7 +35,7 @@ const MIN_WIDE: usize = 3;
 /// lane with little waiting does not make the others stop early.
 const STEP_MIN: usize = 32;
 /// Consumed buffers kept for reuse (each HEAD + BUFFER_DATA bytes).
-const FREE_MAX: usize = 48;
+const FREE_MAX: usize = 16;
 
 const IV: [u64; 8] = [
     0x6a09e667f3bcc908,
@@ -113,7 +113,7 @@ impl LanePool {
             .as_ref()
     }
 
-    fn new(wide: bool) -> Self {
+    pub(crate) fn new(wide: bool) -> Self {
         LanePool {
             pool: Mutex::new(Pool::default()),
             released: Condvar::new(),
@@ -302,7 +302,8 @@ impl Sha512Stream<'_> {
     }
 
     /// Hands over `buffer`, whose bytes `HEAD..end` are the stream's next bytes (all of them
-    /// consumed by the reader), and returns the buffer for the next read.
+    /// consumed by the reader), and returns the buffer for the next read. Readers should fill
+    /// buffers first: a span pins its whole buffer until it is hashed.
     pub fn deposit(&mut self, mut buffer: Vec<u8>, end: usize) -> Vec<u8> {
         debug_assert!(buffer.len() == HEAD + BUFFER_DATA && (HEAD..=buffer.len()).contains(&end));
         let start = HEAD - self.carry_len;
