@@ -64,6 +64,8 @@ struct Pool {
     free: Vec<Vec<u8>>,
     /// Sum of the lanes' `pending_bytes`.
     pending_bytes: usize,
+    /// Threads waiting for a batch to give their lane back (a notification is a syscall).
+    waiting: usize,
 }
 
 struct Lane {
@@ -249,7 +251,9 @@ impl LanePool {
                 }
             }
         }
-        self.released.notify_all();
+        if pool.waiting > 0 {
+            self.released.notify_all();
+        }
     }
 
     /// Takes ([`LanePool::take`]), hashes and gives back one batch; false if there was nothing
@@ -353,11 +357,13 @@ impl Sha512Stream<'_> {
         let mut pool = self.pool.lock();
         let own = loop {
             while pool.lanes[&self.id].busy {
+                pool.waiting += 1;
                 pool = self
                     .pool
                     .released
                     .wait(pool)
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
+                pool.waiting -= 1;
             }
             // With other streams waiting, the rest goes in wide batches that take them along
             // (as far as its own first span goes); alone, it is hashed here, out of the pool.
