@@ -69,6 +69,9 @@ pub fn run(project_dir: PathBuf, args: BenchArgs) -> anyhow::Result<()> {
                 registry: link.registry,
                 store_dir: link.store_dir,
                 import_method: crate::parse_import_method(&link.package_import_method)?,
+                // Layout and import alone: builds are not the stage being measured, and a
+                // project with unapproved ones would fail the install.
+                ignore_scripts: true,
                 ..InstallOptions::default()
             };
             bench::bench_link(&options).context("bench link")?
