@@ -412,8 +412,15 @@ mod tests {
     #[test]
     fn a_sha512_stream_gets_every_byte_whatever_the_read_sizes() {
         use sha2::{Digest, Sha512};
-        let data: Vec<u8> = (0..900_000u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        // Incompressible, so the stream is over the pool's budget and batches run mid-stream.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let data: Vec<u8> = (0..3_000_000)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
             .collect();
         let mut bytes = gzip(&data);
         // Bytes after the gzip member are part of the tarball's integrity too.

@@ -7,7 +7,7 @@
 //! thread finds eight streams waiting, or the pool over its byte budget, hashes the streams
 //! with the most waiting together; a stream's own thread finishes it (what is left, taking
 //! along what other streams have waiting, then the padding). Nothing waits for anything but a
-//! batch that holds its own stream. Memory stays bounded by [`PENDING_MAX`] over all streams:
+//! batch that holds its own stream. Memory stays bounded by [`HELD_MAX`] over all streams:
 //! large tarballs, most of the bytes, wait there until a batch can take several at once.
 //!
 //! Buffers keep [`HEAD`] bytes free in front of the data read into them, where the previous
@@ -26,8 +26,9 @@ const LANES: usize = 8;
 pub const HEAD: usize = BLOCK;
 /// Data bytes a buffer holds (one read of the body at most).
 pub const BUFFER_DATA: usize = 64 << 10;
-/// Unhashed bytes, over all streams, before a depositing thread must hash some.
-const PENDING_MAX: usize = 1 << 20;
+/// Memory in buffers waiting to be hashed, over all streams, before a depositing thread must
+/// hash some (a buffer is held whole until its last block is hashed).
+const HELD_MAX: usize = 1 << 20;
 /// The eight-lane kernel costs about two single-stream compressions per step, so a batch
 /// narrower than this is hashed one stream at a time.
 const MIN_WIDE: usize = 3;
@@ -62,8 +63,8 @@ struct Pool {
     lanes: HashMap<u64, Lane>,
     next_id: u64,
     free: Vec<Vec<u8>>,
-    /// Sum of the lanes' `pending_bytes`.
-    pending_bytes: usize,
+    /// Buffers held by spans, in lanes or in a running batch.
+    held: usize,
     /// Threads waiting for a batch to give their lane back (a notification is a syscall).
     waiting: usize,
 }
@@ -205,7 +206,7 @@ impl LanePool {
 
     /// Hashes a batch (no lock held).
     fn hash(&self, batch: &mut [Taken]) {
-        if batch.len() >= MIN_WIDE {
+        if self.wide && batch.len() >= MIN_WIDE {
             wide_compress(batch);
         } else {
             for taken in batch {
@@ -233,21 +234,19 @@ impl LanePool {
                     lane.state = state;
                     lane.busy = false;
                     lane.pending_bytes -= hashed;
-                    pool.pending_bytes -= hashed;
                     if span.start < span.end {
                         lane.pending.push_front(span);
                     } else {
-                        recycle(pool, span.buffer);
+                        release(pool, span.buffer);
                     }
                 }
                 None => {
                     if let Some(lane) = pool.lanes.remove(&id) {
-                        pool.pending_bytes -= lane.pending_bytes;
                         for span in lane.pending {
-                            recycle(pool, span.buffer);
+                            release(pool, span.buffer);
                         }
                     }
-                    recycle(pool, span.buffer);
+                    release(pool, span.buffer);
                 }
             }
         }
@@ -269,15 +268,33 @@ impl LanePool {
             return (pool, false);
         }
         drop(pool);
-        self.hash(&mut batch);
+        // Should hashing panic, the lanes go back as they were taken (nothing hashed), so no
+        // owner waits for them forever; the panic goes on.
+        let mut taken_states = [[0u64; 8]; LANES];
+        for (state, taken) in taken_states.iter_mut().zip(&batch) {
+            *state = taken.state;
+        }
+        let hashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.hash(&mut batch);
+        }));
         let mut pool = self.lock();
+        if let Err(panic) = hashed {
+            for (taken, state) in batch.iter_mut().zip(taken_states) {
+                taken.state = state;
+                taken.blocks = 0;
+            }
+            self.give_back(&mut pool, batch);
+            drop(pool);
+            std::panic::resume_unwind(panic);
+        }
         self.give_back(&mut pool, batch);
         (pool, true)
     }
 }
 
-/// Keeps a consumed buffer for another read, up to [`FREE_MAX`].
-fn recycle(pool: &mut Pool, buffer: Vec<u8>) {
+/// A span's buffer is done with: kept for another read, up to [`FREE_MAX`].
+fn release(pool: &mut Pool, buffer: Vec<u8>) {
+    pool.held -= 1;
     if pool.free.len() < FREE_MAX && buffer.len() == HEAD + BUFFER_DATA {
         pool.free.push(buffer);
     }
@@ -330,12 +347,12 @@ impl Sha512Stream<'_> {
             end: start + whole,
         });
         lane.pending_bytes += whole;
-        pool.pending_bytes += whole;
+        pool.held += 1;
         let next = pool.free.pop();
         // Eight streams waiting make a full batch; over the budget, the streams with the most
         // waiting are hashed until it is met again.
         loop {
-            let over = pool.pending_bytes > PENDING_MAX;
+            let over = pool.held * (HEAD + BUFFER_DATA) > HELD_MAX;
             let full =
                 self.pool.wide && pool.lanes.values().filter(|lane| lane.ready()).count() >= LANES;
             if !over && !full {
@@ -377,7 +394,6 @@ impl Sha512Stream<'_> {
                     .lanes
                     .remove(&self.id)
                     .expect("an open stream has a lane");
-                pool.pending_bytes -= lane.pending_bytes;
                 break lane;
             }
             let span = &lane.pending[0];
@@ -394,7 +410,7 @@ impl Sha512Stream<'_> {
         if !buffers.is_empty() {
             let mut pool = self.pool.lock();
             for buffer in buffers {
-                recycle(&mut pool, buffer);
+                release(&mut pool, buffer);
             }
         }
         // FIPS 180-4 5.1.2: 0x80, zeros, then the length in bits as a 128-bit big-endian.
@@ -427,9 +443,8 @@ impl Drop for Sha512Stream<'_> {
             Some(lane) if lane.busy => lane.abandoned = true,
             Some(_) => {
                 let lane = pool.lanes.remove(&self.id).expect("present");
-                pool.pending_bytes -= lane.pending_bytes;
                 for span in lane.pending {
-                    recycle(&mut pool, span.buffer);
+                    release(&mut pool, span.buffer);
                 }
             }
             None => {}
@@ -534,7 +549,10 @@ mod tests {
                 });
             }
         });
-        assert!(pool.lock().lanes.is_empty(), "every lane is gone");
+        let pool = pool.lock();
+        assert!(pool.lanes.is_empty(), "every lane is gone");
+        assert_eq!(pool.held, 0, "every buffer is released");
+        assert!(pool.free.len() <= FREE_MAX);
     }
 
     #[test]

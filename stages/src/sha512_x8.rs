@@ -98,37 +98,35 @@ pub fn supported() -> bool {
 }
 
 /// An 8x8 transpose of 64-bit words: row `i` of the result holds word `i` of every input row.
-#[inline(always)]
+#[target_feature(enable = "avx512f")]
+#[inline]
 fn transpose(r: [__m512i; 8]) -> [__m512i; 8] {
-    // SAFETY: only called from `compress`, which requires AVX-512F.
-    unsafe {
-        let t0 = _mm512_unpacklo_epi64(r[0], r[1]);
-        let t1 = _mm512_unpackhi_epi64(r[0], r[1]);
-        let t2 = _mm512_unpacklo_epi64(r[2], r[3]);
-        let t3 = _mm512_unpackhi_epi64(r[2], r[3]);
-        let t4 = _mm512_unpacklo_epi64(r[4], r[5]);
-        let t5 = _mm512_unpackhi_epi64(r[4], r[5]);
-        let t6 = _mm512_unpacklo_epi64(r[6], r[7]);
-        let t7 = _mm512_unpackhi_epi64(r[6], r[7]);
-        let u0 = _mm512_shuffle_i64x2::<0x88>(t0, t2);
-        let u1 = _mm512_shuffle_i64x2::<0xdd>(t0, t2);
-        let u2 = _mm512_shuffle_i64x2::<0x88>(t1, t3);
-        let u3 = _mm512_shuffle_i64x2::<0xdd>(t1, t3);
-        let u4 = _mm512_shuffle_i64x2::<0x88>(t4, t6);
-        let u5 = _mm512_shuffle_i64x2::<0xdd>(t4, t6);
-        let u6 = _mm512_shuffle_i64x2::<0x88>(t5, t7);
-        let u7 = _mm512_shuffle_i64x2::<0xdd>(t5, t7);
-        [
-            _mm512_shuffle_i64x2::<0x88>(u0, u4),
-            _mm512_shuffle_i64x2::<0x88>(u2, u6),
-            _mm512_shuffle_i64x2::<0x88>(u1, u5),
-            _mm512_shuffle_i64x2::<0x88>(u3, u7),
-            _mm512_shuffle_i64x2::<0xdd>(u0, u4),
-            _mm512_shuffle_i64x2::<0xdd>(u2, u6),
-            _mm512_shuffle_i64x2::<0xdd>(u1, u5),
-            _mm512_shuffle_i64x2::<0xdd>(u3, u7),
-        ]
-    }
+    let t0 = _mm512_unpacklo_epi64(r[0], r[1]);
+    let t1 = _mm512_unpackhi_epi64(r[0], r[1]);
+    let t2 = _mm512_unpacklo_epi64(r[2], r[3]);
+    let t3 = _mm512_unpackhi_epi64(r[2], r[3]);
+    let t4 = _mm512_unpacklo_epi64(r[4], r[5]);
+    let t5 = _mm512_unpackhi_epi64(r[4], r[5]);
+    let t6 = _mm512_unpacklo_epi64(r[6], r[7]);
+    let t7 = _mm512_unpackhi_epi64(r[6], r[7]);
+    let u0 = _mm512_shuffle_i64x2::<0x88>(t0, t2);
+    let u1 = _mm512_shuffle_i64x2::<0xdd>(t0, t2);
+    let u2 = _mm512_shuffle_i64x2::<0x88>(t1, t3);
+    let u3 = _mm512_shuffle_i64x2::<0xdd>(t1, t3);
+    let u4 = _mm512_shuffle_i64x2::<0x88>(t4, t6);
+    let u5 = _mm512_shuffle_i64x2::<0xdd>(t4, t6);
+    let u6 = _mm512_shuffle_i64x2::<0x88>(t5, t7);
+    let u7 = _mm512_shuffle_i64x2::<0xdd>(t5, t7);
+    [
+        _mm512_shuffle_i64x2::<0x88>(u0, u4),
+        _mm512_shuffle_i64x2::<0x88>(u2, u6),
+        _mm512_shuffle_i64x2::<0x88>(u1, u5),
+        _mm512_shuffle_i64x2::<0x88>(u3, u7),
+        _mm512_shuffle_i64x2::<0xdd>(u0, u4),
+        _mm512_shuffle_i64x2::<0xdd>(u2, u6),
+        _mm512_shuffle_i64x2::<0xdd>(u1, u5),
+        _mm512_shuffle_i64x2::<0xdd>(u3, u7),
+    ]
 }
 
 /// Compresses `inputs[lane]` (whole 128-byte blocks) into `states[lane]`, every lane at once.
