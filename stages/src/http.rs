@@ -1,5 +1,6 @@
 //! The shared HTTP client: one ureq agent (keep-alive pool) for every fetch thread, trusting the
-//! system CA bundle plus `.npmrc` `cafile` and `NODE_EXTRA_CA_CERTS`.
+//! system CA bundle plus `.npmrc` `cafile` and `NODE_EXTRA_CA_CERTS`, through the proxy that
+//! `.npmrc` or the environment gives for each URL ([`Proxies`]).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -15,6 +16,7 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::InstallError;
 use crate::config::NpmConfig;
+use crate::proxy::Proxies;
 
 /// Connections kept alive per registry host: at least the number of fetch threads.
 const IDLE_CONNECTIONS_PER_HOST: usize = 64;
@@ -22,6 +24,7 @@ const IDLE_CONNECTIONS_PER_HOST: usize = 64;
 pub struct HttpClient {
     agent: ureq::Agent,
     config: Arc<NpmConfig>,
+    proxies: Proxies,
 }
 
 /// A failed request, and whether trying again may help.
@@ -49,29 +52,54 @@ impl HttpClient {
             .timeout_recv_response(Some(timeout))
             .timeout_per_read(Some(timeout))
             .user_agent(concat!("flowpm/", env!("CARGO_PKG_VERSION")))
+            // Chosen per request instead (ureq's default reads one proxy for every scheme).
+            .proxy(None)
             .build();
         let agent = ureq::Agent::with_parts(
             config_for_agent,
             DefaultConnector::default(),
             CachingResolver::default(),
         );
-        Ok(HttpClient { agent, config })
+        let proxies = Proxies::from_config(&config)?;
+        Ok(HttpClient {
+            agent,
+            config,
+            proxies,
+        })
+    }
+
+    /// A GET of `url`, through its proxy if it has one, with the registry's credentials.
+    fn request(&self, url: &str) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+        let mut request = self.agent.get(url);
+        if let Some(via) = self.proxies.for_url(url) {
+            request = request.config().proxy(Some(via.proxy.clone())).build();
+        }
+        if let Some(authorization) = self.config.authorization_for(url) {
+            request = request.header("authorization", authorization);
+        }
+        request
+    }
+
+    /// A request that failed before any response, said with the proxy it went through.
+    fn failure(&self, url: &str, error: ureq::Error) -> HttpFailure {
+        let retryable = !matches!(error, ureq::Error::BadUri(_) | ureq::Error::HostNotFound);
+        let message = match self.proxies.for_url(url) {
+            Some(via) => format!("{error} (through the proxy {})", via.label),
+            None => error.to_string(),
+        };
+        HttpFailure {
+            message,
+            retryable,
+            retry_after: None,
+        }
     }
 
     /// Starts a GET and returns the body as a stream once the status is 200.
     pub fn get(&self, url: &str) -> Result<(impl Read + Send + 'static, Option<u64>), HttpFailure> {
-        let mut request = self.agent.get(url);
-        if let Some(authorization) = self.config.authorization_for(url) {
-            request = request.header("authorization", authorization);
-        }
-        let response = request.call().map_err(|error| {
-            let retryable = !matches!(error, ureq::Error::BadUri(_) | ureq::Error::HostNotFound);
-            HttpFailure {
-                message: error.to_string(),
-                retryable,
-                retry_after: None,
-            }
-        })?;
+        let response = self
+            .request(url)
+            .call()
+            .map_err(|error| self.failure(url, error))?;
         let status = response.status().as_u16();
         if status != 200 {
             let retry_after = response
@@ -123,21 +151,14 @@ impl HttpClient {
         etag: Option<&str>,
         last_modified: Option<&str>,
     ) -> Result<Document, HttpFailure> {
-        let mut request = self.agent.get(url).header("accept", "application/json");
-        if let Some(authorization) = self.config.authorization_for(url) {
-            request = request.header("authorization", authorization);
-        }
+        let mut request = self.request(url).header("accept", "application/json");
         if let Some(etag) = etag {
             request = request.header("if-none-match", etag);
         }
         if let Some(last_modified) = last_modified {
             request = request.header("if-modified-since", last_modified);
         }
-        let response = request.call().map_err(|error| HttpFailure {
-            retryable: !matches!(error, ureq::Error::BadUri(_) | ureq::Error::HostNotFound),
-            message: error.to_string(),
-            retry_after: None,
-        })?;
+        let response = request.call().map_err(|error| self.failure(url, error))?;
         let status = response.status().as_u16();
         if status == 304 {
             return Ok(Document::NotModified);

@@ -49,6 +49,7 @@ pub mod packument;
 pub mod plan;
 mod plan_cache;
 pub mod platform;
+mod proxy;
 mod replace;
 mod report;
 pub mod resolve;

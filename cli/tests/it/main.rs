@@ -10,6 +10,7 @@ mod install;
 mod local;
 mod malformed;
 mod overrides;
+mod proxy;
 mod reliability;
 mod resolve;
 mod scripts;
