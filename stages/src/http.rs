@@ -1,6 +1,7 @@
 //! The shared HTTP client: one ureq agent (keep-alive pool) for every fetch thread, trusting the
-//! system CA bundle plus `.npmrc` `cafile` and `NODE_EXTRA_CA_CERTS`, through the proxy that
-//! `.npmrc` or the environment gives for each URL ([`Proxies`]).
+//! system CA bundle plus `.npmrc` `cafile` and `ca` and `NODE_EXTRA_CA_CERTS` (or, with
+//! `strict-ssl=false`, any certificate, as npm and pnpm do), through the proxy that `.npmrc` or
+//! the environment gives for each URL ([`Proxies`]).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -38,11 +39,29 @@ pub struct HttpFailure {
 
 impl HttpClient {
     pub fn new(config: Arc<NpmConfig>) -> Result<Self, InstallError> {
-        let roots = load_root_certificates(&config.extra_ca_files())?;
+        let mut roots = load_root_certificates(&config.extra_ca_files())?;
+        if let Some(inline) = config.get("ca").filter(|value| !value.trim().is_empty()) {
+            // npm's `ca`: PEM with its newlines written as `\n`.
+            let pem = inline.replace("\\n", "\n");
+            let mut certificates = match roots {
+                RootCerts::Specific(certificates) => certificates.as_ref().clone(),
+                _ => Vec::new(),
+            };
+            add_pem(
+                pem.as_bytes(),
+                Path::new("the `ca` setting"),
+                &mut certificates,
+            )?;
+            roots = RootCerts::Specific(Arc::new(certificates));
+        }
+        let strict = config.get("strict-ssl").map(str::trim) != Some("false");
         // npm's `fetch-timeout` (milliseconds): the longest wait for a response or for the next
         // bytes of a body. A slow but moving download is never cut.
         let timeout = Duration::from_millis(config.number("fetch-timeout")?.unwrap_or(60_000));
-        let tls = TlsConfig::builder().root_certs(roots).build();
+        let tls = TlsConfig::builder()
+            .root_certs(roots)
+            .disable_verification(!strict)
+            .build();
         let config_for_agent = ureq::Agent::config_builder()
             .tls_config(tls)
             .http_status_as_error(false)
@@ -80,9 +99,19 @@ impl HttpClient {
         request
     }
 
-    /// A request that failed before any response, said with the proxy it went through.
+    /// A request that failed before any response, said with the proxy it went through. A TLS
+    /// failure (a certificate refused, a handshake the server rejects) is not retried: it
+    /// would fail the same way; a broken connection shows as an I/O error instead.
     fn failure(&self, url: &str, error: ureq::Error) -> HttpFailure {
-        let retryable = !matches!(error, ureq::Error::BadUri(_) | ureq::Error::HostNotFound);
+        let tls = match &error {
+            ureq::Error::Rustls(_) => true,
+            ureq::Error::Io(io) => io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>()),
+            _ => false,
+        };
+        let retryable =
+            !tls && !matches!(error, ureq::Error::BadUri(_) | ureq::Error::HostNotFound);
         let message = match self.proxies.for_url(url) {
             Some(via) => format!("{error} (through the proxy {})", via.label),
             None => error.to_string(),
@@ -305,13 +334,22 @@ fn add_pem_file(
 ) -> Result<(), InstallError> {
     let pem = std::fs::read(path)
         .map_err(|error| InstallError::io("read CA certificates from", path, error))?;
-    for item in ureq::tls::parse_pem(&pem) {
+    add_pem(&pem, path, certificates)
+}
+
+/// The certificates of PEM text (other items skipped); `origin` names it in errors.
+fn add_pem(
+    pem: &[u8],
+    origin: &Path,
+    certificates: &mut Vec<Certificate<'static>>,
+) -> Result<(), InstallError> {
+    for item in ureq::tls::parse_pem(pem) {
         match item {
             Ok(PemItem::Certificate(certificate)) => certificates.push(certificate.to_owned()),
             Ok(_) => {}
             Err(error) => {
                 return Err(InstallError::InvalidFile {
-                    path: path.to_path_buf(),
+                    path: origin.to_path_buf(),
                     message: error.to_string(),
                 });
             }

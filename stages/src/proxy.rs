@@ -153,7 +153,7 @@ mod tests {
         Proxies::from_config(&config).unwrap()
     }
 
-    fn via<'a>(proxies: &'a Proxies, url: &str) -> Option<String> {
+    fn via(proxies: &Proxies, url: &str) -> Option<String> {
         proxies
             .for_url(url)
             .map(|via| format!("{}:{}", via.proxy.host(), via.proxy.port()))

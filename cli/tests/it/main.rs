@@ -14,4 +14,5 @@ mod proxy;
 mod reliability;
 mod resolve;
 mod scripts;
+mod tls;
 mod workspace;

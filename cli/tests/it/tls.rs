@@ -1,0 +1,118 @@
+//! Certificates: an https registry (the fixture registry behind a TLS front whose certificate
+//! a test CA signed) is trusted through `.npmrc` `cafile` or `ca`, `NODE_EXTRA_CA_CERTS`, or
+//! not checked at all with `strict-ssl=false`; otherwise the install fails at once.
+
+use std::process::{Command, Output};
+
+use flowpm_fixtures::{ConnectProxy, TlsFront, test_ca_path};
+
+use crate::common::{Sandbox, pnpm_tree, text};
+
+/// `flowpm install --frozen-lockfile` from `registry` into a fresh store, with no user or
+/// global configuration, no `NODE_EXTRA_CA_CERTS` and no proxy but what `env` adds.
+fn install_from(sandbox: &Sandbox, registry: &str, run: &str, env: &[(&str, &str)]) -> Output {
+    let store = sandbox.root.path().join(format!("store-{run}"));
+    let _ = std::fs::remove_dir_all(sandbox.project().join("node_modules"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_flowpm"));
+    command
+        .args(["install", "--frozen-lockfile", "--registry", registry])
+        .arg("--store-dir")
+        .arg(&store)
+        .current_dir(sandbox.project())
+        .env("HOME", sandbox.root.path())
+        .env(
+            "NPM_CONFIG_USERCONFIG",
+            sandbox.root.path().join("no-npmrc"),
+        )
+        .env(
+            "NPM_CONFIG_GLOBALCONFIG",
+            sandbox.root.path().join("no-npmrc"),
+        )
+        .env_remove("NODE_EXTRA_CA_CERTS");
+    for name in ["https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"] {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied()).output().unwrap()
+}
+
+fn npmrc(sandbox: &Sandbox, text: &str) {
+    std::fs::write(sandbox.project().join(".npmrc"), text).unwrap();
+}
+
+#[test]
+fn an_unknown_certificate_authority_fails_at_once_naming_the_url() {
+    let sandbox = Sandbox::new("graph");
+    let front = TlsFront::start(sandbox.registry.address()).unwrap();
+    let output = install_from(&sandbox, &front.url(), "untrusted", &[]);
+    assert!(!output.status.success(), "{}", text(&output));
+    let error = text(&output);
+    assert!(error.contains(&front.url()), "{error}");
+    assert!(error.contains("certificate"), "{error}");
+    // Not retried: a certificate refused once is refused again.
+    assert!(!error.contains("attempts"), "{error}");
+    assert_eq!(sandbox.registry.tarball_requests(), 0);
+}
+
+#[test]
+fn cafile_ca_and_node_extra_ca_certs_are_trusted() {
+    let sandbox = Sandbox::new("graph");
+    let front = TlsFront::start(sandbox.registry.address()).unwrap();
+    let ca = test_ca_path();
+    npmrc(&sandbox, &format!("cafile={}\n", ca.display()));
+    let output = install_from(&sandbox, &front.url(), "cafile", &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
+
+    // npm's `ca`: the PEM itself, its newlines written `\n`.
+    let pem = std::fs::read_to_string(&ca).unwrap();
+    npmrc(
+        &sandbox,
+        &format!("ca=\"{}\"\n", pem.trim_end().replace('\n', "\\n")),
+    );
+    let output = install_from(&sandbox, &front.url(), "ca", &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
+
+    npmrc(&sandbox, "");
+    let output = install_from(
+        &sandbox,
+        &front.url(),
+        "extra",
+        &[("NODE_EXTRA_CA_CERTS", ca.to_str().unwrap())],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
+}
+
+#[test]
+fn strict_ssl_false_accepts_any_certificate() {
+    let sandbox = Sandbox::new("graph");
+    let front = TlsFront::start(sandbox.registry.address()).unwrap();
+    npmrc(&sandbox, "strict-ssl=false\n");
+    let output = install_from(&sandbox, &front.url(), "unchecked", &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
+}
+
+#[test]
+fn an_https_registry_through_a_proxy() {
+    let sandbox = Sandbox::new("graph");
+    let front = TlsFront::start(sandbox.registry.address()).unwrap();
+    let proxy = ConnectProxy::start().unwrap();
+    npmrc(
+        &sandbox,
+        &format!(
+            "cafile={}\nhttps-proxy={}\nnoproxy=none.invalid\n",
+            test_ca_path().display(),
+            proxy.url()
+        ),
+    );
+    let output = install_from(&sandbox, &front.url(), "proxied", &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
+    let tunnel = front.url();
+    let tunnel = tunnel.trim_start_matches("https://").trim_end_matches('/');
+    let targets = proxy.targets();
+    assert!(!targets.is_empty(), "nothing went through the proxy");
+    assert!(targets.iter().all(|target| target == tunnel), "{targets:?}");
+}
