@@ -39,21 +39,7 @@ pub struct HttpFailure {
 
 impl HttpClient {
     pub fn new(config: Arc<NpmConfig>) -> Result<Self, InstallError> {
-        let mut roots = load_root_certificates(&config.extra_ca_files())?;
-        if let Some(inline) = config.get("ca").filter(|value| !value.trim().is_empty()) {
-            // npm's `ca`: PEM with its newlines written as `\n`.
-            let pem = inline.replace("\\n", "\n");
-            let mut certificates = match roots {
-                RootCerts::Specific(certificates) => certificates.as_ref().clone(),
-                _ => Vec::new(),
-            };
-            add_pem(
-                pem.as_bytes(),
-                Path::new("the `ca` setting"),
-                &mut certificates,
-            )?;
-            roots = RootCerts::Specific(Arc::new(certificates));
-        }
+        let roots = load_root_certificates(&config.extra_ca_files(), config.get("ca"))?;
         let strict = config.get("strict-ssl").map(str::trim) != Some("false");
         // npm's `fetch-timeout` (milliseconds): the longest wait for a response or for the next
         // bytes of a body. A slow but moving download is never cut.
@@ -288,7 +274,12 @@ impl Resolver for CachingResolver {
 /// The system bundle (`SSL_CERT_FILE`, else the Debian/Fedora/Alpine bundle paths, else every
 /// PEM in `SSL_CERT_DIR` or `/etc/ssl/certs`) plus the extra files. With nothing found, the
 /// compiled-in Mozilla roots.
-fn load_root_certificates(extra: &[PathBuf]) -> Result<RootCerts, InstallError> {
+/// The system bundle, then `extra` PEM files, then `inline` PEM text (npm's `ca`, its newlines
+/// written `\n`).
+fn load_root_certificates(
+    extra: &[PathBuf],
+    inline: Option<&str>,
+) -> Result<RootCerts, InstallError> {
     let mut certificates: Vec<Certificate<'static>> = Vec::new();
     let bundle = std::env::var_os("SSL_CERT_FILE")
         .map(PathBuf::from)
@@ -321,6 +312,14 @@ fn load_root_certificates(extra: &[PathBuf]) -> Result<RootCerts, InstallError> 
     }
     for path in extra {
         add_pem_file(path, &mut certificates)?;
+    }
+    if let Some(inline) = inline.filter(|pem| !pem.trim().is_empty()) {
+        let pem = inline.replace("\\n", "\n");
+        add_pem(
+            pem.as_bytes(),
+            Path::new("the `ca` setting"),
+            &mut certificates,
+        )?;
     }
     if certificates.is_empty() {
         return Ok(RootCerts::WebPki);

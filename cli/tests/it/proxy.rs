@@ -27,12 +27,16 @@ fn environment<'a>(proxy_variables: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a 
     env
 }
 
-/// `127.0.0.1:<port>` of the sandbox's registry, as a CONNECT names it.
-fn registry_address(sandbox: &Sandbox) -> String {
-    let url = sandbox.registry.url();
-    url.trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned()
+/// Asserts that requests went through `proxy`, every one to the server at `url`.
+pub fn assert_tunnelled(proxy: &ConnectProxy, url: &str) {
+    let address = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let address = address.trim_end_matches('/');
+    let targets = proxy.targets();
+    assert!(!targets.is_empty(), "nothing went through the proxy");
+    assert!(
+        targets.iter().all(|target| target == address),
+        "{targets:?}, not only {address}"
+    );
 }
 
 #[test]
@@ -47,14 +51,7 @@ fn downloads_go_through_the_proxy_the_npmrc_names() {
     let output = sandbox.flowpm_with_env(&["install", "--frozen-lockfile"], &environment(&[]));
     assert!(output.status.success(), "{}", text(&output));
     assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
-    let targets = proxy.targets();
-    assert!(!targets.is_empty(), "nothing went through the proxy");
-    assert!(
-        targets
-            .iter()
-            .all(|target| *target == registry_address(&sandbox)),
-        "{targets:?}"
-    );
+    assert_tunnelled(&proxy, &sandbox.registry.url());
     assert!(sandbox.registry.tarball_requests() > 0);
 }
 
@@ -88,14 +85,7 @@ fn resolution_goes_through_the_proxy_of_the_environment() {
     let output = sandbox.flowpm_with_env(&["install"], &environment(&[("https_proxy", &url)]));
     assert!(output.status.success(), "{}", text(&output));
     assert!(sandbox.registry.packument_requests() > 0);
-    let targets = proxy.targets();
-    assert!(!targets.is_empty(), "nothing went through the proxy");
-    assert!(
-        targets
-            .iter()
-            .all(|target| *target == registry_address(&sandbox)),
-        "{targets:?}"
-    );
+    assert_tunnelled(&proxy, &sandbox.registry.url());
     assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
 }
 

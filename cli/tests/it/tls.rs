@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use flowpm_fixtures::{ConnectProxy, TlsFront, test_ca_path};
 
 use crate::common::{Sandbox, pnpm_tree, text};
+use crate::proxy::assert_tunnelled;
 
 /// `flowpm install --frozen-lockfile` from `registry` into a fresh store, with no user or
 /// global configuration, no `NODE_EXTRA_CA_CERTS` and no proxy but what `env` adds.
@@ -39,6 +40,13 @@ fn npmrc(sandbox: &Sandbox, text: &str) {
     std::fs::write(sandbox.project().join(".npmrc"), text).unwrap();
 }
 
+/// [`install_from`], which must succeed and give pnpm's tree.
+fn installs(sandbox: &Sandbox, registry: &str, run: &str, env: &[(&str, &str)]) {
+    let output = install_from(sandbox, registry, run, env);
+    assert!(output.status.success(), "{run}: {}", text(&output));
+    assert_eq!(sandbox.manifest(), pnpm_tree("graph"), "{run}");
+}
+
 #[test]
 fn an_unknown_certificate_authority_fails_at_once_naming_the_url() {
     let sandbox = Sandbox::new("graph");
@@ -59,9 +67,7 @@ fn cafile_ca_and_node_extra_ca_certs_are_trusted() {
     let front = TlsFront::start(sandbox.registry.address()).unwrap();
     let ca = test_ca_path();
     npmrc(&sandbox, &format!("cafile={}\n", ca.display()));
-    let output = install_from(&sandbox, &front.url(), "cafile", &[]);
-    assert!(output.status.success(), "{}", text(&output));
-    assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
+    installs(&sandbox, &front.url(), "cafile", &[]);
 
     // npm's `ca`: the PEM itself, its newlines written `\n`.
     let pem = std::fs::read_to_string(&ca).unwrap();
@@ -69,19 +75,15 @@ fn cafile_ca_and_node_extra_ca_certs_are_trusted() {
         &sandbox,
         &format!("ca=\"{}\"\n", pem.trim_end().replace('\n', "\\n")),
     );
-    let output = install_from(&sandbox, &front.url(), "ca", &[]);
-    assert!(output.status.success(), "{}", text(&output));
-    assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
+    installs(&sandbox, &front.url(), "ca", &[]);
 
     npmrc(&sandbox, "");
-    let output = install_from(
+    installs(
         &sandbox,
         &front.url(),
         "extra",
         &[("NODE_EXTRA_CA_CERTS", ca.to_str().unwrap())],
     );
-    assert!(output.status.success(), "{}", text(&output));
-    assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
 }
 
 #[test]
@@ -89,9 +91,7 @@ fn strict_ssl_false_accepts_any_certificate() {
     let sandbox = Sandbox::new("graph");
     let front = TlsFront::start(sandbox.registry.address()).unwrap();
     npmrc(&sandbox, "strict-ssl=false\n");
-    let output = install_from(&sandbox, &front.url(), "unchecked", &[]);
-    assert!(output.status.success(), "{}", text(&output));
-    assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
+    installs(&sandbox, &front.url(), "unchecked", &[]);
 }
 
 #[test]
@@ -107,12 +107,6 @@ fn an_https_registry_through_a_proxy() {
             proxy.url()
         ),
     );
-    let output = install_from(&sandbox, &front.url(), "proxied", &[]);
-    assert!(output.status.success(), "{}", text(&output));
-    assert_eq!(sandbox.manifest(), pnpm_tree("graph"));
-    let tunnel = front.url();
-    let tunnel = tunnel.trim_start_matches("https://").trim_end_matches('/');
-    let targets = proxy.targets();
-    assert!(!targets.is_empty(), "nothing went through the proxy");
-    assert!(targets.iter().all(|target| target == tunnel), "{targets:?}");
+    installs(&sandbox, &front.url(), "proxied", &[]);
+    assert_tunnelled(&proxy, &front.url());
 }
