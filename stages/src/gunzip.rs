@@ -14,6 +14,7 @@ use flate2::{Crc, Decompress, FlushDecompress, Status};
 
 use crate::integrity::{Algorithm, HashingReader, Integrity};
 use crate::sha512_lanes::{BUFFER_DATA, HEAD, Sha512Stream};
+
 /// Inflated bytes staged for headers, padding and small files.
 const STAGE_SIZE: usize = 64 << 10;
 /// Reads at least this large bypass the stage and inflate into the destination.

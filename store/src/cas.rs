@@ -76,6 +76,8 @@ pub enum CommitOutcome {
     AlreadyPresent,
 }
 
+const WRITTEN_SHARDS: usize = 16;
+
 /// The file store under `<store>/v1`: `files/<2 hex>/<62 hex>[-exec]` and a `tmp/` directory
 /// on the same filesystem for files being written.
 pub struct Cas {
@@ -91,7 +93,8 @@ pub struct Cas {
     rename_noreplace: AtomicBool,
     /// Files this `Cas` wrote whole under their names: found again (a file shared by several
     /// packages, ~14% of a cold install's files), they need no second read to be trusted.
-    written: Mutex<HashSet<(FileHash, bool)>>,
+    /// Sharded by the hash's first byte, so the writers rarely meet on one lock.
+    written: [Mutex<HashSet<(FileHash, bool)>>; WRITTEN_SHARDS],
 }
 
 impl Cas {
@@ -130,7 +133,7 @@ impl Cas {
             temp_prefix: format!("{}-{nanos:x}-", std::process::id()),
             temp_counter: AtomicU64::new(0),
             rename_noreplace: AtomicBool::new(true),
-            written: Mutex::new(HashSet::new()),
+            written: std::array::from_fn(|_| Mutex::new(HashSet::new())),
         })
     }
 
@@ -249,14 +252,20 @@ impl Cas {
         }
     }
 
+    fn written_shard(
+        &self,
+        hash: &FileHash,
+    ) -> std::sync::MutexGuard<'_, HashSet<(FileHash, bool)>> {
+        let shard = &self.written[hash.as_bytes()[0] as usize % WRITTEN_SHARDS];
+        shard.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn mark_written(&self, hash: FileHash, executable: bool) {
-        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        written.insert((hash, executable));
+        self.written_shard(&hash).insert((hash, executable));
     }
 
     fn was_written(&self, hash: FileHash, executable: bool) -> bool {
-        let written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        written.contains(&(hash, executable))
+        self.written_shard(&hash).contains(&(hash, executable))
     }
 
     /// Whether the file at `name` is complete: `size` bytes that hash to `hash`.
