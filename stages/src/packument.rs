@@ -36,7 +36,9 @@ pub struct PublishedVersion {
     pub version: Version,
     /// Seconds since the epoch, from the `time` map (absent in some registries).
     pub published: Option<i64>,
-    pub deprecated: bool,
+    /// Whether the manifest carries a non-empty `deprecated`, looked up on first use: only
+    /// versions a range accepts are ever asked (next's 2,600 versions were all scanned before).
+    deprecated: std::sync::OnceLock<bool>,
     /// This version's object in the body.
     span: std::ops::Range<usize>,
     manifest: std::sync::OnceLock<Arc<VersionManifest>>,
@@ -98,7 +100,7 @@ impl Packument {
     pub fn parse(body: Vec<u8>) -> Result<Self, PackumentError> {
         let raw: RawPackument<'_> =
             serde_json::from_slice(&body).map_err(|error| PackumentError(error.to_string()))?;
-        let time: HashMap<&str, i64> = raw
+        let time: HashMap<&str, i64, BuildKeyHasher> = raw
             .time
             .0
             .iter()
@@ -106,27 +108,33 @@ impl Packument {
             .collect();
         let name = raw.name.0.as_deref().unwrap_or_default().to_owned();
         let base = body.as_ptr() as usize;
-        let mut versions = Vec::with_capacity(raw.versions.len());
-        for (key, value) in &raw.versions {
+        let span = |text: &str| {
+            let start = text.as_ptr() as usize - base;
+            start..start + text.len()
+        };
+        let mut versions = Vec::with_capacity(raw.versions.0.len());
+        for (key, value) in &raw.versions.0 {
             // Unparsable versions (ancient packages) can never match a range: skip them.
             let Ok(version) = Version::parse(key.as_ref()) else {
                 continue;
             };
-            let text = value.get();
-            let start = text.as_ptr() as usize - base;
-            // Most versions never mention deprecation: a byte search spares them a parse.
-            let deprecated = text.contains("\"deprecated\"")
-                && serde_json::from_str::<DeprecationOnly<'_>>(text)
-                    .is_ok_and(|v| v.deprecated.0.is_some_and(|text| !text.is_empty()));
             versions.push(PublishedVersion {
                 published: time.get(key.as_ref()).copied(),
-                deprecated,
-                span: start..start + text.len(),
+                deprecated: std::sync::OnceLock::new(),
+                span: span(value.get()),
                 manifest: std::sync::OnceLock::new(),
                 version,
             });
         }
         versions.sort_by(|a, b| a.version.cmp(&b.version));
+        // A key given twice: the last one counts, as in a JSON object read into a map.
+        versions.dedup_by(|later, earlier| {
+            let same = later.version == earlier.version;
+            if same {
+                std::mem::swap(later, earlier);
+            }
+            same
+        });
         let dist_tags = raw
             .dist_tags
             .0
@@ -154,6 +162,16 @@ impl Packument {
                 Arc::new(raw.to_manifest(&self.name, &version))
             })
             .clone()
+    }
+
+    pub fn is_deprecated(&self, published: &PublishedVersion) -> bool {
+        *published.deprecated.get_or_init(|| {
+            let text = &self.body[published.span.clone()];
+            // Most versions never mention deprecation: a byte search spares them a parse.
+            text.windows(12).any(|window| window == b"\"deprecated\"")
+                && serde_json::from_slice::<DeprecationOnly<'_>>(text)
+                    .is_ok_and(|v| v.deprecated.0.is_some_and(|text| !text.is_empty()))
+        })
     }
 
     /// The document as received (written to the metadata cache).
@@ -268,7 +286,7 @@ fn pick_among<'p>(
         .filter(|latest| accepted(latest));
     // Deprecated versions only when nothing else matches (`@types/x` stubs are deprecated
     // `latest`s, and pnpm keeps the last real release).
-    let live = |candidate: &&PublishedVersion| !candidate.deprecated;
+    let live = |candidate: &&PublishedVersion| !packument.is_deprecated(candidate);
     latest
         .filter(live)
         .or_else(|| {
@@ -310,10 +328,46 @@ struct RawPackument<'a> {
     #[serde(borrow, default, rename = "dist-tags")]
     dist_tags: Pairs<'a>,
     #[serde(borrow, default)]
-    versions: HashMap<Cow<'a, str>, &'a serde_json::value::RawValue>,
+    versions: RawEntries<'a>,
     #[serde(borrow, default)]
     time: Pairs<'a>,
 }
+
+/// FxHash (rustc's): the `time` map's keys are short version strings from the registry, and
+/// SipHash's DoS resistance cost more than the lookups (PERF.md, session 17).
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        }
+        for &byte in chunks.remainder() {
+            self.add(u64::from(byte));
+        }
+    }
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl KeyHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type BuildKeyHasher = std::hash::BuildHasherDefault<KeyHasher>;
+
+/// An object's entries in document order, values unparsed. (A `HashMap` here hashed every
+/// version key of every packument with SipHash, only to be iterated once.)
+#[derive(Default)]
+struct RawEntries<'a>(Vec<(Cow<'a, str>, &'a serde_json::value::RawValue)>);
 
 #[derive(Deserialize)]
 struct DeprecationOnly<'a> {
@@ -491,6 +545,26 @@ impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
             ignore_scalars!(Pairs<'a>, Pairs::default());
         }
         deserializer.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawEntries<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = RawEntries<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(RawEntries(entries))
+            }
+        }
+        deserializer.deserialize_map(V(std::marker::PhantomData))
     }
 }
 
@@ -757,6 +831,35 @@ mod tests {
                 .to_string(),
             "1.0.0"
         );
+    }
+
+    #[test]
+    fn reads_times_deprecation_and_duplicate_versions() {
+        let body = br#"{"name":"d","dist-tags":{"latest":"1.1.0"},
+            "versions":{"1.0.0":{"dist":{"tarball":"first"}},"1.1.0":{"deprecated":"use 2"},
+                "1.0.0":{"dist":{"tarball":"second"}},"1.2.0":{"deprecated":""}},
+            "time":{"created":"2019-01-01T00:00:00.000Z","1.0.0":"1970-01-02T00:00:01.000Z"}}"#;
+        let p = Packument::parse(body.to_vec()).unwrap();
+        let listed: Vec<_> = p.versions.iter().map(|v| v.version.to_string()).collect();
+        assert_eq!(listed, ["1.0.0", "1.1.0", "1.2.0"]);
+        // A key given twice: the last one counts, as in a map.
+        let first = p.manifest(&p.versions[0]);
+        assert_eq!(first.tarball.as_deref(), Some("second"));
+        assert_eq!(p.versions[0].published, Some(86_401));
+        assert_eq!(p.versions[1].published, None);
+        assert!(!p.is_deprecated(&p.versions[0]));
+        assert!(p.is_deprecated(&p.versions[1]));
+        // An empty message is no deprecation (npm's un-deprecate).
+        assert!(!p.is_deprecated(&p.versions[2]));
+        // The deprecated latest is passed over for the highest live version.
+        assert_eq!(pick(&p, "^1.0.0").as_deref(), Some("1.2.0"));
+        // Versions published after the limit only when nothing older matches: 1.0.0 is too
+        // young, so even the deprecated 1.1.0 goes first.
+        let young = |p: &Packument, satisfies: fn(&Version) -> bool| {
+            pick_where(p, Some(50_000), satisfies).map(|v| v.version.to_string())
+        };
+        assert_eq!(young(&p, |v| v.minor() <= 1).as_deref(), Some("1.1.0"));
+        assert_eq!(young(&p, |v| v.minor() == 0).as_deref(), Some("1.0.0"));
     }
 
     #[test]
