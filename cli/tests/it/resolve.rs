@@ -67,6 +67,24 @@ fn resolves_and_installs_exactly_as_pnpm_does() {
     }
 }
 
+#[test]
+fn gzip_compressed_packuments_resolve_the_same_graph() {
+    let sandbox = without_lockfile("resolve-peers");
+    sandbox.registry.serve_gzip();
+    run_ok(&sandbox, &["install", "--reporter", "silent"]);
+    // Every packument came compressed (flowpm asked), and the result is pnpm's.
+    let packuments = sandbox.registry.packument_requests();
+    assert_eq!(sandbox.registry.gzip_responses(), packuments);
+    assert!(packuments > 0);
+    let recorded = read(&flowpm_fixtures::project_dir("resolve-peers").join("pnpm-lock.yaml"));
+    assert_eq!(lockfile(&sandbox), recorded);
+    assert_pnpm_tree(&sandbox, "resolve-peers");
+    // The cache holds the documents themselves: an offline resolution reads them back.
+    std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    run_ok(&sandbox, &["install", "--offline", "--reporter", "silent"]);
+    assert_eq!(lockfile(&sandbox), recorded);
+}
+
 /// The ndjson `summary` event of `output`.
 fn summary(output: &str) -> serde_json::Value {
     let line = output

@@ -136,9 +136,13 @@ pub fn resolve_with_registry(
             Ok(())
         });
         let metadata = &metadata;
-        pipeline.spawn("metadata", METADATA_THREADS, move |context| {
-            run_metadata_worker(context, &name_receiver, &packument_sender, metadata)
-        });
+        pipeline.spawn(
+            "metadata",
+            crate::capacity::threads("metadata", METADATA_THREADS),
+            move |context| {
+                run_metadata_worker(context, &name_receiver, &packument_sender, metadata)
+            },
+        );
         let Some(store) = store.as_ref() else {
             return;
         };
