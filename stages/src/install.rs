@@ -245,7 +245,7 @@ pub fn install(
                                 &resolution,
                                 &projects(&manifest),
                                 &rules,
-                                Some(&lockfile),
+                                Some((&text, &lockfile)),
                             );
                         }
                     }
@@ -256,10 +256,11 @@ pub fn install(
             let manifest = Manifest::parse(&manifest_bytes, &manifest_path)?;
             let rules = parse_rules(settings, &manifest, &project_dir)?;
             let old = match &existing {
-                Some(text) => Some(Lockfile::parse(text, &lockfile_path)?),
+                Some(text) => Some((text.as_str(), Lockfile::parse(text, &lockfile_path)?)),
                 None => None,
             };
-            return resolve_and_install(&resolution, &projects(&manifest), &rules, old.as_ref());
+            let old = old.as_ref().map(|(text, lockfile)| (*text, lockfile));
+            return resolve_and_install(&resolution, &projects(&manifest), &rules, old);
         }
     };
     if options.lockfile_only {
@@ -300,7 +301,7 @@ pub fn install(
     }
 
     // Read before `invalidate`: it needs the earlier install to have been complete.
-    let present = crate::metadata::in_place(&layout, Some(&lockfile_text));
+    let present = crate::metadata::in_place(&layout, Some((&lockfile_text, None)));
     let kept = crate::lifecycle::already_built(&layout, &present);
     let store = Store::open(&store_dir)?;
     let git_builds = git_builds(options, &config, &store_dir, &builds);
@@ -413,8 +414,10 @@ fn resolve_and_install(
     resolution: &Resolution<'_>,
     projects: &[Project<'_>],
     rules: &Rules,
-    old: Option<&Lockfile>,
+    // The lockfile resolution starts from, and its text.
+    old: Option<(&str, &Lockfile)>,
 ) -> Result<InstallReport, InstallError> {
+    let (old_text, old) = (old.map(|(text, _)| text), old.map(|(_, lockfile)| lockfile));
     let Resolution {
         options,
         config,
@@ -448,6 +451,7 @@ fn resolve_and_install(
         plan_options,
         import_method: options.import_method,
         workspace_projects,
+        previous: old_text.zip(old),
     };
     let (lockfile, mut report, linked) = resolve_project(
         options,

@@ -165,18 +165,24 @@ pub struct InPlace {
 /// as pnpm does. Always imported again: `file:` directories and `file:` tarballs without an
 /// integrity (their content can change under the same key), and git packages (the copy in
 /// place may be one stored unbuilt, under `--ignore-scripts`, that this install must build).
-/// `lockfile_text`, when given and equal to the installed copy, spares parsing that copy.
-pub fn in_place(layout: &Layout<'_>, lockfile_text: Option<&str>) -> InPlace {
+/// `known`, when its text equals the installed copy, spares parsing that copy: the plan's own
+/// lockfile (`None`: all it locks is unchanged) or the lockfile an edit started from, parsed.
+pub fn in_place(layout: &Layout<'_>, known: Option<(&str, Option<&Lockfile>)>) -> InPlace {
     let copy = lock_copy_path(layout);
     let Ok(installed) = std::fs::read_to_string(&copy) else {
         return InPlace::default();
     };
     let plan = layout.plan;
-    // Parsed only when it differs; an unreadable copy only costs a full import.
-    let previous = match lockfile_text == Some(installed.as_str()) {
-        true => None,
-        false => match Lockfile::parse(&installed, &copy) {
-            Ok(lockfile) => Some(lockfile),
+    // Parsed only when unknown (~10 ms for 1,000 packages); an unreadable copy only costs a
+    // full import.
+    let parsed;
+    let previous = match known {
+        Some((text, lockfile)) if text == installed => lockfile,
+        _ => match Lockfile::parse(&installed, &copy) {
+            Ok(lockfile) => {
+                parsed = lockfile;
+                Some(&parsed)
+            }
             Err(_) => return InPlace::default(),
         },
     };

@@ -33,6 +33,9 @@ pub struct EarlyLink<'a> {
     pub import_method: ImportMethod,
     /// The workspace's projects besides the root (none outside a workspace).
     pub workspace_projects: &'a [WorkspaceProject],
+    /// The lockfile resolution started from, with its text: usually what the last install put
+    /// in place, so finding what is still there needs no second parse.
+    pub previous: Option<(&'a str, &'a Lockfile)>,
 }
 
 /// The plan and its hoisting, set by the resolve thread; owned by the caller, which uses them
@@ -90,7 +93,10 @@ impl<'a> LinkCells<'a> {
             .layout
             .get_or_init(|| Layout::new(target.project_dir, plan));
         // Both read before `invalidate`: they need the earlier install to have been complete.
-        let present = crate::metadata::in_place(layout, None);
+        let previous = target
+            .previous
+            .map(|(text, lockfile)| (text, Some(lockfile)));
+        let present = crate::metadata::in_place(layout, previous);
         let kept = self
             .planned
             .kept
