@@ -150,6 +150,18 @@ impl NpmConfig {
         self.registry()
     }
 
+    /// The `//<host/path>/:<field>` settings: each registry URL prefix (without scheme or
+    /// trailing slash) with its value.
+    pub fn per_registry(&self, field: &str) -> Vec<(&str, &str)> {
+        self.values
+            .iter()
+            .filter_map(|(key, value)| {
+                let (prefix, name) = key.strip_prefix("//")?.rsplit_once(':')?;
+                (name == field).then(|| (prefix.trim_end_matches('/'), value.as_str()))
+            })
+            .collect()
+    }
+
     /// The `Authorization` header value for `url`, from the most specific `//host/path/:_authToken`
     /// (or `:_auth`, or `:username` + `:_password`) whose prefix matches the URL.
     pub fn authorization_for(&self, url: &str) -> Option<String> {

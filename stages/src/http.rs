@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use ureq::config::Config;
 use ureq::http::Uri;
-use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::tls::{Certificate, ClientCert, PemItem, RootCerts, TlsConfig};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::InstallError;
+use crate::client_cert::ClientCerts;
 use crate::config::NpmConfig;
 use crate::proxy::Proxies;
 
@@ -26,6 +27,9 @@ pub struct HttpClient {
     agent: ureq::Agent,
     config: Arc<NpmConfig>,
     proxies: Proxies,
+    /// The TLS settings of registries with a client certificate of their own.
+    client_certs: ClientCerts,
+    scoped_tls: Vec<TlsConfig>,
 }
 
 /// A failed request, and whether trying again may help.
@@ -44,10 +48,20 @@ impl HttpClient {
         // npm's `fetch-timeout` (milliseconds): the longest wait for a response or for the next
         // bytes of a body. A slow but moving download is never cut.
         let timeout = Duration::from_millis(config.number("fetch-timeout")?.unwrap_or(60_000));
-        let tls = TlsConfig::builder()
-            .root_certs(roots)
-            .disable_verification(!strict)
-            .build();
+        let client_certs = ClientCerts::from_config(&config)?;
+        let tls = |client_cert: Option<&ClientCert>| {
+            TlsConfig::builder()
+                .root_certs(roots.clone())
+                .disable_verification(!strict)
+                .client_cert(client_cert.cloned())
+                .build()
+        };
+        let scoped_tls = client_certs
+            .scoped()
+            .iter()
+            .map(|(_, cert)| tls(Some(cert)))
+            .collect();
+        let tls = tls(client_certs.default.as_ref());
         let config_for_agent = ureq::Agent::config_builder()
             .tls_config(tls)
             .http_status_as_error(false)
@@ -70,6 +84,8 @@ impl HttpClient {
             agent,
             config,
             proxies,
+            client_certs,
+            scoped_tls,
         })
     }
 
@@ -78,6 +94,12 @@ impl HttpClient {
         let mut request = self.agent.get(url);
         if let Some(via) = self.proxies.for_url(url) {
             request = request.config().proxy(Some(via.proxy.clone())).build();
+        }
+        if let Some(index) = self.client_certs.scoped_for(url) {
+            request = request
+                .config()
+                .tls_config(self.scoped_tls[index].clone())
+                .build();
         }
         if let Some(authorization) = self.config.authorization_for(url) {
             request = request.header("authorization", authorization);
@@ -98,10 +120,16 @@ impl HttpClient {
         };
         let retryable =
             !tls && !matches!(error, ureq::Error::BadUri(_) | ureq::Error::HostNotFound);
-        let message = match self.proxies.for_url(url) {
+        let mut message = match self.proxies.for_url(url) {
             Some(via) => format!("{error} (through the proxy {})", via.label),
             None => error.to_string(),
         };
+        if tls && message.contains("CertificateRequired") {
+            message.push_str(
+                " (the registry wants a client certificate: `//<registry>/:certfile` and \
+                 `:keyfile`, or `cert` and `key`, in .npmrc)",
+            );
+        }
         HttpFailure {
             message,
             retryable,

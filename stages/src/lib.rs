@@ -18,6 +18,7 @@ pub mod bench;
 mod bins;
 pub mod capacity;
 pub mod catalogs;
+mod client_cert;
 pub mod commands;
 pub mod config;
 pub mod decode;

@@ -1,10 +1,12 @@
 //! Certificates: an https registry (the fixture registry behind a TLS front whose certificate
 //! a test CA signed) is trusted through `.npmrc` `cafile` or `ca`, `NODE_EXTRA_CA_CERTS`, or
-//! not checked at all with `strict-ssl=false`; otherwise the install fails at once.
+//! not checked at all with `strict-ssl=false`; otherwise the install fails at once. A registry
+//! that requires a client certificate gets one from `cert` and `key` or from `:certfile` and
+//! `:keyfile` for its URL.
 
 use std::process::{Command, Output};
 
-use flowpm_fixtures::{ConnectProxy, TlsFront, test_ca_path};
+use flowpm_fixtures::{ConnectProxy, TlsFront, test_ca_path, test_client_cert_paths};
 
 use crate::common::{Sandbox, pnpm_tree, text};
 use crate::proxy::assert_tunnelled;
@@ -109,4 +111,67 @@ fn an_https_registry_through_a_proxy() {
     );
     installs(&sandbox, &front.url(), "proxied", &[]);
     assert_tunnelled(&proxy, &front.url());
+}
+
+#[test]
+fn a_registry_requiring_a_client_certificate_gets_the_configured_one() {
+    let sandbox = Sandbox::new("graph");
+    let front = TlsFront::requiring_client_cert(sandbox.registry.address()).unwrap();
+    let trust = format!("cafile={}\n", test_ca_path().display());
+    npmrc(&sandbox, &trust);
+    let output = install_from(&sandbox, &front.url(), "without", &[]);
+    assert!(!output.status.success(), "{}", text(&output));
+    let error = text(&output);
+    assert!(error.contains(&front.url()), "{error}");
+    assert!(error.contains("wants a client certificate"), "{error}");
+    assert!(!error.contains("attempts"), "not retried: {error}");
+    assert_eq!(sandbox.registry.tarball_requests(), 0);
+
+    // Files for the registry's URL (`//host:port/:certfile`, as npm and pnpm read them).
+    let (cert, key) = test_client_cert_paths();
+    let nerfed = front.url().replace("https:", "");
+    npmrc(
+        &sandbox,
+        &format!(
+            "{trust}{nerfed}:certfile={}\n{nerfed}:keyfile={}\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    installs(&sandbox, &front.url(), "certfile", &[]);
+    // Another registry's certificate is not sent here.
+    npmrc(
+        &sandbox,
+        &format!(
+            "{trust}//other.invalid/:certfile={}\n//other.invalid/:keyfile={}\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    assert!(
+        !install_from(&sandbox, &front.url(), "other", &[])
+            .status
+            .success()
+    );
+
+    // `cert` and `key`: the PEM text itself, newlines written `\n`.
+    let inline = |path: &std::path::Path| {
+        let pem = std::fs::read_to_string(path).unwrap();
+        format!("\"{}\"", pem.trim_end().replace('\n', "\\n"))
+    };
+    npmrc(
+        &sandbox,
+        &format!("{trust}cert={}\nkey={}\n", inline(&cert), inline(&key)),
+    );
+    installs(&sandbox, &front.url(), "inline", &[]);
+
+    // Half a pair is a configuration error naming the setting, before any request.
+    npmrc(&sandbox, &format!("{trust}cert={}\n", inline(&cert)));
+    let output = install_from(&sandbox, &front.url(), "half", &[]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("`cert` and `key`"),
+        "{}",
+        text(&output)
+    );
 }
