@@ -57,11 +57,10 @@ impl ClientCerts {
 
     /// The most specific scoped certificate for `url`, if any.
     pub fn scoped_for(&self, url: &str) -> Option<usize> {
-        let without_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
         self.scoped
             .iter()
             .enumerate()
-            .filter(|(_, (prefix, _))| without_scheme.starts_with(prefix.as_str()))
+            .filter(|(_, (prefix, _))| crate::config::url_is_under(url, prefix))
             .max_by_key(|(_, (prefix, _))| prefix.len())
             .map(|(index, _)| index)
     }
@@ -129,6 +128,10 @@ mod tests {
         assert_eq!(prefix("https://r.example/npm/a"), Some("r.example/npm"));
         assert_eq!(prefix("https://r.example/other/a"), Some("r.example"));
         assert_eq!(prefix("https://elsewhere.example/a"), None);
+        // Whole host names and path segments only.
+        assert_eq!(prefix("https://r.example.evil.test/a"), None);
+        assert_eq!(prefix("https://r.example:8443/a"), None);
+        assert_eq!(prefix("https://r.example/npm-x/a"), Some("r.example"));
         assert!(certs.default.is_none());
 
         // A key file that holds no key names both files.

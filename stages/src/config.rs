@@ -165,7 +165,6 @@ impl NpmConfig {
     /// The `Authorization` header value for `url`, from the most specific `//host/path/:_authToken`
     /// (or `:_auth`, or `:username` + `:_password`) whose prefix matches the URL.
     pub fn authorization_for(&self, url: &str) -> Option<String> {
-        let without_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
         let mut best: Option<(usize, String)> = None;
         for (key, value) in &self.values {
             let Some(nerfed) = key.strip_prefix("//") else {
@@ -174,7 +173,7 @@ impl NpmConfig {
             let Some((prefix, field)) = nerfed.rsplit_once(':') else {
                 continue;
             };
-            if !without_scheme.starts_with(prefix.trim_end_matches('/')) {
+            if !url_is_under(url, prefix) {
                 continue;
             }
             let header = match field {
@@ -331,6 +330,17 @@ fn encode_base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// Whether `url` lies under the registry prefix of a `//host[:port]/path/:field` key: the same
+/// host and port, then the same path segments. (Plain `starts_with` let `//r.example/` match
+/// `r.example.evil.com`, sending that host the registry's token.)
+pub fn url_is_under(url: &str, prefix: &str) -> bool {
+    let without_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let prefix = prefix.trim_end_matches('/');
+    without_scheme
+        .strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?', '#']))
+}
+
 fn decode_base64(text: &str) -> Option<String> {
     use base64::Engine;
     let bytes = base64::engine::general_purpose::STANDARD
@@ -370,6 +380,18 @@ mod tests {
             Some("Bearer broad")
         );
         assert_eq!(config.authorization_for("http://127.0.0.1:1/lodash"), None);
+        // A longer port or host name, or a longer path segment, is another registry.
+        assert_eq!(config.authorization_for("http://127.0.0.1:22/x"), None);
+        assert_eq!(
+            config.authorization_for("http://127.0.0.1:2.evil.test/x"),
+            None
+        );
+        assert_eq!(
+            config
+                .authorization_for("http://127.0.0.1:2/npm-other/x")
+                .as_deref(),
+            Some("Bearer broad")
+        );
     }
 
     #[test]

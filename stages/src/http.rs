@@ -27,9 +27,11 @@ pub struct HttpClient {
     agent: ureq::Agent,
     config: Arc<NpmConfig>,
     proxies: Proxies,
-    /// The TLS settings of registries with a client certificate of their own.
+    /// Registries with a client certificate of their own, and an agent for each: ureq pools
+    /// connections by host and proxy only, so one made with another certificate (or none)
+    /// must never be reused for them.
     client_certs: ClientCerts,
-    scoped_tls: Vec<TlsConfig>,
+    scoped_agents: Vec<ureq::Agent>,
 }
 
 /// A failed request, and whether trying again may help.
@@ -49,57 +51,54 @@ impl HttpClient {
         // bytes of a body. A slow but moving download is never cut.
         let timeout = Duration::from_millis(config.number("fetch-timeout")?.unwrap_or(60_000));
         let client_certs = ClientCerts::from_config(&config)?;
-        let tls = |client_cert: Option<&ClientCert>| {
-            TlsConfig::builder()
+        let agent = |client_cert: Option<&ClientCert>| {
+            let tls = TlsConfig::builder()
                 .root_certs(roots.clone())
                 .disable_verification(!strict)
                 .client_cert(client_cert.cloned())
-                .build()
+                .build();
+            let config_for_agent = ureq::Agent::config_builder()
+                .tls_config(tls)
+                .http_status_as_error(false)
+                .max_idle_connections(IDLE_CONNECTIONS_PER_HOST * 4)
+                .max_idle_connections_per_host(IDLE_CONNECTIONS_PER_HOST)
+                .timeout_connect(Some(Duration::from_secs(15)))
+                .timeout_recv_response(Some(timeout))
+                .timeout_per_read(Some(timeout))
+                .user_agent(concat!("flowpm/", env!("CARGO_PKG_VERSION")))
+                // Chosen per request instead (ureq's default reads one proxy for every scheme).
+                .proxy(None)
+                .build();
+            ureq::Agent::with_parts(
+                config_for_agent,
+                DefaultConnector::default(),
+                CachingResolver::default(),
+            )
         };
-        let scoped_tls = client_certs
+        let scoped_agents = client_certs
             .scoped()
             .iter()
-            .map(|(_, cert)| tls(Some(cert)))
+            .map(|(_, cert)| agent(Some(cert)))
             .collect();
-        let tls = tls(client_certs.default.as_ref());
-        let config_for_agent = ureq::Agent::config_builder()
-            .tls_config(tls)
-            .http_status_as_error(false)
-            .max_idle_connections(IDLE_CONNECTIONS_PER_HOST * 4)
-            .max_idle_connections_per_host(IDLE_CONNECTIONS_PER_HOST)
-            .timeout_connect(Some(Duration::from_secs(15)))
-            .timeout_recv_response(Some(timeout))
-            .timeout_per_read(Some(timeout))
-            .user_agent(concat!("flowpm/", env!("CARGO_PKG_VERSION")))
-            // Chosen per request instead (ureq's default reads one proxy for every scheme).
-            .proxy(None)
-            .build();
-        let agent = ureq::Agent::with_parts(
-            config_for_agent,
-            DefaultConnector::default(),
-            CachingResolver::default(),
-        );
         let proxies = Proxies::from_config(&config)?;
         Ok(HttpClient {
-            agent,
+            agent: agent(client_certs.default.as_ref()),
             config,
             proxies,
             client_certs,
-            scoped_tls,
+            scoped_agents,
         })
     }
 
     /// A GET of `url`, through its proxy if it has one, with the registry's credentials.
     fn request(&self, url: &str) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
-        let mut request = self.agent.get(url);
+        let agent = match self.client_certs.scoped_for(url) {
+            Some(index) => &self.scoped_agents[index],
+            None => &self.agent,
+        };
+        let mut request = agent.get(url);
         if let Some(via) = self.proxies.for_url(url) {
             request = request.config().proxy(Some(via.proxy.clone())).build();
-        }
-        if let Some(index) = self.client_certs.scoped_for(url) {
-            request = request
-                .config()
-                .tls_config(self.scoped_tls[index].clone())
-                .build();
         }
         if let Some(authorization) = self.config.authorization_for(url) {
             request = request.header("authorization", authorization);
@@ -229,9 +228,10 @@ impl HttpClient {
             });
         }
         let (etag, last_modified) = (header("etag"), header("last-modified"));
-        let gzip = match header("content-encoding").as_deref().map(str::trim) {
+        let encoding = header("content-encoding").map(|value| value.trim().to_ascii_lowercase());
+        let gzip = match encoding.as_deref() {
             None | Some("" | "identity") => false,
-            Some(encoding) if ["gzip", "x-gzip"].contains(&&*encoding.to_ascii_lowercase()) => true,
+            Some("gzip" | "x-gzip") => true,
             Some(encoding) => {
                 return Err(HttpFailure {
                     message: format!("unsupported Content-Encoding `{encoding}`"),
@@ -271,6 +271,10 @@ impl HttpClient {
                 retryable: false,
                 ..failure(format!("inflates to over {MAX_DOCUMENT_BYTES} bytes"))
             });
+        }
+        // The packument keeps this buffer through resolution: not the guess's spare room.
+        if gzip && body.capacity() > body.len() + body.len() / 4 {
+            body.shrink_to_fit();
         }
         Ok(Document::Body {
             body,

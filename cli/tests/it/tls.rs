@@ -148,10 +148,11 @@ fn a_registry_requiring_a_client_certificate_gets_the_configured_one() {
             key.display()
         ),
     );
+    let output = install_from(&sandbox, &front.url(), "other", &[]);
     assert!(
-        !install_from(&sandbox, &front.url(), "other", &[])
-            .status
-            .success()
+        text(&output).contains("wants a client certificate"),
+        "{}",
+        text(&output)
     );
 
     // `cert` and `key`: the PEM text itself, newlines written `\n`.
@@ -164,6 +165,31 @@ fn a_registry_requiring_a_client_certificate_gets_the_configured_one() {
         &format!("{trust}cert={}\nkey={}\n", inline(&cert), inline(&key)),
     );
     installs(&sandbox, &front.url(), "inline", &[]);
+
+    // The registry's own files win over `cert` and `key` (here a certificate the registry
+    // does not accept: the test server's own).
+    let server = test_ca_path().with_file_name("server.pem");
+    let server_key = test_ca_path().with_file_name("server.key");
+    let wrong = format!(
+        "{trust}cert={}\nkey={}\n",
+        inline(&server),
+        inline(&server_key)
+    );
+    npmrc(&sandbox, &wrong);
+    assert!(
+        !install_from(&sandbox, &front.url(), "wrong", &[])
+            .status
+            .success()
+    );
+    npmrc(
+        &sandbox,
+        &format!(
+            "{wrong}{nerfed}:certfile={}\n{nerfed}:keyfile={}\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    installs(&sandbox, &front.url(), "scoped-wins", &[]);
 
     // Half a pair is a configuration error naming the setting, before any request.
     npmrc(&sandbox, &format!("{trust}cert={}\n", inline(&cert)));
