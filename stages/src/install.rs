@@ -414,10 +414,10 @@ fn resolve_and_install(
     resolution: &Resolution<'_>,
     projects: &[Project<'_>],
     rules: &Rules,
-    // The lockfile resolution starts from, and its text.
-    old: Option<(&str, &Lockfile)>,
+    // The lockfile resolution starts from, with its text.
+    started_from: Option<(&str, &Lockfile)>,
 ) -> Result<InstallReport, InstallError> {
-    let (old_text, old) = (old.map(|(text, _)| text), old.map(|(_, lockfile)| lockfile));
+    let old = started_from.map(|(_, lockfile)| lockfile);
     let Resolution {
         options,
         config,
@@ -451,7 +451,7 @@ fn resolve_and_install(
         plan_options,
         import_method: options.import_method,
         workspace_projects,
-        previous: old_text.zip(old),
+        previous: started_from,
     };
     let (lockfile, mut report, linked) = resolve_project(
         options,
