@@ -77,11 +77,7 @@ fn client_cert(cert: &str, key: &str, origin: &Path) -> Result<ClientCert, Insta
         message,
     };
     let mut chain: Vec<Certificate<'static>> = Vec::new();
-    for item in ureq::tls::parse_pem(cert.as_bytes()) {
-        if let PemItem::Certificate(certificate) = item.map_err(|e| invalid(e.to_string()))? {
-            chain.push(certificate.to_owned());
-        }
-    }
+    crate::http::add_pem(cert.as_bytes(), origin, &mut chain)?;
     let mut private_key: Option<PrivateKey<'static>> = None;
     for item in ureq::tls::parse_pem(key.as_bytes()) {
         if let PemItem::PrivateKey(found) = item.map_err(|e| invalid(e.to_string()))? {

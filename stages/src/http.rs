@@ -424,7 +424,7 @@ fn add_pem_file(
 }
 
 /// The certificates of PEM text (other items skipped); `origin` names it in errors.
-fn add_pem(
+pub(crate) fn add_pem(
     pem: &[u8],
     origin: &Path,
     certificates: &mut Vec<Certificate<'static>>,
