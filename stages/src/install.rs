@@ -30,7 +30,7 @@ use crate::hoist::hoist;
 use crate::index::run_index_writer;
 use crate::integrity::Integrity;
 use crate::lifecycle::{BuildSettings, Lifecycle};
-use crate::link::{ImportMethod, Importer, Layout, run_import_worker};
+use crate::link::{Doomed, ImportMethod, Importer, Layout, run_import_worker};
 use crate::local_outdated::check_local_packages;
 use crate::lockfile::Lockfile;
 use crate::lockfile_write::to_yaml;
@@ -329,7 +329,7 @@ pub fn install(
 
     invalidate(&layout)?;
     let mut hoisted = hoist(&plan);
-    layout.prune(&hoisted)?;
+    let doomed = layout.prune(&hoisted)?;
     let result = run_pipeline(
         options,
         &config,
@@ -339,7 +339,7 @@ pub fn install(
         (warm, cold),
         git_builds.as_ref(),
         &kept,
-        present,
+        (present, &doomed),
         reporter,
     );
     let (stages, counts) = match result {
@@ -388,7 +388,7 @@ fn leave_out(
     *plan = plan.without(&missing);
     *hoisted = hoist(plan);
     let layout = Layout::new(project_dir, plan);
-    layout.prune(hoisted)?;
+    layout.prune(hoisted)?.remove(None)?;
     layout.relink_hoisted(hoisted)
 }
 
@@ -520,7 +520,7 @@ fn resolve_and_install(
             (Vec::new(), leftover),
             git_builds(options, config, store_dir, builds).as_ref(),
             &kept,
-            crate::metadata::InPlace::default(),
+            (crate::metadata::InPlace::default(), &Doomed::default()),
             reporter,
         )?;
         report.stages.extend(stages);
@@ -950,7 +950,8 @@ fn run_pipeline(
     (warm, cold): (Vec<StoredPackage>, Vec<Arc<PackageUnit>>),
     git_builds: Option<&GitBuilds<'_>>,
     kept: &HashSet<String>,
-    present: crate::metadata::InPlace,
+    // What is in place, and what is to be deleted meanwhile.
+    (present, doomed): (crate::metadata::InPlace, &Doomed),
     reporter: &dyn Reporter,
 ) -> Result<(Vec<flowpm_pipeline::StageSnapshot>, Counts), InstallError> {
     let crate::metadata::InPlace {
@@ -985,6 +986,9 @@ fn run_pipeline(
         pipeline.spawn("link", 1, |context| {
             layout.create_links(hoisted, (&linked, importer.present()), context)
         });
+        if !doomed.is_empty() {
+            pipeline.spawn("prune", 1, |context| doomed.remove(Some(context)));
+        }
         if fetch_threads > 0 {
             let fetcher = &fetcher;
             spawn_store_stages(

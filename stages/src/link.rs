@@ -103,21 +103,29 @@ impl<'a> Layout<'a> {
 
     /// Removes what an earlier install left that this plan does not have (only inside
     /// `node_modules`), so switching lockfiles never leaves stale packages resolvable.
-    pub fn prune(&self, hoisted: &[Hoisted]) -> Result<(), InstallError> {
+    ///
+    /// The package directories in `.pnpm` that the plan no longer has are only listed: the
+    /// caller deletes them ([`Doomed::remove`]), on a thread of their own while the install
+    /// goes on (nothing this install creates is under them). Deleting a removed package's
+    /// tree was the largest single cost of an edit (PERF.md).
+    pub fn prune(&self, hoisted: &[Hoisted]) -> Result<Doomed, InstallError> {
         let wanted_dirs: HashSet<&str> = self
             .plan
             .snapshots
             .iter()
             .map(|s| s.dir_name.as_str())
             .collect();
-        for name in list_dir(&self.virtual_store_dir)? {
-            let keep = name == "node_modules"
-                || name == "lock.yaml"
-                || wanted_dirs.contains(name.as_str());
-            if !keep {
-                remove_any(&self.virtual_store_dir.join(&name))?;
-            }
-        }
+        let doomed = Doomed(
+            list_dir(&self.virtual_store_dir)?
+                .into_iter()
+                .filter(|name| {
+                    name != "node_modules"
+                        && name != "lock.yaml"
+                        && !wanted_dirs.contains(name.as_str())
+                })
+                .map(|name| self.virtual_store_dir.join(name))
+                .collect(),
+        );
         for importer in self.importers() {
             let direct: HashSet<&str> = self
                 .plan
@@ -139,7 +147,7 @@ impl<'a> Layout<'a> {
         );
         prune_links(&self.hoist_dir(), &hoisted_names)?;
         remove_any(&self.hoist_dir().join(".bin"))?;
-        Ok(())
+        Ok(doomed)
     }
 
     /// Removes the links that dependents have to the snapshots in `missing` (packages left out
@@ -358,6 +366,31 @@ fn prune_links(dir: &Path, wanted: &HashSet<&str>) -> Result<(), InstallError> {
         }
     }
     Ok(())
+}
+
+/// Entries of `.pnpm` that the plan no longer has, listed by [`Layout::prune`].
+#[derive(Debug, Default)]
+#[must_use = "the directories are only listed: remove them"]
+pub struct Doomed(Vec<PathBuf>);
+
+impl Doomed {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Deletes them, stopping early if the install is cancelled.
+    pub fn remove(&self, context: Option<&StageContext>) -> Result<(), InstallError> {
+        for path in &self.0 {
+            if context.is_some_and(StageContext::is_cancelled) {
+                break;
+            }
+            remove_any(path)?;
+            if let Some(context) = context {
+                context.record_item(0);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Removes a file, symlink or directory tree; one that is not there is already removed.

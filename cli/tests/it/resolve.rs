@@ -113,7 +113,7 @@ fn resolution_fetches_and_links_in_one_run() {
     assert_eq!(
         summary_stages(&output),
         [
-            "resolve", "metadata", "fetch", "write", "index", "link", "dispatch", "import"
+            "resolve", "metadata", "fetch", "write", "index", "link", "prune", "dispatch", "import"
         ],
         "{output}"
     );
@@ -314,6 +314,19 @@ fn add_remove_and_update_latest_keep_package_json_formatting() {
     );
     assert!(!sandbox.project().join("node_modules/r-lib").exists());
     assert!(!lockfile(&sandbox).contains("r-lib"));
+    // Their package directories are deleted too (by the `prune` stage, beside the others).
+    let virtual_store = sandbox.project().join("node_modules/.pnpm");
+    let entries: Vec<String> = std::fs::read_dir(&virtual_store)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        !entries
+            .iter()
+            .any(|name| name.starts_with("r-lib@") || name.starts_with("r-star@")),
+        "{entries:?}"
+    );
+    assert!(entries.iter().any(|name| name.starts_with("r-core@")));
 
     // --latest moves ranges to the latest version, keeping the prefix style.
     run_ok(

@@ -2,8 +2,8 @@
 //! symlinks are created and every stored package is imported while the remaining tarballs
 //! still download, instead of after the last one.
 //!
-//! The resolve thread builds the plan and fills [`LinkCells`]; the `link`, `dispatch` and
-//! `import` stages wait for that (they block on a channel the resolve thread closes) and then
+//! The resolve thread builds the plan and fills [`LinkCells`]; the `link`, `dispatch`,
+//! `import` and `prune` stages wait for that (they block on a channel the resolve thread closes) and then
 //! work from the cells. Packages stored before the plan exists wait in an unbounded channel
 //! (their file lists only, bounded by the lockfile) so downloads never stall on resolution.
 
@@ -19,7 +19,7 @@ use crate::InstallError;
 use crate::git_prepare::GitBuilds;
 use crate::hoist::{Hoisted, hoist};
 use crate::install::split_by_store;
-use crate::link::{ImportMethod, Importer, Layout};
+use crate::link::{Doomed, ImportMethod, Importer, Layout};
 use crate::lockfile::Lockfile;
 use crate::messages::{PackageUnit, StoredPackage};
 use crate::metadata::invalidate;
@@ -55,6 +55,8 @@ pub struct LinkCells<'a> {
     importer: OnceLock<Importer<'a>>,
     /// Snapshots whose dependency links are in place ([`crate::metadata::InPlace::links`]).
     linked: OnceLock<HashSet<usize>>,
+    /// Package directories of an earlier install that the plan no longer has.
+    doomed: OnceLock<Doomed>,
     /// Units of the plan that neither were in the store nor arrived from the fetch stages.
     pub leftover: Mutex<Vec<Arc<PackageUnit>>>,
     /// Keys of the units the resolve thread sent to the fetch stages.
@@ -70,6 +72,7 @@ impl<'a> LinkCells<'a> {
             layout: OnceLock::new(),
             importer: OnceLock::new(),
             linked: OnceLock::new(),
+            doomed: OnceLock::new(),
             leftover: Mutex::new(Vec::new()),
             sent: OnceLock::new(),
             counts: Mutex::new((0, 0)),
@@ -103,7 +106,7 @@ impl<'a> LinkCells<'a> {
             .get_or_init(|| crate::lifecycle::already_built(layout, &present));
         invalidate(layout)?;
         let hoisted = self.planned.hoisted.get_or_init(|| hoist(plan));
-        layout.prune(hoisted)?;
+        let _ = self.doomed.set(layout.prune(hoisted)?);
         let importer = Importer::new(layout, store.cas(), reporter, target.import_method);
         let _ = self.importer.set(
             importer
@@ -154,6 +157,19 @@ impl<'a> LinkCells<'a> {
             return Ok(());
         };
         layout.create_links(hoisted, (linked, importer.present()), context)
+    }
+
+    /// The `prune` stage: deletes the package directories the plan no longer has.
+    pub fn run_prune(
+        &self,
+        context: &StageContext,
+        ready: &Receiver<()>,
+    ) -> Result<(), InstallError> {
+        self.ready(context, ready);
+        match self.doomed.get() {
+            Some(doomed) => doomed.remove(Some(context)),
+            None => Ok(()),
+        }
     }
 
     /// The `import` stage.

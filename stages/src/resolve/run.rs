@@ -175,6 +175,8 @@ pub fn resolve_with_registry(
         let ready = ready_receiver.clone();
         pipeline.spawn("link", 1, move |context| cells.run_link(context, &ready));
         let ready = ready_receiver.clone();
+        pipeline.spawn("prune", 1, move |context| cells.run_prune(context, &ready));
+        let ready = ready_receiver.clone();
         pipeline.spawn("dispatch", 1, move |context| {
             cells.run_dispatch(
                 context,
