@@ -30,7 +30,7 @@ use crate::hoist::hoist;
 use crate::index::run_index_writer;
 use crate::integrity::Integrity;
 use crate::lifecycle::{BuildSettings, Lifecycle};
-use crate::link::{Doomed, ImportMethod, Importer, Layout, run_import_worker};
+use crate::link::{Doomed, ImportMethod, Importer, Layout, Preloaded, run_import_worker};
 use crate::local_outdated::check_local_packages;
 use crate::lockfile::Lockfile;
 use crate::lockfile_write::to_yaml;
@@ -1004,18 +1004,15 @@ fn run_pipeline(
                 },
             );
         }
+        drop(import_sender);
         let importer = &importer;
+        // Index hits go straight to the importers.
+        let warm = Preloaded::new(warm);
         pipeline.spawn(
             "import",
             import_threads(&layout.project_dir),
-            move |context| run_import_worker(context, &import_receiver, importer),
+            move |context| run_import_worker(context, (&warm, &import_receiver), importer),
         );
-        // Index hits go straight to the importers.
-        for stored in warm {
-            if import_sender.send(stored).is_err() {
-                break;
-            }
-        }
     });
     let outcome = outcome?;
     counts.files_written = files_written.load(Ordering::Relaxed);

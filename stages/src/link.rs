@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use flowpm_pipeline::{Receiver, StageContext};
 use flowpm_store::{Cas, FileEntry, PackageFiles};
@@ -203,7 +203,8 @@ impl<'a> Layout<'a> {
         };
         // pnpm creates `.pnpm/node_modules` only when something is hoisted into it.
         let hoist_dir = self.hoist_dir();
-        mkdir(hoist_dir.parent().expect("inside .pnpm").to_path_buf())?;
+        mkdir(self.virtual_store_dir.clone())?;
+        let mut store = VirtualStoreDir::open(&self.virtual_store_dir)?;
         let projects = hoisted_projects(self.plan, hoisted);
         if !hoisted.is_empty() || !projects.is_empty() {
             mkdir(hoist_dir.clone())?;
@@ -218,8 +219,8 @@ impl<'a> Layout<'a> {
             if linked.contains(&index) {
                 continue;
             }
-            let modules = self.snapshot_modules_dir(snapshot);
-            mkdir(modules.clone())?;
+            let modules = format!("{}/node_modules", snapshot.dir_name);
+            store.mkdir(&modules)?;
             if in_place.contains(&index) {
                 let mut wanted: HashSet<&str> = snapshot
                     .dependencies
@@ -227,17 +228,17 @@ impl<'a> Layout<'a> {
                     .map(|(alias, _)| alias.as_str())
                     .collect();
                 wanted.insert(&snapshot.name);
-                prune_links(&modules, &wanted)?;
+                prune_links(&self.snapshot_modules_dir(snapshot), &wanted)?;
             }
             for (alias, child) in &snapshot.dependencies {
                 if *alias == snapshot.name {
                     continue; // the package's own directory is there
                 }
                 if let Some(scope) = scope_of(alias) {
-                    mkdir(modules.join(scope))?;
+                    store.mkdir(&format!("{modules}/{scope}"))?;
                 }
-                let target = self.package_dir(&self.plan.snapshots[*child]);
-                link(&modules.join(alias), &target, &snapshot.name)?;
+                let child = &self.plan.snapshots[*child];
+                store.symlink(&format!("{modules}/{alias}"), child, &snapshot.name)?;
                 context.record_item(0);
             }
         }
@@ -252,10 +253,14 @@ impl<'a> Layout<'a> {
         }
         for entry in hoisted {
             if let Some(scope) = scope_of(&entry.alias) {
-                mkdir(hoist_dir.join(scope))?;
+                store.mkdir(&format!("node_modules/{scope}"))?;
             }
-            let target = self.package_dir(&self.plan.snapshots[entry.snapshot]);
-            link(&hoist_dir.join(&entry.alias), &target, &entry.alias)?;
+            let target = &self.plan.snapshots[entry.snapshot];
+            store.symlink(
+                &format!("node_modules/{}", entry.alias),
+                target,
+                &entry.alias,
+            )?;
             context.record_item(0);
         }
         for project in projects {
@@ -267,6 +272,89 @@ impl<'a> Layout<'a> {
             context.record_item(0);
         }
         Ok(())
+    }
+}
+
+/// `.pnpm`, for creating the directories and symlinks inside it through one handle: each path
+/// walked is 1-4 components from it instead of the project's absolute path, and directories
+/// are made parent first instead of by `create_dir_all`'s deepest-first attempt that fails
+/// (ENOENT) for every new package (PERF.md: p4).
+struct VirtualStoreDir<'p> {
+    fd: OwnedFd,
+    path: &'p Path,
+    /// Directories made (or found) by this run, relative to `.pnpm`.
+    made: HashSet<String>,
+}
+
+impl<'p> VirtualStoreDir<'p> {
+    fn open(path: &'p Path) -> Result<Self, InstallError> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| InstallError::io("open directory", path, e.into()))?;
+        Ok(VirtualStoreDir {
+            fd,
+            path,
+            made: HashSet::new(),
+        })
+    }
+
+    /// `mkdir -p` of `relative`.
+    fn mkdir(&mut self, relative: &str) -> Result<(), InstallError> {
+        if self.made.contains(relative) {
+            return Ok(());
+        }
+        if let Some((parent, _)) = relative.rsplit_once('/') {
+            self.mkdir(parent)?;
+        }
+        match rustix::fs::mkdirat(&self.fd, relative, Mode::from_raw_mode(0o777)) {
+            Ok(()) | Err(Errno::EXIST) => {
+                self.made.insert(relative.to_owned());
+                Ok(())
+            }
+            Err(e) => Err(InstallError::io(
+                "create directory",
+                &self.path.join(relative),
+                e.into(),
+            )),
+        }
+    }
+
+    /// Makes `relative` a symlink to `target`'s package directory, written relative to the
+    /// link's directory as pnpm does (`../../<dir>/node_modules/<name>`, or just `<name>` for a
+    /// package's alias of itself).
+    fn symlink(
+        &self,
+        relative: &str,
+        target: &SnapshotPlan,
+        package: &str,
+    ) -> Result<(), InstallError> {
+        let parent = relative.rsplit_once('/').map_or("", |(parent, _)| parent);
+        let target = format!("{}/node_modules/{}", target.dir_name, target.name);
+        let contents = relative_path(Path::new(parent), Path::new(&target));
+        let contents = contents.as_os_str();
+        let error = |action, source: rustix::io::Errno| InstallError::Link {
+            package: package.to_owned(),
+            action,
+            path: self.path.join(relative),
+            source: source.into(),
+        };
+        match rustix::fs::symlinkat(contents, &self.fd, relative) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) => {
+                let existing = rustix::fs::readlinkat(&self.fd, relative, Vec::new());
+                if existing.is_ok_and(|existing| existing.as_bytes() == contents.as_encoded_bytes())
+                {
+                    return Ok(());
+                }
+                remove_any(&self.path.join(relative))?;
+                rustix::fs::symlinkat(contents, &self.fd, relative)
+                    .map_err(|e| error("create symlink", e))
+            }
+            Err(e) => Err(error("create symlink", e)),
+        }
     }
 }
 
@@ -729,29 +817,66 @@ fn make_parents<'p>(
     }
 }
 
-/// One import thread: imports stored packages into every snapshot that uses them.
+/// Packages known to be stored before the import threads start (index hits), which the
+/// threads claim one by one with an atomic counter. Handing each over a bounded channel
+/// instead cost ~3k futex calls per 1,000 packages on a warm install (PERF.md).
+#[derive(Default)]
+pub struct Preloaded {
+    packages: Vec<StoredPackage>,
+    next: AtomicUsize,
+}
+
+impl Preloaded {
+    pub fn new(packages: Vec<StoredPackage>) -> Self {
+        Preloaded {
+            packages,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn claim(&self) -> Option<&StoredPackage> {
+        self.packages.get(self.next.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// One import thread: imports stored packages (the preloaded ones, then each one `input`
+/// delivers) into every snapshot that uses them.
 pub fn run_import_worker(
     context: &StageContext,
-    input: &Receiver<StoredPackage>,
+    (preloaded, input): (&Preloaded, &Receiver<StoredPackage>),
     importer: &Importer<'_>,
 ) -> Result<(), InstallError> {
+    while !context.is_cancelled()
+        && let Some(stored) = preloaded.claim()
+    {
+        import_stored(context, stored, importer)?;
+    }
     while let Some(stored) = context.recv(input) {
-        for &index in &stored.unit.snapshots {
-            let snapshot = &importer.layout.plan.snapshots[index];
-            if stored.files.requires_build {
-                // Rare (a few packages per thousand): the lock is off the common path.
-                let mut builds = importer.builds.lock().unwrap_or_else(|p| p.into_inner());
-                builds.push(snapshot.dep_path.clone());
-                drop(builds);
-                if importer.kept.contains(&snapshot.dep_path) || importer.unbuilt.contains(&index) {
-                    continue;
-                }
-            } else if importer.present.contains(&index) {
+        import_stored(context, &stored, importer)?;
+    }
+    Ok(())
+}
+
+fn import_stored(
+    context: &StageContext,
+    stored: &StoredPackage,
+    importer: &Importer<'_>,
+) -> Result<(), InstallError> {
+    for &index in &stored.unit.snapshots {
+        let snapshot = &importer.layout.plan.snapshots[index];
+        if stored.files.requires_build {
+            // Rare (a few packages per thousand): the lock is off the common path.
+            let mut builds = importer.builds.lock().unwrap_or_else(|p| p.into_inner());
+            builds.push(snapshot.dep_path.clone());
+            drop(builds);
+            if importer.kept.contains(&snapshot.dep_path) || importer.unbuilt.contains(&index) {
                 continue;
             }
-            importer.import(snapshot, &stored.files)?;
-            context.record_item(stored.files.total_size());
+        } else if importer.present.contains(&index) {
+            continue;
         }
+        importer.import(snapshot, &stored.files)?;
+        context.record_item(stored.files.total_size());
     }
     Ok(())
 }

@@ -180,7 +180,10 @@ impl<'a> LinkCells<'a> {
         input: &Receiver<StoredPackage>,
     ) -> Result<(), InstallError> {
         match self.ready(context, ready) {
-            Some(importer) => crate::link::run_import_worker(context, input, importer),
+            Some(importer) => {
+                let preloaded = crate::link::Preloaded::default();
+                crate::link::run_import_worker(context, (&preloaded, input), importer)
+            }
             None => Ok(()),
         }
     }
