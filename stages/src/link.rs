@@ -316,7 +316,7 @@ impl<'p> VirtualStoreDir<'p> {
             }
             Err(e) => Err(InstallError::io(
                 "create directory",
-                &self.path.join(relative),
+                self.path.join(relative),
                 e.into(),
             )),
         }
