@@ -24,6 +24,7 @@ pub mod config;
 pub mod decode;
 pub mod dep_path;
 mod error;
+mod fast_hash;
 pub mod fetch;
 pub mod git;
 mod git_prepare;

@@ -206,6 +206,25 @@ pub fn in_place(layout: &Layout<'_>, known: Option<(&str, Option<&Lockfile>)>) -
                         && was.integrity.as_deref().or(was.tarball.as_deref()) == source
                 })
     };
+    // Package directories are looked up from one handle on `.pnpm` (short path walks).
+    let Ok(virtual_store) = rustix::fs::open(
+        &layout.virtual_store_dir,
+        rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) else {
+        return InPlace::default();
+    };
+    let is_directory = |snapshot: &SnapshotPlan| {
+        let path = format!("{}/node_modules/{}", snapshot.dir_name, snapshot.name);
+        rustix::fs::statat(
+            &virtual_store,
+            path.as_str(),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .is_ok_and(|stat| {
+            rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Directory
+        })
+    };
     let files: HashSet<usize> = (0..plan.snapshots.len())
         .filter(|&index| {
             let snapshot = &plan.snapshots[index];
@@ -219,8 +238,7 @@ pub fn in_place(layout: &Layout<'_>, known: Option<(&str, Option<&Lockfile>)>) -
                 && !unverified_tarball
                 && unchanged(snapshot)
                 // Not through a symlink: a build may run in a directory left in place.
-                && std::fs::symlink_metadata(layout.package_dir(snapshot))
-                    .is_ok_and(|metadata| metadata.is_dir())
+                && is_directory(snapshot)
         })
         .collect();
     // A snapshot's links are in place when every dependency is in place too (one left out of

@@ -100,7 +100,7 @@ impl Packument {
     pub fn parse(body: Vec<u8>) -> Result<Self, PackumentError> {
         let raw: RawPackument<'_> =
             serde_json::from_slice(&body).map_err(|error| PackumentError(error.to_string()))?;
-        let time: HashMap<&str, i64, BuildKeyHasher> = raw
+        let time: crate::fast_hash::FastMap<&str, i64> = raw
             .time
             .0
             .iter()
@@ -332,37 +332,6 @@ struct RawPackument<'a> {
     #[serde(borrow, default)]
     time: Pairs<'a>,
 }
-
-/// FxHash (rustc's): the `time` map's keys are short version strings from the registry, and
-/// SipHash's DoS resistance cost more than the lookups (PERF.md, session 17).
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
-        }
-        for &byte in chunks.remainder() {
-            self.add(u64::from(byte));
-        }
-    }
-    fn write_u8(&mut self, byte: u8) {
-        self.add(u64::from(byte));
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl KeyHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-type BuildKeyHasher = std::hash::BuildHasherDefault<KeyHasher>;
 
 /// An object's entries in document order, values unparsed. (A `HashMap` here hashed every
 /// version key of every packument with SipHash, only to be iterated once.)

@@ -19,7 +19,7 @@ use crate::InstallError;
 use crate::git_prepare::GitBuilds;
 use crate::hoist::{Hoisted, hoist};
 use crate::install::split_by_store;
-use crate::link::{Doomed, ImportMethod, Importer, Layout};
+use crate::link::{ImportMethod, Importer, Layout};
 use crate::lockfile::Lockfile;
 use crate::messages::{PackageUnit, StoredPackage};
 use crate::metadata::invalidate;
@@ -55,8 +55,6 @@ pub struct LinkCells<'a> {
     importer: OnceLock<Importer<'a>>,
     /// Snapshots whose dependency links are in place ([`crate::metadata::InPlace::links`]).
     linked: OnceLock<HashSet<usize>>,
-    /// Package directories of an earlier install that the plan no longer has.
-    doomed: OnceLock<Doomed>,
     /// Units of the plan that neither were in the store nor arrived from the fetch stages.
     pub leftover: Mutex<Vec<Arc<PackageUnit>>>,
     /// Keys of the units the resolve thread sent to the fetch stages.
@@ -72,7 +70,6 @@ impl<'a> LinkCells<'a> {
             layout: OnceLock::new(),
             importer: OnceLock::new(),
             linked: OnceLock::new(),
-            doomed: OnceLock::new(),
             leftover: Mutex::new(Vec::new()),
             sent: OnceLock::new(),
             counts: Mutex::new((0, 0)),
@@ -105,8 +102,7 @@ impl<'a> LinkCells<'a> {
             .kept
             .get_or_init(|| crate::lifecycle::already_built(layout, &present));
         invalidate(layout)?;
-        let hoisted = self.planned.hoisted.get_or_init(|| hoist(plan));
-        let _ = self.doomed.set(layout.prune(hoisted)?);
+        self.planned.hoisted.get_or_init(|| hoist(plan));
         let importer = Importer::new(layout, store.cas(), reporter, target.import_method);
         let _ = self.importer.set(
             importer
@@ -159,17 +155,21 @@ impl<'a> LinkCells<'a> {
         layout.create_links(hoisted, (linked, importer.present()), context)
     }
 
-    /// The `prune` stage: deletes the package directories the plan no longer has.
+    /// The `prune` stage: removes what an earlier install left that the plan does not have
+    /// ([`Layout::prune`]), beside the `link` stage (neither touches what the other makes).
     pub fn run_prune(
         &self,
         context: &StageContext,
         ready: &Receiver<()>,
     ) -> Result<(), InstallError> {
-        self.ready(context, ready);
-        match self.doomed.get() {
-            Some(doomed) => doomed.remove(Some(context)),
-            None => Ok(()),
-        }
+        let (Some(_), Some(layout), Some(hoisted)) = (
+            self.ready(context, ready),
+            self.layout.get(),
+            self.planned.hoisted.get(),
+        ) else {
+            return Ok(());
+        };
+        layout.prune(hoisted)?.remove(Some(context))
     }
 
     /// The `import` stage.
@@ -215,7 +215,15 @@ impl<'a> LinkCells<'a> {
             .count();
         *self.counts.lock().unwrap() = (fetched, stored_already.len() + missing.len() - fetched);
         for package in stored_already {
-            if context.send(import, package).is_err() {
+            // Nothing to do for a package in place (unless its build is to be recorded): not
+            // sent, which saves a wake-up per package on an edit.
+            let in_place = !package.files.requires_build
+                && package
+                    .unit
+                    .snapshots
+                    .iter()
+                    .all(|index| importer.present().contains(index));
+            if !in_place && context.send(import, package).is_err() {
                 return Ok(());
             }
         }

@@ -11,7 +11,7 @@
 //! for those children are requested as soon as each sibling is known, so the barrier costs no
 //! network round trip.
 
-use std::collections::{HashMap, HashSet};
+use crate::fast_hash::{FastMap as HashMap, FastSet as HashSet};
 use std::sync::Arc;
 
 use nodejs_semver::{Range, Version};
@@ -232,7 +232,7 @@ enum PackumentState {
 
 impl<'a> GraphBuilder<'a> {
     pub fn new(old: Option<&'a Lockfile>, mut options: ResolveOptions) -> Self {
-        let mut locked_versions: HashMap<String, Vec<String>> = HashMap::new();
+        let mut locked_versions: HashMap<String, Vec<String>> = HashMap::default();
         if let Some(old) = old {
             // A package whose own override changed is picked again as if updated.
             options.update.extend(crate::overrides::changed_names(
@@ -256,13 +256,13 @@ impl<'a> GraphBuilder<'a> {
             warnings: Vec::new(),
             old,
             options,
-            by_key: HashMap::new(),
-            packuments: HashMap::new(),
+            by_key: HashMap::default(),
+            packuments: HashMap::default(),
             groups: Vec::new(),
             root_scopes: Vec::new(),
-            root_groups: HashMap::new(),
+            root_groups: HashMap::default(),
             locked_versions,
-            refreshed: HashSet::new(),
+            refreshed: HashSet::default(),
         }
     }
 
@@ -671,7 +671,7 @@ impl<'a> GraphBuilder<'a> {
         demands: &mut Vec<Demand>,
     ) -> Result<(), ResolveFailure> {
         let members = std::mem::take(&mut self.groups[group].members);
-        let mut versions: HashMap<String, Vec<String>> = HashMap::new();
+        let mut versions: HashMap<String, Vec<String>> = HashMap::default();
         for &member in &members {
             let node = &self.nodes[member];
             versions
@@ -996,7 +996,7 @@ pub fn child_requests(manifest: &VersionManifest) -> Vec<(String, String, bool)>
         .iter()
         .map(String::as_str)
         .collect();
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     let mut requests = Vec::new();
     for (alias, spec) in &manifest.dependencies {
         if optional.contains(alias.as_str()) || bundled.contains(alias.as_str()) {

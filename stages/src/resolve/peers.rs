@@ -7,7 +7,9 @@
 //! names it as a peer, from outside the cycle too (pnpm 12, RESOLVE-ORACLE §15).
 
 use std::cell::OnceCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::fast_hash::{FastMap as HashMap, FastSet as HashSet};
 use std::rc::Rc;
 
 use nodejs_semver::{Range, Version};
@@ -102,10 +104,10 @@ pub fn resolve_peers(
     let mut resolver = Resolver {
         nodes,
         needed: needed_from_outside(nodes),
-        memo: HashMap::new(),
-        looking_up: HashSet::new(),
+        memo: HashMap::default(),
+        looking_up: HashSet::default(),
         versions_by_name: versions_by_name(nodes),
-        in_progress: HashMap::new(),
+        in_progress: HashMap::default(),
         optional_peer_ranges: nodes
             .iter()
             .flat_map(|node| {
@@ -116,7 +118,7 @@ pub fn resolve_peers(
                     .map(|(name, range)| (name.clone(), range.clone()))
             })
             .collect(),
-        any_key: HashMap::new(),
+        any_key: HashMap::default(),
         project: 0,
         out: PeerResolution {
             direct: vec![None; direct.len()],
@@ -167,7 +169,7 @@ fn in_project(entries: &[ScopeEntry], project: usize) -> Vec<(usize, &str, NodeI
 /// snapshot of its own: such references link to the package's resolved snapshot instead, so
 /// every reference in the lockfile has an entry.
 fn link_cycle_references(out: &mut PeerResolution) {
-    let mut resolved: HashMap<String, String> = HashMap::new();
+    let mut resolved: HashMap<String, String> = HashMap::default();
     for key in out.snapshots.keys() {
         resolved
             .entry(crate::lockfile::package_key(key).to_owned())
@@ -302,7 +304,7 @@ impl<'g> Resolver<'g> {
         // is also a dependency only when found in scope) and what its children take from
         // outside and it does not provide.
         let mut outside: BTreeMap<String, Option<String>> = BTreeMap::new();
-        let mut peer_wins = HashSet::new();
+        let mut peer_wins = HashSet::default();
         let mut dependencies = BTreeMap::new();
         let mut optional_dependencies = BTreeMap::new();
         // Own peers, from the parent's scope (a dependency of the same name wins).
@@ -400,12 +402,12 @@ impl<'g> Resolver<'g> {
             };
             // A walk from each entry that has outside names (few do); scopes are small next to
             // the graph, and this runs once per scope a peer is found in.
-            let mut cyclic = HashSet::new();
+            let mut cyclic = HashSet::default();
             for &start in frame.entries.values() {
                 if self.needed[start].is_empty() {
                     continue;
                 }
-                let mut seen = HashSet::new();
+                let mut seen = HashSet::default();
                 let mut stack: Vec<NodeId> = edges(start).collect();
                 while let Some(next) = stack.pop() {
                     if next == start {
@@ -443,7 +445,7 @@ impl<'g> Resolver<'g> {
 }
 
 fn versions_by_name(nodes: &[Node]) -> HashMap<&str, Vec<(Version, NodeId)>> {
-    let mut by_name: HashMap<&str, Vec<(Version, NodeId)>> = HashMap::new();
+    let mut by_name: HashMap<&str, Vec<(Version, NodeId)>> = HashMap::default();
     for (id, node) in nodes.iter().enumerate() {
         if let Ok(version) = Version::parse(&node.version) {
             by_name.entry(&node.name).or_default().push((version, id));
