@@ -33,6 +33,10 @@ pub fn import_threads(dir: &std::path::Path) -> usize {
     )
 }
 
+/// Deleters of the package directories an install no longer has (an edit removing a
+/// dependency: thousands of unlinks, in parallel with linking; one thread per core here).
+pub const PRUNE_THREADS: usize = 2;
+
 /// Writers of packages' own `.bin` directories after the import (a few hundred small files).
 pub const BIN_THREADS: usize = 2;
 

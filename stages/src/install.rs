@@ -19,7 +19,8 @@ use flowpm_store::{GitCopy, Store};
 
 use crate::InstallError;
 use crate::capacity::{
-    FETCH_THREADS, FILE_QUEUE, IMPORT_QUEUE, INDEX_QUEUE, WRITE_THREADS, import_threads, threads,
+    FETCH_THREADS, FILE_QUEUE, IMPORT_QUEUE, INDEX_QUEUE, PRUNE_THREADS, WRITE_THREADS,
+    import_threads, threads,
 };
 use crate::catalogs::Catalogs;
 use crate::config::{ConfigOverrides, NpmConfig};
@@ -337,7 +338,8 @@ pub fn install(
 
     invalidate(&layout)?;
     let mut hoisted = hoist(&plan);
-    let doomed = layout.prune(&hoisted)?;
+    let doomed = layout.doomed()?;
+    layout.prune(&hoisted)?;
     let result = run_pipeline(
         options,
         &config,
@@ -396,7 +398,8 @@ fn leave_out(
     *plan = plan.without(&missing);
     *hoisted = hoist(plan);
     let layout = Layout::new(project_dir, plan);
-    layout.prune(hoisted)?.remove(None)?;
+    layout.prune(hoisted)?;
+    layout.doomed()?.remove(None)?;
     layout.relink_hoisted(hoisted)
 }
 
@@ -1016,7 +1019,8 @@ fn run_pipeline(
             layout.create_links(hoisted, (&linked, importer.present()), context)
         });
         if !doomed.is_empty() {
-            pipeline.spawn("prune", 1, |context| doomed.remove(Some(context)));
+            let threads = threads("prune", PRUNE_THREADS);
+            pipeline.spawn("prune", threads, |context| doomed.remove(Some(context)));
         }
         if fetch_threads > 0 {
             let fetcher = &fetcher;

@@ -101,22 +101,19 @@ impl<'a> Layout<'a> {
         self.virtual_store_dir.join("node_modules")
     }
 
-    /// Removes what an earlier install left that this plan does not have (only inside
-    /// `node_modules`), so switching lockfiles never leaves stale packages resolvable.
-    ///
-    /// The package directories in `.pnpm` that the plan no longer has are only listed: the
-    /// caller deletes them ([`Doomed::remove`]), on a thread of their own while the install
-    /// goes on (nothing this install creates is under them). Deleting a removed package's
-    /// tree was the largest single cost of an edit (PERF.md).
-    pub fn prune(&self, hoisted: &[Hoisted]) -> Result<Doomed, InstallError> {
+    /// The package directories in `.pnpm` that an earlier install left and this plan does
+    /// not have, to be deleted ([`Doomed::remove`]) while the install goes on (nothing it
+    /// creates is under them): deleting a removed package's tree was the largest single cost
+    /// of an edit (PERF.md).
+    pub fn doomed(&self) -> Result<Doomed, InstallError> {
         let wanted_dirs: HashSet<&str> = self
             .plan
             .snapshots
             .iter()
             .map(|s| s.dir_name.as_str())
             .collect();
-        let doomed = Doomed(
-            list_dir(&self.virtual_store_dir)?
+        Ok(Doomed {
+            paths: list_dir(&self.virtual_store_dir)?
                 .into_iter()
                 .filter(|name| {
                     name != "node_modules"
@@ -125,7 +122,14 @@ impl<'a> Layout<'a> {
                 })
                 .map(|name| self.virtual_store_dir.join(name))
                 .collect(),
-        );
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Removes the links and shims an earlier install left that this plan does not have
+    /// (only inside `node_modules`), so switching lockfiles never leaves stale packages
+    /// resolvable; with [`Layout::doomed`], everything it left.
+    pub fn prune(&self, hoisted: &[Hoisted]) -> Result<(), InstallError> {
         for importer in self.importers() {
             let direct: HashSet<&str> = self
                 .plan
@@ -146,12 +150,12 @@ impl<'a> Layout<'a> {
                 .map(|project| project.alias),
         );
         prune_links(&self.hoist_dir(), &hoisted_names)?;
-        remove_any(&self.hoist_dir().join(".bin"))?;
-        Ok(doomed)
+        remove_any(&self.hoist_dir().join(".bin"))
     }
 
     /// Removes the links that dependents have to the snapshots in `missing` (packages left out
-    /// mid-install); [`Layout::prune`] on the reduced plan removes the rest.
+    /// mid-install); [`Layout::prune`] and [`Layout::doomed`] on the reduced plan remove the
+    /// rest.
     pub fn unlink_dependents(&self, missing: &HashSet<usize>) -> Result<(), InstallError> {
         for (index, snapshot) in self.plan.snapshots.iter().enumerate() {
             if missing.contains(&index) {
@@ -456,19 +460,24 @@ fn prune_links(dir: &Path, wanted: &HashSet<&str>) -> Result<(), InstallError> {
     Ok(())
 }
 
-/// Entries of `.pnpm` that the plan no longer has, listed by [`Layout::prune`].
+/// Entries of `.pnpm` that the plan no longer has, listed by [`Layout::doomed`].
 #[derive(Debug, Default)]
 #[must_use = "the directories are only listed: remove them"]
-pub struct Doomed(Vec<PathBuf>);
+pub struct Doomed {
+    paths: Vec<PathBuf>,
+    /// The next one to claim: several threads delete them together.
+    next: AtomicUsize,
+}
 
 impl Doomed {
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.paths.is_empty()
     }
 
-    /// Deletes them, stopping early if the install is cancelled.
+    /// Deletes them (sharing the list with whichever other threads call this), stopping
+    /// early if the install is cancelled.
     pub fn remove(&self, context: Option<&StageContext>) -> Result<(), InstallError> {
-        for path in &self.0 {
+        while let Some(path) = self.paths.get(self.next.fetch_add(1, Ordering::Relaxed)) {
             if context.is_some_and(StageContext::is_cancelled) {
                 break;
             }

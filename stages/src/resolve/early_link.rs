@@ -19,7 +19,7 @@ use crate::InstallError;
 use crate::git_prepare::GitBuilds;
 use crate::hoist::{Hoisted, hoist};
 use crate::install::split_by_store;
-use crate::link::{ImportMethod, Importer, Layout};
+use crate::link::{Doomed, ImportMethod, Importer, Layout};
 use crate::lockfile::Lockfile;
 use crate::messages::{PackageUnit, StoredPackage};
 use crate::metadata::invalidate;
@@ -55,6 +55,8 @@ pub struct LinkCells<'a> {
     importer: OnceLock<Importer<'a>>,
     /// Snapshots whose dependency links are in place ([`crate::metadata::InPlace::links`]).
     linked: OnceLock<HashSet<usize>>,
+    /// Package directories of an earlier install that the plan no longer has.
+    doomed: OnceLock<Doomed>,
     /// Units of the plan that neither were in the store nor arrived from the fetch stages.
     pub leftover: Mutex<Vec<Arc<PackageUnit>>>,
     /// Keys of the units the resolve thread sent to the fetch stages.
@@ -70,6 +72,7 @@ impl<'a> LinkCells<'a> {
             layout: OnceLock::new(),
             importer: OnceLock::new(),
             linked: OnceLock::new(),
+            doomed: OnceLock::new(),
             leftover: Mutex::new(Vec::new()),
             sent: OnceLock::new(),
             counts: Mutex::new((0, 0)),
@@ -103,6 +106,7 @@ impl<'a> LinkCells<'a> {
             .get_or_init(|| crate::lifecycle::already_built(layout, &present));
         invalidate(layout)?;
         self.planned.hoisted.get_or_init(|| hoist(plan));
+        let _ = self.doomed.set(layout.doomed()?);
         let importer = Importer::new(layout, store.cas(), reporter, target.import_method);
         let _ = self.importer.set(
             importer
@@ -156,20 +160,25 @@ impl<'a> LinkCells<'a> {
     }
 
     /// The `prune` stage: removes what an earlier install left that the plan does not have
-    /// ([`Layout::prune`]), beside the `link` stage (neither touches what the other makes).
+    /// ([`Layout::prune`], then the package directories, on every worker), beside the `link`
+    /// stage (neither touches what the other makes).
     pub fn run_prune(
         &self,
         context: &StageContext,
         ready: &Receiver<()>,
     ) -> Result<(), InstallError> {
-        let (Some(_), Some(layout), Some(hoisted)) = (
+        let (Some(_), Some(layout), Some(hoisted), Some(doomed)) = (
             self.ready(context, ready),
             self.layout.get(),
             self.planned.hoisted.get(),
+            self.doomed.get(),
         ) else {
             return Ok(());
         };
-        layout.prune(hoisted)?.remove(Some(context))
+        if context.worker() == 0 {
+            layout.prune(hoisted)?;
+        }
+        doomed.remove(Some(context))
     }
 
     /// The `import` stage.

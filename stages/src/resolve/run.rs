@@ -23,7 +23,9 @@ use flowpm_pipeline::{
 use flowpm_store::Store;
 
 use crate::InstallError;
-use crate::capacity::{FETCH_THREADS, FILE_QUEUE, IMPORT_QUEUE, import_threads, threads};
+use crate::capacity::{
+    FETCH_THREADS, FILE_QUEUE, IMPORT_QUEUE, PRUNE_THREADS, import_threads, threads,
+};
 use crate::config::NpmConfig;
 use crate::fetch::{Fetcher, default_tarball_url};
 use crate::install::{StoreStages, spawn_store_stages};
@@ -175,7 +177,9 @@ pub fn resolve_with_registry(
         let ready = ready_receiver.clone();
         pipeline.spawn("link", 1, move |context| cells.run_link(context, &ready));
         let ready = ready_receiver.clone();
-        pipeline.spawn("prune", 1, move |context| cells.run_prune(context, &ready));
+        pipeline.spawn("prune", threads("prune", PRUNE_THREADS), move |context| {
+            cells.run_prune(context, &ready)
+        });
         let ready = ready_receiver.clone();
         pipeline.spawn("dispatch", 1, move |context| {
             cells.run_dispatch(
