@@ -206,18 +206,20 @@ pub fn in_place(layout: &Layout<'_>, known: Option<(&str, Option<&Lockfile>)>) -
                         && was.integrity.as_deref().or(was.tarball.as_deref()) == source
                 })
     };
-    // Package directories are looked up from one handle on `.pnpm` (short path walks).
-    let Ok(virtual_store) = rustix::fs::open(
+    // Package directories are looked up from one handle on `.pnpm` (short path walks); none
+    // is there if it cannot be opened.
+    let virtual_store = rustix::fs::open(
         &layout.virtual_store_dir,
         rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
-    ) else {
-        return InPlace::default();
-    };
+    );
     let is_directory = |snapshot: &SnapshotPlan| {
+        let Ok(virtual_store) = &virtual_store else {
+            return false;
+        };
         let path = format!("{}/node_modules/{}", snapshot.dir_name, snapshot.name);
         rustix::fs::statat(
-            &virtual_store,
+            virtual_store,
             path.as_str(),
             rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
         )

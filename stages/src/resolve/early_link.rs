@@ -3,9 +3,10 @@
 //! still download, instead of after the last one.
 //!
 //! The resolve thread builds the plan and fills [`LinkCells`]; the `link`, `dispatch`,
-//! `import` and `prune` stages wait for that (they block on a channel the resolve thread closes) and then
-//! work from the cells. Packages stored before the plan exists wait in an unbounded channel
-//! (their file lists only, bounded by the lockfile) so downloads never stall on resolution.
+//! `import` and `prune` stages wait for that (they block on a channel the resolve thread
+//! closes) and then work from the cells. Packages stored before the plan exists wait in an
+//! unbounded channel (their file lists only, bounded by the lockfile) so downloads never stall
+//! on resolution.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
