@@ -34,14 +34,23 @@ pub fn run_write_worker(
 ) -> Result<(), InstallError> {
     while let Some(FileJob { attempt, files }) = context.recv(input) {
         let total = files.len();
+        if files
+            .iter()
+            .any(|(_, file)| file.path == "package.json" && has_install_scripts(&file.data))
+        {
+            attempt.mark_install_scripts();
+        }
+        // The job's files are hashed together: small ones fill a vector's lanes side by side.
+        let contents: Vec<(&[u8], bool)> = files
+            .iter()
+            .map(|(_, file)| (file.data.as_slice(), file.mode & 0o111 != 0))
+            .collect();
+        let results = finalizer.cas.stage_all(&contents);
+        drop(contents);
         let mut staged = Vec::with_capacity(total);
         let mut failure = None;
-        for (sequence, file) in files {
-            let executable = file.mode & 0o111 != 0;
-            if file.path == "package.json" && has_install_scripts(&file.data) {
-                attempt.mark_install_scripts();
-            }
-            match finalizer.cas.stage(&file.data, executable) {
+        for ((sequence, file), result) in files.into_iter().zip(results) {
+            match result {
                 Ok(done) => {
                     context.record_item(file.data.len() as u64);
                     staged.push(StagedEntry {
@@ -51,10 +60,7 @@ pub fn run_write_worker(
                         file: done,
                     });
                 }
-                Err(error) => {
-                    failure = Some(error);
-                    break;
-                }
+                Err(error) => failure = Some(error),
             }
         }
         // Files staged before a failure are kept with the attempt, so finalising discards them.

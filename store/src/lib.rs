@@ -13,6 +13,8 @@
 //!
 //! The store knows nothing about semver, lockfiles or node_modules.
 
+#[cfg(target_arch = "x86_64")]
+mod blake3_lanes;
 mod cas;
 mod error;
 mod index;
