@@ -171,6 +171,8 @@ unsafe fn compress_jobs(jobs: &[Job<'_>], trees: &mut [(usize, Vec<Words>)]) {
             let start = block * BLOCK;
             let len = job.data.len().saturating_sub(start).min(BLOCK);
             let bytes = &job.data[start..start + len];
+            // Sixteen inputs read a block at a time defeat the hardware prefetcher: ask for
+            // each lane's data four blocks ahead.
             if let Some(ahead) = job.data.get(start + 4 * BLOCK) {
                 _mm_prefetch::<_MM_HINT_T0>((ahead as *const u8).cast());
             }
@@ -178,8 +180,8 @@ unsafe fn compress_jobs(jobs: &[Job<'_>], trees: &mut [(usize, Vec<Words>)]) {
                 // SAFETY: 64 bytes.
                 unsafe { _mm512_loadu_si512(bytes.as_ptr().cast()) }
             } else {
-                // A short last block, zero-padded. (Not a masked load: with the masked-off
-                // bytes past the input, those took hundreds of cycles each here.)
+                // A short last block, zero-padded. (Not a byte-masked load: those took most
+                // of this kernel's time on this machine; PERF.md, session 19.)
                 let mut padded = [0u8; BLOCK];
                 padded[..len].copy_from_slice(bytes);
                 unsafe { _mm512_loadu_si512(padded.as_ptr().cast()) }
