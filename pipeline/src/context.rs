@@ -123,3 +123,29 @@ impl StageContext {
         self.waited_ns.get()
     }
 }
+
+/// A stage of a running pipeline, as seen from another stage's thread.
+#[derive(Clone)]
+pub struct StageHandle {
+    pub(crate) metrics: Arc<StageMetrics>,
+}
+
+impl StageHandle {
+    /// Runs `work` on the calling thread on this stage's behalf: the back-pressure policy
+    /// "caller runs", for a producer that finds this stage's queue full and would otherwise
+    /// sleep until a worker wakes it (two context switches per item when the workers are the
+    /// bottleneck). The items, waits and busy time of `work` count as this stage's; for the
+    /// caller's stage that time is neither busy nor a wait on its channels.
+    pub fn run_here<R>(&self, caller: &StageContext, work: impl FnOnce(&StageContext) -> R) -> R {
+        let context = StageContext::new(self.metrics.clone(), caller.cancel.clone(), caller.worker);
+        let start = Instant::now();
+        let result = work(&context);
+        let elapsed = start.elapsed().as_nanos() as u64;
+        self.metrics.busy_ns.fetch_add(
+            elapsed.saturating_sub(context.waited_ns()),
+            Ordering::Relaxed,
+        );
+        caller.waited_ns.set(caller.waited_ns.get() + elapsed);
+        result
+    }
+}

@@ -38,13 +38,13 @@ mod metrics;
 mod runtime;
 
 pub use cancel::CancelToken;
-pub use context::{StageContext, Stopped};
+pub use context::{StageContext, StageHandle, Stopped};
 pub use metrics::StageSnapshot;
 pub use runtime::{Pipeline, PipelineError, RunOutcome, run};
 
 /// Channel endpoints used between stages. Data channels are bounded ([`bounded`]); only
 /// control and progress traffic may be unbounded ([`unbounded`]) so reporting never deadlocks.
-pub use flume::{Receiver, Sender};
+pub use flume::{Receiver, Sender, TrySendError};
 
 /// A bounded channel for data flowing between stages.
 pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {

@@ -7,7 +7,7 @@ use std::thread::{Scope, ScopedJoinHandle};
 use std::time::Instant;
 
 use crate::CancelToken;
-use crate::context::StageContext;
+use crate::context::{StageContext, StageHandle};
 use crate::metrics::{StageMetrics, StageSnapshot};
 
 /// Why a run failed: the first stage failure, in the order they happened.
@@ -81,20 +81,37 @@ pub struct Pipeline<'scope, 'env, E> {
 
 impl<'scope, 'env, E: Send + 'scope> Pipeline<'scope, 'env, E> {
     /// Starts `workers` threads (at least one) named `flowpm-<name>`, each running `body`.
-    /// The stage ends when all its threads return.
-    pub fn spawn<F>(&mut self, name: &'static str, workers: usize, body: F)
+    /// The stage ends when all its threads return. The handle lets an upstream stage's thread
+    /// do this stage's work itself ([`StageHandle::run_here`]).
+    pub fn spawn<F>(&mut self, name: &'static str, workers: usize, body: F) -> StageHandle
     where
         F: Fn(&StageContext) -> Result<(), E> + Send + Sync + 'scope,
     {
+        let stage = self.declare(name);
+        self.spawn_declared(&stage, workers, body);
+        stage
+    }
+
+    /// Names a stage (its place in the report) before its threads start, so that a stage
+    /// spawned earlier can hold its handle. Start it with [`Pipeline::spawn_declared`].
+    pub fn declare(&mut self, name: &'static str) -> StageHandle {
         let metrics = Arc::new(StageMetrics::new(name));
         self.shared.stages.lock().unwrap().push(metrics.clone());
+        StageHandle { metrics }
+    }
+
+    /// [`Pipeline::spawn`] for a stage named by [`Pipeline::declare`].
+    pub fn spawn_declared<F>(&mut self, stage: &StageHandle, workers: usize, body: F)
+    where
+        F: Fn(&StageContext) -> Result<(), E> + Send + Sync + 'scope,
+    {
         let body = Arc::new(body);
         for worker in 0..workers.max(1) {
             let body = body.clone();
-            let metrics = metrics.clone();
+            let metrics = stage.metrics.clone();
             let shared = self.shared.clone();
             let handle = std::thread::Builder::new()
-                .name(format!("flowpm-{name}"))
+                .name(format!("flowpm-{}", stage.metrics.name))
                 .spawn_scoped(self.scope, move || {
                     run_worker(&shared, metrics, worker, &*body)
                 })

@@ -172,3 +172,45 @@ fn outside_cancellation_stops_blocked_stages() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[test]
+fn a_producer_can_do_a_full_stages_work_itself_counted_as_that_stages() {
+    let handled_here = Arc::new(AtomicUsize::new(0));
+    let total = Arc::new(AtomicUsize::new(0));
+    let outcome = run::<String, _>(&CancelToken::new(), |pipeline| {
+        let (jobs, jobs_in) = bounded::<usize>(1);
+        let consumer_total = total.clone();
+        let consume = pipeline.spawn("consume", 1, move |context| {
+            while let Some(n) = context.recv(&jobs_in) {
+                std::thread::sleep(Duration::from_millis(1));
+                consumer_total.fetch_add(n, Ordering::SeqCst);
+                context.record_item(1);
+            }
+            Ok(())
+        });
+        let (producer_total, here) = (total.clone(), handled_here.clone());
+        pipeline.spawn("produce", 1, move |context| {
+            for n in 1..=200 {
+                match jobs.try_send(n) {
+                    Ok(()) => {}
+                    Err(flowpm_pipeline::TrySendError::Full(n)) => {
+                        consume.run_here(context, |consume_context| {
+                            producer_total.fetch_add(n, Ordering::SeqCst);
+                            here.fetch_add(1, Ordering::SeqCst);
+                            consume_context.record_item(1);
+                        });
+                    }
+                    Err(flowpm_pipeline::TrySendError::Disconnected(_)) => return Ok(()),
+                }
+            }
+            Ok(())
+        });
+    })
+    .unwrap();
+    // Every job was done exactly once, some of them by the producer (the queue holds one and
+    // the consumer takes a millisecond each), and all count as the consumer's items.
+    assert_eq!(total.load(Ordering::SeqCst), 200 * 201 / 2);
+    assert!(handled_here.load(Ordering::SeqCst) > 0);
+    assert_eq!(outcome.stage("consume").unwrap().items, 200);
+    assert_eq!(outcome.stage("produce").unwrap().items, 0);
+}

@@ -42,7 +42,8 @@ pub const BIN_THREADS: usize = 2;
 
 /// Batches of decoded files waiting for a writer (see `messages::BATCH_BYTES`): at most
 /// 64 * 128 KiB = 8 MiB of file content queued, whatever the lockfile size. Larger files are
-/// streamed by the fetch threads and never queued.
+/// streamed by the fetch threads and never queued, and a fetch thread that finds the queue
+/// full writes its batch itself (`write::FileQueue`).
 pub const FILE_QUEUE: usize = 64;
 
 /// Stored packages waiting for import and for the index writer. Small messages (a file list).

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use flowpm_pipeline::{Receiver, Sender, StageContext};
+use flowpm_pipeline::{Receiver, StageContext};
 use flowpm_store::GitCopy;
 
 use crate::InstallError;
@@ -21,7 +21,7 @@ use crate::http::{HttpClient, HttpFailure};
 use crate::messages::{Attempt, FileBatcher, FileJob, PackageUnit, StagedEntry};
 use crate::packlist;
 use crate::report::Reporter;
-use crate::write::{Finalizer, finalize};
+use crate::write::{FileQueue, Finalizer, Submit, finalize};
 
 /// Retries per tarball unless `fetch-retries` says otherwise.
 const DEFAULT_RETRIES: u64 = 3;
@@ -179,7 +179,7 @@ pub fn run_fetch_worker(
     context: &StageContext,
     input: &Receiver<Arc<PackageUnit>>,
     fetcher: &Fetcher<'_>,
-    files: &Sender<FileJob>,
+    files: &FileQueue,
     finalizer: &Finalizer<'_>,
 ) -> Result<(), InstallError> {
     while let Some(unit) = context.recv(input) {
@@ -287,7 +287,7 @@ fn fetch_unit(
     fetcher: &Fetcher<'_>,
     unit: &Arc<PackageUnit>,
     url: &str,
-    files: &Sender<FileJob>,
+    files: &FileQueue,
     finalizer: &Finalizer<'_>,
 ) -> Result<bool, InstallError> {
     let fetch_error = |cause: String| InstallError::Fetch {
@@ -368,7 +368,7 @@ fn store_git(
     fetcher: &Fetcher<'_>,
     unit: &Arc<PackageUnit>,
     git: &crate::git::GitSource,
-    files: &Sender<FileJob>,
+    files: &FileQueue,
     finalizer: &Finalizer<'_>,
 ) -> Result<bool, InstallError> {
     let source = crate::git::redact_credentials(&git.id());
@@ -434,7 +434,7 @@ fn store_directory(
     fetcher: &Fetcher<'_>,
     unit: &Arc<PackageUnit>,
     source: &DirectorySource<'_>,
-    files: &Sender<FileJob>,
+    files: &FileQueue,
     finalizer: &Finalizer<'_>,
 ) -> Result<bool, InstallError> {
     let DirectorySource {
@@ -529,7 +529,7 @@ fn store_directory(
 /// their stream.
 struct AttemptSink<'s, 'f> {
     context: &'s StageContext,
-    files: &'s Sender<FileJob>,
+    files: &'s FileQueue,
     finalizer: &'s Finalizer<'f>,
     attempt: Arc<Attempt>,
     batcher: FileBatcher,
@@ -542,7 +542,7 @@ impl<'s, 'f> AttemptSink<'s, 'f> {
     fn new(
         context: &'s StageContext,
         attempt: Attempt,
-        files: &'s Sender<FileJob>,
+        files: &'s FileQueue,
         finalizer: &'s Finalizer<'f>,
     ) -> Self {
         let attempt = Arc::new(attempt);
@@ -558,13 +558,15 @@ impl<'s, 'f> AttemptSink<'s, 'f> {
     }
 
     fn send(&mut self, job: FileJob) -> Result<(), SinkError<InstallError>> {
-        self.context
-            .send(self.files, job)
-            .map_err(|flowpm_pipeline::Stopped(job)| {
+        match self.files.submit(self.context, job, self.finalizer) {
+            Ok(()) => Ok(()),
+            Err(Submit::Failed(error)) => Err(SinkError::Other(error)),
+            Err(Submit::Stopped(job)) => {
                 job.abandon();
                 self.stopped = true;
-                SinkError::Stopped
-            })
+                Err(SinkError::Stopped)
+            }
+        }
     }
 
     fn take(&mut self, entry: DecodedEntry<'_>) -> Result<(), SinkError<InstallError>> {
@@ -649,7 +651,7 @@ fn decode_attempt(
     unit: &Arc<PackageUnit>,
     url: &str,
     body: impl Read,
-    files: &Sender<FileJob>,
+    files: &FileQueue,
     finalizer: &Finalizer<'_>,
 ) -> Result<Decoded, InstallError> {
     let counted = CountingReader {

@@ -53,7 +53,7 @@ use crate::resolve::metadata::CacheMode;
 use crate::resolve::run::{LinkOutcome, ResolveRun, resolve_with_registry};
 use crate::resolve::{Project, ResolveOptions};
 use crate::workspace;
-use crate::write::{Finalizer, run_write_worker};
+use crate::write::{FileQueue, Finalizer, run_write_worker};
 
 /// What to install and how. `Default` gives a plain `flowpm install` of the current directory.
 #[derive(Debug, Clone)]
@@ -1106,11 +1106,15 @@ pub(crate) fn spawn_store_stages<'scope>(
     });
     let fetch_finalizer = finalizer.clone();
     let fetcher = shared.fetcher;
-    pipeline.spawn("fetch", fetch_threads, move |context| {
-        run_fetch_worker(context, &units, fetcher, &file_sender, &fetch_finalizer)
-    });
-    pipeline.spawn("write", threads("write", WRITE_THREADS), move |context| {
-        run_write_worker(context, &file_receiver, &finalizer)
+    let fetch = pipeline.declare("fetch");
+    let files = FileQueue {
+        sender: file_sender,
+        writers: pipeline.spawn("write", threads("write", WRITE_THREADS), move |context| {
+            run_write_worker(context, &file_receiver, &finalizer)
+        }),
+    };
+    pipeline.spawn_declared(&fetch, fetch_threads, move |context| {
+        run_fetch_worker(context, &units, fetcher, &files, &fetch_finalizer)
     });
     let store = shared.store;
     pipeline.spawn("index", 1, move |context| {

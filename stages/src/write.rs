@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use flowpm_pipeline::{Receiver, Sender, StageContext};
+use flowpm_pipeline::{Receiver, Sender, StageContext, StageHandle, TrySendError};
 use flowpm_store::{Cas, CommitOutcome, FileEntry, PackageFiles};
 
 use crate::InstallError;
@@ -26,51 +26,100 @@ pub struct Finalizer<'a> {
     pub files_written: &'a AtomicU64,
 }
 
+/// The write stage's input, as the fetch threads see it.
+pub struct FileQueue {
+    pub sender: Sender<FileJob>,
+    /// The write stage itself: a fetch thread that finds the queue full stages the job on its
+    /// own (see [`FileQueue::submit`]).
+    pub writers: StageHandle,
+}
+
+impl FileQueue {
+    /// Queues a job for the write pool or, when the queue is full, stages it on this thread
+    /// (counted as the write stage's work). With both cores busy the pool is often the
+    /// bottleneck, and a fetch thread sleeping on a full queue until a writer wakes it cost
+    /// ~7k futex calls and ~3k context switches per real-world install (PERF.md, session 19);
+    /// memory stays bounded the same way, by the queue and the one job in hand.
+    /// Gives the job back if the write pool is gone (the run is ending).
+    pub fn submit(
+        &self,
+        context: &StageContext,
+        job: FileJob,
+        finalizer: &Finalizer<'_>,
+    ) -> Result<(), Submit> {
+        match self.sender.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(job)) => self
+                .writers
+                .run_here(context, |writer| write_job(writer, job, finalizer))
+                .map_err(Submit::Failed),
+            Err(TrySendError::Disconnected(job)) => Err(Submit::Stopped(job)),
+        }
+    }
+}
+
+/// Why [`FileQueue::submit`] did not deliver a job.
+pub enum Submit {
+    Stopped(FileJob),
+    /// Staged on the caller's thread, and that failed.
+    Failed(InstallError),
+}
+
 /// One write thread: stages files until the queue closes.
 pub fn run_write_worker(
     context: &StageContext,
     input: &Receiver<FileJob>,
     finalizer: &Finalizer<'_>,
 ) -> Result<(), InstallError> {
-    while let Some(FileJob { attempt, files }) = context.recv(input) {
-        let total = files.len();
-        if files
-            .iter()
-            .any(|(_, file)| file.path == "package.json" && has_install_scripts(&file.data))
-        {
-            attempt.mark_install_scripts();
-        }
-        // The job's files are hashed together: small ones fill a vector's lanes side by side.
-        let contents: Vec<(&[u8], bool)> = files
-            .iter()
-            .map(|(_, file)| (file.data.as_slice(), file.mode & 0o111 != 0))
-            .collect();
-        let results = finalizer.cas.stage_all(&contents);
-        drop(contents);
-        let mut staged = Vec::with_capacity(total);
-        let mut failure = None;
-        for ((sequence, file), result) in files.into_iter().zip(results) {
-            match result {
-                Ok(done) => {
-                    context.record_item(file.data.len() as u64);
-                    staged.push(StagedEntry {
-                        sequence,
-                        path: file.path,
-                        mode: file.mode,
-                        file: done,
-                    });
-                }
-                Err(error) => failure = Some(error),
+    while let Some(job) = context.recv(input) {
+        write_job(context, job, finalizer)?;
+    }
+    Ok(())
+}
+
+/// Stages one job's files, then finalises the attempt if that released its last token.
+pub fn write_job(
+    context: &StageContext,
+    FileJob { attempt, files }: FileJob,
+    finalizer: &Finalizer<'_>,
+) -> Result<(), InstallError> {
+    let total = files.len();
+    if files
+        .iter()
+        .any(|(_, file)| file.path == "package.json" && has_install_scripts(&file.data))
+    {
+        attempt.mark_install_scripts();
+    }
+    // The job's files are hashed together: small ones fill a vector's lanes side by side.
+    let contents: Vec<(&[u8], bool)> = files
+        .iter()
+        .map(|(_, file)| (file.data.as_slice(), file.mode & 0o111 != 0))
+        .collect();
+    let results = finalizer.cas.stage_all(&contents);
+    drop(contents);
+    let mut staged = Vec::with_capacity(total);
+    let mut failure = None;
+    for ((sequence, file), result) in files.into_iter().zip(results) {
+        match result {
+            Ok(done) => {
+                context.record_item(file.data.len() as u64);
+                staged.push(StagedEntry {
+                    sequence,
+                    path: file.path,
+                    mode: file.mode,
+                    file: done,
+                });
             }
+            Err(error) => failure = Some(error),
         }
-        // Files staged before a failure are kept with the attempt, so finalising discards them.
-        let failed = total - staged.len();
-        if attempt.files_staged(staged, failed) {
-            finalize(context, &attempt, finalizer)?;
-        }
-        if let Some(error) = failure {
-            return Err(error.into());
-        }
+    }
+    // Files staged before a failure are kept with the attempt, so finalising discards them.
+    let failed = total - staged.len();
+    if attempt.files_staged(staged, failed) {
+        finalize(context, &attempt, finalizer)?;
+    }
+    if let Some(error) = failure {
+        return Err(error.into());
     }
     Ok(())
 }
