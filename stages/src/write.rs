@@ -40,7 +40,6 @@ impl FileQueue {
     /// bottleneck, and a fetch thread sleeping on a full queue until a writer wakes it cost
     /// ~7k futex calls and ~3k context switches per real-world install (PERF.md, session 19);
     /// memory stays bounded the same way, by the queue and the one job in hand.
-    /// Gives the job back if the write pool is gone (the run is ending).
     pub fn submit(
         &self,
         context: &StageContext,
@@ -49,6 +48,7 @@ impl FileQueue {
     ) -> Result<(), Submit> {
         match self.sender.try_send(job) {
             Ok(()) => Ok(()),
+            Err(TrySendError::Full(job)) if context.is_cancelled() => Err(Submit::Stopped(job)),
             Err(TrySendError::Full(job)) => self
                 .writers
                 .run_here(context, |writer| write_job(writer, job, finalizer))
@@ -60,6 +60,7 @@ impl FileQueue {
 
 /// Why [`FileQueue::submit`] did not deliver a job.
 pub enum Submit {
+    /// The run is ending (the write pool is gone, or cancelled): the job, to be abandoned.
     Stopped(FileJob),
     /// Staged on the caller's thread, and that failed.
     Failed(InstallError),
@@ -78,7 +79,7 @@ pub fn run_write_worker(
 }
 
 /// Stages one job's files, then finalises the attempt if that released its last token.
-pub fn write_job(
+fn write_job(
     context: &StageContext,
     FileJob { attempt, files }: FileJob,
     finalizer: &Finalizer<'_>,
