@@ -189,3 +189,86 @@ pub fn finalize(
     let _ = context.send(&finalizer.import, stored);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::DecodedFile;
+    use crate::messages::{FileBatcher, PackageUnit};
+    use crate::report::SilentReporter;
+    use flowpm_pipeline::{CancelToken, bounded, run};
+
+    fn unit(name: &str) -> Arc<PackageUnit> {
+        Arc::new(PackageUnit {
+            key: format!("sha512-{name}"),
+            name: name.into(),
+            version: "1.0.0".into(),
+            integrity: None,
+            tarball: None,
+            directory: None,
+            git: None,
+            snapshots: vec![0],
+            optional: false,
+        })
+    }
+
+    #[test]
+    fn a_full_queue_is_written_by_the_sender_and_counted_as_the_write_stages() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let (import, imported) = bounded(4);
+        let (index, indexed) = bounded(4);
+        let written = AtomicU64::new(0);
+        let finalizer = Finalizer {
+            cas: &cas,
+            import,
+            index,
+            reporter: &SilentReporter,
+            files_written: &written,
+        };
+        let outcome = run::<InstallError, _>(&CancelToken::new(), |pipeline| {
+            // A write stage without threads, and its one-slot queue already taken: the job
+            // can only be staged by the thread that submits it.
+            let writers = pipeline.declare("write");
+            let (sender, receiver) = bounded(1);
+            let queue = FileQueue { sender, writers };
+            let finalizer = &finalizer;
+            pipeline.spawn("fetch", 1, move |context| {
+                let _receiver = &receiver;
+                let filler = FileJob {
+                    attempt: Arc::new(Attempt::new(unit("filler"))),
+                    files: Vec::new(),
+                };
+                assert!(queue.sender.try_send(filler).is_ok());
+                let attempt = Arc::new(Attempt::new(unit("a")));
+                let mut batcher = FileBatcher::new(attempt.clone());
+                for (sequence, path) in ["package.json", "index.js"].into_iter().enumerate() {
+                    let file = DecodedFile {
+                        path: path.into(),
+                        mode: 0o644,
+                        data: format!("// {path}").into_bytes(),
+                    };
+                    assert!(batcher.push(sequence as u32, file).is_none());
+                }
+                let job = batcher.flush().unwrap();
+                assert!(matches!(queue.submit(context, job, finalizer), Ok(())));
+                // The decoder's own token is the last one: the package is committed now.
+                assert!(attempt.decoder_done(true));
+                finalize(context, &attempt, finalizer)
+            });
+        })
+        .unwrap();
+        let stored = imported.try_recv().unwrap();
+        assert_eq!(stored.unit.name, "a");
+        let paths: Vec<&str> = stored.files.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["index.js", "package.json"]);
+        for file in &stored.files.files {
+            let content = std::fs::read(cas.file_path(&file.hash, false)).unwrap();
+            assert_eq!(content, format!("// {}", file.path).into_bytes());
+        }
+        assert_eq!(indexed.try_recv().unwrap().unit.name, "a");
+        assert_eq!(written.load(Ordering::Relaxed), 2);
+        assert_eq!(outcome.stage("write").unwrap().items, 2);
+        assert_eq!(outcome.stage("fetch").unwrap().items, 0);
+    }
+}
