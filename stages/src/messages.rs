@@ -247,23 +247,25 @@ pub struct StoredPackage {
     pub files: Arc<PackageFiles>,
 }
 
+/// A registry package unit named `name`, for tests.
+#[cfg(test)]
+pub(crate) fn test_unit(name: &str) -> Arc<PackageUnit> {
+    Arc::new(PackageUnit {
+        key: format!("sha512-{name}"),
+        name: name.into(),
+        version: "1.0.0".into(),
+        integrity: None,
+        tarball: None,
+        directory: None,
+        git: None,
+        snapshots: vec![0],
+        optional: false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn unit() -> Arc<PackageUnit> {
-        Arc::new(PackageUnit {
-            key: "sha512-test".into(),
-            name: "a".into(),
-            version: "1.0.0".into(),
-            integrity: None,
-            tarball: None,
-            directory: None,
-            git: None,
-            snapshots: vec![0],
-            optional: false,
-        })
-    }
 
     #[test]
     fn a_verified_attempt_with_a_failed_file_is_never_committed() {
@@ -276,7 +278,7 @@ mod tests {
             file: cas.stage(path.as_bytes(), false).unwrap(),
         };
 
-        let complete = Attempt::new(unit());
+        let complete = Attempt::new(test_unit("a"));
         complete.expect_file();
         complete.expect_file();
         assert!(
@@ -287,7 +289,7 @@ mod tests {
         assert!(complete.should_commit());
 
         // One file staged, one failed (disk full); the tarball itself verifies afterwards.
-        let partial = Attempt::new(unit());
+        let partial = Attempt::new(test_unit("a"));
         partial.expect_file();
         partial.expect_file();
         assert!(!partial.files_staged(vec![entry("c.js")], 1));

@@ -194,23 +194,9 @@ pub fn finalize(
 mod tests {
     use super::*;
     use crate::decode::DecodedFile;
-    use crate::messages::{FileBatcher, PackageUnit};
+    use crate::messages::{FileBatcher, test_unit};
     use crate::report::SilentReporter;
     use flowpm_pipeline::{CancelToken, bounded, run};
-
-    fn unit(name: &str) -> Arc<PackageUnit> {
-        Arc::new(PackageUnit {
-            key: format!("sha512-{name}"),
-            name: name.into(),
-            version: "1.0.0".into(),
-            integrity: None,
-            tarball: None,
-            directory: None,
-            git: None,
-            snapshots: vec![0],
-            optional: false,
-        })
-    }
 
     #[test]
     fn a_full_queue_is_written_by_the_sender_and_counted_as_the_write_stages() {
@@ -236,11 +222,11 @@ mod tests {
             pipeline.spawn("fetch", 1, move |context| {
                 let _receiver = &receiver;
                 let filler = FileJob {
-                    attempt: Arc::new(Attempt::new(unit("filler"))),
+                    attempt: Arc::new(Attempt::new(test_unit("filler"))),
                     files: Vec::new(),
                 };
                 assert!(queue.sender.try_send(filler).is_ok());
-                let attempt = Arc::new(Attempt::new(unit("a")));
+                let attempt = Arc::new(Attempt::new(test_unit("a")));
                 let mut batcher = FileBatcher::new(attempt.clone());
                 for (sequence, path) in ["package.json", "index.js"].into_iter().enumerate() {
                     let file = DecodedFile {

@@ -50,9 +50,10 @@ pub fn supported() -> bool {
 pub fn hash_all(inputs: &[&[u8]]) -> Vec<[u8; 32]> {
     assert!(supported(), "AVX-512 F and BW are required");
     let mut hashes = vec![[0; 32]; inputs.len()];
-    // Per laned input (its index, the nodes of its current tree level, left to right): its
-    // chunks first, then each level of parents up to the root.
-    let mut trees: Vec<(usize, Vec<Words>)> = Vec::new();
+    // Every laned input's tree: (input index, first node, nodes in its current level). All
+    // nodes live in one array; a tree's level starts as its chunks and shrinks in place, level
+    // by level, to the root.
+    let mut trees: Vec<(usize, usize, usize)> = Vec::new();
     let mut jobs = Vec::new();
     for (index, input) in inputs.iter().enumerate() {
         if input.len() > LANED_MAX {
@@ -60,62 +61,62 @@ pub fn hash_all(inputs: &[&[u8]]) -> Vec<[u8; 32]> {
             continue;
         }
         let count = input.len().div_ceil(CHUNK).max(1);
-        let tree = trees.len();
-        trees.push((index, vec![[0; 8]; count]));
+        let first = jobs.len();
+        trees.push((index, first, count));
         for chunk in 0..count {
             let data = &input[chunk * CHUNK..input.len().min((chunk + 1) * CHUNK)];
             jobs.push(Job {
                 data,
                 counter: chunk as u64,
                 flags: if count == 1 { ROOT } else { 0 },
-                out: (tree, chunk),
+                out: first + chunk,
             });
         }
     }
+    let mut nodes: Vec<Words> = vec![[0; 8]; jobs.len()];
     // Longest chunks first: the last steps then run many short ones side by side.
     jobs.sort_by_key(|job| std::cmp::Reverse(job.data.len().div_ceil(BLOCK)));
     // SAFETY: AVX-512 F and BW were checked above.
-    unsafe { compress_jobs(&jobs, &mut trees) };
+    unsafe { compress_jobs(&jobs, &mut nodes) };
+    let mut blocks: Vec<([u8; 64], usize, u32)> = Vec::new();
     loop {
-        let mut blocks: Vec<([u8; 64], (usize, usize))> = Vec::new();
-        for (tree, (_, nodes)) in trees.iter().enumerate() {
-            for (pair, halves) in nodes.chunks_exact(2).enumerate() {
+        // The next level of every tree: its parents over the nodes' places, left to right,
+        // an odd last node carried up behind them.
+        blocks.clear();
+        for (_, first, len) in &mut trees {
+            let root = if *len == 2 { ROOT } else { 0 };
+            for pair in 0..*len / 2 {
                 let mut block = [0; 64];
-                for (bytes, word) in block.chunks_exact_mut(4).zip(halves.iter().flatten()) {
+                let halves = nodes[*first + 2 * pair..*first + 2 * pair + 2]
+                    .iter()
+                    .flatten();
+                for (bytes, word) in block.chunks_exact_mut(4).zip(halves) {
                     bytes.copy_from_slice(&word.to_le_bytes());
                 }
-                blocks.push((block, (tree, pair)));
+                blocks.push((block, *first + pair, PARENT | root));
             }
+            if *len % 2 == 1 {
+                nodes[*first + *len / 2] = nodes[*first + *len - 1];
+            }
+            *len = len.div_ceil(2);
         }
         if blocks.is_empty() {
             break;
         }
         let parents: Vec<Job<'_>> = blocks
             .iter()
-            .map(|(block, (tree, pair))| Job {
+            .map(|(block, out, flags)| Job {
                 data: block,
                 counter: 0,
-                flags: PARENT | if trees[*tree].1.len() == 2 { ROOT } else { 0 },
-                out: (*tree, *pair),
-            })
-            .collect();
-        // Each tree shrinks to its next level: the parents, an odd last node carried up.
-        let mut next: Vec<(usize, Vec<Words>)> = trees
-            .iter()
-            .map(|(index, nodes)| {
-                let mut up = vec![[0; 8]; nodes.len() / 2];
-                if nodes.len() % 2 == 1 {
-                    up.push(nodes[nodes.len() - 1]);
-                }
-                (*index, up)
+                flags: *flags,
+                out: *out,
             })
             .collect();
         // SAFETY: as above.
-        unsafe { compress_jobs(&parents, &mut next) };
-        trees = next;
+        unsafe { compress_jobs(&parents, &mut nodes) };
     }
-    for (index, nodes) in trees {
-        for (bytes, word) in hashes[index].chunks_exact_mut(4).zip(nodes[0]) {
+    for (index, first, _) in trees {
+        for (bytes, word) in hashes[index].chunks_exact_mut(4).zip(nodes[first]) {
             bytes.copy_from_slice(&word.to_le_bytes());
         }
     }
@@ -128,14 +129,14 @@ struct Job<'a> {
     counter: u64,
     /// `ROOT` when this job's output is the input's hash, `PARENT` for a parent node.
     flags: u32,
-    /// Where its chaining value goes: `trees[.0].1[.1]`.
-    out: (usize, usize),
+    /// Where its chaining value goes in the node array.
+    out: usize,
 }
 
 /// Runs every job through the lanes: each step compresses one block of each lane's job, and a
 /// lane whose job ends takes the next one.
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn compress_jobs(jobs: &[Job<'_>], trees: &mut [(usize, Vec<Words>)]) {
+unsafe fn compress_jobs(jobs: &[Job<'_>], nodes: &mut [Words]) {
     // Lane -> (job, next block); `None` once nothing is left for it.
     let mut lanes: [Option<(usize, usize)>; LANES] = [None; LANES];
     let mut next_job = 0;
@@ -218,8 +219,7 @@ unsafe fn compress_jobs(jobs: &[Job<'_>], trees: &mut [(usize, Vec<Words>)]) {
             for (lane, slot) in lanes.iter_mut().enumerate() {
                 if ending & (1 << lane) != 0 {
                     let (job, _) = slot.take().expect("an ending lane has a job");
-                    let (tree, node) = jobs[job].out;
-                    let cv = &mut trees[tree].1[node];
+                    let cv = &mut nodes[jobs[job].out];
                     for (cv, word) in cv.iter_mut().zip(&words) {
                         *cv = word[lane];
                     }
