@@ -46,6 +46,20 @@ pub const BIN_THREADS: usize = 2;
 /// full writes its batch itself (`write::FileQueue`).
 pub const FILE_QUEUE: usize = 64;
 
+/// Stream writers (see `stream_write`): large files hashed and written beside the fetch thread
+/// that inflates them. Idle unless a large file arrives; a cold install rarely has more than
+/// two large packages in flight at its end, which is where they matter.
+pub const STREAM_WRITE_THREADS: usize = 2;
+
+/// A large file goes to a stream writer in chunks of this size, at most this many queued per
+/// file (plus one being filled and one being written): 2 MiB per file in flight.
+pub const STREAM_CHUNK: usize = 512 << 10;
+pub const STREAM_CHUNKS: usize = 2;
+
+/// Files from this size on are handed to an idle stream writer; smaller streamed files are
+/// written by their fetch thread (a hand-over costs a wake-up or two).
+pub const STREAM_HANDOVER_MIN: u64 = 1 << 20;
+
 /// Stored packages waiting for import and for the index writer. Small messages (a file list).
 pub const IMPORT_QUEUE: usize = 256;
 pub const INDEX_QUEUE: usize = 256;

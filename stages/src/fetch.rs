@@ -21,6 +21,7 @@ use crate::http::{HttpClient, HttpFailure};
 use crate::messages::{Attempt, FileBatcher, FileJob, PackageUnit, StagedEntry};
 use crate::packlist;
 use crate::report::Reporter;
+use crate::stream_write::StreamError;
 use crate::write::{FileQueue, Finalizer, Submit, finalize};
 
 /// Retries per tarball unless `fetch-retries` says otherwise.
@@ -527,9 +528,9 @@ fn store_directory(
 /// One [`Attempt`] being filled, entry by entry, by a tarball's decoder or a directory's
 /// reader: small files go to the write pool in batches, large ones are staged here from
 /// their stream.
-struct AttemptSink<'s, 'f> {
+struct AttemptSink<'s, 'f, 'q> {
     context: &'s StageContext,
-    files: &'s FileQueue,
+    files: &'s FileQueue<'q>,
     finalizer: &'s Finalizer<'f>,
     attempt: Arc<Attempt>,
     batcher: FileBatcher,
@@ -538,11 +539,11 @@ struct AttemptSink<'s, 'f> {
     stopped: bool,
 }
 
-impl<'s, 'f> AttemptSink<'s, 'f> {
+impl<'s, 'f, 'q> AttemptSink<'s, 'f, 'q> {
     fn new(
         context: &'s StageContext,
         attempt: Attempt,
-        files: &'s FileQueue,
+        files: &'s FileQueue<'q>,
         finalizer: &'s Finalizer<'f>,
     ) -> Self {
         let attempt = Arc::new(attempt);
@@ -577,23 +578,20 @@ impl<'s, 'f> AttemptSink<'s, 'f> {
                 Some(job) => self.send(job),
                 None => Ok(()),
             },
-            // Large files are staged here, straight from the stream, instead of queued whole.
+            // Large files are staged from the stream, never queued whole: the largest by an
+            // idle stream writer while this thread reads them, the rest here.
             DecodedEntry::Streamed {
                 path,
                 mode,
+                size,
                 content,
-                ..
             } => {
                 self.attempt.expect_file();
-                let mut tracked = ReadTracker {
-                    inner: content,
-                    error: None,
-                };
-                match self
-                    .finalizer
-                    .cas
-                    .stage_reader(&mut tracked, mode & 0o111 != 0)
-                {
+                let result =
+                    self.files
+                        .streams
+                        .stage(self.context, content, size, mode & 0o111 != 0);
+                match result {
                     Ok(file) => {
                         // The sink still holds its token, so this never finalises.
                         self.attempt.file_staged(StagedEntry {
@@ -606,9 +604,13 @@ impl<'s, 'f> AttemptSink<'s, 'f> {
                     }
                     Err(error) => {
                         self.attempt.file_failed();
-                        Err(match tracked.error.take() {
-                            Some(read_error) => SinkError::Read(read_error),
-                            None => SinkError::Other(InstallError::from(error)),
+                        Err(match error {
+                            StreamError::Read(error) => SinkError::Read(error),
+                            StreamError::Store(error) => SinkError::Other(error.into()),
+                            StreamError::Stopped => {
+                                self.stopped = true;
+                                SinkError::Stopped
+                            }
                         })
                     }
                 }
@@ -697,20 +699,6 @@ pub(crate) fn backoff(context: &StageContext, attempt_number: u32, retry_after: 
     let deadline = std::time::Instant::now() + delay;
     while !context.is_cancelled() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20).min(deadline - std::time::Instant::now()));
-    }
-}
-
-/// Remembers a read error, to tell a broken download (retry) from a failing disk (stop).
-struct ReadTracker<'a> {
-    inner: &'a mut dyn Read,
-    error: Option<std::io::Error>,
-}
-
-impl Read for ReadTracker<'_> {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        self.inner.read(buffer).inspect_err(|error| {
-            self.error = Some(std::io::Error::new(error.kind(), error.to_string()));
-        })
     }
 }
 

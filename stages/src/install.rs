@@ -19,8 +19,8 @@ use flowpm_store::{GitCopy, Store};
 
 use crate::InstallError;
 use crate::capacity::{
-    FETCH_THREADS, FILE_QUEUE, IMPORT_QUEUE, INDEX_QUEUE, PRUNE_THREADS, WRITE_THREADS,
-    import_threads, threads,
+    FETCH_THREADS, FILE_QUEUE, IMPORT_QUEUE, INDEX_QUEUE, PRUNE_THREADS, STREAM_WRITE_THREADS,
+    WRITE_THREADS, import_threads, threads,
 };
 use crate::catalogs::Catalogs;
 use crate::config::{ConfigOverrides, NpmConfig};
@@ -52,6 +52,7 @@ use crate::resolve::early_link::{EarlyLink, Planned};
 use crate::resolve::metadata::CacheMode;
 use crate::resolve::run::{LinkOutcome, ResolveRun, resolve_with_registry};
 use crate::resolve::{Project, ResolveOptions};
+use crate::stream_write::{StreamWriters, run_stream_writer};
 use crate::workspace;
 use crate::write::{FileQueue, Finalizer, run_write_worker};
 
@@ -1107,11 +1108,23 @@ pub(crate) fn spawn_store_stages<'scope>(
     let fetch_finalizer = finalizer.clone();
     let fetcher = shared.fetcher;
     let fetch = pipeline.declare("fetch");
+    let writers = pipeline.declare("write");
+    pipeline.spawn_declared(&writers, threads("write", WRITE_THREADS), move |context| {
+        run_write_worker(context, &file_receiver, &finalizer)
+    });
+    let (streams, stream_jobs) = StreamWriters::channel(shared.store.cas());
+    pipeline.spawn_declared(
+        &writers,
+        threads("stream_write", STREAM_WRITE_THREADS),
+        move |context| {
+            run_stream_writer(context, &stream_jobs);
+            Ok(())
+        },
+    );
     let files = FileQueue {
         sender: file_sender,
-        writers: pipeline.spawn("write", threads("write", WRITE_THREADS), move |context| {
-            run_write_worker(context, &file_receiver, &finalizer)
-        }),
+        writers,
+        streams,
     };
     pipeline.spawn_declared(&fetch, fetch_threads, move |context| {
         run_fetch_worker(context, &units, fetcher, &files, &fetch_finalizer)

@@ -59,6 +59,7 @@ mod sha512_lanes;
 #[cfg(target_arch = "x86_64")]
 mod sha512_x8;
 mod side_effects;
+pub mod stream_write;
 pub mod workspace;
 pub mod write;
 

@@ -292,6 +292,20 @@ impl LanePool {
     }
 }
 
+impl LanePool {
+    /// Lends the calling thread (one with nothing else to do for now) to the pool: hashes one
+    /// batch if at least half the budget is waiting, and says whether it did. Without help, a
+    /// stream's own thread hashes it once the budget is exceeded, in turn with inflating it:
+    /// at the end of an install, with one large tarball left, that is one core for both.
+    pub fn help(&self) -> bool {
+        let pool = self.lock();
+        if pool.held * (HEAD + BUFFER_DATA) < HELD_MAX / 2 {
+            return false;
+        }
+        self.run_batch(pool, None, None).1
+    }
+}
+
 /// A span's buffer is done with: kept for another read, up to [`FREE_MAX`].
 fn release(pool: &mut Pool, buffer: Vec<u8>) {
     pool.held -= 1;
@@ -563,5 +577,36 @@ mod tests {
         } else {
             eprintln!("no AVX-512 on this CPU: the wide batches are not tested here");
         }
+    }
+
+    #[test]
+    fn a_helper_hashes_a_stream_it_does_not_read() {
+        let pool = LanePool::new(false);
+        let mut next = random(0xbee);
+        // Under half the budget waiting: nothing to help with.
+        let data: Vec<u8> = (0..(3 << 20)).map(|_| next() as u8).collect();
+        let mut stream = pool.open();
+        let mut buffer = stream.buffer();
+        buffer[HEAD..HEAD + 1000].copy_from_slice(&data[..1000]);
+        buffer = stream.deposit(buffer, HEAD + 1000);
+        assert!(!pool.help());
+        // Whole buffers up to the budget (the reader never hashes under it); the helper takes
+        // the waiting spans, oldest first, until under half of it.
+        let mut at = 1000;
+        let mut helped = 0;
+        while at < data.len() {
+            let n = BUFFER_DATA.min(data.len() - at);
+            buffer[HEAD..HEAD + n].copy_from_slice(&data[at..at + n]);
+            at += n;
+            buffer = stream.deposit(buffer, HEAD + n);
+            while pool.help() {
+                helped += 1;
+            }
+            assert!(pool.lock().held * (HEAD + BUFFER_DATA) < HELD_MAX / 2);
+        }
+        drop(buffer);
+        assert!(helped > 0);
+        assert_eq!(stream.finish()[..], Sha512::digest(&data)[..]);
+        assert_eq!(pool.lock().held, 0);
     }
 }

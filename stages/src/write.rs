@@ -12,6 +12,7 @@ use crate::InstallError;
 use crate::lifecycle::{has_install_scripts, requires_build};
 use crate::messages::{Attempt, FileJob, StagedEntry, StoredPackage};
 use crate::report::Reporter;
+use crate::stream_write::StreamWriters;
 
 /// Files this large are streamed by the decoder, not sent to the writers.
 const STREAMED_MIN: u64 = crate::decode::DecodeLimits::DEFAULT_STREAM_THRESHOLD;
@@ -27,14 +28,16 @@ pub struct Finalizer<'a> {
 }
 
 /// The write stage's input, as the fetch threads see it.
-pub struct FileQueue {
+pub struct FileQueue<'c> {
     pub sender: Sender<FileJob>,
     /// The write stage itself: a fetch thread that finds the queue full stages the job on its
     /// own (see [`FileQueue::submit`]).
     pub writers: StageHandle,
+    /// The write stage's stream writers, for large files.
+    pub streams: StreamWriters<'c>,
 }
 
-impl FileQueue {
+impl FileQueue<'_> {
     /// Queues a job for the write pool or, when the queue is full, stages it on this thread
     /// (counted as the write stage's work). With both cores busy the pool is often the
     /// bottleneck, and a fetch thread sleeping on a full queue until a writer wakes it cost
@@ -217,7 +220,11 @@ mod tests {
             // can only be staged by the thread that submits it.
             let writers = pipeline.declare("write");
             let (sender, receiver) = bounded(1);
-            let queue = FileQueue { sender, writers };
+            let queue = FileQueue {
+                sender,
+                writers,
+                streams: StreamWriters::channel(&cas).0,
+            };
             let finalizer = &finalizer;
             pipeline.spawn("fetch", 1, move |context| {
                 let _receiver = &receiver;

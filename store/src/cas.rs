@@ -365,39 +365,35 @@ impl Cas {
         reader: &mut dyn std::io::Read,
         executable: bool,
     ) -> Result<StagedFile, StoreError> {
-        let (file, temp_name) = self.create_temp(executable)?;
-        let temp_path = self.tmp_dir.join(&temp_name);
-        let mut hasher = blake3::Hasher::new();
+        let mut stream = self.begin_stream(executable)?;
         let mut buffer = vec![0u8; 256 * 1024];
-        let mut size = 0u64;
-        let result = loop {
+        loop {
             let n = match reader.read(&mut buffer) {
-                Ok(0) => break Ok(()),
+                Ok(0) => return Ok(stream.finish()),
                 Ok(n) => n,
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(error) => break Err(StoreError::io("read content for", &temp_path, error)),
+                Err(error) => {
+                    let error = StoreError::io("read content for", stream.temp_path(), error);
+                    stream.discard();
+                    return Err(error);
+                }
             };
-            hasher.update(&buffer[..n]);
-            size += n as u64;
-            if let Err(error) = write_all(&file, &buffer[..n]) {
-                break Err(StoreError::io("write temp file", &temp_path, error.into()));
-            }
-        };
-        drop(file);
-        let staged = StagedFile {
-            temp_name: Some(temp_name),
-            outcome: CommitOutcome::Created,
-            hash: FileHash(*hasher.finalize().as_bytes()),
-            executable,
-            size,
-        };
-        match result {
-            Ok(()) => Ok(staged),
-            Err(error) => {
-                staged.discard(self);
-                Err(error)
-            }
+            stream.write(&buffer[..n])?;
         }
+    }
+
+    /// Starts staging a file whose content is handed over in pieces ([`StreamStager::write`]),
+    /// possibly by another thread than the one reading it.
+    pub fn begin_stream(&self, executable: bool) -> Result<StreamStager<'_>, StoreError> {
+        let (file, temp_name) = self.create_temp(executable)?;
+        Ok(StreamStager {
+            cas: self,
+            file: Some(file),
+            temp_name,
+            hasher: blake3::Hasher::new(),
+            size: 0,
+            executable,
+        })
     }
 
     fn create_temp(&self, executable: bool) -> Result<(OwnedFd, String), StoreError> {
@@ -516,6 +512,66 @@ impl StagedFile {
         if let Some(temp_name) = &self.temp_name {
             let _ = rustix::fs::unlinkat(&cas.tmp_fd, temp_name.as_str(), AtFlags::empty());
         }
+    }
+}
+
+/// A file being staged piece by piece under a temp name (see [`Cas::begin_stream`]). Dropped
+/// unfinished (a write failed, the stream broke), it removes its temp file.
+pub struct StreamStager<'c> {
+    cas: &'c Cas,
+    /// `None` once finished or discarded.
+    file: Option<OwnedFd>,
+    temp_name: String,
+    hasher: blake3::Hasher,
+    size: u64,
+    executable: bool,
+}
+
+impl StreamStager<'_> {
+    /// Hashes and appends the next piece; on failure the temp file is removed.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        let file = self.file.as_ref().expect("an open stream");
+        self.hasher.update(data);
+        self.size += data.len() as u64;
+        write_all(file, data).map_err(|error| {
+            let error = StoreError::io("write temp file", self.temp_path(), error.into());
+            self.remove();
+            error
+        })
+    }
+
+    /// The content is complete: a staged file, to be committed or discarded with its package.
+    pub fn finish(mut self) -> StagedFile {
+        self.file = None;
+        StagedFile {
+            temp_name: Some(std::mem::take(&mut self.temp_name)),
+            outcome: CommitOutcome::Created,
+            hash: FileHash(*self.hasher.finalize().as_bytes()),
+            executable: self.executable,
+            size: self.size,
+        }
+    }
+
+    /// Gives up on the file (its temp file is removed).
+    pub fn discard(mut self) {
+        self.remove();
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.cas.tmp_dir.join(&self.temp_name)
+    }
+
+    fn remove(&mut self) {
+        if self.file.take().is_some() {
+            let _ =
+                rustix::fs::unlinkat(&self.cas.tmp_fd, self.temp_name.as_str(), AtFlags::empty());
+        }
+    }
+}
+
+impl Drop for StreamStager<'_> {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 

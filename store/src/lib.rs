@@ -22,7 +22,7 @@ mod lock;
 mod maintenance;
 mod package_files;
 
-pub use cas::{Cas, CommitOutcome, FileHash, RelativeName, StagedFile};
+pub use cas::{Cas, CommitOutcome, FileHash, RelativeName, StagedFile, StreamStager};
 pub use error::StoreError;
 pub use index::{Index, IndexBatch, SIDE_EFFECTS_PREFIX};
 pub use lock::StoreLock;
