@@ -4,11 +4,13 @@
 //! here: about a tenth of a cold install's CPU. Eight streams fit the eight 64-bit lanes of an
 //! AVX-512 register ([`crate::sha512_x8`], ~3.1 GB/s over eight lanes). So each fetch thread
 //! leaves the buffers its gunzip has consumed here instead of hashing them, and whichever
-//! thread finds eight streams waiting, or the pool over its byte budget, hashes the streams
-//! with the most waiting together; a stream's own thread finishes it (what is left, taking
-//! along what other streams have waiting, then the padding). Nothing waits for anything but a
-//! batch that holds its own stream. Memory stays bounded by [`HELD_MAX`] over all streams:
-//! large tarballs, most of the bytes, wait there until a batch can take several at once.
+//! thread finds eight streams waiting, or the pool over its byte budget with a wide batch to
+//! take, hashes the streams with the most waiting together; a stream's own thread finishes it
+//! (what is left, taking along what other streams have waiting, then the padding). Nothing
+//! waits for anything but a batch that holds its own stream. Large tarballs, most of the
+//! bytes, wait here until a batch can take several at once, up to [`HELD_HARD_MAX`] over all
+//! streams; then they are hashed one at a time. A thread with nothing else to do can lend
+//! itself to the pool ([`LanePool::help`]).
 //!
 //! Buffers keep [`HEAD`] bytes free in front of the data read into them, where the previous
 //! buffer's partial block is put back, so every span handed over is whole blocks, contiguous.
@@ -26,9 +28,15 @@ const LANES: usize = 8;
 pub const HEAD: usize = BLOCK;
 /// Data bytes a buffer holds (one read of the body at most).
 pub const BUFFER_DATA: usize = 64 << 10;
-/// Memory in buffers waiting to be hashed, over all streams, before a depositing thread must
-/// hash some (a buffer is held whole until its last block is hashed).
+/// Memory in buffers waiting to be hashed, over all streams, before a depositing thread hashes
+/// some (a buffer is held whole until its last block is hashed), in a wide batch or, with
+/// fewer than [`MIN_WIDE`] streams open, alone.
 const HELD_MAX: usize = 1 << 20;
+/// Over this, a depositing thread hashes whatever is waiting, narrow or not. Between the two,
+/// large tarballs' buffers wait for small tarballs' ends, which take them along in wide
+/// batches: one stream alone costs ~4x more per byte than eight side by side. (8 MiB saved
+/// another 2% of p3's CPU, for 8 MB of peak RSS; PERF.md, session 20.)
+const HELD_HARD_MAX: usize = 4 << 20;
 /// The eight-lane kernel costs about two single-stream compressions per step, so a batch
 /// narrower than this is hashed one stream at a time.
 const MIN_WIDE: usize = 3;
@@ -78,6 +86,16 @@ struct Lane {
     busy: bool,
     /// The stream was dropped while busy: the lane goes when the batch gives it back.
     abandoned: bool,
+}
+
+impl Pool {
+    /// Whether a batch taken now is as wide as it is going to get: at least [`MIN_WIDE`]
+    /// streams ready, or fewer than that open (nothing to wait for).
+    fn batch_pays(&self, wide: bool) -> bool {
+        !wide
+            || self.lanes.len() < MIN_WIDE
+            || self.lanes.values().filter(|lane| lane.ready()).count() >= MIN_WIDE
+    }
 }
 
 impl Lane {
@@ -299,7 +317,7 @@ impl LanePool {
     /// at the end of an install, with one large tarball left, that is one core for both.
     pub fn help(&self) -> bool {
         let pool = self.lock();
-        if pool.held * (HEAD + BUFFER_DATA) < HELD_MAX / 2 {
+        if pool.held * (HEAD + BUFFER_DATA) < HELD_MAX / 2 || !pool.batch_pays(self.wide) {
             return false;
         }
         self.run_batch(pool, None, None).1
@@ -366,7 +384,8 @@ impl Sha512Stream<'_> {
         // Eight streams waiting make a full batch; over the budget, the streams with the most
         // waiting are hashed until it is met again.
         loop {
-            let over = pool.held * (HEAD + BUFFER_DATA) > HELD_MAX;
+            let held = pool.held * (HEAD + BUFFER_DATA);
+            let over = held > HELD_HARD_MAX || (held > HELD_MAX && pool.batch_pays(self.pool.wide));
             let full =
                 self.pool.wide && pool.lanes.values().filter(|lane| lane.ready()).count() >= LANES;
             if !over && !full {
@@ -608,5 +627,37 @@ mod tests {
         assert!(helped > 0);
         assert_eq!(stream.finish()[..], Sha512::digest(&data)[..]);
         assert_eq!(pool.lock().held, 0);
+    }
+
+    #[test]
+    fn a_large_stream_waits_for_a_wide_batch_up_to_the_hard_budget() {
+        if !wide_kernel() {
+            eprintln!("no AVX-512 on this CPU: nothing waits for wide batches here");
+            return;
+        }
+        let pool = LanePool::new(true);
+        let mut next = random(0xfeed);
+        // Other streams open but with nothing waiting: a batch now would be one stream alone.
+        let idle: Vec<Sha512Stream<'_>> = (0..3).map(|_| pool.open()).collect();
+        let mut stream = pool.open();
+        let data: Vec<u8> = (0..HELD_HARD_MAX + (1 << 20))
+            .map(|_| next() as u8)
+            .collect();
+        let mut buffer = stream.buffer();
+        let mut most_held = 0;
+        for piece in data.chunks(BUFFER_DATA) {
+            buffer[HEAD..HEAD + piece.len()].copy_from_slice(piece);
+            buffer = stream.deposit(buffer, HEAD + piece.len());
+            let held = pool.lock().held * (HEAD + BUFFER_DATA);
+            most_held = most_held.max(held);
+            assert!(held <= HELD_HARD_MAX, "{held} bytes held");
+        }
+        // Nothing was hashed below the hard budget, and nothing over it stayed.
+        assert!(most_held > HELD_HARD_MAX - (HEAD + BUFFER_DATA));
+        drop(buffer);
+        assert_eq!(stream.finish()[..], Sha512::digest(&data)[..]);
+        for other in idle {
+            assert_eq!(other.finish()[..], Sha512::digest([])[..]);
+        }
     }
 }
