@@ -14,6 +14,8 @@ use crate::args::{AddArgs, Cli, Command, InstallArgs, RemoveArgs, UpdateArgs, no
 use crate::progress::{Mode, Progress};
 
 fn main() -> ExitCode {
+    // Before any thread shares the descriptor table (see the function).
+    flowpm_stages::capacity::reserve_descriptors();
     let raw: Vec<String> = std::env::args().collect();
     let program = raw
         .first()

@@ -69,6 +69,28 @@ pub const INDEX_QUEUE: usize = 256;
 pub const INDEX_BATCH: usize = 256;
 pub const INDEX_BATCH_MILLIS: u64 = 250;
 
+/// File descriptors an install may hold at once: the fetch threads' sockets, the store's 256
+/// shard directories, files being written and linked. See [`reserve_descriptors`].
+pub const DESCRIPTORS: u64 = 512;
+
+/// Grows the process's descriptor table to [`DESCRIPTORS`] now, best before any thread starts
+/// (the CLI does it first thing). Grown later, while threads share it, the table waits for an
+/// RCU grace period on the thread that opens the descriptor: 10-20 ms here, one import thread
+/// stalled that long at each doubling (PERF.md, session 20). A table never shrinks, so this
+/// costs one open, one duplicate and two closes.
+pub fn reserve_descriptors() {
+    use rustix::fs::{Mode, OFlags};
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    let highest = DESCRIPTORS.min(limit).saturating_sub(1);
+    let Ok(root) = rustix::fs::open("/", OFlags::PATH | OFlags::CLOEXEC, Mode::empty()) else {
+        return;
+    };
+    // The duplicate is closed at once; the table keeps its size.
+    let _ = rustix::io::fcntl_dupfd_cloexec(&root, highest as i32);
+}
+
 /// A pool size, overridable for experiments and benchmarks by `FLOWPM_<NAME>_THREADS`
 /// (e.g. `FLOWPM_IMPORT_THREADS=1`).
 pub fn threads(name: &str, default: usize) -> usize {

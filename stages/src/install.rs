@@ -117,6 +117,8 @@ pub fn install(
     reporter: &dyn Reporter,
 ) -> Result<InstallReport, InstallError> {
     let started = Instant::now();
+    // For embedders that did not (the CLI did, before it had threads).
+    crate::capacity::reserve_descriptors();
     let project_dir = std::path::absolute(&options.project_dir)
         .map_err(|e| InstallError::io("resolve", &options.project_dir, e))?;
     // Inside a workspace, the whole workspace is installed from its root, as pnpm does.
@@ -239,6 +241,8 @@ pub fn install(
                             if !plan.has_local_packages() {
                                 plan_cache::save(&store_dir, &cache_key, &plan);
                             }
+                            // (Freeing a large lockfile's tree takes a millisecond or two.)
+                            drop_in_background(lockfile);
                             (text, plan)
                         }
                         Err(error) if options.frozen_lockfile => return Err(error),

@@ -12,7 +12,7 @@
 //! becomes available ([`run_import_worker`]).
 
 use std::collections::HashSet;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -644,7 +644,7 @@ impl<'a> Importer<'a> {
         private: bool,
     ) -> rustix::io::Result<()> {
         let name = Cas::relative_path(&file.hash, file.is_executable());
-        let source = name.as_str();
+        let source = (self.cas.shard_fd(&file.hash)?, name.file_name());
         let destination = file.path.as_str();
         loop {
             let method = match self.decided.load(Ordering::Relaxed) {
@@ -655,13 +655,9 @@ impl<'a> Importer<'a> {
                 METHOD_UNDECIDED | METHOD_CLONE => {
                     self.clone_file(source, dir, destination, file.mode)
                 }
-                METHOD_HARDLINK => rustix::fs::linkat(
-                    self.cas.files_dir_fd(),
-                    source,
-                    dir,
-                    destination,
-                    AtFlags::empty(),
-                ),
+                METHOD_HARDLINK => {
+                    rustix::fs::linkat(source.0, source.1, dir, destination, AtFlags::empty())
+                }
                 _ => self.copy_file(source, dir, destination, file.mode),
             };
             match result {
@@ -704,7 +700,7 @@ impl<'a> Importer<'a> {
 
     fn clone_file(
         &self,
-        source: &str,
+        source: Source<'_>,
         dir: &OwnedFd,
         destination: &str,
         mode: u32,
@@ -715,7 +711,7 @@ impl<'a> Importer<'a> {
 
     fn copy_file(
         &self,
-        source: &str,
+        source: Source<'_>,
         dir: &OwnedFd,
         destination: &str,
         mode: u32,
@@ -730,13 +726,13 @@ impl<'a> Importer<'a> {
     /// The CAS file to read and a new file (created with `O_EXCL`) to fill.
     fn open_pair(
         &self,
-        source: &str,
+        (shard, source): Source<'_>,
         dir: &OwnedFd,
         destination: &str,
         mode: u32,
     ) -> rustix::io::Result<(OwnedFd, OwnedFd)> {
         let source = rustix::fs::openat(
-            self.cas.files_dir_fd(),
+            shard,
             source,
             OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
@@ -889,3 +885,6 @@ fn import_stored(
     }
     Ok(())
 }
+
+/// A CAS file to import: its shard's directory handle and its name there.
+type Source<'a> = (BorrowedFd<'a>, &'a str);

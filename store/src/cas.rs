@@ -4,8 +4,8 @@ use std::collections::HashSet;
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
@@ -68,6 +68,11 @@ impl RelativeName {
         // Only ASCII hex digits, `/` and `-exec` are ever written.
         std::str::from_utf8(&self.bytes[..self.length as usize]).expect("ASCII")
     }
+
+    /// The name inside its shard directory (after `ab/`): see [`Cas::shard_fd`].
+    pub fn file_name(&self) -> &str {
+        &self.as_str()[3..]
+    }
 }
 
 impl AsRef<Path> for RelativeName {
@@ -98,6 +103,10 @@ pub struct Cas {
     tmp_dir: PathBuf,
     /// Directory handles so each per-file syscall resolves a short relative name.
     files_fd: OwnedFd,
+    /// `files/<2 hex>`, each opened (and, in a new store, created) the first time it is needed:
+    /// names are resolved from their shard, a path component less for every file written and
+    /// linked, and a new store costs no 256 `mkdir`s before its first install can start.
+    shards: [OnceLock<OwnedFd>; 256],
     tmp_fd: OwnedFd,
     /// Unique per process and open, so temp names never collide between concurrent installs.
     temp_prefix: String,
@@ -114,16 +123,8 @@ impl Cas {
     pub fn open(version_root: &Path) -> Result<Self, StoreError> {
         let files_dir = version_root.join("files");
         let tmp_dir = version_root.join("tmp");
-        let ready_marker = files_dir.join(".shards-ready");
-        if !ready_marker.exists() {
-            for shard in 0..=255u8 {
-                let dir = files_dir.join(format!("{shard:02x}"));
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| StoreError::io("create store directory", &dir, e))?;
-            }
-            std::fs::write(&ready_marker, b"")
-                .map_err(|e| StoreError::io("write", &ready_marker, e))?;
-        }
+        std::fs::create_dir_all(&files_dir)
+            .map_err(|e| StoreError::io("create store directory", &files_dir, e))?;
         std::fs::create_dir_all(&tmp_dir)
             .map_err(|e| StoreError::io("create store directory", &tmp_dir, e))?;
         let open_dir = |path: &Path| {
@@ -140,6 +141,7 @@ impl Cas {
             .unwrap_or(0);
         Ok(Cas {
             files_fd: open_dir(&files_dir)?,
+            shards: std::array::from_fn(|_| OnceLock::new()),
             tmp_fd: open_dir(&tmp_dir)?,
             files_dir,
             tmp_dir,
@@ -184,14 +186,44 @@ impl Cas {
         &self.files_dir
     }
 
-    /// The `files` directory handle, for `linkat`/`openat` relative to it.
-    pub fn files_dir_fd(&self) -> BorrowedFd<'_> {
-        self.files_fd.as_fd()
+    /// The directory handle of `hash`'s shard (`files/ab`), where its CAS name is
+    /// [`RelativeName::file_name`]; opened once, and created if the store has none yet.
+    pub fn shard_fd(&self, hash: &FileHash) -> rustix::io::Result<BorrowedFd<'_>> {
+        let byte = hash.as_bytes()[0];
+        let slot = &self.shards[byte as usize];
+        if let Some(fd) = slot.get() {
+            return Ok(fd.as_fd());
+        }
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let name = [HEX[(byte >> 4) as usize], HEX[(byte & 0xf) as usize]];
+        let name = std::str::from_utf8(&name).expect("ASCII");
+        let open = || {
+            rustix::fs::openat(
+                &self.files_fd,
+                name,
+                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+        };
+        let fd = match open() {
+            Err(Errno::NOENT) => {
+                match rustix::fs::mkdirat(&self.files_fd, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(Errno::EXIST) => open()?,
+                    Err(error) => return Err(error),
+                }
+            }
+            opened => opened?,
+        };
+        // Another thread may have opened it meanwhile: its handle is kept, this one closed.
+        let _ = slot.set(fd);
+        Ok(slot.get().expect("just set").as_fd())
     }
 
     pub fn contains(&self, hash: &FileHash, executable: bool) -> bool {
         let name = Self::relative_path(hash, executable);
-        rustix::fs::statat(&self.files_fd, name.as_str(), AtFlags::empty()).is_ok()
+        self.shard_fd(hash).is_ok_and(|shard| {
+            rustix::fs::statat(shard, name.file_name(), AtFlags::empty()).is_ok()
+        })
     }
 
     /// Hashes `data` and writes it straight under its CAS name, created with `O_EXCL`.
@@ -236,15 +268,18 @@ impl Cas {
             size: data.len() as u64,
         };
         let mode = Mode::from_raw_mode(if executable { 0o755 } else { 0o644 });
+        let shard = self
+            .shard_fd(&hash)
+            .map_err(|e| StoreError::io("open", self.files_dir.join(name), e.into()))?;
         match rustix::fs::openat(
-            &self.files_fd,
-            name.as_str(),
+            shard,
+            name.file_name(),
             OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
             mode,
         ) {
             Ok(file) => {
                 if let Err(error) = write_all(&file, data) {
-                    self.remove_own_file(&file, &name);
+                    self.remove_own_file(shard, &file, &name);
                     return Err(StoreError::io(
                         "write",
                         self.files_dir.join(name),
@@ -255,7 +290,8 @@ impl Cas {
                 Ok(staged(CommitOutcome::Created))
             }
             Err(Errno::EXIST)
-                if self.was_written(hash, executable) || self.holds(&name, &hash, data.len()) =>
+                if self.was_written(hash, executable)
+                    || self.holds(shard, &name, &hash, data.len()) =>
             {
                 Ok(staged(CommitOutcome::AlreadyPresent))
             }
@@ -263,12 +299,7 @@ impl Cas {
                 // Torn (or still being written by someone else): replace it whole.
                 let (file, temp_name) = self.create_temp(executable)?;
                 let result = write_all(&file, data).and_then(|()| {
-                    rustix::fs::renameat(
-                        &self.tmp_fd,
-                        temp_name.as_str(),
-                        &self.files_fd,
-                        name.as_str(),
-                    )
+                    rustix::fs::renameat(&self.tmp_fd, temp_name.as_str(), shard, name.file_name())
                 });
                 if let Err(error) = result {
                     let _ =
@@ -307,10 +338,16 @@ impl Cas {
     }
 
     /// Whether the file at `name` is complete: `size` bytes that hash to `hash`.
-    fn holds(&self, name: &RelativeName, hash: &FileHash, size: usize) -> bool {
+    fn holds(
+        &self,
+        shard: BorrowedFd<'_>,
+        name: &RelativeName,
+        hash: &FileHash,
+        size: usize,
+    ) -> bool {
         let Ok(file) = rustix::fs::openat(
-            &self.files_fd,
-            name.as_str(),
+            shard,
+            name.file_name(),
             OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         ) else {
@@ -331,13 +368,13 @@ impl Cas {
 
     /// Unlinks a file this writer created and failed to fill, unless the name has meanwhile
     /// been replaced by someone else's complete copy.
-    fn remove_own_file(&self, file: &OwnedFd, name: &RelativeName) {
+    fn remove_own_file(&self, shard: BorrowedFd<'_>, file: &OwnedFd, name: &RelativeName) {
         let ours = rustix::fs::fstat(file).ok();
-        let there = rustix::fs::statat(&self.files_fd, name.as_str(), AtFlags::empty()).ok();
+        let there = rustix::fs::statat(shard, name.file_name(), AtFlags::empty()).ok();
         if let (Some(ours), Some(there)) = (ours, there)
             && (ours.st_dev, ours.st_ino) == (there.st_dev, there.st_ino)
         {
-            let _ = rustix::fs::unlinkat(&self.files_fd, name.as_str(), AtFlags::empty());
+            let _ = rustix::fs::unlinkat(shard, name.file_name(), AtFlags::empty());
         }
     }
 
@@ -415,12 +452,15 @@ impl Cas {
             return Ok(staged.outcome);
         };
         let target = Self::relative_path(&staged.hash, staged.executable);
+        let shard = self
+            .shard_fd(&staged.hash)
+            .map_err(|e| self.commit_error(&target, e))?;
         if self.rename_noreplace.load(Ordering::Relaxed) {
             match rustix::fs::renameat_with(
                 &self.tmp_fd,
                 source,
-                &self.files_fd,
-                target.as_str(),
+                shard,
+                target.file_name(),
                 RenameFlags::NOREPLACE,
             ) {
                 Ok(()) => return Ok(CommitOutcome::Created),
@@ -438,8 +478,8 @@ impl Cas {
         let outcome = match rustix::fs::linkat(
             &self.tmp_fd,
             source,
-            &self.files_fd,
-            target.as_str(),
+            shard,
+            target.file_name(),
             AtFlags::empty(),
         ) {
             Ok(()) => CommitOutcome::Created,
@@ -641,6 +681,7 @@ mod tests {
         for damaged in [&content[..10], &b"module.exports = 'CORRUPTED';\n"[..]] {
             let cas = Cas::open(dir.path()).unwrap();
             let path = cas.file_path(&hash, false);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, damaged).unwrap();
             let staged = cas.stage(content, false).unwrap();
             assert_eq!(staged.commit(&cas).unwrap(), CommitOutcome::Created);
@@ -673,5 +714,30 @@ mod tests {
             std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
             0
         );
+    }
+
+    #[test]
+    fn a_new_store_makes_each_shard_directory_as_it_is_first_needed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("files")).unwrap().count(),
+            0
+        );
+        let staged = cas.stage(b"first", false).unwrap();
+        assert!(cas.contains(&staged.hash(), false));
+        let streamed = cas.stage_reader(&mut &b"second"[..], true).unwrap();
+        let hash = streamed.hash();
+        streamed.commit(&cas).unwrap();
+        assert!(cas.contains(&hash, true));
+        let shards: HashSet<String> = std::fs::read_dir(dir.path().join("files"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        let expected: HashSet<String> = [FileHash::of(b"first"), hash]
+            .iter()
+            .map(|hash| hash.to_hex()[..2].to_owned())
+            .collect();
+        assert_eq!(shards, expected);
     }
 }

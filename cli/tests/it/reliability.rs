@@ -85,6 +85,8 @@ fn a_short_file_left_by_a_killed_writer_is_replaced_not_served() {
         .unwrap()
         .cas()
         .file_path(&flowpm_store::FileHash::of(content), false);
+    // (Shard directories are made as they are first needed.)
+    std::fs::create_dir_all(cas_file.parent().unwrap()).unwrap();
     std::fs::write(&cas_file, &content[..5]).unwrap();
     sandbox.install(&[]);
     assert_eq!(std::fs::read(&cas_file).unwrap(), content);
