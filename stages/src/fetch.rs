@@ -526,8 +526,8 @@ fn store_directory(
 }
 
 /// One [`Attempt`] being filled, entry by entry, by a tarball's decoder or a directory's
-/// reader: small files go to the write pool in batches, large ones are staged here from
-/// their stream.
+/// reader: small files go to the write pool in batches, large ones are staged from their
+/// stream (by this thread, or by a stream writer it hands them to).
 struct AttemptSink<'s, 'f, 'q> {
     context: &'s StageContext,
     files: &'s FileQueue<'q>,

@@ -312,7 +312,8 @@ impl LanePool {
 
 impl LanePool {
     /// Lends the calling thread (one with nothing else to do for now) to the pool: hashes one
-    /// batch if at least half the budget is waiting, and says whether it did. Without help, a
+    /// batch if at least half the budget is waiting and the batch is as wide as it gets, and
+    /// says whether it did. Without help, a
     /// stream's own thread hashes it once the budget is exceeded, in turn with inflating it:
     /// at the end of an install, with one large tarball left, that is one core for both.
     pub fn help(&self) -> bool {
@@ -382,7 +383,8 @@ impl Sha512Stream<'_> {
         pool.held += 1;
         let next = pool.free.pop();
         // Eight streams waiting make a full batch; over the budget, the streams with the most
-        // waiting are hashed until it is met again.
+        // waiting are hashed until it is met again, if that batch is as wide as it gets (else
+        // they wait, up to the hard budget).
         loop {
             let held = pool.held * (HEAD + BUFFER_DATA);
             let over = held > HELD_HARD_MAX || (held > HELD_MAX && pool.batch_pays(self.pool.wide));

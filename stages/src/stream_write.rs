@@ -13,7 +13,6 @@
 //! [`STREAM_CHUNKS`] + 1 chunks per file handed over.
 
 use std::io::Read;
-
 use std::sync::Mutex;
 
 use flowpm_pipeline::{Receiver, Sender, StageContext, Stopped, TrySendError, bounded};
