@@ -89,12 +89,14 @@ struct Lane {
 }
 
 impl Pool {
-    /// Whether a batch taken now is as wide as it is going to get: at least [`MIN_WIDE`]
-    /// streams ready, or fewer than that open (nothing to wait for).
-    fn batch_pays(&self, wide: bool) -> bool {
-        !wide
-            || self.lanes.len() < MIN_WIDE
-            || self.lanes.values().filter(|lane| lane.ready()).count() >= MIN_WIDE
+    fn ready_count(&self) -> usize {
+        self.lanes.values().filter(|lane| lane.ready()).count()
+    }
+
+    /// Whether a batch taken now, with `ready` streams ready, is as wide as it is going to
+    /// get: at least [`MIN_WIDE`] of them, or fewer than that open (nothing to wait for).
+    fn batch_pays(&self, wide: bool, ready: usize) -> bool {
+        !wide || self.lanes.len() < MIN_WIDE || ready >= MIN_WIDE
     }
 }
 
@@ -308,17 +310,17 @@ impl LanePool {
         self.give_back(&mut pool, batch);
         (pool, true)
     }
-}
 
-impl LanePool {
     /// Lends the calling thread (one with nothing else to do for now) to the pool: hashes one
     /// batch if at least half the budget is waiting and the batch is as wide as it gets, and
-    /// says whether it did. Without help, a
-    /// stream's own thread hashes it once the budget is exceeded, in turn with inflating it:
-    /// at the end of an install, with one large tarball left, that is one core for both.
+    /// says whether it did. Without help, a stream's own thread hashes it once the budget is
+    /// exceeded, in turn with inflating it: at the end of an install, with one large tarball
+    /// left, that is one core for both.
     pub fn help(&self) -> bool {
         let pool = self.lock();
-        if pool.held * (HEAD + BUFFER_DATA) < HELD_MAX / 2 || !pool.batch_pays(self.wide) {
+        if pool.held * (HEAD + BUFFER_DATA) < HELD_MAX / 2
+            || !pool.batch_pays(self.wide, pool.ready_count())
+        {
             return false;
         }
         self.run_batch(pool, None, None).1
@@ -386,10 +388,12 @@ impl Sha512Stream<'_> {
         // waiting are hashed until it is met again, if that batch is as wide as it gets (else
         // they wait, up to the hard budget).
         loop {
+            // (Counted once: this runs under the pool's lock for every buffer read.)
+            let ready = pool.ready_count();
             let held = pool.held * (HEAD + BUFFER_DATA);
-            let over = held > HELD_HARD_MAX || (held > HELD_MAX && pool.batch_pays(self.pool.wide));
-            let full =
-                self.pool.wide && pool.lanes.values().filter(|lane| lane.ready()).count() >= LANES;
+            let over =
+                held > HELD_HARD_MAX || (held > HELD_MAX && pool.batch_pays(self.pool.wide, ready));
+            let full = self.pool.wide && ready >= LANES;
             if !over && !full {
                 break;
             }
@@ -421,9 +425,7 @@ impl Sha512Stream<'_> {
             // (as far as its own first span goes); alone, it is hashed here, out of the pool.
             let lane = &pool.lanes[&self.id];
             // (Counts this stream too: it is ready unless it has nothing waiting.)
-            let alone = lane.pending_bytes == 0
-                || !self.pool.wide
-                || pool.lanes.values().filter(|lane| lane.ready()).count() < MIN_WIDE;
+            let alone = lane.pending_bytes == 0 || !self.pool.wide || pool.ready_count() < MIN_WIDE;
             if alone {
                 let lane = pool
                     .lanes

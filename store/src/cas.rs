@@ -194,9 +194,9 @@ impl Cas {
         if let Some(fd) = slot.get() {
             return Ok(fd.as_fd());
         }
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let name = [HEX[(byte >> 4) as usize], HEX[(byte & 0xf) as usize]];
-        let name = std::str::from_utf8(&name).expect("ASCII");
+        // (Once per shard: the name's first two hex digits.)
+        let relative = Self::relative_path(hash, false);
+        let name = &relative.as_str()[..2];
         let open = || {
             rustix::fs::openat(
                 &self.files_fd,
@@ -409,10 +409,13 @@ impl Cas {
                 Ok(0) => return Ok(stream.finish()),
                 Ok(n) => n,
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                // (Dropping `stream` removes its temp file.)
                 Err(error) => {
-                    let error = StoreError::io("read content for", stream.temp_path(), error);
-                    stream.discard();
-                    return Err(error);
+                    return Err(StoreError::io(
+                        "read content for",
+                        stream.temp_path(),
+                        error,
+                    ));
                 }
             };
             stream.write(&buffer[..n])?;
@@ -590,11 +593,6 @@ impl StreamStager<'_> {
             executable: self.executable,
             size: self.size,
         }
-    }
-
-    /// Gives up on the file (its temp file is removed).
-    pub fn discard(mut self) {
-        self.remove();
     }
 
     fn temp_path(&self) -> PathBuf {
