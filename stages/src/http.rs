@@ -247,7 +247,9 @@ impl HttpClient {
         let expected = length
             .unwrap_or(0)
             .saturating_mul(if gzip { 10 } else { 1 });
-        let mut body = document_buffer(expected.min(MAX_DOCUMENT_BYTES) as usize);
+        // Ordinary pages, not transparent huge ones: measured here, a huge page's first touch
+        // took ~6 ms and they cost p0 3% of its CPU (PERF.md, session 21).
+        let mut body = Vec::with_capacity(expected.min(MAX_DOCUMENT_BYTES) as usize);
         let mut reader = response
             .into_body()
             .into_with_config()
@@ -282,28 +284,6 @@ impl HttpClient {
             last_modified,
         })
     }
-}
-
-/// An empty buffer with room for `capacity` bytes. A large one asks for transparent huge pages:
-/// filling realworld's 145 MB of packuments into fresh 4 KiB pages took ~36k page faults, 5% of
-/// a cold resolution's CPU (PERF.md). Advice only: without THP it is an ordinary buffer.
-fn document_buffer(capacity: usize) -> Vec<u8> {
-    const HUGE_PAGE: usize = 2 << 20;
-    let buffer = Vec::with_capacity(capacity);
-    if capacity >= 2 * HUGE_PAGE {
-        let start = (buffer.as_ptr() as usize).next_multiple_of(4096);
-        let end = (buffer.as_ptr() as usize + capacity) & !4095;
-        // SAFETY: the range lies inside the buffer's own allocation, which holds no data yet;
-        // the advice changes how its pages are backed, never their contents.
-        let _ = unsafe {
-            rustix::mm::madvise(
-                start as *mut std::ffi::c_void,
-                end - start,
-                rustix::mm::Advice::LinuxHugepage,
-            )
-        };
-    }
-    buffer
 }
 
 /// Resolves each host once per client and shares the answer between threads.
