@@ -267,6 +267,11 @@ impl Cas {
             executable,
             size: data.len() as u64,
         };
+        // Written whole through this handle already (content two packages share): trusted
+        // without a failing O_EXCL open (~4.3k per realworld install).
+        if self.was_written(hash, executable) {
+            return Ok(staged(CommitOutcome::AlreadyPresent));
+        }
         let mode = Mode::from_raw_mode(if executable { 0o755 } else { 0o644 });
         let shard = self
             .shard_fd(&hash)
