@@ -178,6 +178,8 @@ pub enum Document {
         body: Vec<u8>,
         etag: Option<String>,
         last_modified: Option<String>,
+        /// Served as an abbreviated packument (`application/vnd.npm.install-v1+json`).
+        abbreviated: bool,
     },
 }
 
@@ -185,11 +187,12 @@ pub enum Document {
 const MAX_DOCUMENT_BYTES: u64 = 512 << 20;
 
 impl HttpClient {
-    /// GETs a JSON document, revalidating a cached copy with `If-None-Match` /
-    /// `If-Modified-Since` when given.
+    /// GETs a JSON document of the kind `accept` asks for, revalidating a cached copy with
+    /// `If-None-Match` / `If-Modified-Since` when given.
     pub fn get_document(
         &self,
         url: &str,
+        accept: &str,
         etag: Option<&str>,
         last_modified: Option<&str>,
     ) -> Result<Document, HttpFailure> {
@@ -197,7 +200,7 @@ impl HttpClient {
         // npm registry compresses when asked, as npm and pnpm ask.
         let mut request = self
             .request(url)
-            .header("accept", "application/json")
+            .header("accept", accept)
             .header("accept-encoding", "gzip");
         if let Some(etag) = etag {
             request = request.header("if-none-match", etag);
@@ -228,6 +231,12 @@ impl HttpClient {
             });
         }
         let (etag, last_modified) = (header("etag"), header("last-modified"));
+        let abbreviated = header("content-type").is_some_and(|value| {
+            value
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/vnd.npm.install-v1+json")
+        });
         let encoding = header("content-encoding").map(|value| value.trim().to_ascii_lowercase());
         let gzip = match encoding.as_deref() {
             None | Some("" | "identity") => false,
@@ -282,6 +291,7 @@ impl HttpClient {
             body,
             etag,
             last_modified,
+            abbreviated,
         })
     }
 }

@@ -28,6 +28,11 @@ pub struct Packument {
     /// Served from the metadata cache without asking the registry (`--prefer-offline`): a
     /// range it cannot satisfy is worth a fresh copy before it is an error.
     pub unrevalidated: bool,
+    /// An abbreviated packument's top-level `modified` (seconds since the epoch): the last
+    /// publish, all it says of time.
+    pub modified: Option<i64>,
+    /// Served as npm's abbreviated packument, which has no `time` map.
+    pub abbreviated: bool,
     body: Vec<u8>,
 }
 
@@ -107,6 +112,7 @@ impl Packument {
             .filter_map(|(key, value)| Some((key.as_ref(), parse_iso_time(value)?)))
             .collect();
         let name = raw.name.0.as_deref().unwrap_or_default().to_owned();
+        let modified = raw.modified.0.as_deref().and_then(parse_iso_time);
         let base = body.as_ptr() as usize;
         let span = |text: &str| {
             let start = text.as_ptr() as usize - base;
@@ -147,7 +153,17 @@ impl Packument {
             dist_tags,
             versions,
             unrevalidated: false,
+            modified,
+            abbreviated: false,
             body,
+        })
+    }
+
+    /// Whether picking versions published before `published_before` needs the full document:
+    /// this is an abbreviated one, modified after that (or not saying when), as pnpm 12 decides.
+    pub fn needs_publish_times(&self, published_before: Option<i64>) -> bool {
+        published_before.is_some_and(|cutoff| {
+            self.abbreviated && self.modified.is_none_or(|modified| modified > cutoff)
         })
     }
 
@@ -331,6 +347,8 @@ struct RawPackument<'a> {
     versions: RawEntries<'a>,
     #[serde(borrow, default)]
     time: Pairs<'a>,
+    #[serde(borrow, default)]
+    modified: MaybeStr<'a>,
 }
 
 /// An object's entries in document order, values unparsed. (A `HashMap` here hashed every

@@ -450,6 +450,67 @@ fn prefer_offline_refetches_a_packument_too_old_for_a_range() {
     assert_eq!(sandbox.registry.requests("/r-lib"), before + 2);
 }
 
+/// Packuments are asked for abbreviated, as npm and pnpm ask; with `minimumReleaseAge` (pnpm 12
+/// defaults to a day), one modified since the cutoff is fetched again in full for its versions'
+/// publish times, as pnpm 12 does (observed with pnpm 12.26 against a registry that logs its
+/// requests: an abbreviated request, then an `application/json` one only when `modified` is
+/// recent; the version picked is the newest one old enough).
+#[test]
+fn minimum_release_age_fetches_full_packuments_only_when_needed() {
+    let registry = tempfile::tempdir().unwrap();
+    copy_dir(&flowpm_fixtures::registry_dir(), registry.path());
+    let packument = registry.path().join("r-lib/packument.json");
+    let mut document: serde_json::Value = serde_json::from_str(&read(&packument)).unwrap();
+    // r-lib 1.2.0 is published in the future: younger than any minimumReleaseAge.
+    document["time"]["1.2.0"] = "2099-01-01T00:00:00.000Z".into();
+    document["time"]["modified"] = "2099-01-01T00:00:00.000Z".into();
+    std::fs::write(&packument, document.to_string()).unwrap();
+    let sandbox = Sandbox::with_registry("graph", registry.path());
+    std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    let manifest = "{\"dependencies\": {\"r-lib\": \"^1.0.0\", \"r-deprecated\": \"^1.0.0\"}}";
+    std::fs::write(sandbox.project().join("package.json"), manifest).unwrap();
+
+    run_ok(&sandbox, &["install", "--lockfile-only"]);
+    let written = lockfile(&sandbox);
+    assert!(written.contains("r-lib@1.1.1:"), "{written}");
+    // Abbreviated for both; r-lib again in full; r-deprecated (all of it old) not.
+    assert_eq!(sandbox.registry.abbreviated_responses(), 2);
+    assert_eq!(sandbox.registry.requests("/r-lib"), 2);
+    assert_eq!(sandbox.registry.requests("/r-deprecated"), 1);
+    let full = sandbox.store().join("v1/metadata-full");
+    assert!(full.join("r-lib.zst").is_file());
+    assert!(!full.join("r-deprecated.zst").exists());
+
+    // From the cache: both kinds revalidated (304), the same pick.
+    std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    let not_modified = sandbox.registry.not_modified_responses();
+    run_ok(&sandbox, &["install", "--lockfile-only"]);
+    assert_eq!(lockfile(&sandbox), written);
+    assert_eq!(sandbox.registry.not_modified_responses(), not_modified + 3);
+    std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    run_ok(&sandbox, &["install", "--lockfile-only", "--offline"]);
+    assert_eq!(lockfile(&sandbox), written);
+
+    // Without a minimum age, the abbreviated document is enough and 1.2.0 is taken.
+    std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    std::fs::write(sandbox.project().join(".npmrc"), "minimum-release-age=0\n").unwrap();
+    let before = sandbox.registry.requests("/r-lib");
+    run_ok(&sandbox, &["install", "--lockfile-only"]);
+    assert!(lockfile(&sandbox).contains("r-lib@1.2.0:"));
+    assert_eq!(sandbox.registry.requests("/r-lib"), before + 1);
+
+    // A registry that answers with full documents whatever is asked: one request each, and
+    // the publish times it has are used.
+    let sandbox = Sandbox::with_registry("graph", registry.path());
+    sandbox.registry.ignore_abbreviated_accept();
+    std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    std::fs::write(sandbox.project().join("package.json"), manifest).unwrap();
+    run_ok(&sandbox, &["install", "--lockfile-only"]);
+    assert!(lockfile(&sandbox).contains("r-lib@1.1.1:"));
+    assert_eq!(sandbox.registry.abbreviated_responses(), 0);
+    assert_eq!(sandbox.registry.requests("/r-lib"), 1);
+}
+
 /// Bad input fails with the dependency chain and leaves package.json and the lockfile as
 /// they were.
 #[test]

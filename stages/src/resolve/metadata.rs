@@ -1,5 +1,6 @@
 //! The metadata stage: packument fetcher threads with a zstd-compressed cache in the store
-//! (`v1/metadata/<name>.zst`), revalidated with ETag / Last-Modified.
+//! (`v1/metadata/<name>.zst`, full documents in `v1/metadata-full/`), revalidated with ETag /
+//! Last-Modified.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -35,10 +36,28 @@ pub type PackumentRequest = (String, bool);
 /// is CPU-bound, so the cache takes 16 MB instead of 12 for half the compression CPU (PERF.md).
 const CACHE_LEVEL: i32 = -3;
 
+/// A packument (or why not), the bytes downloaded for it, and the cache entry to write.
+type Loaded = (Result<Arc<Packument>, String>, u64, Option<(PathBuf, CacheEntry)>);
+
+/// What a packument request asks for: npm's abbreviated document first, as npm and pnpm ask
+/// (a fraction of the full one's size), else the full one.
+const ABBREVIATED: &str = "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*";
+const FULL: &str = "application/json";
+
+/// The two kinds of document, each cached apart (as pnpm keeps `metadata` and `metadata-full`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Abbreviated,
+    Full,
+}
+
 pub struct MetadataFetcher<'a> {
     pub fetcher: &'a Fetcher<'a>,
     pub cache_dir: PathBuf,
     pub mode: CacheMode,
+    /// `minimumReleaseAge`'s cutoff (epoch seconds): an abbreviated packument modified after
+    /// it is fetched again in full, for its versions' publish times.
+    pub published_before: Option<i64>,
 }
 
 impl MetadataFetcher<'_> {
@@ -46,11 +65,13 @@ impl MetadataFetcher<'_> {
         fetcher: &'a Fetcher<'a>,
         store_dir: &Path,
         mode: CacheMode,
+        published_before: Option<i64>,
     ) -> MetadataFetcher<'a> {
         MetadataFetcher {
             fetcher,
-            cache_dir: store_dir.join("v1").join("metadata"),
+            cache_dir: store_dir.join("v1"),
             mode,
+            published_before,
         }
     }
 
@@ -63,32 +84,72 @@ impl MetadataFetcher<'_> {
         Ok(format!("{registry}{}", name.replace('/', "%2f")))
     }
 
-    fn cache_path(&self, name: &str) -> PathBuf {
+    fn cache_path(&self, name: &str, kind: Kind) -> PathBuf {
+        // `metadata` held full documents before abbreviated ones were asked for: either
+        // answers a request for the abbreviated one.
+        let dir = match kind {
+            Kind::Abbreviated => "metadata",
+            Kind::Full => "metadata-full",
+        };
         self.cache_dir
+            .join(dir)
             .join(format!("{}.zst", name.replace('/', "%2f")))
     }
 
     /// The packument of `name` from the cache or the registry, the bytes downloaded, and the
-    /// cache entry to write once the packument has been handed on (`None`: cache is current).
+    /// cache entry to write (where, and its validators) once the packument has been handed on
+    /// (`None`: the cache is current).
+    ///
+    /// As pnpm 12 does it: the abbreviated document, then, when `minimumReleaseAge` applies and
+    /// it was modified since the cutoff, the full one, whose `time` says which versions are old
+    /// enough. A registry that answers with the full document is asked once.
     pub fn load(
         &self,
         context: &StageContext,
+        request: &PackumentRequest,
+    ) -> Loaded {
+        let (result, bytes, entry) = self.load_kind(context, request, Kind::Abbreviated);
+        let abbreviated = match &result {
+            Ok(packument) if packument.needs_publish_times(self.published_before) => packument,
+            _ => return (result, bytes, entry),
+        };
+        // Kept: the next run revalidates it before deciding again.
+        if let Some((path, entry)) = &entry {
+            let compressor = zstd::bulk::Compressor::new(CACHE_LEVEL);
+            if let Ok(mut compressor) = compressor {
+                let _ = write_cache(path, entry, abbreviated.body(), &mut compressor);
+            }
+        }
+        let (full, full_bytes, full_entry) = self.load_kind(context, request, Kind::Full);
+        match full {
+            // Offline without a full copy: the versions' ages are unknown, all count as old.
+            Err(_) if self.mode == CacheMode::Offline => (result, bytes, None),
+            full => (full, bytes + full_bytes, full_entry),
+        }
+    }
+
+    fn load_kind(
+        &self,
+        context: &StageContext,
         (name, refresh): &PackumentRequest,
-    ) -> (Result<Arc<Packument>, String>, u64, Option<CacheEntry>) {
+        kind: Kind,
+    ) -> Loaded {
         let mode = match self.mode {
             CacheMode::PreferOffline if *refresh => CacheMode::Revalidate,
             mode => mode,
         };
-        let cached = read_cache(&self.cache_path(name));
+        let path = self.cache_path(name, kind);
+        let cached = read_cache(&path);
         let url = match self.url(name) {
             Ok(url) => url,
             Err(error) => return (Err(error), 0, None),
         };
         // `unrevalidated`: served from the cache without asking the registry.
-        let parse = |body: Vec<u8>, unrevalidated: bool| {
+        let parse = |body: Vec<u8>, abbreviated: bool, unrevalidated: bool| {
             Packument::parse(body)
                 .map(|mut packument| {
                     packument.unrevalidated = unrevalidated;
+                    packument.abbreviated = abbreviated;
                     Arc::new(packument)
                 })
                 .map_err(|error| format!("malformed packument from {url}: {}", error.0))
@@ -96,7 +157,7 @@ impl MetadataFetcher<'_> {
         let (etag, last_modified) = match cached {
             Some(entry) if mode != CacheMode::Revalidate => {
                 let unrevalidated = mode == CacheMode::PreferOffline;
-                return (parse(entry.body, unrevalidated), 0, None);
+                return (parse(entry.body, entry.abbreviated, unrevalidated), 0, None);
             }
             None if mode == CacheMode::Offline => {
                 return (
@@ -112,13 +173,17 @@ impl MetadataFetcher<'_> {
             Ok(client) => client,
             Err(error) => return (Err(error.to_string()), 0, None),
         };
+        let accept = match kind {
+            Kind::Abbreviated => ABBREVIATED,
+            Kind::Full => FULL,
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match client.get_document(&url, etag.as_deref(), last_modified.as_deref()) {
+            match client.get_document(&url, accept, etag.as_deref(), last_modified.as_deref()) {
                 Ok(Document::NotModified) => {
                     return match cached {
-                        Some(entry) => (parse(entry.body, false), 0, None),
+                        Some(entry) => (parse(entry.body, entry.abbreviated, false), 0, None),
                         None => (
                             Err(format!(
                                 "{url} answered 304 Not Modified to a plain request"
@@ -132,15 +197,17 @@ impl MetadataFetcher<'_> {
                     body,
                     etag,
                     last_modified,
+                    abbreviated,
                 }) => {
                     let bytes = body.len() as u64;
-                    let parsed = parse(body, false);
+                    let parsed = parse(body, abbreviated, false);
                     let entry = parsed.is_ok().then_some(CacheEntry {
                         etag,
                         last_modified,
+                        abbreviated,
                         body: Vec::new(),
                     });
-                    return (parsed, bytes, entry);
+                    return (parsed, bytes, entry.map(|entry| (path, entry)));
                 }
                 Err(failure) => {
                     if !failure.retryable || attempt >= self.fetcher.max_attempts {
@@ -185,13 +252,12 @@ pub fn run_metadata_worker(
         let name = request.0;
         context.record_item(bytes);
         let packument = result.as_ref().ok().cloned();
-        let path = metadata.cache_path(&name);
         if context.send(output, (name, result)).is_err() {
             break;
         }
         // Compressed after resolution has the packument. A cache that cannot be written only
         // costs the next run a download.
-        if let (Some(entry), Some(packument), Some(compressor)) =
+        if let (Some((path, entry)), Some(packument), Some(compressor)) =
             (cache, packument, compressor.as_mut())
         {
             let _ = write_cache(&path, &entry, packument.body(), compressor);
@@ -203,10 +269,13 @@ pub fn run_metadata_worker(
 pub struct CacheEntry {
     etag: Option<String>,
     last_modified: Option<String>,
+    /// The body is an abbreviated packument.
+    abbreviated: bool,
     body: Vec<u8>,
 }
 
-/// Format: zstd of `{"etag":..,"last_modified":..}\n<packument JSON>` (one or more frames).
+/// Format: zstd of `{"etag":..,"last_modified":..,"abbreviated":..}\n<packument JSON>` (one or
+/// more frames; no `abbreviated`: a full document).
 fn read_cache(path: &Path) -> Option<CacheEntry> {
     let file = std::fs::File::open(path).ok()?;
     let mut data = Vec::new();
@@ -218,10 +287,12 @@ fn read_cache(path: &Path) -> Option<CacheEntry> {
     let header: serde_json::Value = serde_json::from_slice(&data[..newline]).ok()?;
     let text = |key: &str| header.get(key).and_then(|v| v.as_str()).map(str::to_owned);
     let (etag, last_modified) = (text("etag"), text("last_modified"));
+    let abbreviated = header.get("abbreviated") == Some(&serde_json::Value::Bool(true));
     data.drain(..=newline);
     Some(CacheEntry {
         etag,
         last_modified,
+        abbreviated,
         body: data,
     })
 }
@@ -236,7 +307,11 @@ fn write_cache(
     body: &[u8],
     compressor: &mut zstd::bulk::Compressor<'_>,
 ) -> std::io::Result<()> {
-    let header = serde_json::json!({"etag": entry.etag, "last_modified": entry.last_modified});
+    let header = serde_json::json!({
+        "etag": entry.etag,
+        "last_modified": entry.last_modified,
+        "abbreviated": entry.abbreviated,
+    });
     let mut compressed = compressor.compress(format!("{header}\n").as_bytes())?;
     compressed.extend_from_slice(&compressor.compress(body)?);
     let dir = path.parent().expect("cache paths have a parent");
@@ -274,6 +349,7 @@ mod tests {
         let entry = CacheEntry {
             etag: Some("\"abc\"".into()),
             last_modified: None,
+            abbreviated: true,
             body: Vec::new(),
         };
         let mut compressor = zstd::bulk::Compressor::new(CACHE_LEVEL).unwrap();
@@ -281,6 +357,7 @@ mod tests {
         let read = read_cache(&path).unwrap();
         assert_eq!(read.etag.as_deref(), Some("\"abc\""));
         assert_eq!(read.last_modified, None);
+        assert!(read.abbreviated);
         assert_eq!(read.body, b"{\"name\":\"@s/x\"}");
         // A torn or foreign file is a miss, not an error.
         std::fs::write(&path, b"garbage").unwrap();

@@ -91,7 +91,12 @@ pub fn resolve_with_registry(
     fetcher.defer_failures = true;
     fetcher.root = options.root.clone();
     fetcher.git_builds = run.git_builds.clone();
-    let metadata = MetadataFetcher::new(&fetcher, run.store_dir, run.cache_mode);
+    let metadata = MetadataFetcher::new(
+        &fetcher,
+        run.store_dir,
+        run.cache_mode,
+        options.published_before,
+    );
     let store = if run.prefetch {
         Some(Store::open(run.store_dir)?)
     } else {
