@@ -698,24 +698,29 @@ pub(crate) fn resolve_project(
     reporter: &dyn Reporter,
     link: Option<(&EarlyLink<'_>, &Planned)>,
 ) -> Result<(Lockfile, InstallReport, LinkOutcome), InstallError> {
-    let minutes = match options.minimum_release_age {
-        Some(minutes) => minutes,
-        None => config
-            .number("minimum-release-age")?
-            .unwrap_or(DEFAULT_MINIMUM_RELEASE_AGE),
-    };
+    // From pnpm-workspace.yaml: pnpm 12 ignores an .npmrc `minimum-release-age` (observed).
+    let minutes = options
+        .minimum_release_age
+        .or(rules.minimum_release_age)
+        .unwrap_or(DEFAULT_MINIMUM_RELEASE_AGE);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let update = options.update.as_deref();
+    let cutoff = (minutes > 0).then(|| {
+        now.saturating_sub(
+            i64::try_from(minutes)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(60),
+        )
+    });
+    let release_age = crate::packument::ReleaseAge::new(cutoff, &rules.minimum_release_age_exclude)
+        .map_err(|message| InstallError::InvalidFile {
+            path: rules.root.join(workspace::WORKSPACE_FILE),
+            message,
+        })?;
     let resolve_options = ResolveOptions {
-        published_before: (minutes > 0).then(|| {
-            now.saturating_sub(
-                i64::try_from(minutes)
-                    .unwrap_or(i64::MAX)
-                    .saturating_mul(60),
-            )
-        }),
+        release_age,
         update: update.unwrap_or_default().iter().cloned().collect(),
         update_all: update.is_some_and(|names| names.is_empty()),
         overrides: rules.overrides.clone(),
@@ -762,6 +767,9 @@ pub(crate) struct Rules {
     pub overrides: Overrides,
     pub package_extensions: PackageExtensions,
     pub catalogs: Catalogs,
+    /// `minimumReleaseAge` (minutes) and `minimumReleaseAgeExclude`.
+    pub minimum_release_age: Option<u64>,
+    pub minimum_release_age_exclude: Vec<String>,
     /// The workspace root (the lockfile's directory): local dependencies are read from here.
     pub root: PathBuf,
 }
@@ -783,6 +791,8 @@ pub(crate) fn parse_rules(
         overrides,
         package_extensions: settings.package_extensions,
         catalogs: settings.catalogs,
+        minimum_release_age: settings.minimum_release_age,
+        minimum_release_age_exclude: settings.minimum_release_age_exclude,
         root: root.to_path_buf(),
     })
 }

@@ -52,6 +52,7 @@ pub mod plan;
 mod plan_cache;
 pub mod platform;
 mod proxy;
+mod release_age;
 mod replace;
 mod report;
 pub mod resolve;

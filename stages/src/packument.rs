@@ -13,6 +13,8 @@ use nodejs_semver::{Range, Version};
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+pub use crate::release_age::ReleaseAge;
+
 /// One package's registry document, reduced to what resolution needs.
 ///
 /// Only the version list is parsed up front; a version's manifest is parsed from its span of
@@ -159,10 +161,11 @@ impl Packument {
         })
     }
 
-    /// Whether picking versions published before `published_before` needs the full document:
-    /// this is an abbreviated one, modified after that (or not saying when), as pnpm 12 decides.
-    pub fn needs_publish_times(&self, published_before: Option<i64>) -> bool {
-        published_before.is_some_and(|cutoff| {
+    /// Whether picking versions older than `cutoff` (see [`ReleaseAge::cutoff_for`]) needs the
+    /// full document: this is an abbreviated one, modified after the cutoff (or not saying
+    /// when), as pnpm 12 decides.
+    pub fn needs_publish_times(&self, cutoff: Option<i64>) -> bool {
+        cutoff.is_some_and(|cutoff| {
             self.abbreviated && self.modified.is_none_or(|modified| modified > cutoff)
         })
     }
@@ -237,13 +240,22 @@ pub fn parse_version_spec(spec: &str) -> Option<VersionSpec> {
 }
 
 /// How to choose among published versions.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct PickOptions<'a> {
-    /// Versions published after this (epoch seconds) are only used when nothing older matches
-    /// (pnpm's `minimumReleaseAge`).
-    pub published_before: Option<i64>,
+    /// Versions younger than pnpm's `minimumReleaseAge` are only used when nothing older
+    /// matches.
+    pub release_age: &'a ReleaseAge,
     /// Versions already locked or chosen for this name: the highest one that satisfies wins.
     pub preferred: &'a [String],
+}
+
+impl Default for PickOptions<'_> {
+    fn default() -> Self {
+        PickOptions {
+            release_age: ReleaseAge::none(),
+            preferred: &[],
+        }
+    }
 }
 
 /// Picks the version `spec` resolves to, as pnpm does: an exact version as is; a tag through
@@ -268,7 +280,7 @@ pub fn pick_version<'p>(
             if let Some(preferred) = preferred.and_then(|v| packument.published(&v)) {
                 return Some(preferred);
             }
-            pick_where(packument, options.published_before, |version| {
+            pick_where(packument, options.release_age, |version| {
                 range.satisfies(version)
             })
         }
@@ -276,16 +288,15 @@ pub fn pick_version<'p>(
 }
 
 /// pnpm's choice among the versions `satisfies` accepts: `latest` if accepted, else the highest
-/// one that is not deprecated, else the highest. Versions published after `published_before`
-/// are only considered when no older one is accepted.
-pub fn pick_where(
-    packument: &Packument,
-    published_before: Option<i64>,
+/// one that is not deprecated, else the highest. Versions too young for `release_age` are only
+/// considered when no older one is accepted.
+pub fn pick_where<'p>(
+    packument: &'p Packument,
+    release_age: &ReleaseAge,
     satisfies: impl Fn(&Version) -> bool,
-) -> Option<&PublishedVersion> {
-    let mature = |candidate: &PublishedVersion| match (published_before, candidate.published) {
-        (Some(limit), Some(published)) => published <= limit,
-        _ => true,
+) -> Option<&'p PublishedVersion> {
+    let mature = |candidate: &PublishedVersion| {
+        release_age.is_mature(&packument.name, &candidate.version, candidate.published)
     };
     pick_among(packument, &|c| satisfies(&c.version) && mature(c))
         .or_else(|| pick_among(packument, &|c| satisfies(&c.version)))
@@ -843,7 +854,8 @@ mod tests {
         // Versions published after the limit only when nothing older matches: 1.0.0 is too
         // young, so even the deprecated 1.1.0 goes first.
         let young = |p: &Packument, satisfies: fn(&Version) -> bool| {
-            pick_where(p, Some(50_000), satisfies).map(|v| v.version.to_string())
+            let age = ReleaseAge::new(Some(50_000), &[]).unwrap();
+            pick_where(p, &age, satisfies).map(|v| v.version.to_string())
         };
         assert_eq!(young(&p, |v| v.minor() <= 1).as_deref(), Some("1.1.0"));
         assert_eq!(young(&p, |v| v.minor() == 0).as_deref(), Some("1.0.0"));

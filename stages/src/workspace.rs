@@ -58,6 +58,14 @@ struct WorkspaceFile {
     child_concurrency: Option<i64>,
     #[serde(default, rename = "sideEffectsCache")]
     side_effects_cache: Option<bool>,
+    #[serde(default, rename = "minimumReleaseAge")]
+    minimum_release_age: Option<u64>,
+    #[serde(
+        default,
+        rename = "minimumReleaseAgeExclude",
+        deserialize_with = "null_is_empty"
+    )]
+    minimum_release_age_exclude: Vec<String>,
 }
 
 fn null_is_empty<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -92,6 +100,10 @@ pub struct Settings {
     pub child_concurrency: Option<i64>,
     /// `sideEffectsCache` (default true): builds are kept in the store and reused.
     pub side_effects_cache: bool,
+    /// `minimumReleaseAge` in minutes, and `minimumReleaseAgeExclude`
+    /// ([`crate::packument::ReleaseAge`]).
+    pub minimum_release_age: Option<u64>,
+    pub minimum_release_age_exclude: Vec<String>,
 }
 
 impl WorkspaceFile {
@@ -127,6 +139,8 @@ impl WorkspaceFile {
             ),
             child_concurrency: self.child_concurrency,
             side_effects_cache: self.side_effects_cache.unwrap_or(true),
+            minimum_release_age: self.minimum_release_age,
+            minimum_release_age_exclude: std::mem::take(&mut self.minimum_release_age_exclude),
         })
     }
 }

@@ -491,13 +491,46 @@ fn minimum_release_age_fetches_full_packuments_only_when_needed() {
     run_ok(&sandbox, &["install", "--lockfile-only", "--offline"]);
     assert_eq!(lockfile(&sandbox), written);
 
-    // Without a minimum age, the abbreviated document is enough and 1.2.0 is taken.
+    // pnpm 12 reads the setting from pnpm-workspace.yaml, not .npmrc (observed).
+    let resolve_with = |npmrc: &str, workspace: &str| {
+        std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+        std::fs::write(sandbox.project().join(".npmrc"), npmrc).unwrap();
+        std::fs::write(sandbox.project().join("pnpm-workspace.yaml"), workspace).unwrap();
+        let (abbreviated, before) = (
+            sandbox.registry.abbreviated_responses(),
+            sandbox.registry.requests("/r-lib"),
+        );
+        run_ok(&sandbox, &["install", "--lockfile-only"]);
+        // One abbreviated request for each package (revalidations), and the full documents.
+        assert_eq!(sandbox.registry.abbreviated_responses(), abbreviated + 2);
+        let full = sandbox.registry.requests("/r-lib") - before - 1;
+        let picked = ["1.1.1", "1.2.0"]
+            .into_iter()
+            .find(|version| lockfile(&sandbox).contains(&format!("r-lib@{version}:")));
+        (picked.unwrap(), full)
+    };
+    assert_eq!(resolve_with("minimum-release-age=0\n", ""), ("1.1.1", 1));
+    // Without a minimum age, the abbreviated document is enough and 1.2.0 is taken; so with
+    // r-lib excluded by name or by a pattern. Excluding 1.2.0 alone still needs the times of
+    // the others, as pnpm 12 does it.
+    assert_eq!(resolve_with("", "minimumReleaseAge: 0\n"), ("1.2.0", 0));
+    let exclude = |entry: &str| format!("minimumReleaseAgeExclude:\n  - '{entry}'\n");
+    assert_eq!(resolve_with("", &exclude("r-lib")), ("1.2.0", 0));
+    assert_eq!(resolve_with("", &exclude("r-l*")), ("1.2.0", 0));
+    assert_eq!(resolve_with("", &exclude("r-lib@1.2.0")), ("1.2.0", 1));
+    assert_eq!(
+        resolve_with("", &exclude("r-lib@1.1.1 || 1.0.0")),
+        ("1.1.1", 1)
+    );
     std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
-    std::fs::write(sandbox.project().join(".npmrc"), "minimum-release-age=0\n").unwrap();
-    let before = sandbox.registry.requests("/r-lib");
-    run_ok(&sandbox, &["install", "--lockfile-only"]);
-    assert!(lockfile(&sandbox).contains("r-lib@1.2.0:"));
-    assert_eq!(sandbox.registry.requests("/r-lib"), before + 1);
+    std::fs::write(
+        sandbox.project().join("pnpm-workspace.yaml"),
+        exclude("r-lib@^1"),
+    )
+    .unwrap();
+    let message = sandbox.flowpm_fails(&["install", "--lockfile-only"]);
+    assert!(message.contains("pnpm-workspace.yaml"), "{message}");
+    assert!(message.contains("`r-lib@^1`"), "{message}");
 
     // A registry that answers with full documents whatever is asked: one request each, and
     // the publish times it has are used.

@@ -22,8 +22,8 @@ use crate::lockfile::{Lockfile, package_key, reference_to_dep_path, split_dep_pa
 use crate::overrides::Overrides;
 use crate::package_extensions::PackageExtensions;
 use crate::packument::{
-    Packument, PickOptions, VersionManifest, VersionSpec, parse_version_spec, pick_version,
-    pick_where,
+    Packument, PickOptions, ReleaseAge, VersionManifest, VersionSpec, parse_version_spec,
+    pick_version, pick_where,
 };
 use crate::plan::DependencyGroup;
 
@@ -121,8 +121,8 @@ pub struct ResolveFailure {
 /// Knobs for picking.
 #[derive(Debug, Default, Clone)]
 pub struct ResolveOptions {
-    /// Epoch seconds; versions published later are avoided (`minimumReleaseAge`).
-    pub published_before: Option<i64>,
+    /// `minimumReleaseAge` and its exclusions: versions too young are avoided.
+    pub release_age: ReleaseAge,
     /// `flowpm update`: names whose locked versions are ignored (all when `update_all`).
     pub update: HashSet<String>,
     pub update_all: bool,
@@ -514,7 +514,7 @@ impl<'a> GraphBuilder<'a> {
                 let ranges: Vec<Range> =
                     ranges.iter().filter_map(|r| Range::parse(r).ok()).collect();
                 match locked
-                    .or_else(|| pick_for_ranges(&packument, &ranges, self.options.published_before))
+                    .or_else(|| pick_for_ranges(&packument, &ranges, &self.options.release_age))
                 {
                     Some(version) => VersionSpec::Exact(version),
                     None => {
@@ -540,7 +540,7 @@ impl<'a> GraphBuilder<'a> {
             &packument,
             &spec,
             &PickOptions {
-                published_before: self.options.published_before,
+                release_age: &self.options.release_age,
                 preferred: &preferred,
             },
         );
@@ -1108,9 +1108,9 @@ pub fn satisfying_node(nodes: &[Node], name: &str, ranges: &[Range]) -> Option<N
 pub fn pick_for_ranges(
     packument: &Packument,
     ranges: &[Range],
-    published_before: Option<i64>,
+    release_age: &ReleaseAge,
 ) -> Option<String> {
-    pick_where(packument, published_before, |version| {
+    pick_where(packument, release_age, |version| {
         ranges.iter().all(|range| range.satisfies(version))
     })
     .map(|picked| picked.version.to_string())

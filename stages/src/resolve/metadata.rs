@@ -11,7 +11,7 @@ use flowpm_pipeline::{Receiver, Sender, StageContext};
 use crate::InstallError;
 use crate::fetch::{Fetcher, backoff};
 use crate::http::Document;
-use crate::packument::Packument;
+use crate::packument::{Packument, ReleaseAge};
 
 /// How the cache is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,11 +37,16 @@ pub type PackumentRequest = (String, bool);
 const CACHE_LEVEL: i32 = -3;
 
 /// A packument (or why not), the bytes downloaded for it, and the cache entry to write.
-type Loaded = (Result<Arc<Packument>, String>, u64, Option<(PathBuf, CacheEntry)>);
+type Loaded = (
+    Result<Arc<Packument>, String>,
+    u64,
+    Option<(PathBuf, CacheEntry)>,
+);
 
 /// What a packument request asks for: npm's abbreviated document first, as npm and pnpm ask
 /// (a fraction of the full one's size), else the full one.
-const ABBREVIATED: &str = "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*";
+const ABBREVIATED: &str =
+    "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*";
 const FULL: &str = "application/json";
 
 /// The two kinds of document, each cached apart (as pnpm keeps `metadata` and `metadata-full`).
@@ -55,9 +60,9 @@ pub struct MetadataFetcher<'a> {
     pub fetcher: &'a Fetcher<'a>,
     pub cache_dir: PathBuf,
     pub mode: CacheMode,
-    /// `minimumReleaseAge`'s cutoff (epoch seconds): an abbreviated packument modified after
-    /// it is fetched again in full, for its versions' publish times.
-    pub published_before: Option<i64>,
+    /// `minimumReleaseAge`: an abbreviated packument modified after its cutoff is fetched
+    /// again in full, for its versions' publish times.
+    pub release_age: &'a ReleaseAge,
 }
 
 impl MetadataFetcher<'_> {
@@ -65,13 +70,13 @@ impl MetadataFetcher<'_> {
         fetcher: &'a Fetcher<'a>,
         store_dir: &Path,
         mode: CacheMode,
-        published_before: Option<i64>,
+        release_age: &'a ReleaseAge,
     ) -> MetadataFetcher<'a> {
         MetadataFetcher {
             fetcher,
             cache_dir: store_dir.join("v1"),
             mode,
-            published_before,
+            release_age,
         }
     }
 
@@ -103,14 +108,14 @@ impl MetadataFetcher<'_> {
     /// As pnpm 12 does it: the abbreviated document, then, when `minimumReleaseAge` applies and
     /// it was modified since the cutoff, the full one, whose `time` says which versions are old
     /// enough. A registry that answers with the full document is asked once.
-    pub fn load(
-        &self,
-        context: &StageContext,
-        request: &PackumentRequest,
-    ) -> Loaded {
+    pub fn load(&self, context: &StageContext, request: &PackumentRequest) -> Loaded {
         let (result, bytes, entry) = self.load_kind(context, request, Kind::Abbreviated);
         let abbreviated = match &result {
-            Ok(packument) if packument.needs_publish_times(self.published_before) => packument,
+            Ok(packument)
+                if packument.needs_publish_times(self.release_age.cutoff_for(&request.0)) =>
+            {
+                packument
+            }
             _ => return (result, bytes, entry),
         };
         // Kept: the next run revalidates it before deciding again.

@@ -95,7 +95,7 @@ pub fn resolve_with_registry(
         &fetcher,
         run.store_dir,
         run.cache_mode,
-        options.published_before,
+        &options.release_age,
     );
     let store = if run.prefetch {
         Some(Store::open(run.store_dir)?)

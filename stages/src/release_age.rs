@@ -1,0 +1,144 @@
+//! pnpm's `minimumReleaseAge` with `minimumReleaseAgeExclude` (pnpm-workspace.yaml): versions
+//! published less than the minimum ago are avoided while an older one will do, except for
+//! packages excluded by name (`*` matches any run of characters, as in `@eslint/*`) and
+//! versions excluded exactly (`webpack@4.47.0 || 5.102.1`).
+
+use nodejs_semver::Version;
+
+#[derive(Debug, Default, Clone)]
+pub struct ReleaseAge {
+    /// Epoch seconds; versions published later are young. `None`: no minimum.
+    cutoff: Option<i64>,
+    /// Name patterns whose every version counts as old enough.
+    names: Vec<String>,
+    /// Exact versions that count as old enough, by package name.
+    versions: Vec<(String, Vec<Version>)>,
+}
+
+impl ReleaseAge {
+    /// No minimum age.
+    pub fn none() -> &'static ReleaseAge {
+        static NONE: ReleaseAge = ReleaseAge {
+            cutoff: None,
+            names: Vec::new(),
+            versions: Vec::new(),
+        };
+        &NONE
+    }
+
+    /// `exclude` as pnpm-workspace.yaml lists it; an entry whose versions do not parse is an
+    /// error naming it.
+    pub fn new(cutoff: Option<i64>, exclude: &[String]) -> Result<Self, String> {
+        let mut age = ReleaseAge {
+            cutoff,
+            ..ReleaseAge::default()
+        };
+        for entry in exclude {
+            // (A scope's `@` opens the name; a version list follows the next one.)
+            let at = entry
+                .get(1..)
+                .and_then(|rest| rest.find('@'))
+                .map(|at| at + 1);
+            let Some(at) = at else {
+                age.names.push(entry.clone());
+                continue;
+            };
+            let versions = entry[at + 1..]
+                .split("||")
+                .map(|version| Version::parse(version.trim()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| {
+                    format!("minimumReleaseAgeExclude: `{entry}` lists a version that is not exact")
+                })?;
+            age.versions.push((entry[..at].to_owned(), versions));
+        }
+        Ok(age)
+    }
+
+    /// The cutoff that applies to `name`'s versions: none when there is no minimum or the
+    /// package is excluded by name (its publish times are not needed).
+    pub fn cutoff_for(&self, name: &str) -> Option<i64> {
+        self.cutoff
+            .filter(|_| !self.names.iter().any(|pattern| matches(pattern, name)))
+    }
+
+    /// Whether `version` of `name`, published at `published` (epoch seconds, if known), is old
+    /// enough to be picked before younger ones are considered.
+    pub fn is_mature(&self, name: &str, version: &Version, published: Option<i64>) -> bool {
+        match (self.cutoff_for(name), published) {
+            (Some(cutoff), Some(published)) if published > cutoff => self
+                .versions
+                .iter()
+                .any(|(excluded, versions)| excluded == name && versions.contains(version)),
+            _ => true,
+        }
+    }
+}
+
+/// `pattern` with `*` standing for any run of characters, matched against the whole of `name`.
+fn matches(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let mut parts: Vec<&str> = parts.collect();
+    let Some(last) = parts.pop() else {
+        return rest.is_empty();
+    };
+    for part in parts {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(text: &str) -> Version {
+        Version::parse(text).unwrap()
+    }
+
+    #[test]
+    fn patterns_match_whole_names() {
+        assert!(matches("@eslint/*", "@eslint/js"));
+        assert!(!matches("@eslint/*", "eslint"));
+        assert!(matches("r-l*", "r-lib"));
+        assert!(matches("*lib*", "r-lib2"));
+        assert!(matches("a*b*c", "abbc"));
+        assert!(!matches("a*b*c", "acb"));
+        assert!(matches("react", "react"));
+        assert!(!matches("react", "react-dom"));
+        assert!(matches("*", "anything"));
+    }
+
+    #[test]
+    fn exclusions_by_name_and_by_exact_version() {
+        let exclude = [
+            "@types/*".to_owned(),
+            "webpack@4.47.0 || 5.102.1".to_owned(),
+            "@s/x@1.0.0".to_owned(),
+        ];
+        let age = ReleaseAge::new(Some(1_000), &exclude).unwrap();
+        let young = Some(2_000);
+        assert_eq!(age.cutoff_for("@types/node"), None);
+        assert_eq!(age.cutoff_for("webpack"), Some(1_000));
+        assert!(age.is_mature("@types/node", &version("1.0.0"), young));
+        assert!(age.is_mature("webpack", &version("5.102.1"), young));
+        assert!(!age.is_mature("webpack", &version("5.102.2"), young));
+        assert!(age.is_mature("webpack", &version("5.102.2"), Some(500)));
+        assert!(age.is_mature("@s/x", &version("1.0.0"), young));
+        assert!(!age.is_mature("react", &version("19.0.0"), young));
+        // Without a publish time (a registry that has none) a version counts as old.
+        assert!(age.is_mature("react", &version("19.0.0"), None));
+        // No minimum: everything is old enough.
+        let none = ReleaseAge::new(None, &exclude).unwrap();
+        assert!(none.is_mature("react", &version("19.0.0"), young));
+        let error = ReleaseAge::new(Some(1), &["webpack@^5".to_owned()]).unwrap_err();
+        assert!(error.contains("`webpack@^5`"), "{error}");
+    }
+}
