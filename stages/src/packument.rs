@@ -268,7 +268,22 @@ pub fn pick_version<'p>(
 ) -> Option<&'p PublishedVersion> {
     match spec {
         VersionSpec::Exact(version) => packument.version(version),
-        VersionSpec::Tag(tag) => packument.version(packument.dist_tags.get(tag)?),
+        VersionSpec::Tag(tag) => {
+            let tagged = packument.version(packument.dist_tags.get(tag)?)?;
+            let mature = |candidate: &PublishedVersion| {
+                let (version, published) = (&candidate.version, candidate.published);
+                options
+                    .release_age
+                    .is_mature(&packument.name, version, published)
+            };
+            if mature(tagged) {
+                return Some(tagged);
+            }
+            // A tag on a version too young: the highest old enough, whatever its major, as
+            // pnpm 12 does (observed for `latest` and `next`); the tagged one if none is.
+            let any = Range::any();
+            pick_among(packument, &|c| any.satisfies(&c.version) && mature(c)).or(Some(tagged))
+        }
         VersionSpec::Range(range) => {
             let range = Range::parse(range).ok()?;
             let preferred = options
@@ -859,6 +874,38 @@ mod tests {
         };
         assert_eq!(young(&p, |v| v.minor() <= 1).as_deref(), Some("1.1.0"));
         assert_eq!(young(&p, |v| v.minor() == 0).as_deref(), Some("1.0.0"));
+    }
+
+    /// pnpm 12 (observed): a dist-tag on a version younger than `minimumReleaseAge` resolves to
+    /// the highest version old enough, whatever its major; an exact version is taken as is.
+    #[test]
+    fn a_tag_on_a_young_version_falls_back_to_the_highest_old_enough() {
+        let body = br#"{"name":"t","dist-tags":{"latest":"2.0.0","next":"3.0.0-rc.1"},
+            "versions":{"1.0.0":{},"1.1.0":{},"2.0.0":{},"3.0.0-rc.1":{}},
+            "time":{"1.0.0":"1970-01-01T00:00:10.000Z","1.1.0":"1970-01-01T00:00:20.000Z",
+                "2.0.0":"1970-01-01T01:00:00.000Z","3.0.0-rc.1":"1970-01-01T02:00:00.000Z"}}"#;
+        let p = Packument::parse(body.to_vec()).unwrap();
+        let pick_aged = |spec: &str, cutoff: i64, exclude: &[String]| {
+            let release_age = ReleaseAge::new(Some(cutoff), exclude).unwrap();
+            let options = PickOptions {
+                release_age: &release_age,
+                preferred: &[],
+            };
+            let spec = parse_version_spec(spec).unwrap();
+            pick_version(&p, &spec, &options).map(|v| v.version.to_string())
+        };
+        assert_eq!(pick_aged("latest", 100, &[]).as_deref(), Some("1.1.0"));
+        assert_eq!(pick_aged("next", 100, &[]).as_deref(), Some("1.1.0"));
+        assert_eq!(pick_aged("next", 5_000, &[]).as_deref(), Some("2.0.0"));
+        assert_eq!(pick_aged("latest", 5_000, &[]).as_deref(), Some("2.0.0"));
+        assert_eq!(pick_aged("2.0.0", 100, &[]).as_deref(), Some("2.0.0"));
+        // Nothing old enough: the tagged version.
+        assert_eq!(pick_aged("latest", 1, &[]).as_deref(), Some("2.0.0"));
+        let excluded = ["t".to_owned()];
+        assert_eq!(
+            pick_aged("latest", 100, &excluded).as_deref(),
+            Some("2.0.0")
+        );
     }
 
     #[test]
