@@ -76,7 +76,7 @@ pub struct InstallOptions {
     /// `flowpm update`: re-resolve ignoring locked versions of these names (all if empty).
     pub update: Option<Vec<String>>,
     /// pnpm's `minimumReleaseAge` in minutes (versions younger than this are avoided);
-    /// `None` reads `minimum-release-age` from the configuration, default 1440 as pnpm 12.
+    /// `None` reads `minimumReleaseAge` from pnpm-workspace.yaml, default 1440 as pnpm 12.
     pub minimum_release_age: Option<u64>,
     /// Run no lifecycle scripts (neither the projects' nor the dependencies' builds), as
     /// `--ignore-scripts`; `ignore-scripts=true` in .npmrc does the same.

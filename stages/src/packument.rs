@@ -115,6 +115,8 @@ impl Packument {
             .collect();
         let name = raw.name.0.as_deref().unwrap_or_default().to_owned();
         let modified = raw.modified.0.as_deref().and_then(parse_iso_time);
+        // Abbreviated whatever its media type says: a `modified` and no `time` map.
+        let abbreviated = raw.time.0.is_empty() && modified.is_some();
         let base = body.as_ptr() as usize;
         let span = |text: &str| {
             let start = text.as_ptr() as usize - base;
@@ -156,7 +158,7 @@ impl Packument {
             versions,
             unrevalidated: false,
             modified,
-            abbreviated: false,
+            abbreviated,
             body,
         })
     }

@@ -1,7 +1,8 @@
 //! pnpm's `minimumReleaseAge` with `minimumReleaseAgeExclude` (pnpm-workspace.yaml): versions
 //! published less than the minimum ago are avoided while an older one will do, except for
-//! packages excluded by name (`*` matches any run of characters, as in `@eslint/*`) and
-//! versions excluded exactly (`webpack@4.47.0 || 5.102.1`).
+//! packages excluded by name (`*` matches any run of characters, as in `@eslint/*`; `!name`
+//! keeps a name out of the others, as pnpm's matcher reads it) and versions excluded exactly
+//! (`webpack@4.47.0 || 5.102.1`).
 
 use nodejs_semver::Version;
 
@@ -9,8 +10,10 @@ use nodejs_semver::Version;
 pub struct ReleaseAge {
     /// Epoch seconds; versions published later are young. `None`: no minimum.
     cutoff: Option<i64>,
-    /// Name patterns whose every version counts as old enough.
+    /// Name patterns whose every version counts as old enough, and `!` patterns that keep
+    /// names out of them.
     names: Vec<String>,
+    not_names: Vec<String>,
     /// Exact versions that count as old enough, by package name.
     versions: Vec<(String, Vec<Version>)>,
 }
@@ -21,6 +24,7 @@ impl ReleaseAge {
         static NONE: ReleaseAge = ReleaseAge {
             cutoff: None,
             names: Vec::new(),
+            not_names: Vec::new(),
             versions: Vec::new(),
         };
         &NONE
@@ -34,23 +38,32 @@ impl ReleaseAge {
             ..ReleaseAge::default()
         };
         for entry in exclude {
+            let error = |why| format!("minimumReleaseAgeExclude: `{entry}` {why}");
+            let (negated, pattern) = match entry.strip_prefix('!') {
+                Some(pattern) => (true, pattern),
+                None => (false, entry.as_str()),
+            };
             // (A scope's `@` opens the name; a version list follows the next one.)
-            let at = entry
+            let at = pattern
                 .get(1..)
                 .and_then(|rest| rest.find('@'))
                 .map(|at| at + 1);
             let Some(at) = at else {
-                age.names.push(entry.clone());
+                match negated {
+                    true => age.not_names.push(pattern.to_owned()),
+                    false => age.names.push(pattern.to_owned()),
+                }
                 continue;
             };
-            let versions = entry[at + 1..]
+            if negated || pattern[..at].contains('*') {
+                return Err(error("lists versions of a name pattern"));
+            }
+            let versions = pattern[at + 1..]
                 .split("||")
-                .map(|version| Version::parse(version.trim()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| {
-                    format!("minimumReleaseAgeExclude: `{entry}` lists a version that is not exact")
-                })?;
-            age.versions.push((entry[..at].to_owned(), versions));
+                .map(|text| exact_version(text.trim()))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| error("lists a version that is not exact"))?;
+            age.versions.push((pattern[..at].to_owned(), versions));
         }
         Ok(age)
     }
@@ -58,8 +71,12 @@ impl ReleaseAge {
     /// The cutoff that applies to `name`'s versions: none when there is no minimum or the
     /// package is excluded by name (its publish times are not needed).
     pub fn cutoff_for(&self, name: &str) -> Option<i64> {
-        self.cutoff
-            .filter(|_| !self.names.iter().any(|pattern| matches(pattern, name)))
+        let matched = |patterns: &[String]| patterns.iter().any(|pattern| matches(pattern, name));
+        // Only `!` patterns: every other name.
+        let excluded = (matched(&self.names)
+            || self.names.is_empty() && !self.not_names.is_empty())
+            && !matched(&self.not_names);
+        self.cutoff.filter(|_| !excluded)
     }
 
     /// Whether `version` of `name`, published at `published` (epoch seconds, if known), is old
@@ -73,6 +90,14 @@ impl ReleaseAge {
             _ => true,
         }
     }
+}
+
+/// A version written out whole (`1.2.3`, `v1.2.3`, `1.0.0-rc.1`): the semver crate's parser
+/// also takes a version followed by other text, which pnpm refuses.
+fn exact_version(text: &str) -> Option<Version> {
+    let version = Version::parse(text).ok()?;
+    let bare = text.trim_start_matches(['v', '=']);
+    (version.to_string() == bare).then_some(version)
 }
 
 /// `pattern` with `*` standing for any run of characters, matched against the whole of `name`.
@@ -138,7 +163,30 @@ mod tests {
         // No minimum: everything is old enough.
         let none = ReleaseAge::new(None, &exclude).unwrap();
         assert!(none.is_mature("react", &version("19.0.0"), young));
-        let error = ReleaseAge::new(Some(1), &["webpack@^5".to_owned()]).unwrap_err();
-        assert!(error.contains("`webpack@^5`"), "{error}");
+        for bad in [
+            "webpack@^5",
+            "webpack@5.0.0 - 5.2.0",
+            "foo@1.0.0x",
+            "@eslint/*@1.0.0",
+        ] {
+            let error = ReleaseAge::new(Some(1), &[bad.to_owned()]).unwrap_err();
+            assert!(error.contains(&format!("`{bad}`")), "{error}");
+        }
+        assert!(ReleaseAge::new(Some(1), &["foo@v1.0.0 || 2.0.0-rc.1".to_owned()]).is_ok());
+    }
+
+    #[test]
+    fn negated_patterns_keep_names_out() {
+        let age = |patterns: &[&str]| {
+            let exclude: Vec<String> = patterns.iter().map(|p| p.to_string()).collect();
+            ReleaseAge::new(Some(1_000), &exclude).unwrap()
+        };
+        let some = age(&["@types/*", "!@types/node"]);
+        assert_eq!(some.cutoff_for("@types/react"), None);
+        assert_eq!(some.cutoff_for("@types/node"), Some(1_000));
+        let only_negated = age(&["!react"]);
+        assert_eq!(only_negated.cutoff_for("vue"), None);
+        assert_eq!(only_negated.cutoff_for("react"), Some(1_000));
+        assert_eq!(age(&[]).cutoff_for("react"), Some(1_000));
     }
 }

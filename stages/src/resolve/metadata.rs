@@ -47,7 +47,7 @@ type Loaded = (
 /// (a fraction of the full one's size), else the full one.
 const ABBREVIATED: &str =
     "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*";
-const FULL: &str = "application/json";
+const FULL: &str = "application/json; q=1.0, */*";
 
 /// The two kinds of document, each cached apart (as pnpm keeps `metadata` and `metadata-full`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +128,14 @@ impl MetadataFetcher<'_> {
         let (full, full_bytes, full_entry) = self.load_kind(context, request, Kind::Full);
         match full {
             // Offline without a full copy: the versions' ages are unknown, all count as old.
-            Err(_) if self.mode == CacheMode::Offline => (result, bytes, None),
+            Err(_) if self.mode == CacheMode::Offline => {
+                self.fetcher.reporter.on_warning(&format!(
+                    "{}: its publish times are not in the metadata cache; minimumReleaseAge \
+                     is not applied to it (--offline)",
+                    request.0
+                ));
+                (result, bytes, None)
+            }
             full => (full, bytes + full_bytes, full_entry),
         }
     }
@@ -154,7 +161,7 @@ impl MetadataFetcher<'_> {
             Packument::parse(body)
                 .map(|mut packument| {
                     packument.unrevalidated = unrevalidated;
-                    packument.abbreviated = abbreviated;
+                    packument.abbreviated |= abbreviated;
                     Arc::new(packument)
                 })
                 .map_err(|error| format!("malformed packument from {url}: {}", error.0))
