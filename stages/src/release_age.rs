@@ -1,8 +1,9 @@
 //! pnpm's `minimumReleaseAge` with `minimumReleaseAgeExclude` (pnpm-workspace.yaml): versions
 //! published less than the minimum ago are avoided while an older one will do, except for
 //! packages excluded by name (`*` matches any run of characters, as in `@eslint/*`; `!name`
-//! keeps a name out of the others, as pnpm's matcher reads it) and versions excluded exactly
-//! (`webpack@4.47.0 || 5.102.1`).
+//! stands for every other name) and versions excluded exactly (`webpack@4.47.0 || 5.102.1`).
+//! A name is excluded when any entry matches it: pnpm 12 excluded `pkga` for `['pk*', '!pkga']`
+//! (observed, fixtures/projects/RESOLVE-ORACLE.md).
 
 use nodejs_semver::Version;
 
@@ -10,8 +11,8 @@ use nodejs_semver::Version;
 pub struct ReleaseAge {
     /// Epoch seconds; versions published later are young. `None`: no minimum.
     cutoff: Option<i64>,
-    /// Name patterns whose every version counts as old enough, and `!` patterns that keep
-    /// names out of them.
+    /// Name patterns whose every version counts as old enough, and `!` patterns: every name
+    /// but theirs.
     names: Vec<String>,
     not_names: Vec<String>,
     /// Exact versions that count as old enough, by package name.
@@ -71,11 +72,8 @@ impl ReleaseAge {
     /// The cutoff that applies to `name`'s versions: none when there is no minimum or the
     /// package is excluded by name (its publish times are not needed).
     pub fn cutoff_for(&self, name: &str) -> Option<i64> {
-        let matched = |patterns: &[String]| patterns.iter().any(|pattern| matches(pattern, name));
-        // Only `!` patterns: every other name.
-        let excluded = (matched(&self.names)
-            || self.names.is_empty() && !self.not_names.is_empty())
-            && !matched(&self.not_names);
+        let excluded = self.names.iter().any(|pattern| matches(pattern, name))
+            || self.not_names.iter().any(|pattern| !matches(pattern, name));
         self.cutoff.filter(|_| !excluded)
     }
 
@@ -176,14 +174,16 @@ mod tests {
     }
 
     #[test]
-    fn negated_patterns_keep_names_out() {
+    fn a_negated_pattern_matches_every_other_name() {
         let age = |patterns: &[&str]| {
             let exclude: Vec<String> = patterns.iter().map(|p| p.to_string()).collect();
             ReleaseAge::new(Some(1_000), &exclude).unwrap()
         };
+        // Any entry that matches excludes: `!@types/node` matches every other name.
         let some = age(&["@types/*", "!@types/node"]);
         assert_eq!(some.cutoff_for("@types/react"), None);
-        assert_eq!(some.cutoff_for("@types/node"), Some(1_000));
+        assert_eq!(some.cutoff_for("@types/node"), None);
+        assert_eq!(some.cutoff_for("react"), None);
         let only_negated = age(&["!react"]);
         assert_eq!(only_negated.cutoff_for("vue"), None);
         assert_eq!(only_negated.cutoff_for("react"), Some(1_000));
