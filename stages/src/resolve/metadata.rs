@@ -58,6 +58,7 @@ enum Kind {
 
 pub struct MetadataFetcher<'a> {
     pub fetcher: &'a Fetcher<'a>,
+    /// The store's `v1`: caches in `metadata/` and `metadata-full/`.
     pub cache_dir: PathBuf,
     pub mode: CacheMode,
     /// `minimumReleaseAge`: an abbreviated packument modified after its cutoff is fetched
