@@ -622,9 +622,14 @@ impl<'s, 'f, 'q> AttemptSink<'s, 'f, 'q> {
     /// attempt is finalised if this was its last token, committed only if `verified`.
     /// Returns false if the run is ending (the write pool is gone).
     fn finish(mut self, verified: bool) -> Result<bool, InstallError> {
+        let mut failed = None;
         if let Some(job) = self.batcher.flush() {
             if verified && !self.stopped {
-                let _ = self.send(job);
+                // Staged here (the queue was full) and failed: the install's error, once the
+                // attempt (which then holds a failed file, so is not committed) is finalised.
+                if let Err(SinkError::Other(error)) = self.send(job) {
+                    failed = Some(error);
+                }
             } else {
                 job.abandon();
             }
@@ -633,7 +638,10 @@ impl<'s, 'f, 'q> AttemptSink<'s, 'f, 'q> {
         if self.attempt.decoder_done(verified) {
             finalize(self.context, &self.attempt, self.finalizer)?;
         }
-        Ok(!self.stopped)
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(!self.stopped),
+        }
     }
 }
 

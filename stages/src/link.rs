@@ -646,6 +646,7 @@ impl<'a> Importer<'a> {
         let name = Cas::relative_path(&file.hash, file.is_executable());
         let source = (self.cas.shard_fd(&file.hash)?, name.file_name());
         let destination = file.path.as_str();
+        let mut replaced = 0;
         loop {
             let method = match self.decided.load(Ordering::Relaxed) {
                 METHOD_HARDLINK if private => METHOD_COPY,
@@ -675,6 +676,16 @@ impl<'a> Importer<'a> {
                     Ok(()) | Err(Errno::NOENT) => {}
                     Err(error) => return Err(error),
                 },
+                // The store file was replaced while being linked: another writer found it
+                // short (still being written) and put a whole copy under its name, leaving the
+                // inode it had looked up unlinked. The name holds a whole copy: link that.
+                Err(Errno::NOENT)
+                    if method == METHOD_HARDLINK
+                        && replaced < 3
+                        && rustix::fs::statat(source.0, source.1, AtFlags::empty()).is_ok() =>
+                {
+                    replaced += 1;
+                }
                 // Reflinks unsupported here: fall back to hardlinks (only when allowed).
                 Err(
                     Errno::OPNOTSUPP
