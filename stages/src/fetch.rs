@@ -723,3 +723,73 @@ impl<R: Read> Read for CountingReader<'_, R> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use flowpm_pipeline::{CancelToken, bounded, run};
+    use flowpm_store::{Cas, FileHash};
+
+    use super::*;
+    use crate::decode::DecodedFile;
+    use crate::messages::test_unit;
+    use crate::report::SilentReporter;
+    use crate::stream_write::StreamWriters;
+
+    /// The last batch of a tarball, staged by its fetch thread because the file queue is full,
+    /// fails to stage: that is the install's error, and the package is neither indexed nor
+    /// imported (the error was dropped before, and the install went on without it).
+    #[test]
+    fn a_failed_last_batch_staged_by_the_fetch_thread_fails_the_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let data = b"module.exports = 1;\n".to_vec();
+        // A regular file where the content's shard directory goes: staging it fails.
+        let shard = cas.file_path(&FileHash::of(&data), false);
+        std::fs::create_dir_all(shard.parent().unwrap().parent().unwrap()).unwrap();
+        std::fs::write(shard.parent().unwrap(), b"not a directory").unwrap();
+        let (import, imported) = bounded(4);
+        let (index, indexed) = bounded(4);
+        let written = AtomicU64::new(0);
+        let finalizer = Finalizer {
+            cas: &cas,
+            import,
+            index,
+            reporter: &SilentReporter,
+            files_written: &written,
+        };
+        let outcome = run::<InstallError, _>(&CancelToken::new(), |pipeline| {
+            // No write threads, and the one-slot queue taken: the fetch thread stages the
+            // batch itself.
+            let writers = pipeline.declare("write");
+            let (sender, receiver) = bounded(1);
+            let queue = FileQueue {
+                sender,
+                writers,
+                streams: StreamWriters::channel(&cas).0,
+            };
+            let (finalizer, data) = (&finalizer, &data);
+            pipeline.spawn("fetch", 1, move |context| {
+                let _receiver = &receiver;
+                let filler = FileJob {
+                    attempt: Arc::new(Attempt::new(test_unit("filler"))),
+                    files: Vec::new(),
+                };
+                assert!(queue.sender.try_send(filler).is_ok());
+                let mut sink =
+                    AttemptSink::new(context, Attempt::new(test_unit("a")), &queue, finalizer);
+                let file = DecodedFile {
+                    path: "index.js".into(),
+                    mode: 0o644,
+                    data: data.clone(),
+                };
+                assert!(sink.take(DecodedEntry::Buffered(file)).is_ok());
+                sink.finish(true).map(|_| ())
+            });
+        });
+        let error = outcome.err().expect("the install fails").to_string();
+        assert!(error.contains(&dir.path().display().to_string()), "{error}");
+        assert!(imported.try_recv().is_err() && indexed.try_recv().is_err());
+    }
+}
