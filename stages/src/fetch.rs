@@ -788,7 +788,10 @@ mod tests {
                 sink.finish(true).map(|_| ())
             });
         });
-        let error = outcome.err().expect("the install fails").to_string();
+        let error = match outcome {
+            Ok(_) => panic!("the install fails"),
+            Err(error) => error.to_string(),
+        };
         assert!(error.contains(&dir.path().display().to_string()), "{error}");
         assert!(imported.try_recv().is_err() && indexed.try_recv().is_err());
     }
