@@ -726,16 +726,12 @@ impl<R: Read> Read for CountingReader<'_, R> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicU64;
-
-    use flowpm_pipeline::{CancelToken, bounded, run};
     use flowpm_store::{Cas, FileHash};
 
     use super::*;
     use crate::decode::DecodedFile;
     use crate::messages::test_unit;
-    use crate::report::SilentReporter;
-    use crate::stream_write::StreamWriters;
+    use crate::write::with_full_file_queue;
 
     /// The last batch of a tarball, staged by its fetch thread because the file queue is full,
     /// fails to stage: that is the install's error, and the package is neither indexed nor
@@ -749,36 +745,10 @@ mod tests {
         let shard = cas.file_path(&FileHash::of(&data), false);
         std::fs::create_dir_all(shard.parent().unwrap().parent().unwrap()).unwrap();
         std::fs::write(shard.parent().unwrap(), b"not a directory").unwrap();
-        let (import, imported) = bounded(4);
-        let (index, indexed) = bounded(4);
-        let written = AtomicU64::new(0);
-        let finalizer = Finalizer {
-            cas: &cas,
-            import,
-            index,
-            reporter: &SilentReporter,
-            files_written: &written,
-        };
-        let outcome = run::<InstallError, _>(&CancelToken::new(), |pipeline| {
-            // No write threads, and the one-slot queue taken: the fetch thread stages the
-            // batch itself.
-            let writers = pipeline.declare("write");
-            let (sender, receiver) = bounded(1);
-            let queue = FileQueue {
-                sender,
-                writers,
-                streams: StreamWriters::channel(&cas).0,
-            };
-            let (finalizer, data) = (&finalizer, &data);
-            pipeline.spawn("fetch", 1, move |context| {
-                let _receiver = &receiver;
-                let filler = FileJob {
-                    attempt: Arc::new(Attempt::new(test_unit("filler"))),
-                    files: Vec::new(),
-                };
-                assert!(queue.sender.try_send(filler).is_ok());
+        let (outcome, imported, indexed, _) =
+            with_full_file_queue(&cas, |context, queue, finalizer| {
                 let mut sink =
-                    AttemptSink::new(context, Attempt::new(test_unit("a")), &queue, finalizer);
+                    AttemptSink::new(context, Attempt::new(test_unit("a")), queue, finalizer);
                 let file = DecodedFile {
                     path: "index.js".into(),
                     mode: 0o644,
@@ -787,7 +757,6 @@ mod tests {
                 assert!(sink.take(DecodedEntry::Buffered(file)).is_ok());
                 sink.finish(true).map(|_| ())
             });
-        });
         let error = match outcome {
             Ok(_) => panic!("the install fails"),
             Err(error) => error.to_string(),

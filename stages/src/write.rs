@@ -193,46 +193,67 @@ pub fn finalize(
     Ok(())
 }
 
+/// For tests: runs `body` on a one-thread "fetch" stage whose file queue is full and whose
+/// write stage has no threads, so every job it submits is staged on its own thread. Returns
+/// the run's outcome, what reached the import and index queues, and the files written.
+#[cfg(test)]
+pub(crate) fn with_full_file_queue(
+    cas: &Cas,
+    body: impl Fn(&StageContext, &FileQueue<'_>, &Finalizer<'_>) -> Result<(), InstallError> + Sync,
+) -> (
+    Result<flowpm_pipeline::RunOutcome<()>, flowpm_pipeline::PipelineError<InstallError>>,
+    Receiver<StoredPackage>,
+    Receiver<StoredPackage>,
+    u64,
+) {
+    use crate::messages::test_unit;
+    use crate::report::SilentReporter;
+    use flowpm_pipeline::{CancelToken, bounded, run};
+
+    let (import, imported) = bounded(4);
+    let (index, indexed) = bounded(4);
+    let written = AtomicU64::new(0);
+    let finalizer = Finalizer {
+        cas,
+        import,
+        index,
+        reporter: &SilentReporter,
+        files_written: &written,
+    };
+    let outcome = run::<InstallError, _>(&CancelToken::new(), |pipeline| {
+        let writers = pipeline.declare("write");
+        let (sender, receiver) = bounded(1);
+        let queue = FileQueue {
+            sender,
+            writers,
+            streams: StreamWriters::channel(cas).0,
+        };
+        let (finalizer, body) = (&finalizer, &body);
+        pipeline.spawn("fetch", 1, move |context| {
+            let _receiver = &receiver;
+            let filler = FileJob {
+                attempt: Arc::new(Attempt::new(test_unit("filler"))),
+                files: Vec::new(),
+            };
+            assert!(queue.sender.try_send(filler).is_ok());
+            body(context, &queue, finalizer)
+        });
+    });
+    (outcome, imported, indexed, written.load(Ordering::Relaxed))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::decode::DecodedFile;
     use crate::messages::{FileBatcher, test_unit};
-    use crate::report::SilentReporter;
-    use flowpm_pipeline::{CancelToken, bounded, run};
 
     #[test]
     fn a_full_queue_is_written_by_the_sender_and_counted_as_the_write_stages() {
         let dir = tempfile::tempdir().unwrap();
         let cas = Cas::open(dir.path()).unwrap();
-        let (import, imported) = bounded(4);
-        let (index, indexed) = bounded(4);
-        let written = AtomicU64::new(0);
-        let finalizer = Finalizer {
-            cas: &cas,
-            import,
-            index,
-            reporter: &SilentReporter,
-            files_written: &written,
-        };
-        let outcome = run::<InstallError, _>(&CancelToken::new(), |pipeline| {
-            // A write stage without threads, and its one-slot queue already taken: the job
-            // can only be staged by the thread that submits it.
-            let writers = pipeline.declare("write");
-            let (sender, receiver) = bounded(1);
-            let queue = FileQueue {
-                sender,
-                writers,
-                streams: StreamWriters::channel(&cas).0,
-            };
-            let finalizer = &finalizer;
-            pipeline.spawn("fetch", 1, move |context| {
-                let _receiver = &receiver;
-                let filler = FileJob {
-                    attempt: Arc::new(Attempt::new(test_unit("filler"))),
-                    files: Vec::new(),
-                };
-                assert!(queue.sender.try_send(filler).is_ok());
+        let (outcome, imported, indexed, written) =
+            with_full_file_queue(&cas, |context, queue, finalizer| {
                 let attempt = Arc::new(Attempt::new(test_unit("a")));
                 let mut batcher = FileBatcher::new(attempt.clone());
                 for (sequence, path) in ["package.json", "index.js"].into_iter().enumerate() {
@@ -249,8 +270,7 @@ mod tests {
                 assert!(attempt.decoder_done(true));
                 finalize(context, &attempt, finalizer)
             });
-        })
-        .unwrap();
+        let outcome = outcome.unwrap();
         let stored = imported.try_recv().unwrap();
         assert_eq!(stored.unit.name, "a");
         let paths: Vec<&str> = stored.files.files.iter().map(|f| f.path.as_str()).collect();
@@ -260,7 +280,7 @@ mod tests {
             assert_eq!(content, format!("// {}", file.path).into_bytes());
         }
         assert_eq!(indexed.try_recv().unwrap().unit.name, "a");
-        assert_eq!(written.load(Ordering::Relaxed), 2);
+        assert_eq!(written, 2);
         assert_eq!(outcome.stage("write").unwrap().items, 2);
         assert_eq!(outcome.stage("fetch").unwrap().items, 0);
     }
