@@ -193,6 +193,15 @@ pub fn finalize(
     Ok(())
 }
 
+/// What [`with_full_file_queue`] returns.
+#[cfg(test)]
+pub(crate) type FullQueueRun = (
+    Result<flowpm_pipeline::RunOutcome<()>, flowpm_pipeline::PipelineError<InstallError>>,
+    Receiver<StoredPackage>,
+    Receiver<StoredPackage>,
+    u64,
+);
+
 /// For tests: runs `body` on a one-thread "fetch" stage whose file queue is full and whose
 /// write stage has no threads, so every job it submits is staged on its own thread. Returns
 /// the run's outcome, what reached the import and index queues, and the files written.
@@ -200,12 +209,7 @@ pub fn finalize(
 pub(crate) fn with_full_file_queue(
     cas: &Cas,
     body: impl Fn(&StageContext, &FileQueue<'_>, &Finalizer<'_>) -> Result<(), InstallError> + Sync,
-) -> (
-    Result<flowpm_pipeline::RunOutcome<()>, flowpm_pipeline::PipelineError<InstallError>>,
-    Receiver<StoredPackage>,
-    Receiver<StoredPackage>,
-    u64,
-) {
+) -> FullQueueRun {
     use crate::messages::test_unit;
     use crate::report::SilentReporter;
     use flowpm_pipeline::{CancelToken, bounded, run};
