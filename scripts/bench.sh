@@ -13,7 +13,8 @@
 #   --out DIR        results directory (default /tmp/flowpm-bench-results/<date>-<fs>)
 #   --timeout S      per run (default 900)
 #   --edit-dep NAME  the dependency the edit phases remove and add back
-# Environment: FLOWPM (default target/release/flowpm), PNPM, BUN, UTOO (default: the peers under
+# Environment: FLOWPM (default target/release/flowpm; the PGO build of scripts/build-pgo.sh is
+# target/pgo/release/flowpm), PNPM, BUN, UTOO (default: the peers under
 # /tmp/peers; utoo's native binary rather than its node launcher), REGISTRY (default: the mirror's
 # URL), PNPM_ARGS / BUN_ARGS / UTOO_ARGS / FLOWPM_ARGS (extra arguments, word-split).
 #
