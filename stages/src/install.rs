@@ -728,6 +728,7 @@ pub(crate) fn resolve_project(
         registries: config.registries()?,
         catalogs: rules.catalogs.clone(),
         root: Some(rules.root.clone()),
+        allow_exotic_subdeps: rules.allow_exotic_subdeps,
     };
     let cache_mode = if options.offline {
         CacheMode::Offline
@@ -770,6 +771,7 @@ pub(crate) struct Rules {
     /// `minimumReleaseAge` (minutes) and `minimumReleaseAgeExclude`.
     pub minimum_release_age: Option<u64>,
     pub minimum_release_age_exclude: Vec<String>,
+    pub allow_exotic_subdeps: bool,
     /// The workspace root (the lockfile's directory): local dependencies are read from here.
     pub root: PathBuf,
 }
@@ -793,6 +795,7 @@ pub(crate) fn parse_rules(
         catalogs: settings.catalogs,
         minimum_release_age: settings.minimum_release_age,
         minimum_release_age_exclude: settings.minimum_release_age_exclude,
+        allow_exotic_subdeps: settings.allow_exotic_subdeps,
         root: root.to_path_buf(),
     })
 }

@@ -66,6 +66,8 @@ struct WorkspaceFile {
         deserialize_with = "null_is_empty"
     )]
     minimum_release_age_exclude: Vec<String>,
+    #[serde(default, rename = "blockExoticSubdeps")]
+    block_exotic_subdeps: Option<bool>,
 }
 
 fn null_is_empty<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -104,6 +106,8 @@ pub struct Settings {
     /// ([`crate::packument::ReleaseAge`]).
     pub minimum_release_age: Option<u64>,
     pub minimum_release_age_exclude: Vec<String>,
+    /// `blockExoticSubdeps: false` (pnpm 12 blocks them by default).
+    pub allow_exotic_subdeps: bool,
 }
 
 impl WorkspaceFile {
@@ -141,6 +145,7 @@ impl WorkspaceFile {
             side_effects_cache: self.side_effects_cache.unwrap_or(true),
             minimum_release_age: self.minimum_release_age,
             minimum_release_age_exclude: std::mem::take(&mut self.minimum_release_age_exclude),
+            allow_exotic_subdeps: self.block_exotic_subdeps == Some(false),
         })
     }
 }
@@ -375,6 +380,21 @@ mod tests {
                 ("a".to_owned(), "-".to_owned())
             ]
         );
+    }
+
+    /// Exotic subdependencies stay blocked unless the file says `false` (pnpm 12's default).
+    #[test]
+    fn block_exotic_subdeps_is_on_unless_turned_off() {
+        let allowed = |text: &str| {
+            let mut file: WorkspaceFile = serde_saphyr::from_str(text).unwrap();
+            file.settings(Path::new("pnpm-workspace.yaml"))
+                .unwrap()
+                .allow_exotic_subdeps
+        };
+        assert!(!allowed("packages: []\n"));
+        assert!(!allowed("blockExoticSubdeps: true\n"));
+        assert!(allowed("blockExoticSubdeps: false\n"));
+        assert!(!Settings::default().allow_exotic_subdeps);
     }
 
     #[test]

@@ -138,6 +138,9 @@ pub struct ResolveOptions {
     /// The workspace root, where `file:` and `link:` dependencies are read from (none in
     /// tests that resolve registry packages only).
     pub root: Option<std::path::PathBuf>,
+    /// `blockExoticSubdeps: false` in pnpm-workspace.yaml: packages may depend on tarball URLs
+    /// and git repositories (which flowpm cannot resolve yet: only the error differs).
+    pub allow_exotic_subdeps: bool,
 }
 
 /// What a request resolves against.
@@ -727,13 +730,19 @@ impl<'a> GraphBuilder<'a> {
         for (alias, spec, optional) in self.children_of(node) {
             match parse_specifier(&alias, &spec, &self.options.registries) {
                 Ok((name, wanted)) => requests.push((alias, name, spec, wanted, optional)),
-                // An optional dependency flowpm cannot resolve is skipped, as pnpm does.
-                Err(_) if optional => {}
                 Err(why) => {
+                    // pnpm 12 refuses these even as optional dependencies (observed).
+                    let refused =
+                        refused_subdependency(&spec, node, self.options.allow_exotic_subdeps);
+                    if optional && refused.is_none() {
+                        // An optional dependency flowpm cannot resolve is skipped, as pnpm does.
+                        continue;
+                    }
                     return Err(ResolveFailure {
                         message: format!(
-                            "`{alias}@{spec}` (needed by {}): {why}",
-                            self.chain(Some(id))
+                            "`{alias}@{spec}` (needed by {}): {}",
+                            self.chain(Some(id)),
+                            refused.unwrap_or(why)
                         ),
                     });
                 }
@@ -1075,6 +1084,49 @@ fn parse_specifier(
     let spec = parse_version_spec(spec)
         .ok_or_else(|| format!("`{spec}` is not a valid version range or tag"))?;
     Ok((name, Wanted::Spec(spec)))
+}
+
+/// Why pnpm 12 refuses `spec`, a dependency of `parent` that is no registry version, if it
+/// does: a local one (`file:`, `link:`, a path, `git+file:`) outside a local package always,
+/// with ERR_PNPM_LOCAL_SUBDEP_NOT_ALLOWED; a tarball URL or git repository under
+/// `blockExoticSubdeps` (its default), with ERR_PNPM_EXOTIC_SUBDEP, and flowpm without it.
+fn refused_subdependency(spec: &str, parent: &Node, allow_exotic: bool) -> Option<String> {
+    let local = ["file:", "link:", "git+file:", "./", "../", "/", "~/"]
+        .iter()
+        .any(|prefix| spec.starts_with(prefix));
+    if local {
+        return (!parent.version.starts_with("file:")).then(|| {
+            format!(
+                "a local dependency is not allowed in the non-local package `{}@{}` \
+                 (pnpm refuses it too: ERR_PNPM_LOCAL_SUBDEP_NOT_ALLOWED)",
+                parent.name, parent.version
+            )
+        });
+    }
+    let via = if spec.starts_with("http:") || spec.starts_with("https:") {
+        "url"
+    } else if ["git+", "git:", "github:", "gitlab:", "bitbucket:", "ssh:"]
+        .iter()
+        .any(|prefix| spec.starts_with(prefix))
+        || (spec.contains('/') && !spec.contains(' '))
+    {
+        "git"
+    } else {
+        return None;
+    };
+    Some(if allow_exotic {
+        // pnpm installs it then; skipping it, even as optional, would differ silently.
+        format!(
+            "a subdependency resolved via {via} is allowed by `blockExoticSubdeps: false`, \
+             but flowpm does not resolve those yet"
+        )
+    } else {
+        format!(
+            "an exotic dependency (resolved via {via}) is not allowed in subdependencies while \
+             `blockExoticSubdeps` is on, pnpm 12's default (pnpm refuses it too: \
+             ERR_PNPM_EXOTIC_SUBDEP)"
+        )
+    })
 }
 
 /// `<registry><name>/-/<basename>-<version>.tgz` on one of `registries` -> (name, version).

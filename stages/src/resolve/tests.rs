@@ -148,3 +148,130 @@ fn missing_and_optional_peers_match_pnpm() {
 fn auto_installed_peers_match_pnpm() {
     assert_same_as_pnpm("resolve-peers-auto");
 }
+
+/// Packuments written by the test, one version each.
+struct MemorySource {
+    packuments: std::collections::HashMap<String, String>,
+    queue: VecDeque<String>,
+}
+
+impl PackumentSource for MemorySource {
+    fn request(&mut self, name: &str) {
+        self.queue.push_back(name.to_owned());
+    }
+    fn next(&mut self) -> Option<(String, Result<Arc<Packument>, String>)> {
+        let name = self.queue.pop_front()?;
+        let result = match self.packuments.get(&name) {
+            Some(text) => Packument::parse(text.clone().into_bytes())
+                .map(Arc::new)
+                .map_err(|e| e.0),
+            None => Err("HTTP 404 Not Found".to_owned()),
+        };
+        Some((name, result))
+    }
+    fn picked(&mut self, _: &Node) {}
+}
+
+/// A registry package depending on a tarball URL, a git repository or a local path is refused
+/// as pnpm 12 refuses it (ERR_PNPM_EXOTIC_SUBDEP, ERR_PNPM_LOCAL_SUBDEP_NOT_ALLOWED; observed),
+/// also as an optional dependency, naming the chain.
+#[test]
+fn exotic_and_local_subdependencies_are_refused_as_pnpm_refuses_them() {
+    let packument = |name: &str, group: &str, alias: &str, spec: &str| {
+        serde_json::json!({
+            "name": name,
+            "dist-tags": {"latest": "1.0.0"},
+            "versions": {"1.0.0": {
+                "name": name, "version": "1.0.0", group: {alias: spec},
+                "dist": {"tarball": format!("{REGISTRY}{name}/-/{name}-1.0.0.tgz")}
+            }}
+        })
+        .to_string()
+    };
+    let url = "https://files.example/dep-2.0.0.tgz";
+    let cases = [
+        ("dependencies", "http-dep", url, "resolved via url", false),
+        (
+            "optionalDependencies",
+            "http-dep",
+            url,
+            "resolved via url",
+            false,
+        ),
+        (
+            "dependencies",
+            "git-dep",
+            "git+https://git.example/dep.git",
+            "resolved via git",
+            false,
+        ),
+        (
+            "dependencies",
+            "hosted-dep",
+            "github:user/dep",
+            "resolved via git",
+            false,
+        ),
+        (
+            "dependencies",
+            "path-dep",
+            "file:../dep",
+            "ERR_PNPM_LOCAL_SUBDEP_NOT_ALLOWED",
+            false,
+        ),
+        (
+            "dependencies",
+            "path-dep",
+            "link:../dep",
+            "ERR_PNPM_LOCAL_SUBDEP_NOT_ALLOWED",
+            true,
+        ),
+        (
+            "dependencies",
+            "http-dep",
+            url,
+            "`blockExoticSubdeps: false`",
+            true,
+        ),
+        (
+            "optionalDependencies",
+            "git-dep",
+            "git://git.example/dep",
+            "`blockExoticSubdeps: false`",
+            true,
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("package.json");
+    for (group, alias, spec, expected, allow_exotic) in cases {
+        let manifest = Manifest::parse(
+            br#"{"name":"app","dependencies":{"parent":"^1.0.0"}}"#,
+            &path,
+        )
+        .unwrap();
+        let mut source = MemorySource {
+            packuments: [("parent".to_owned(), packument("parent", group, alias, spec))].into(),
+            queue: VecDeque::new(),
+        };
+        let options = ResolveOptions {
+            allow_exotic_subdeps: allow_exotic,
+            ..ResolveOptions::default()
+        };
+        let failure = resolve(
+            &Project::all(&manifest, []),
+            None,
+            &options,
+            &mut source,
+            &default_tarball,
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{group} {alias}@{spec} was resolved"));
+        assert!(
+            failure.message.starts_with(&format!(
+                "`{alias}@{spec}` (needed by the project > parent@1.0.0): "
+            )) && failure.message.contains(expected),
+            "{group} {spec}: {}",
+            failure.message
+        );
+    }
+}
