@@ -16,6 +16,9 @@ pub enum InstallError {
     },
     #[error("`{}` is not valid: {message}", path.display())]
     InvalidFile { path: PathBuf, message: String },
+    /// A setting flowpm does not act on yet, refused rather than ignored.
+    #[error("`{}`: {message}", path.display())]
+    UnsupportedSetting { path: PathBuf, message: String },
     #[error("`{}` has lockfileVersion {version}; flowpm reads version 9", path.display())]
     UnsupportedLockfileVersion { path: PathBuf, version: String },
     #[error("no pnpm-lock.yaml in `{}`: {reason}", dir.display())]

@@ -68,6 +68,18 @@ struct WorkspaceFile {
     minimum_release_age_exclude: Vec<String>,
     #[serde(default, rename = "blockExoticSubdeps")]
     block_exotic_subdeps: Option<bool>,
+    /// Settings that change the layout flowpm makes: refused unless at pnpm 12's defaults
+    /// (`unsupported_layout`).
+    #[serde(default, rename = "nodeLinker")]
+    node_linker: Option<String>,
+    #[serde(default, rename = "shamefullyHoist")]
+    shamefully_hoist: Option<bool>,
+    #[serde(default, rename = "publicHoistPattern")]
+    public_hoist_pattern: Option<Vec<String>>,
+    #[serde(default)]
+    hoist: Option<bool>,
+    #[serde(default, rename = "hoistPattern")]
+    hoist_pattern: Option<Vec<String>>,
 }
 
 fn null_is_empty<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -111,7 +123,47 @@ pub struct Settings {
 }
 
 impl WorkspaceFile {
+    /// A layout setting away from pnpm 12's default, which flowpm does not make yet: better
+    /// refused than a tree that differs from pnpm's in silence (pnpm 12 reads these from
+    /// pnpm-workspace.yaml only; an .npmrc `shamefully-hoist` it ignores, observed).
+    fn unsupported_layout(&self) -> Option<String> {
+        let patterns = |patterns: &[String]| format!("{patterns:?}");
+        if let Some(linker) = self.node_linker.as_deref().filter(|&l| l != "isolated") {
+            return Some(format!("`nodeLinker: {linker}`"));
+        }
+        if self.shamefully_hoist == Some(true) {
+            return Some("`shamefullyHoist: true`".to_owned());
+        }
+        if let Some(public) = self
+            .public_hoist_pattern
+            .as_deref()
+            .filter(|p| !p.is_empty())
+        {
+            return Some(format!("`publicHoistPattern: {}`", patterns(public)));
+        }
+        if self.hoist == Some(false) {
+            return Some("`hoist: false`".to_owned());
+        }
+        match self.hoist_pattern.as_deref() {
+            Some(private) if private != ["*"] => {
+                Some(format!("`hoistPattern: {}`", patterns(private)))
+            }
+            _ => None,
+        }
+    }
+
     fn settings(&mut self, path: &Path) -> Result<Settings, InstallError> {
+        if let Some(setting) = self.unsupported_layout() {
+            return Err(InstallError::UnsupportedSetting {
+                path: path.to_path_buf(),
+                message: format!(
+                    "{setting} is not supported by flowpm yet: pnpm would lay node_modules out \
+                     differently from flowpm (which makes pnpm 12's default isolated layout, \
+                     hoisting every package privately into node_modules/.pnpm/node_modules); \
+                     remove the setting to install that layout"
+                ),
+            });
+        }
         let catalogs = Catalogs::new(
             std::mem::take(&mut self.catalog),
             std::mem::take(&mut self.catalogs),
@@ -395,6 +447,46 @@ mod tests {
         assert!(!allowed("blockExoticSubdeps: true\n"));
         assert!(allowed("blockExoticSubdeps: false\n"));
         assert!(!Settings::default().allow_exotic_subdeps);
+    }
+
+    /// Layout settings at pnpm 12's defaults pass; any other value is refused, naming it.
+    #[test]
+    fn layout_settings_other_than_the_default_are_refused() {
+        let result = |text: &str| {
+            let mut file: WorkspaceFile = serde_saphyr::from_str(text).unwrap();
+            file.settings(Path::new("pnpm-workspace.yaml"))
+        };
+        for default in [
+            "nodeLinker: isolated\n",
+            "shamefullyHoist: false\n",
+            "publicHoistPattern: []\n",
+            "hoist: true\n",
+            "hoistPattern: ['*']\n",
+        ] {
+            result(default).unwrap_or_else(|e| panic!("{default}: {e}"));
+        }
+        for (text, named) in [
+            ("nodeLinker: hoisted\n", "`nodeLinker: hoisted`"),
+            ("shamefullyHoist: true\n", "`shamefullyHoist: true`"),
+            (
+                "publicHoistPattern: ['*eslint*']\n",
+                "`publicHoistPattern: [\"*eslint*\"]`",
+            ),
+            ("hoist: false\n", "`hoist: false`"),
+            (
+                "hoistPattern: ['*types*']\n",
+                "`hoistPattern: [\"*types*\"]`",
+            ),
+        ] {
+            let error = result(text)
+                .err()
+                .unwrap_or_else(|| panic!("{text} accepted"));
+            let message = error.to_string();
+            assert!(
+                message.contains("pnpm-workspace.yaml") && message.contains(named),
+                "{message}"
+            );
+        }
     }
 
     #[test]
