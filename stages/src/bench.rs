@@ -283,6 +283,7 @@ pub fn bench_fetch(
             production_only: false,
             platform: Platform::host(),
             virtual_store_dir_max_length: VIRTUAL_STORE_DIR_MAX_LENGTH,
+            hoisting: Default::default(),
         },
     )?;
     let units = crate::install::group_units(&plan)?;

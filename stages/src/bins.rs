@@ -4,8 +4,8 @@
 //! Which shims go where:
 //! - `node_modules/.bin` (of the root and of each workspace project): the bins of the
 //!   project's direct dependencies and of the peers resolved for them (pnpm 12 links `webpack`
-//!   there for `react-server-dom-webpack`);
-//! - `node_modules/.pnpm/node_modules/.bin`: the bins of hoisted packages;
+//!   there for `react-server-dom-webpack`), and in the root those of publicly hoisted packages;
+//! - `node_modules/.pnpm/node_modules/.bin`: the bins of privately hoisted packages;
 //! - `.pnpm/<dir>/node_modules/<name>/node_modules/.bin`: the package's own bins and those of
 //!   its dependencies.
 //!
@@ -22,7 +22,7 @@ use crate::InstallError;
 use crate::hoist::Hoisted;
 use crate::link::{Layout, relative_path};
 use crate::manifest::BinManifest;
-use crate::plan::{DirectTarget, SnapshotPlan};
+use crate::plan::{DirectTarget, ROOT_IMPORTER, SnapshotPlan};
 
 /// The fixed part of every shim, byte for byte as pnpm 12 writes it.
 const SHIM_HEADER: &str = include_str!("shim_header.sh");
@@ -63,7 +63,7 @@ pub fn link_bins(layout: &Layout<'_>, hoisted: &[Hoisted]) -> Result<Vec<String>
     }
     for importer in layout.importers() {
         let bin_dir = layout.importer_modules_dir(importer).join(".bin");
-        write_linked_bins(layout, importer, &bin_dir, &mut warnings)?;
+        write_linked_bins(layout, importer, hoisted, &bin_dir, &mut warnings)?;
         if commands.is_empty() {
             continue;
         }
@@ -88,12 +88,20 @@ pub fn link_bins(layout: &Layout<'_>, hoisted: &[Hoisted]) -> Result<Vec<String>
             })
             .collect();
         direct.extend(peers);
+        if importer == ROOT_IMPORTER {
+            // Publicly hoisted packages sit in the root `node_modules` too (pnpm 12, observed).
+            direct.extend(hoisted.iter().filter(|h| h.public).map(|h| h.snapshot));
+        }
         write_bin_dir(layout, &bin_dir, &direct, &commands)?;
     }
     if commands.is_empty() {
         return Ok(warnings);
     }
-    let hoisted: Vec<usize> = hoisted.iter().map(|h| h.snapshot).collect();
+    let hoisted: Vec<usize> = hoisted
+        .iter()
+        .filter(|h| !h.public)
+        .map(|h| h.snapshot)
+        .collect();
     write_bin_dir(
         layout,
         &layout.hoist_dir().join(".bin"),
@@ -135,16 +143,30 @@ pub fn link_bins(layout: &Layout<'_>, hoisted: &[Hoisted]) -> Result<Vec<String>
 fn write_linked_bins(
     layout: &Layout<'_>,
     importer: &str,
+    hoisted: &[Hoisted],
     bin_dir: &Path,
     warnings: &mut Vec<String>,
 ) -> Result<(), InstallError> {
     let node_path = [layout.hoist_dir()];
     let root = crate::link::normalize(&layout.project_dir);
-    for direct in &layout.plan.direct {
-        if direct.importer != importer || !matches!(direct.target, DirectTarget::Link(_)) {
-            continue;
-        }
-        let project_dir = layout.direct_target(direct);
+    let mut linked: Vec<PathBuf> = layout
+        .plan
+        .direct
+        .iter()
+        .filter(|d| d.importer == importer && matches!(d.target, DirectTarget::Link(_)))
+        .map(|direct| layout.direct_target(direct))
+        .collect();
+    if importer == ROOT_IMPORTER {
+        // Publicly hoisted workspace projects sit in the root `node_modules` too.
+        let projects = crate::hoist::hoisted_projects(layout.plan, hoisted);
+        linked.extend(
+            projects
+                .iter()
+                .filter(|p| p.public)
+                .map(|p| layout.importer_dir(p.id)),
+        );
+    }
+    for project_dir in linked {
         for command in read_bin_commands(&project_dir, warnings) {
             let path = bin_dir.join(&command.name);
             std::fs::create_dir_all(bin_dir)

@@ -1,23 +1,93 @@
-//! Hoisting into `node_modules/.pnpm/node_modules` (pnpm's default `hoist-pattern: *`), so that
-//! packages relying on undeclared dependencies still resolve them.
+//! Hoisting: privately into `node_modules/.pnpm/node_modules` (pnpm's `hoistPattern`, default
+//! `*`), so that packages relying on undeclared dependencies still resolve them, and publicly
+//! into the root `node_modules` (`publicHoistPattern`, default none; `shamefullyHoist: true` is
+//! `*`).
 //!
 //! The rule, observed from pnpm 12: every snapshot, ordered by depth from the project (direct
 //! dependencies are depth 0) and then by depPath byte order, offers its dependencies (then its
-//! optional dependencies) in lockfile order; the first offer of an alias wins. Aliases of the
-//! root project's direct dependencies are never hoisted (they already resolve from
-//! `node_modules`). In a workspace, the other projects' direct dependencies are offered first
-//! (as children of the workspace), and after everything the projects themselves are hoisted
-//! under their package names (pnpm's `hoistWorkspacePackages`).
+//! optional dependencies) in lockfile order; the first offer of an alias wins, and goes public
+//! if `publicHoistPattern` matches it, else private if `hoistPattern` does, else nowhere.
+//! Aliases of the root project's direct dependencies are never hoisted (they already resolve
+//! from `node_modules`). In a workspace, the other projects' direct dependencies are offered
+//! first (as children of the workspace), and after everything the projects themselves are
+//! hoisted under their package names (pnpm's `hoistWorkspacePackages`).
 
 use std::collections::{HashSet, VecDeque};
 
 use crate::plan::{DirectTarget, InstallPlan, ROOT_IMPORTER};
 
-/// One hoisted symlink: `.pnpm/node_modules/<alias>` -> snapshot.
+/// One hoisted symlink: `.pnpm/node_modules/<alias>` (or `node_modules/<alias>` when public)
+/// -> snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hoisted {
     pub alias: String,
     pub snapshot: usize,
+    pub public: bool,
+}
+
+/// `publicHoistPattern` and `hoistPattern` of pnpm-workspace.yaml.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HoistPatterns {
+    pub public: Vec<String>,
+    /// `None`: `hoist: false` (nothing hoisted privately; pnpm then records no `hoistPattern`).
+    pub private: Option<Vec<String>>,
+}
+
+impl Default for HoistPatterns {
+    fn default() -> Self {
+        HoistPatterns {
+            public: Vec::new(),
+            private: Some(vec!["*".to_owned()]),
+        }
+    }
+}
+
+impl HoistPatterns {
+    fn is_public(&self, alias: &str) -> bool {
+        matches_patterns(&self.public, alias)
+    }
+
+    fn is_private(&self, alias: &str) -> bool {
+        self.private
+            .as_deref()
+            .is_some_and(|patterns| matches_patterns(patterns, alias))
+    }
+}
+
+/// pnpm's name matcher (`@pnpm/matcher`, as observed with hoist patterns): `*` matches any
+/// run of characters; `!p` unmatches what `p` matches, and a later pattern can match it again;
+/// a list of negations only matches every name none of them matches.
+fn matches_patterns(patterns: &[String], name: &str) -> bool {
+    if patterns.iter().all(|p| p.starts_with('!')) {
+        return !patterns.is_empty() && !patterns.iter().any(|p| glob(&p[1..], name));
+    }
+    let mut matched = false;
+    for pattern in patterns {
+        match pattern.strip_prefix('!') {
+            Some(ignored) => matched &= !glob(ignored, name),
+            None => matched |= glob(pattern, name),
+        }
+    }
+    matched
+}
+
+fn glob(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty(); // no `*`: the whole name
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 pub fn hoist(plan: &InstallPlan) -> Vec<Hoisted> {
@@ -50,26 +120,31 @@ pub fn hoist(plan: &InstallPlan) -> Vec<Hoisted> {
                 .cmp(plan.snapshots[b].dep_path.as_bytes())
         })
     });
+    let patterns = &plan.hoisting;
     let mut taken = root_aliases(plan);
     let mut hoisted = Vec::new();
-    for direct in plan.direct.iter().filter(|d| d.importer != ROOT_IMPORTER) {
-        if let DirectTarget::Snapshot(index) = direct.target
-            && taken.insert(direct.alias.as_str())
-        {
+    let mut offer = |alias: &String, snapshot: usize| {
+        if taken.contains(alias.as_str()) {
+            return;
+        }
+        let public = patterns.is_public(alias);
+        if public || patterns.is_private(alias) {
+            taken.insert(alias.clone());
             hoisted.push(Hoisted {
-                alias: direct.alias.clone(),
-                snapshot: index,
+                alias: alias.clone(),
+                snapshot,
+                public,
             });
+        }
+    };
+    for direct in plan.direct.iter().filter(|d| d.importer != ROOT_IMPORTER) {
+        if let DirectTarget::Snapshot(index) = direct.target {
+            offer(&direct.alias, index);
         }
     }
     for index in order {
         for (alias, child) in &plan.snapshots[index].dependencies {
-            if taken.insert(alias.as_str()) {
-                hoisted.push(Hoisted {
-                    alias: alias.clone(),
-                    snapshot: *child,
-                });
-            }
+            offer(alias, *child);
         }
     }
     hoisted
@@ -81,29 +156,65 @@ pub struct HoistedProject<'a> {
     pub alias: &'a str,
     /// Its importer id.
     pub id: &'a str,
+    /// Into the root `node_modules` (`publicHoistPattern` matches it).
+    pub public: bool,
 }
 
-/// The workspace projects hoisted after `hoisted` (names already taken are skipped).
+/// The workspace projects hoisted after `hoisted` (names already taken are skipped), by the
+/// same patterns as packages (pnpm 12, observed).
 pub fn hoisted_projects<'a>(plan: &'a InstallPlan, hoisted: &[Hoisted]) -> Vec<HoistedProject<'a>> {
     let mut taken = root_aliases(plan);
-    taken.extend(hoisted.iter().map(|h| h.alias.as_str()));
+    taken.extend(hoisted.iter().map(|h| h.alias.clone()));
     plan.workspace_projects
         .iter()
         .filter_map(|project| {
             let alias = project.name.as_deref()?;
-            taken.insert(alias).then_some(HoistedProject {
-                alias,
-                id: &project.id,
-            })
+            let public = plan.hoisting.is_public(alias);
+            ((public || plan.hoisting.is_private(alias)) && taken.insert(alias.to_owned()))
+                .then_some(HoistedProject {
+                    alias,
+                    id: &project.id,
+                    public,
+                })
         })
         .collect()
 }
 
 /// The root project's direct dependencies: already resolvable, so never hoisted.
-fn root_aliases(plan: &InstallPlan) -> HashSet<&str> {
+fn root_aliases(plan: &InstallPlan) -> HashSet<String> {
     plan.direct
         .iter()
         .filter(|direct| direct.importer == ROOT_IMPORTER)
-        .map(|direct| direct.alias.as_str())
+        .map(|direct| direct.alias.clone())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patterns(list: &[&str]) -> Vec<String> {
+        list.iter().map(|p| (*p).to_owned()).collect()
+    }
+
+    /// The cases observed with pnpm 12's `publicHoistPattern` (RESOLVE-ORACLE.md §18).
+    #[test]
+    fn patterns_match_as_pnpm_matches_them() {
+        let matched = |list: &[&str], name: &str| matches_patterns(&patterns(list), name);
+        assert!(matched(&["*"], "@scope/any"));
+        assert!(!matched(&[], "a"));
+        assert!(matched(&["*left*"], "left-pad-lite") && !matched(&["*left*"], "right"));
+        assert!(matched(&["deep-1*"], "deep-1") && matched(&["deep-1*"], "deep-19"));
+        assert!(!matched(&["deep-1*"], "deep-2") && !matched(&["deep-1"], "deep-10"));
+        assert!(
+            matched(&["a*b*c"], "abc")
+                && matched(&["a*b*c"], "a-b-c")
+                && !matched(&["a*b*c"], "acb")
+        );
+        assert!(!matched(&["ab*ba"], "aba"));
+        let mixed = ["deep-1*", "!deep-15", "deep-15", "!deep-16"];
+        assert!(matched(&mixed, "deep-15") && matched(&mixed, "deep-17"));
+        assert!(!matched(&mixed, "deep-16") && !matched(&mixed, "deep-2"));
+        assert!(matched(&["!deep-*"], "cycle-b") && !matched(&["!deep-*"], "deep-3"));
+    }
 }

@@ -164,6 +164,7 @@ pub fn install(
         production_only: options.production_only,
         platform: Platform::host(),
         virtual_store_dir_max_length: VIRTUAL_STORE_DIR_MAX_LENGTH,
+        hoisting: settings.hoisting.clone(),
     };
     let workspace_projects: Vec<WorkspaceProject> = members
         .iter()

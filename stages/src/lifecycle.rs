@@ -792,6 +792,7 @@ snapshots:
             production_only: false,
             platform: crate::platform::Platform::host(),
             virtual_store_dir_max_length: 120,
+            hoisting: Default::default(),
         };
         let plan = crate::plan::plan(&lockfile, &options).unwrap();
         let built = ["top", "leaf", "x", "y", "solo"];

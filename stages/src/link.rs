@@ -130,6 +130,7 @@ impl<'a> Layout<'a> {
     /// (only inside `node_modules`), so switching lockfiles never leaves stale packages
     /// resolvable; with [`Layout::doomed`], everything it left.
     pub fn prune(&self, hoisted: &[Hoisted]) -> Result<(), InstallError> {
+        let projects = hoisted_projects(self.plan, hoisted);
         for importer in self.importers() {
             let direct: HashSet<&str> = self
                 .plan
@@ -138,17 +139,27 @@ impl<'a> Layout<'a> {
                 .filter(|d| d.importer == importer)
                 .map(|d| d.alias.as_str())
                 .collect();
+            let mut wanted = direct;
+            if importer == ROOT_IMPORTER {
+                wanted.extend(
+                    hoisted
+                        .iter()
+                        .filter(|h| h.public)
+                        .map(|h| h.alias.as_str()),
+                );
+                wanted.extend(projects.iter().filter(|p| p.public).map(|p| p.alias));
+            }
             let modules_dir = self.importer_modules_dir(importer);
-            prune_links(&modules_dir, &direct)?;
+            prune_links(&modules_dir, &wanted)?;
             // Shims are regenerated from scratch.
             remove_any(&modules_dir.join(".bin"))?;
         }
-        let mut hoisted_names: HashSet<&str> = hoisted.iter().map(|h| h.alias.as_str()).collect();
-        hoisted_names.extend(
-            hoisted_projects(self.plan, hoisted)
-                .iter()
-                .map(|project| project.alias),
-        );
+        let mut hoisted_names: HashSet<&str> = hoisted
+            .iter()
+            .filter(|h| !h.public)
+            .map(|h| h.alias.as_str())
+            .collect();
+        hoisted_names.extend(projects.iter().filter(|p| !p.public).map(|p| p.alias));
         prune_links(&self.hoist_dir(), &hoisted_names)?;
         remove_any(&self.hoist_dir().join(".bin"))
     }
@@ -170,11 +181,20 @@ impl<'a> Layout<'a> {
         Ok(())
     }
 
-    /// Links what is hoisted into `.pnpm/node_modules` again (after the plan lost packages).
+    /// Where hoisted packages are linked: `.pnpm/node_modules`, or the root project's
+    /// `node_modules` when hoisted publicly.
+    pub fn hoisted_dir(&self, public: bool) -> PathBuf {
+        if public {
+            self.importer_modules_dir(ROOT_IMPORTER)
+        } else {
+            self.hoist_dir()
+        }
+    }
+
+    /// Links what is hoisted again (after the plan lost packages).
     pub fn relink_hoisted(&self, hoisted: &[Hoisted]) -> Result<(), InstallError> {
-        let hoist_dir = self.hoist_dir();
         for entry in hoisted {
-            let link_path = hoist_dir.join(&entry.alias);
+            let link_path = self.hoisted_dir(entry.public).join(&entry.alias);
             if let Some(parent) = link_path.parent() {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| InstallError::io("create directory", parent, e))?;
@@ -205,7 +225,8 @@ impl<'a> Layout<'a> {
             }
             Ok(())
         };
-        // pnpm creates `.pnpm/node_modules` only when something is hoisted into it.
+        // pnpm creates `.pnpm/node_modules` only when something is hoisted, even if only
+        // publicly (observed).
         let hoist_dir = self.hoist_dir();
         mkdir(self.virtual_store_dir.clone())?;
         let mut store = VirtualStoreDir::open(&self.virtual_store_dir)?;
@@ -256,6 +277,16 @@ impl<'a> Layout<'a> {
             context.record_item(0);
         }
         for entry in hoisted {
+            if entry.public {
+                let dir = self.hoisted_dir(true);
+                if let Some(scope) = scope_of(&entry.alias) {
+                    mkdir(dir.join(scope))?;
+                }
+                let target = self.package_dir(&self.plan.snapshots[entry.snapshot]);
+                link(&dir.join(&entry.alias), &target, &entry.alias)?;
+                context.record_item(0);
+                continue;
+            }
             if let Some(scope) = scope_of(&entry.alias) {
                 store.mkdir(&format!("node_modules/{scope}"))?;
             }
@@ -268,11 +299,12 @@ impl<'a> Layout<'a> {
             context.record_item(0);
         }
         for project in projects {
+            let dir = self.hoisted_dir(project.public);
             if let Some(scope) = scope_of(project.alias) {
-                mkdir(hoist_dir.join(scope))?;
+                mkdir(dir.join(scope))?;
             }
             let target = self.importer_dir(project.id);
-            link(&hoist_dir.join(project.alias), &target, project.alias)?;
+            link(&dir.join(project.alias), &target, project.alias)?;
             context.record_item(0);
         }
         Ok(())

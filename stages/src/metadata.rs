@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::InstallError;
 use crate::hoist::{Hoisted, hoisted_projects};
@@ -110,6 +110,13 @@ pub fn is_up_to_date(
             .collect(),
         None => Vec::new(),
     };
+    // Other hoisting settings: pnpm 12 moves the links (observed), so the tree must change.
+    let hoisting = &layout.plan.hoisting;
+    if modules["publicHoistPattern"] != json!(hoisting.public)
+        || modules.get("hoistPattern").unwrap_or(&Value::Null) != &json!(hoisting.private)
+    {
+        return None;
+    }
     if let Some(builds) = builds {
         let recorded_all = modules[ALLOW_ALL_KEY].as_bool().unwrap_or(false);
         if recorded_allow(&modules).as_ref() != Some(&builds.allow)
@@ -305,6 +312,11 @@ pub fn invalidate(layout: &Layout<'_>) -> Result<(), InstallError> {
     }
 }
 
+/// How `.modules.yaml` records where a package was hoisted.
+fn hoisted_kind(public: bool) -> &'static str {
+    if public { "public" } else { "private" }
+}
+
 /// Writes `.modules.yaml` (JSON, as pnpm 12 writes it) and then the lockfile copy.
 pub fn write_metadata(
     layout: &Layout<'_>,
@@ -318,17 +330,19 @@ pub fn write_metadata(
         let aliases = hoisted_map
             .entry(dep_path.clone())
             .or_insert_with(|| json!({}));
-        aliases[entry.alias.as_str()] = json!("private");
+        aliases[entry.alias.as_str()] = json!(hoisted_kind(entry.public));
     }
     for project in hoisted_projects(layout.plan, hoisted) {
-        hoisted_map.insert(project.id.to_owned(), json!({ project.alias: "private" }));
+        let kind = hoisted_kind(project.public);
+        hoisted_map.insert(project.id.to_owned(), json!({ project.alias: kind }));
     }
     let mut skipped = settings.skipped.to_vec();
     skipped.sort();
     // Keys in pnpm 12's order (`ignoredBuilds` only when there are some).
+    let hoisting = &layout.plan.hoisting;
     let mut modules = json!({
         "hoistedDependencies": hoisted_map,
-        "hoistPattern": ["*"],
+        "hoistPattern": hoisting.private,
         "included": {
             "dependencies": true,
             "devDependencies": !settings.production_only,
@@ -339,12 +353,17 @@ pub fn write_metadata(
         "packageManager": concat!("flowpm@", env!("CARGO_PKG_VERSION")),
         "pendingBuilds": settings.pending_builds,
     });
+    if hoisting.private.is_none()
+        && let Some(object) = modules.as_object_mut()
+    {
+        object.remove("hoistPattern"); // `hoist: false`: pnpm 12 writes none
+    }
     if !settings.ignored_builds.is_empty() {
         modules["ignoredBuilds"] = json!(settings.ignored_builds);
     }
     for (key, value) in [
         ("prunedAt", json!(http_date(std::time::SystemTime::now()))),
-        ("publicHoistPattern", json!([])),
+        ("publicHoistPattern", json!(hoisting.public)),
         ("skipped", json!(skipped)),
         ("storeDir", json!(settings.store_dir.display().to_string())),
         ("virtualStoreDir", json!(".pnpm")),

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::InstallError;
 use crate::catalogs::Catalogs;
 use crate::dep_path::dep_path_to_filename;
+use crate::hoist::HoistPatterns;
 use crate::lockfile::{
     Importer, ImporterDependency, Lockfile, package_key, reference_to_dep_path, split_dep_path,
 };
@@ -109,6 +110,8 @@ pub struct InstallPlan {
     pub skipped: Vec<String>,
     /// The workspace's projects besides the root (empty outside a workspace).
     pub workspace_projects: Vec<WorkspaceProject>,
+    /// Where [`crate::hoist::hoist`] links what it hoists (from [`PlanOptions`]).
+    pub hoisting: HoistPatterns,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -166,6 +169,7 @@ impl InstallPlan {
             direct,
             skipped: self.skipped.clone(),
             workspace_projects: self.workspace_projects.clone(),
+            hoisting: self.hoisting.clone(),
         }
     }
 }
@@ -178,6 +182,8 @@ pub struct PlanOptions {
     pub production_only: bool,
     pub platform: Platform,
     pub virtual_store_dir_max_length: usize,
+    /// `publicHoistPattern` and `hoistPattern` of pnpm-workspace.yaml.
+    pub hoisting: HoistPatterns,
 }
 
 /// Checks that the lockfile's importer matches `package.json` exactly (pnpm's frozen check):
@@ -468,6 +474,7 @@ pub fn plan(lockfile: &Lockfile, options: &PlanOptions) -> Result<InstallPlan, I
             }
         }
     }
+    builder.plan.hoisting = options.hoisting.clone();
     Ok(builder.plan)
 }
 
@@ -726,6 +733,7 @@ snapshots:
                 libc: Some("glibc".into()),
             },
             virtual_store_dir_max_length: 120,
+            hoisting: Default::default(),
         }
     }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::plan::{InstallPlan, PlanOptions};
 
 /// Bumped whenever the plan's shape or meaning changes.
-const FORMAT: &str = "flowpm-plan-5";
+const FORMAT: &str = "flowpm-plan-6";
 
 /// `manifests`: the root's package.json, then for each workspace project its id and its
 /// package.json (each part is length-prefixed, so their boundaries count).
@@ -26,12 +26,13 @@ pub fn key(manifests: &[&[u8]], lockfile: &[u8], options: &PlanOptions) -> Strin
     }
     let platform = &options.platform;
     let settings = format!(
-        "{}|{}|{}|{:?}|{}|{}",
+        "{}|{}|{}|{:?}|{}|{:?}|{}",
         options.production_only,
         platform.os,
         platform.cpu,
         platform.libc,
         options.virtual_store_dir_max_length,
+        options.hoisting,
         env!("CARGO_PKG_VERSION")
     );
     hasher.update(settings.as_bytes());

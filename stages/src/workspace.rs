@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::InstallError;
 use crate::catalogs::Catalogs;
+use crate::hoist::HoistPatterns;
 use crate::lifecycle::BuildSettings;
 use crate::manifest::Manifest;
 use crate::package_extensions::{Extension, PackageExtensions};
@@ -68,8 +69,7 @@ struct WorkspaceFile {
     minimum_release_age_exclude: Vec<String>,
     #[serde(default, rename = "blockExoticSubdeps")]
     block_exotic_subdeps: Option<bool>,
-    /// Settings that change the layout flowpm makes: refused unless at pnpm 12's defaults
-    /// (`unsupported_layout`).
+    /// Any linker but `isolated` is refused; the hoisting settings are read by `hoisting`.
     #[serde(default, rename = "nodeLinker")]
     node_linker: Option<String>,
     #[serde(default, rename = "shamefullyHoist")]
@@ -120,46 +120,38 @@ pub struct Settings {
     pub minimum_release_age_exclude: Vec<String>,
     /// `blockExoticSubdeps: false` (pnpm 12 blocks them by default).
     pub allow_exotic_subdeps: bool,
+    /// `publicHoistPattern`, `shamefullyHoist`, `hoistPattern` and `hoist`.
+    pub hoisting: HoistPatterns,
 }
 
 impl WorkspaceFile {
-    /// A layout setting away from pnpm 12's default, which flowpm does not make yet: better
-    /// refused than a tree that differs from pnpm's in silence (pnpm 12 reads these from
-    /// pnpm-workspace.yaml only; an .npmrc `shamefully-hoist` it ignores, observed).
-    fn unsupported_layout(&self) -> Option<String> {
-        let patterns = |patterns: &[String]| format!("{patterns:?}");
-        if let Some(linker) = self.node_linker.as_deref().filter(|&l| l != "isolated") {
-            return Some(format!("`nodeLinker: {linker}`"));
+    /// Hoisting as pnpm 12 reads it (from pnpm-workspace.yaml only: an .npmrc
+    /// `shamefully-hoist` it ignores, observed): `shamefullyHoist: true` hoists everything
+    /// publicly, `hoist: false` nothing privately.
+    fn hoisting(&self) -> HoistPatterns {
+        let mut patterns = HoistPatterns::default();
+        if let Some(public) = &self.public_hoist_pattern {
+            patterns.public.clone_from(public);
         }
         if self.shamefully_hoist == Some(true) {
-            return Some("`shamefullyHoist: true`".to_owned());
+            patterns.public = vec!["*".to_owned()];
         }
-        if let Some(public) = self
-            .public_hoist_pattern
-            .as_deref()
-            .filter(|p| !p.is_empty())
-        {
-            return Some(format!("`publicHoistPattern: {}`", patterns(public)));
+        if let Some(private) = &self.hoist_pattern {
+            patterns.private = Some(private.clone());
         }
         if self.hoist == Some(false) {
-            return Some("`hoist: false`".to_owned());
+            patterns.private = None;
         }
-        match self.hoist_pattern.as_deref() {
-            Some(private) if private != ["*"] => {
-                Some(format!("`hoistPattern: {}`", patterns(private)))
-            }
-            _ => None,
-        }
+        patterns
     }
 
     fn settings(&mut self, path: &Path) -> Result<Settings, InstallError> {
-        if let Some(setting) = self.unsupported_layout() {
+        if let Some(linker) = self.node_linker.as_deref().filter(|&l| l != "isolated") {
             return Err(InstallError::UnsupportedSetting {
                 path: path.to_path_buf(),
                 message: format!(
-                    "{setting} is not supported by flowpm yet: pnpm would lay node_modules out \
-                     differently from flowpm (which makes pnpm 12's default isolated layout, \
-                     hoisting every package privately into node_modules/.pnpm/node_modules); \
+                    "`nodeLinker: {linker}` is not supported by flowpm yet: pnpm would lay \
+                     node_modules out differently (flowpm makes pnpm's isolated layout); \
                      remove the setting to install that layout"
                 ),
             });
@@ -198,6 +190,7 @@ impl WorkspaceFile {
             minimum_release_age: self.minimum_release_age,
             minimum_release_age_exclude: std::mem::take(&mut self.minimum_release_age_exclude),
             allow_exotic_subdeps: self.block_exotic_subdeps == Some(false),
+            hoisting: self.hoisting(),
         })
     }
 }
@@ -449,44 +442,39 @@ mod tests {
         assert!(!Settings::default().allow_exotic_subdeps);
     }
 
-    /// Layout settings at pnpm 12's defaults pass; any other value is refused, naming it.
+    /// Hoisting settings read as pnpm 12 reads them; any linker but `isolated` is refused.
     #[test]
-    fn layout_settings_other_than_the_default_are_refused() {
-        let result = |text: &str| {
+    fn hoisting_settings_and_the_linker() {
+        let settings = |text: &str| {
             let mut file: WorkspaceFile = serde_saphyr::from_str(text).unwrap();
             file.settings(Path::new("pnpm-workspace.yaml"))
         };
-        for default in [
-            "nodeLinker: isolated\n",
-            "shamefullyHoist: false\n",
-            "publicHoistPattern: []\n",
-            "hoist: true\n",
-            "hoistPattern: ['*']\n",
-        ] {
-            result(default).unwrap_or_else(|e| panic!("{default}: {e}"));
-        }
-        for (text, named) in [
-            ("nodeLinker: hoisted\n", "`nodeLinker: hoisted`"),
-            ("shamefullyHoist: true\n", "`shamefullyHoist: true`"),
-            (
-                "publicHoistPattern: ['*eslint*']\n",
-                "`publicHoistPattern: [\"*eslint*\"]`",
-            ),
-            ("hoist: false\n", "`hoist: false`"),
-            (
-                "hoistPattern: ['*types*']\n",
-                "`hoistPattern: [\"*types*\"]`",
-            ),
-        ] {
-            let error = result(text)
-                .err()
-                .unwrap_or_else(|| panic!("{text} accepted"));
-            let message = error.to_string();
-            assert!(
-                message.contains("pnpm-workspace.yaml") && message.contains(named),
-                "{message}"
-            );
-        }
+        let hoisting = |text: &str| settings(text).unwrap().hoisting;
+        let list = |items: &[&str]| items.iter().map(|p| (*p).to_owned()).collect::<Vec<_>>();
+        assert_eq!(hoisting("packages: []\n"), HoistPatterns::default());
+        assert_eq!(hoisting("shamefullyHoist: true\n").public, list(&["*"]));
+        assert_eq!(
+            hoisting("shamefullyHoist: true\npublicHoistPattern: ['*a*']\n").public,
+            list(&["*"])
+        );
+        assert_eq!(
+            hoisting("publicHoistPattern: ['*eslint*']\n").public,
+            list(&["*eslint*"])
+        );
+        assert_eq!(
+            hoisting("hoistPattern: ['*types*']\n").private,
+            Some(list(&["*types*"]))
+        );
+        assert_eq!(
+            hoisting("hoist: false\nhoistPattern: ['*']\n").private,
+            None
+        );
+        settings("nodeLinker: isolated\n").unwrap();
+        let error = settings("nodeLinker: hoisted\n").err().unwrap().to_string();
+        assert!(
+            error.contains("pnpm-workspace.yaml") && error.contains("`nodeLinker: hoisted`"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod common;
 mod extensions;
 mod faults;
 mod git;
+mod hoisting;
 mod install;
 mod local;
 mod malformed;

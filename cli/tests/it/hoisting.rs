@@ -1,0 +1,87 @@
+//! Public and private hoisting by pnpm-workspace.yaml's `publicHoistPattern`,
+//! `shamefullyHoist`, `hoistPattern` and `hoist`, compared with the trees pnpm 12 recorded.
+
+use crate::common::{Sandbox, assert_resolves_as_pnpm, diff, pnpm_tree, text};
+
+fn modules_yaml(sandbox: &Sandbox) -> serde_json::Value {
+    serde_json::from_slice(
+        &std::fs::read(sandbox.project().join("node_modules/.modules.yaml")).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Patterns with negations, a private pattern that hoists only some packages, bins of a
+/// publicly hoisted package in the root `.bin`: pnpm's tree from its lockfile and from scratch.
+#[test]
+fn packages_are_hoisted_publicly_and_privately_by_pattern_as_pnpm_hoists_them() {
+    assert_resolves_as_pnpm("hoist-public");
+}
+
+/// Every package and workspace project hoisted into the root `node_modules`, bins of the
+/// projects included, as pnpm lays a workspace out under `shamefullyHoist: true`.
+#[test]
+fn shamefully_hoisting_a_workspace_matches_pnpm() {
+    assert_resolves_as_pnpm("workspace-hoisted");
+}
+
+/// A changed pattern is not a no-op: the links move as pnpm 12 moves them, and back.
+#[test]
+fn changing_the_patterns_moves_the_links() {
+    let sandbox = Sandbox::new("hoist-public");
+    let expected = pnpm_tree("hoist-public");
+    sandbox.install(&[]);
+    let settings = sandbox.project().join("pnpm-workspace.yaml");
+    let saved = std::fs::read(&settings).unwrap();
+    let modules = sandbox.project().join("node_modules");
+
+    std::fs::remove_file(&settings).unwrap();
+    let output = sandbox.install(&[]);
+    assert!(
+        !text(&output).contains("Already up to date"),
+        "{}",
+        text(&output)
+    );
+    for public in ["deep-1", "deep-15", "left-pad-lite", "bin-tool", ".bin"] {
+        assert!(
+            modules.join(public).symlink_metadata().is_err(),
+            "{public} still in the root node_modules"
+        );
+    }
+    for private in [
+        "deep-1",
+        "deep-16",
+        "deep-3",
+        "bin-tool",
+        "native-thing-linux-x64",
+    ] {
+        assert!(
+            modules.join(".pnpm/node_modules").join(private).is_dir(),
+            "{private} not hoisted privately"
+        );
+    }
+    let recorded = modules_yaml(&sandbox);
+    assert_eq!(recorded["publicHoistPattern"], serde_json::json!([]));
+    assert_eq!(recorded["hoistPattern"], serde_json::json!(["*"]));
+    assert_eq!(
+        recorded["hoistedDependencies"]["deep-1@1.0.0"],
+        serde_json::json!({"deep-1": "private"})
+    );
+
+    std::fs::write(&settings, &saved).unwrap();
+    sandbox.install(&[]);
+    let tree = sandbox.manifest();
+    assert!(tree == expected, "{}", diff(&expected, &tree));
+    assert_eq!(
+        modules_yaml(&sandbox)["hoistedDependencies"]["deep-1@1.0.0"],
+        serde_json::json!({"deep-1": "public"})
+    );
+
+    // `hoist: false`: nothing private; pnpm then records no `hoistPattern`.
+    std::fs::write(&settings, "hoist: false\n").unwrap();
+    sandbox.install(&[]);
+    let private_links =
+        std::fs::read_dir(modules.join(".pnpm/node_modules")).map_or(0, Iterator::count);
+    assert_eq!(private_links, 0, "links left in .pnpm/node_modules");
+    assert!(modules.join("deep-1").symlink_metadata().is_err());
+    assert!(modules_yaml(&sandbox).get("hoistPattern").is_none());
+}
