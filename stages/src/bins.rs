@@ -88,11 +88,17 @@ pub fn link_bins(layout: &Layout<'_>, hoisted: &[Hoisted]) -> Result<Vec<String>
             })
             .collect();
         direct.extend(peers);
-        if importer == ROOT_IMPORTER {
-            // Publicly hoisted packages sit in the root `node_modules` too (pnpm 12, observed).
-            direct.extend(hoisted.iter().filter(|h| h.public).map(|h| h.snapshot));
-        }
-        write_bin_dir(layout, &bin_dir, &direct, &commands)?;
+        // Publicly hoisted packages sit in the root `node_modules` too; their commands come
+        // after every command of the project's own dependencies (pnpm 12, observed).
+        let public: Vec<usize> = match importer {
+            ROOT_IMPORTER => hoisted
+                .iter()
+                .filter(|h| h.public)
+                .map(|h| h.snapshot)
+                .collect(),
+            _ => Vec::new(),
+        };
+        write_bin_dir(layout, &bin_dir, [&direct, &public], &commands)?;
     }
     if commands.is_empty() {
         return Ok(warnings);
@@ -105,7 +111,7 @@ pub fn link_bins(layout: &Layout<'_>, hoisted: &[Hoisted]) -> Result<Vec<String>
     write_bin_dir(
         layout,
         &layout.hoist_dir().join(".bin"),
-        &hoisted,
+        [&hoisted, &[]],
         &commands,
     )?;
     // Each package's own `.bin` (its bins and its dependencies'): independent directories,
@@ -123,7 +129,7 @@ pub fn link_bins(layout: &Layout<'_>, hoisted: &[Hoisted]) -> Result<Vec<String>
                 let mut providers = vec![index];
                 providers.extend(snapshot.dependencies.iter().map(|(_, child)| *child));
                 let bin_dir = layout.package_dir(snapshot).join("node_modules/.bin");
-                write_bin_dir(layout, &bin_dir, &providers, commands)?;
+                write_bin_dir(layout, &bin_dir, [&providers, &[]], commands)?;
             }
             Ok(())
         });
@@ -185,30 +191,38 @@ fn write_linked_bins(
     Ok(())
 }
 
-/// Writes one `.bin` directory for the commands of `providers` (created only if non-empty).
+/// Writes one `.bin` directory for the commands of `providers` (created only if non-empty):
+/// on a name clash within a tier the rule of [`prefer`] decides, and the first tier's commands
+/// always win over the second's.
 fn write_bin_dir(
     layout: &Layout<'_>,
     bin_dir: &Path,
-    providers: &[usize],
+    providers: [&[usize]; 2],
     commands: &HashMap<usize, Vec<BinCommand>>,
 ) -> Result<(), InstallError> {
     let snapshots = &layout.plan.snapshots;
     let mut chosen: BTreeMap<&str, (usize, &BinCommand)> = BTreeMap::new();
-    for &provider in providers {
-        let Some(list) = commands.get(&provider) else {
-            continue;
-        };
-        for command in list {
-            let replace = match chosen.get(command.name.as_str()) {
-                None => true,
-                Some((current, _)) => {
-                    prefer(&command.name, &snapshots[provider], &snapshots[*current])
-                        == Ordering::Greater
-                }
+    for tier in providers {
+        let mut in_tier: BTreeMap<&str, (usize, &BinCommand)> = BTreeMap::new();
+        for &provider in tier {
+            let Some(list) = commands.get(&provider) else {
+                continue;
             };
-            if replace {
-                chosen.insert(&command.name, (provider, command));
+            for command in list {
+                let replace = match in_tier.get(command.name.as_str()) {
+                    None => true,
+                    Some((current, _)) => {
+                        prefer(&command.name, &snapshots[provider], &snapshots[*current])
+                            == Ordering::Greater
+                    }
+                };
+                if replace {
+                    in_tier.insert(&command.name, (provider, command));
+                }
             }
+        }
+        for (name, choice) in in_tier {
+            chosen.entry(name).or_insert(choice);
         }
     }
     if chosen.is_empty() {

@@ -54,9 +54,9 @@ impl HoistPatterns {
     }
 }
 
-/// pnpm's name matcher (`@pnpm/matcher`, as observed with hoist patterns): `*` matches any
-/// run of characters; `!p` unmatches what `p` matches, and a later pattern can match it again;
-/// a list of negations only matches every name none of them matches.
+/// pnpm's name matcher (`@pnpm/matcher`, as observed with hoist patterns): [`glob`] patterns;
+/// `!p` unmatches what `p` matches, and a later pattern can match it again; a list of
+/// negations only matches every name none of them matches.
 fn matches_patterns(patterns: &[String], name: &str) -> bool {
     if patterns.iter().all(|p| p.starts_with('!')) {
         return !patterns.is_empty() && !patterns.iter().any(|p| glob(&p[1..], name));
@@ -71,23 +71,31 @@ fn matches_patterns(patterns: &[String], name: &str) -> bool {
     matched
 }
 
+/// `*` matches any run of characters, `?` any one (pnpm 12, observed: `deep-?` takes deep-1 but
+/// not deep-10).
 fn glob(pattern: &str, name: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or_default();
-    let Some(mut rest) = name.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        return rest.is_empty(); // no `*`: the whole name
-    };
-    for part in middle {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
+    let (pattern, name): (Vec<char>, Vec<char>) =
+        (pattern.chars().collect(), name.chars().collect());
+    let (mut p, mut n) = (0, 0);
+    // The last `*` seen and where in `name` it currently stops.
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == name[n]) {
+            p += 1;
+            n += 1;
+        } else if p < pattern.len() && pattern[p] == '*' {
+            star = Some((p, n));
+            p += 1;
+        } else if let Some((star_p, star_n)) = star {
+            // Let the `*` take one more character and try again after it.
+            star = Some((star_p, star_n + 1));
+            p = star_p + 1;
+            n = star_n + 1;
+        } else {
+            return false;
         }
     }
-    rest.len() >= last.len() && rest.ends_with(last)
+    pattern[p..].iter().all(|&c| c == '*')
 }
 
 pub fn hoist(plan: &InstallPlan) -> Vec<Hoisted> {
@@ -168,7 +176,9 @@ pub fn hoisted_projects<'a>(plan: &'a InstallPlan, hoisted: &[Hoisted]) -> Vec<H
     plan.workspace_projects
         .iter()
         .filter_map(|project| {
+            // A name is a path component here: `..` or `a/../b` would link outside.
             let alias = project.name.as_deref()?;
+            crate::plan::validate_package_name(alias).ok()?;
             let public = plan.hoisting.is_public(alias);
             ((public || plan.hoisting.is_private(alias)) && taken.insert(alias.to_owned()))
                 .then_some(HoistedProject {
@@ -212,6 +222,9 @@ mod tests {
                 && !matched(&["a*b*c"], "acb")
         );
         assert!(!matched(&["ab*ba"], "aba"));
+        assert!(matched(&["deep-?"], "deep-1") && !matched(&["deep-?"], "deep-10"));
+        assert!(matched(&["a?c*"], "abcdef") && !matched(&["a?c"], "ac"));
+        assert!(!matched(&["a*a"], "a") && matched(&["**"], "x") && !matched(&[""], "x"));
         let mixed = ["deep-1*", "!deep-15", "deep-15", "!deep-16"];
         assert!(matched(&mixed, "deep-15") && matched(&mixed, "deep-17"));
         assert!(!matched(&mixed, "deep-16") && !matched(&mixed, "deep-2"));

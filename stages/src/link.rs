@@ -200,7 +200,11 @@ impl<'a> Layout<'a> {
                     .map_err(|e| InstallError::io("create directory", parent, e))?;
             }
             let target = self.package_dir(&self.plan.snapshots[entry.snapshot]);
-            link(&link_path, &target, &entry.alias)?;
+            if entry.public {
+                link_public(&link_path, &target, &entry.alias)?;
+            } else {
+                link(&link_path, &target, &entry.alias)?;
+            }
         }
         Ok(())
     }
@@ -283,7 +287,7 @@ impl<'a> Layout<'a> {
                     mkdir(dir.join(scope))?;
                 }
                 let target = self.package_dir(&self.plan.snapshots[entry.snapshot]);
-                link(&dir.join(&entry.alias), &target, &entry.alias)?;
+                link_public(&dir.join(&entry.alias), &target, &entry.alias)?;
                 context.record_item(0);
                 continue;
             }
@@ -304,7 +308,11 @@ impl<'a> Layout<'a> {
                 mkdir(dir.join(scope))?;
             }
             let target = self.importer_dir(project.id);
-            link(&dir.join(project.alias), &target, project.alias)?;
+            if project.public {
+                link_public(&dir.join(project.alias), &target, project.alias)?;
+            } else {
+                link(&dir.join(project.alias), &target, project.alias)?;
+            }
             context.record_item(0);
         }
         Ok(())
@@ -402,6 +410,15 @@ fn scope_of(alias: &str) -> Option<&str> {
 }
 
 /// Makes `link_path` a symlink to `target` (given as a path; stored relative, as pnpm does).
+/// [`link`] for a package hoisted into the root `node_modules`, where a directory or file that
+/// is not a symlink is the user's: left in place, as pnpm leaves it.
+fn link_public(link_path: &Path, target: &Path, package: &str) -> Result<(), InstallError> {
+    match link_path.symlink_metadata() {
+        Ok(metadata) if !metadata.file_type().is_symlink() => Ok(()),
+        _ => link(link_path, target, package),
+    }
+}
+
 fn link(link_path: &Path, target: &Path, package: &str) -> Result<(), InstallError> {
     let parent = link_path.parent().unwrap_or(Path::new("."));
     let relative = relative_path(parent, target);

@@ -41,7 +41,13 @@ fn changing_the_patterns_moves_the_links() {
         "{}",
         text(&output)
     );
-    for public in ["deep-1", "deep-15", "left-pad-lite", "bin-tool", ".bin"] {
+    for public in [
+        "deep-1",
+        "deep-15",
+        "left-pad-lite",
+        "bin-tool",
+        ".bin/bin-tool",
+    ] {
         assert!(
             modules.join(public).symlink_metadata().is_err(),
             "{public} still in the root node_modules"
@@ -84,4 +90,29 @@ fn changing_the_patterns_moves_the_links() {
     assert_eq!(private_links, 0, "links left in .pnpm/node_modules");
     assert!(modules.join("deep-1").symlink_metadata().is_err());
     assert!(modules_yaml(&sandbox).get("hoistPattern").is_none());
+}
+
+/// A directory of the user's own in the root `node_modules` under a name hoisted publicly is
+/// left as it is (pnpm leaves it too).
+#[test]
+fn public_hoisting_never_replaces_what_is_not_a_link() {
+    let sandbox = Sandbox::new("hoist-public");
+    let mine = sandbox.project().join("node_modules/deep-17");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("patched.js"), "mine").unwrap();
+    sandbox.install(&[]);
+    assert_eq!(
+        std::fs::read_to_string(mine.join("patched.js")).unwrap(),
+        "mine"
+    );
+    assert!(!mine.symlink_metadata().unwrap().file_type().is_symlink());
+    assert!(
+        sandbox
+            .project()
+            .join("node_modules/deep-18")
+            .symlink_metadata()
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
 }

@@ -1091,6 +1091,14 @@ fn parse_specifier(
 /// with ERR_PNPM_LOCAL_SUBDEP_NOT_ALLOWED; a tarball URL or git repository under
 /// `blockExoticSubdeps` (its default), with ERR_PNPM_EXOTIC_SUBDEP, and flowpm without it.
 fn refused_subdependency(spec: &str, parent: &Node, allow_exotic: bool) -> Option<String> {
+    // An alias's target: `npm:<name>@<spec>`.
+    let spec = match spec.strip_prefix("npm:") {
+        Some(target) => match target.get(1..).and_then(|rest| rest.find('@')) {
+            Some(at) => &target[at + 2..],
+            None => return None,
+        },
+        None => spec,
+    };
     let local = ["file:", "link:", "git+file:", "./", "../", "/", "~/"]
         .iter()
         .any(|prefix| spec.starts_with(prefix));
@@ -1108,7 +1116,10 @@ fn refused_subdependency(spec: &str, parent: &Node, allow_exotic: bool) -> Optio
     } else if ["git+", "git:", "github:", "gitlab:", "bitbucket:", "ssh:"]
         .iter()
         .any(|prefix| spec.starts_with(prefix))
-        || (spec.contains('/') && !spec.contains(' '))
+        || spec.split_once('/').is_some_and(|(owner, _)| {
+            // `owner/repo`: not a scoped name, a protocol (`jsr:`, `workspace:`) or a range.
+            !owner.is_empty() && !owner.contains([':', '@', ' '])
+        })
     {
         "git"
     } else {

@@ -190,52 +190,37 @@ fn exotic_and_local_subdependencies_are_refused_as_pnpm_refuses_them() {
     };
     let url = "https://files.example/dep-2.0.0.tgz";
     let cases = [
-        ("dependencies", "http-dep", url, "resolved via url", false),
+        ("dependencies", url, "resolved via url", false),
+        ("optionalDependencies", url, "resolved via url", false),
         (
-            "optionalDependencies",
-            "http-dep",
-            url,
+            "dependencies",
+            "git+https://git.example/dep.git",
+            "resolved via git",
+            false,
+        ),
+        ("dependencies", "github:user/dep", "resolved via git", false),
+        ("dependencies", "user/dep", "resolved via git", false),
+        (
+            "dependencies",
+            "npm:dep@https://files.example/dep.tgz",
             "resolved via url",
             false,
         ),
         (
             "dependencies",
-            "git-dep",
-            "git+https://git.example/dep.git",
-            "resolved via git",
-            false,
-        ),
-        (
-            "dependencies",
-            "hosted-dep",
-            "github:user/dep",
-            "resolved via git",
-            false,
-        ),
-        (
-            "dependencies",
-            "path-dep",
             "file:../dep",
             "ERR_PNPM_LOCAL_SUBDEP_NOT_ALLOWED",
             false,
         ),
         (
             "dependencies",
-            "path-dep",
             "link:../dep",
             "ERR_PNPM_LOCAL_SUBDEP_NOT_ALLOWED",
             true,
         ),
-        (
-            "dependencies",
-            "http-dep",
-            url,
-            "`blockExoticSubdeps: false`",
-            true,
-        ),
+        ("dependencies", url, "`blockExoticSubdeps: false`", true),
         (
             "optionalDependencies",
-            "git-dep",
             "git://git.example/dep",
             "`blockExoticSubdeps: false`",
             true,
@@ -243,35 +228,49 @@ fn exotic_and_local_subdependencies_are_refused_as_pnpm_refuses_them() {
     ];
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("package.json");
-    for (group, alias, spec, expected, allow_exotic) in cases {
+    let resolve_parent = |group: &str, spec: &str, allow_exotic: bool| {
         let manifest = Manifest::parse(
             br#"{"name":"app","dependencies":{"parent":"^1.0.0"}}"#,
             &path,
         )
         .unwrap();
         let mut source = MemorySource {
-            packuments: [("parent".to_owned(), packument("parent", group, alias, spec))].into(),
+            packuments: [("parent".to_owned(), packument("parent", group, "dep", spec))].into(),
             queue: VecDeque::new(),
         };
         let options = ResolveOptions {
             allow_exotic_subdeps: allow_exotic,
             ..ResolveOptions::default()
         };
-        let failure = resolve(
+        resolve(
             &Project::all(&manifest, []),
             None,
             &options,
             &mut source,
             &default_tarball,
         )
-        .err()
-        .unwrap_or_else(|| panic!("{group} {alias}@{spec} was resolved"));
+    };
+    for (group, spec, expected, allow_exotic) in cases {
+        let failure = resolve_parent(group, spec, allow_exotic)
+            .err()
+            .unwrap_or_else(|| panic!("{group} {spec} was resolved"));
         assert!(
             failure.message.starts_with(&format!(
-                "`{alias}@{spec}` (needed by the project > parent@1.0.0): "
+                "`dep@{spec}` (needed by the project > parent@1.0.0): "
             )) && failure.message.contains(expected),
             "{group} {spec}: {}",
             failure.message
+        );
+    }
+    // Not exotic, though flowpm cannot resolve them: optional ones are still skipped.
+    for spec in [
+        "npm:@scope/dep@workspace:*",
+        "jsr:@std/path@^1",
+        "workspace:../dep",
+    ] {
+        assert!(
+            resolve_parent("optionalDependencies", spec, false).is_ok(),
+            "optional `{spec}` was not skipped"
         );
     }
 }
