@@ -9,8 +9,8 @@
 //! if `publicHoistPattern` matches it, else private if `hoistPattern` does, else nowhere.
 //! Aliases of the root project's direct dependencies are never hoisted (they already resolve
 //! from `node_modules`). In a workspace, the other projects' direct dependencies are offered
-//! first (as children of the workspace), and after everything the projects themselves are
-//! hoisted under their package names (pnpm's `hoistWorkspacePackages`).
+//! first (as children of the workspace), then the projects themselves under their package
+//! names (pnpm's `hoistWorkspacePackages`), then the packages further down.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -128,34 +128,50 @@ pub fn hoist(plan: &InstallPlan) -> Vec<Hoisted> {
                 .cmp(plan.snapshots[b].dep_path.as_bytes())
         })
     });
-    let patterns = &plan.hoisting;
-    let mut taken = root_aliases(plan);
-    let mut hoisted = Vec::new();
-    let mut offer = |alias: &String, snapshot: usize| {
-        if taken.contains(alias.as_str()) {
+    let mut hoisting = Hoisting {
+        patterns: &plan.hoisting,
+        taken: root_aliases(plan),
+        hoisted: Vec::new(),
+    };
+    for direct in plan.direct.iter().filter(|d| d.importer != ROOT_IMPORTER) {
+        if let DirectTarget::Snapshot(index) = direct.target {
+            hoisting.offer(&direct.alias, index);
+        }
+    }
+    // The workspace projects come next, before any package deeper down (pnpm 12, observed).
+    let projects = projects_after(plan, hoisting.taken.clone());
+    let project_names: Vec<String> = projects.iter().map(|p| p.alias.to_owned()).collect();
+    hoisting.taken.extend(project_names);
+    for index in order {
+        for (alias, child) in &plan.snapshots[index].dependencies {
+            hoisting.offer(alias, *child);
+        }
+    }
+    hoisting.hoisted
+}
+
+/// Names offered in hoisting order; the first offer of a name that a pattern matches wins.
+struct Hoisting<'p> {
+    patterns: &'p HoistPatterns,
+    taken: HashSet<String>,
+    hoisted: Vec<Hoisted>,
+}
+
+impl Hoisting<'_> {
+    fn offer(&mut self, alias: &str, snapshot: usize) {
+        if self.taken.contains(alias) {
             return;
         }
-        let public = patterns.is_public(alias);
-        if public || patterns.is_private(alias) {
-            taken.insert(alias.clone());
-            hoisted.push(Hoisted {
-                alias: alias.clone(),
+        let public = self.patterns.is_public(alias);
+        if public || self.patterns.is_private(alias) {
+            self.taken.insert(alias.to_owned());
+            self.hoisted.push(Hoisted {
+                alias: alias.to_owned(),
                 snapshot,
                 public,
             });
         }
-    };
-    for direct in plan.direct.iter().filter(|d| d.importer != ROOT_IMPORTER) {
-        if let DirectTarget::Snapshot(index) = direct.target {
-            offer(&direct.alias, index);
-        }
     }
-    for index in order {
-        for (alias, child) in &plan.snapshots[index].dependencies {
-            offer(alias, *child);
-        }
-    }
-    hoisted
 }
 
 /// A workspace project hoisted into `.pnpm/node_modules` under its package name.
@@ -168,11 +184,37 @@ pub struct HoistedProject<'a> {
     pub public: bool,
 }
 
-/// The workspace projects hoisted after `hoisted` (names already taken are skipped), by the
-/// same patterns as packages (pnpm 12, observed).
+/// The workspace projects hoisted among `hoisted`: after the other projects' direct
+/// dependencies, before every package deeper down, by the same patterns as packages (pnpm 12,
+/// observed: a project named like a transitive dependency takes the name).
 pub fn hoisted_projects<'a>(plan: &'a InstallPlan, hoisted: &[Hoisted]) -> Vec<HoistedProject<'a>> {
     let mut taken = root_aliases(plan);
-    taken.extend(hoisted.iter().map(|h| h.alias.clone()));
+    taken.extend(
+        hoisted[..hoisted_before_projects(plan, hoisted)]
+            .iter()
+            .map(|h| h.alias.clone()),
+    );
+    projects_after(plan, taken)
+}
+
+/// How many of `hoisted` (in hoisting order) come before the projects: the other projects'
+/// direct dependencies. No package further down can have one of their names, since a name
+/// is offered first as a direct dependency and the patterns decide by name alone.
+pub fn hoisted_before_projects(plan: &InstallPlan, hoisted: &[Hoisted]) -> usize {
+    let direct: HashSet<&str> = plan
+        .direct
+        .iter()
+        .filter(|d| d.importer != ROOT_IMPORTER)
+        .map(|d| d.alias.as_str())
+        .collect();
+    hoisted
+        .iter()
+        .position(|h| !direct.contains(h.alias.as_str()))
+        .unwrap_or(hoisted.len())
+}
+
+/// The projects hoisted when the names in `taken` are already hoisted.
+fn projects_after(plan: &InstallPlan, mut taken: HashSet<String>) -> Vec<HoistedProject<'_>> {
     plan.workspace_projects
         .iter()
         .filter_map(|project| {

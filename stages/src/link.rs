@@ -239,7 +239,11 @@ impl<'a> Layout<'a> {
             mkdir(hoist_dir.clone())?;
         }
         for importer in self.importers() {
-            mkdir(self.importer_modules_dir(importer))?;
+            // A workspace project without dependencies gets no `node_modules` (pnpm 12).
+            if importer == ROOT_IMPORTER || self.plan.direct.iter().any(|d| d.importer == importer)
+            {
+                mkdir(self.importer_modules_dir(importer))?;
+            }
         }
         for (index, snapshot) in self.plan.snapshots.iter().enumerate() {
             if context.is_cancelled() {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::InstallError;
-use crate::hoist::{Hoisted, hoisted_projects};
+use crate::hoist::{Hoisted, hoisted_before_projects, hoisted_projects};
 use crate::lifecycle::BuildSettings;
 use crate::link::Layout;
 use crate::lockfile::{Lockfile, package_key, reference_to_dep_path};
@@ -324,18 +324,23 @@ pub fn write_metadata(
     settings: &ModulesSettings<'_>,
     lockfile_text: &str,
 ) -> Result<(), InstallError> {
+    // In hoisting order, as pnpm 12 writes it: the projects after the other projects' direct
+    // dependencies.
     let mut hoisted_map = serde_json::Map::new();
-    for entry in hoisted {
-        let dep_path = &layout.plan.snapshots[entry.snapshot].dep_path;
-        let aliases = hoisted_map
-            .entry(dep_path.clone())
-            .or_insert_with(|| json!({}));
-        aliases[entry.alias.as_str()] = json!(hoisted_kind(entry.public));
-    }
+    let add_packages = |map: &mut serde_json::Map<String, Value>, entries: &[Hoisted]| {
+        for entry in entries {
+            let dep_path = &layout.plan.snapshots[entry.snapshot].dep_path;
+            let aliases = map.entry(dep_path.clone()).or_insert_with(|| json!({}));
+            aliases[entry.alias.as_str()] = json!(hoisted_kind(entry.public));
+        }
+    };
+    let split = hoisted_before_projects(layout.plan, hoisted);
+    add_packages(&mut hoisted_map, &hoisted[..split]);
     for project in hoisted_projects(layout.plan, hoisted) {
         let kind = hoisted_kind(project.public);
         hoisted_map.insert(project.id.to_owned(), json!({ project.alias: kind }));
     }
+    add_packages(&mut hoisted_map, &hoisted[split..]);
     let mut skipped = settings.skipped.to_vec();
     skipped.sort();
     // Keys in pnpm 12's order (`ignoredBuilds` only when there are some).

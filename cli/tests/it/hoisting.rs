@@ -1,7 +1,9 @@
 //! Public and private hoisting by pnpm-workspace.yaml's `publicHoistPattern`,
 //! `shamefullyHoist`, `hoistPattern` and `hoist`, compared with the trees pnpm 12 recorded.
 
-use crate::common::{Sandbox, assert_resolves_as_pnpm, diff, pnpm_tree, text};
+use crate::common::{
+    Sandbox, assert_resolves_as_pnpm, assert_sandbox_resolves_as_pnpm, diff, pnpm_tree, text,
+};
 
 fn modules_yaml(sandbox: &Sandbox) -> serde_json::Value {
     serde_json::from_slice(
@@ -115,4 +117,21 @@ fn public_hoisting_never_replaces_what_is_not_a_link() {
             .file_type()
             .is_symlink()
     );
+}
+
+/// A workspace project takes its name among the hoisted before packages further down do (a
+/// project named like a transitive dependency wins), and a project without dependencies gets
+/// no `node_modules`, as pnpm 12 lays it out.
+#[test]
+fn workspace_projects_are_hoisted_before_deeper_packages() {
+    let sandbox = Sandbox::new("workspace-hoist-names");
+    assert_sandbox_resolves_as_pnpm(&sandbox, "workspace-hoist-names");
+    for project in ["bt", "empty"] {
+        let modules = sandbox
+            .project()
+            .join("packages")
+            .join(project)
+            .join("node_modules");
+        assert!(!modules.exists(), "{} was made", modules.display());
+    }
 }
