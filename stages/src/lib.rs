@@ -44,6 +44,7 @@ pub mod manifest;
 pub mod manifest_edit;
 pub mod messages;
 mod metadata;
+mod name_glob;
 pub mod overrides;
 pub mod package_extensions;
 pub mod packlist;

@@ -1,11 +1,13 @@
 //! pnpm's `minimumReleaseAge` with `minimumReleaseAgeExclude` (pnpm-workspace.yaml): versions
 //! published less than the minimum ago are avoided while an older one will do, except for
-//! packages excluded by name (`*` matches any run of characters, as in `@eslint/*`; `!name`
-//! stands for every other name) and versions excluded exactly (`webpack@4.47.0 || 5.102.1`).
+//! packages excluded by name (`*` matches any run of characters, as in `@eslint/*`, `?` any
+//! one; `!name` stands for every other name) and versions excluded exactly (`webpack@4.47.0 || 5.102.1`).
 //! A name is excluded when any entry matches it: pnpm 12 excluded `pkga` for `['pk*', '!pkga']`
 //! (observed, fixtures/projects/RESOLVE-ORACLE.md).
 
 use nodejs_semver::Version;
+
+use crate::name_glob::matches;
 
 #[derive(Debug, Default, Clone)]
 pub struct ReleaseAge {
@@ -98,45 +100,12 @@ fn exact_version(text: &str) -> Option<Version> {
     (version.to_string() == bare).then_some(version)
 }
 
-/// `pattern` with `*` standing for any run of characters, matched against the whole of `name`.
-fn matches(pattern: &str, name: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or_default();
-    let Some(mut rest) = name.strip_prefix(first) else {
-        return false;
-    };
-    let mut parts: Vec<&str> = parts.collect();
-    let Some(last) = parts.pop() else {
-        return rest.is_empty();
-    };
-    for part in parts {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn version(text: &str) -> Version {
         Version::parse(text).unwrap()
-    }
-
-    #[test]
-    fn patterns_match_whole_names() {
-        assert!(matches("@eslint/*", "@eslint/js"));
-        assert!(!matches("@eslint/*", "eslint"));
-        assert!(matches("r-l*", "r-lib"));
-        assert!(matches("*lib*", "r-lib2"));
-        assert!(matches("a*b*c", "abbc"));
-        assert!(!matches("a*b*c", "acb"));
-        assert!(matches("react", "react"));
-        assert!(!matches("react", "react-dom"));
-        assert!(matches("*", "anything"));
     }
 
     #[test]
@@ -188,5 +157,8 @@ mod tests {
         assert_eq!(only_negated.cutoff_for("vue"), None);
         assert_eq!(only_negated.cutoff_for("react"), Some(1_000));
         assert_eq!(age(&[]).cutoff_for("react"), Some(1_000));
+        // `?` is one character (pnpm 12 excluded `pkga` for `pkg?`, not for `pk?`).
+        assert_eq!(age(&["pkg?"]).cutoff_for("pkga"), None);
+        assert_eq!(age(&["pk?"]).cutoff_for("pkga"), Some(1_000));
     }
 }
