@@ -14,6 +14,7 @@
 
 use std::collections::{HashSet, VecDeque};
 
+use crate::name_glob::matches as glob;
 use crate::plan::{DirectTarget, InstallPlan, ROOT_IMPORTER};
 
 /// One hoisted symlink: `.pnpm/node_modules/<alias>` (or `node_modules/<alias>` when public)
@@ -54,9 +55,9 @@ impl HoistPatterns {
     }
 }
 
-/// pnpm's name matcher (`@pnpm/matcher`, as observed with hoist patterns): [`glob`] patterns;
-/// `!p` unmatches what `p` matches, and a later pattern can match it again; a list of
-/// negations only matches every name none of them matches.
+/// pnpm's list of name patterns (`@pnpm/matcher`, as observed with hoist patterns): each a
+/// [`glob`]; `!p` unmatches what `p` matches, and a later pattern can match it again; a list
+/// of negations only matches every name none of them matches.
 fn matches_patterns(patterns: &[String], name: &str) -> bool {
     if patterns.iter().all(|p| p.starts_with('!')) {
         return !patterns.is_empty() && !patterns.iter().any(|p| glob(&p[1..], name));
@@ -69,33 +70,6 @@ fn matches_patterns(patterns: &[String], name: &str) -> bool {
         }
     }
     matched
-}
-
-/// `*` matches any run of characters, `?` any one (pnpm 12, observed: `deep-?` takes deep-1 but
-/// not deep-10).
-fn glob(pattern: &str, name: &str) -> bool {
-    let (pattern, name): (Vec<char>, Vec<char>) =
-        (pattern.chars().collect(), name.chars().collect());
-    let (mut p, mut n) = (0, 0);
-    // The last `*` seen and where in `name` it currently stops.
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == name[n]) {
-            p += 1;
-            n += 1;
-        } else if p < pattern.len() && pattern[p] == '*' {
-            star = Some((p, n));
-            p += 1;
-        } else if let Some((star_p, star_n)) = star {
-            // Let the `*` take one more character and try again after it.
-            star = Some((star_p, star_n + 1));
-            p = star_p + 1;
-            n = star_n + 1;
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&c| c == '*')
 }
 
 pub fn hoist(plan: &InstallPlan) -> Vec<Hoisted> {
@@ -140,8 +114,9 @@ pub fn hoist(plan: &InstallPlan) -> Vec<Hoisted> {
     }
     // The workspace projects come next, before any package deeper down (pnpm 12, observed).
     let projects = projects_after(plan, hoisting.taken.clone());
-    let project_names: Vec<String> = projects.iter().map(|p| p.alias.to_owned()).collect();
-    hoisting.taken.extend(project_names);
+    hoisting
+        .taken
+        .extend(projects.iter().map(|project| project.alias));
     for index in order {
         for (alias, child) in &plan.snapshots[index].dependencies {
             hoisting.offer(alias, *child);
@@ -153,18 +128,18 @@ pub fn hoist(plan: &InstallPlan) -> Vec<Hoisted> {
 /// Names offered in hoisting order; the first offer of a name that a pattern matches wins.
 struct Hoisting<'p> {
     patterns: &'p HoistPatterns,
-    taken: HashSet<String>,
+    taken: HashSet<&'p str>,
     hoisted: Vec<Hoisted>,
 }
 
-impl Hoisting<'_> {
-    fn offer(&mut self, alias: &str, snapshot: usize) {
+impl<'p> Hoisting<'p> {
+    fn offer(&mut self, alias: &'p str, snapshot: usize) {
         if self.taken.contains(alias) {
             return;
         }
         let public = self.patterns.is_public(alias);
         if public || self.patterns.is_private(alias) {
-            self.taken.insert(alias.to_owned());
+            self.taken.insert(alias);
             self.hoisted.push(Hoisted {
                 alias: alias.to_owned(),
                 snapshot,
@@ -192,7 +167,7 @@ pub fn hoisted_projects<'a>(plan: &'a InstallPlan, hoisted: &[Hoisted]) -> Vec<H
     taken.extend(
         hoisted[..hoisted_before_projects(plan, hoisted)]
             .iter()
-            .map(|h| h.alias.clone()),
+            .map(|h| h.alias.as_str()),
     );
     projects_after(plan, taken)
 }
@@ -214,7 +189,10 @@ pub fn hoisted_before_projects(plan: &InstallPlan, hoisted: &[Hoisted]) -> usize
 }
 
 /// The projects hoisted when the names in `taken` are already hoisted.
-fn projects_after(plan: &InstallPlan, mut taken: HashSet<String>) -> Vec<HoistedProject<'_>> {
+fn projects_after<'a: 't, 't>(
+    plan: &'a InstallPlan,
+    mut taken: HashSet<&'t str>,
+) -> Vec<HoistedProject<'a>> {
     plan.workspace_projects
         .iter()
         .filter_map(|project| {
@@ -222,22 +200,23 @@ fn projects_after(plan: &InstallPlan, mut taken: HashSet<String>) -> Vec<Hoisted
             let alias = project.name.as_deref()?;
             crate::plan::validate_package_name(alias).ok()?;
             let public = plan.hoisting.is_public(alias);
-            ((public || plan.hoisting.is_private(alias)) && taken.insert(alias.to_owned()))
-                .then_some(HoistedProject {
+            ((public || plan.hoisting.is_private(alias)) && taken.insert(alias)).then_some(
+                HoistedProject {
                     alias,
                     id: &project.id,
                     public,
-                })
+                },
+            )
         })
         .collect()
 }
 
 /// The root project's direct dependencies: already resolvable, so never hoisted.
-fn root_aliases(plan: &InstallPlan) -> HashSet<String> {
+fn root_aliases(plan: &InstallPlan) -> HashSet<&str> {
     plan.direct
         .iter()
         .filter(|direct| direct.importer == ROOT_IMPORTER)
-        .map(|direct| direct.alias.clone())
+        .map(|direct| direct.alias.as_str())
         .collect()
 }
 

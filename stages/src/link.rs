@@ -191,6 +191,20 @@ impl<'a> Layout<'a> {
         }
     }
 
+    /// Links `alias` -> `target` where hoisting puts it. In the root `node_modules` a directory
+    /// or file that is not a symlink is the user's: left in place, as pnpm leaves it.
+    fn link_hoisted(&self, public: bool, alias: &str, target: &Path) -> Result<(), InstallError> {
+        let link_path = self.hoisted_dir(public).join(alias);
+        if public
+            && link_path
+                .symlink_metadata()
+                .is_ok_and(|metadata| !metadata.file_type().is_symlink())
+        {
+            return Ok(());
+        }
+        link(&link_path, target, alias)
+    }
+
     /// Links what is hoisted again (after the plan lost packages).
     pub fn relink_hoisted(&self, hoisted: &[Hoisted]) -> Result<(), InstallError> {
         for entry in hoisted {
@@ -200,11 +214,7 @@ impl<'a> Layout<'a> {
                     .map_err(|e| InstallError::io("create directory", parent, e))?;
             }
             let target = self.package_dir(&self.plan.snapshots[entry.snapshot]);
-            if entry.public {
-                link_public(&link_path, &target, &entry.alias)?;
-            } else {
-                link(&link_path, &target, &entry.alias)?;
-            }
+            self.link_hoisted(entry.public, &entry.alias, &target)?;
         }
         Ok(())
     }
@@ -286,12 +296,11 @@ impl<'a> Layout<'a> {
         }
         for entry in hoisted {
             if entry.public {
-                let dir = self.hoisted_dir(true);
                 if let Some(scope) = scope_of(&entry.alias) {
-                    mkdir(dir.join(scope))?;
+                    mkdir(self.hoisted_dir(true).join(scope))?;
                 }
                 let target = self.package_dir(&self.plan.snapshots[entry.snapshot]);
-                link_public(&dir.join(&entry.alias), &target, &entry.alias)?;
+                self.link_hoisted(true, &entry.alias, &target)?;
                 context.record_item(0);
                 continue;
             }
@@ -307,16 +316,11 @@ impl<'a> Layout<'a> {
             context.record_item(0);
         }
         for project in projects {
-            let dir = self.hoisted_dir(project.public);
             if let Some(scope) = scope_of(project.alias) {
-                mkdir(dir.join(scope))?;
+                mkdir(self.hoisted_dir(project.public).join(scope))?;
             }
             let target = self.importer_dir(project.id);
-            if project.public {
-                link_public(&dir.join(project.alias), &target, project.alias)?;
-            } else {
-                link(&dir.join(project.alias), &target, project.alias)?;
-            }
+            self.link_hoisted(project.public, project.alias, &target)?;
             context.record_item(0);
         }
         Ok(())
@@ -414,15 +418,6 @@ fn scope_of(alias: &str) -> Option<&str> {
 }
 
 /// Makes `link_path` a symlink to `target` (given as a path; stored relative, as pnpm does).
-/// [`link`] for a package hoisted into the root `node_modules`, where a directory or file that
-/// is not a symlink is the user's: left in place, as pnpm leaves it.
-fn link_public(link_path: &Path, target: &Path, package: &str) -> Result<(), InstallError> {
-    match link_path.symlink_metadata() {
-        Ok(metadata) if !metadata.file_type().is_symlink() => Ok(()),
-        _ => link(link_path, target, package),
-    }
-}
-
 fn link(link_path: &Path, target: &Path, package: &str) -> Result<(), InstallError> {
     let parent = link_path.parent().unwrap_or(Path::new("."));
     let relative = relative_path(parent, target);
