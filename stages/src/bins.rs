@@ -201,28 +201,27 @@ fn write_bin_dir(
     commands: &HashMap<usize, Vec<BinCommand>>,
 ) -> Result<(), InstallError> {
     let snapshots = &layout.plan.snapshots;
-    let mut chosen: BTreeMap<&str, (usize, &BinCommand)> = BTreeMap::new();
-    for tier in providers {
-        let mut in_tier: BTreeMap<&str, (usize, &BinCommand)> = BTreeMap::new();
-        for &provider in tier {
+    // Command name -> (tier, provider, command); tiers are visited in order, so a later one
+    // only fills names the earlier ones left.
+    let mut chosen: BTreeMap<&str, (usize, usize, &BinCommand)> = BTreeMap::new();
+    for (tier, tier_providers) in providers.into_iter().enumerate() {
+        for &provider in tier_providers {
             let Some(list) = commands.get(&provider) else {
                 continue;
             };
             for command in list {
-                let replace = match in_tier.get(command.name.as_str()) {
+                let replace = match chosen.get(command.name.as_str()) {
                     None => true,
-                    Some((current, _)) => {
-                        prefer(&command.name, &snapshots[provider], &snapshots[*current])
-                            == Ordering::Greater
+                    Some(&(chosen_tier, current, _)) => {
+                        chosen_tier == tier
+                            && prefer(&command.name, &snapshots[provider], &snapshots[current])
+                                == Ordering::Greater
                     }
                 };
                 if replace {
-                    in_tier.insert(&command.name, (provider, command));
+                    chosen.insert(&command.name, (tier, provider, command));
                 }
             }
-        }
-        for (name, choice) in in_tier {
-            chosen.entry(name).or_insert(choice);
         }
     }
     if chosen.is_empty() {
@@ -238,7 +237,7 @@ fn write_bin_dir(
             true
         }
     };
-    for (name, (provider, command)) in chosen {
+    for (name, (_, provider, command)) in chosen {
         let snapshot = &snapshots[provider];
         let package_dir = layout.package_dir(snapshot);
         let node_path = [
