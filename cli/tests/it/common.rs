@@ -35,7 +35,12 @@ impl Sandbox {
     /// (`git://git.fixture.invalid/…`, `ssh://git@git.fixture.invalid/…`) are rewritten to them
     /// for every git command flowpm runs, as scripts/record-fixtures.sh did for pnpm.
     pub fn with_git(project: &str) -> Self {
-        let mut sandbox = Self::new(project);
+        Self::with_git_and_registry(project, &flowpm_fixtures::registry_dir())
+    }
+
+    /// As [`Sandbox::with_git`], with a registry serving `registry_dir`.
+    pub fn with_git_and_registry(project: &str, registry_dir: &Path) -> Self {
+        let mut sandbox = Self::with_registry(project, registry_dir);
         let repos = sandbox.git_repos();
         let status = Command::new(flowpm_fixtures::project_dir(project).join("make-git-repos.sh"))
             .arg(&repos)
@@ -193,7 +198,7 @@ pub fn replace_in(path: &Path, from: &str, to: &str) {
 
 /// The fixture project's files (a workspace's projects included), without pnpm's recorded
 /// tree.
-fn copy_project(from: &Path, to: &Path) {
+pub fn copy_project(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

@@ -352,3 +352,89 @@ packages:
     assert!(output.status.success(), "{}", text(&output));
     assert_eq!(other.tarball_requests(), tarballs);
 }
+
+/// With `blockExoticSubdeps: false`, a registry package's dependencies on tarball URLs (one
+/// under an alias, one with a peer) and on a git repository are downloaded and cloned during
+/// resolution, and written as pnpm 12.26 wrote them for the same registry content
+/// (RESOLVE-ORACLE.md §17; pnpm's whole tree was the same too). Two packages asking for the
+/// same URL share one package; an optional URL that fails is left out.
+#[test]
+fn exotic_subdependencies_resolve_as_pnpm_does_when_allowed() {
+    let other = flowpm_fixtures::RegistryServer::start(&flowpm_fixtures::registry_dir()).unwrap();
+    let host = other.url();
+    let registry = tempfile::tempdir().unwrap();
+    crate::common::copy_project(&flowpm_fixtures::registry_dir(), registry.path());
+    let parent = flowpm_fixtures::PackageSpec::new("exo-parent", "1.0.0")
+        .dependency("r-lib", &format!("{host}r-lib/-/r-lib-1.2.0.tgz"))
+        .dependency("aliased", &format!("{host}r-caret/-/r-caret-2.1.0.tgz"))
+        .dependency("multi", "git://git.fixture.invalid/multi.git#semver:^1.0.0")
+        .dependency("r-tp-a", &format!("{host}r-tp-a/-/r-tp-a-1.0.0.tgz"));
+    let other_parent = flowpm_fixtures::PackageSpec::new("exo-other", "1.0.0")
+        .dependency("r-lib", &format!("{host}r-lib/-/r-lib-1.2.0.tgz"))
+        .optional_dependency("gone", &format!("{host}nope/-/nope-1.0.0.tgz"));
+    flowpm_fixtures::write_registry_dir(registry.path(), &[parent, other_parent]).unwrap();
+    let sandbox = Sandbox::with_git_and_registry("git-deps", registry.path());
+    std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    std::fs::write(
+        sandbox.project().join("package.json"),
+        r#"{"name":"app","version":"1.0.0","dependencies":{"exo-parent":"^1.0.0","exo-other":"1.0.0","r-core":"^1"}}"#,
+    )
+    .unwrap();
+    let workspace = sandbox.project().join("pnpm-workspace.yaml");
+    // Blocked by default, as pnpm 12 blocks them.
+    let error = sandbox.flowpm_fails(&["install"]);
+    assert!(error.contains("ERR_PNPM_EXOTIC_SUBDEP"), "{error}");
+    std::fs::write(&workspace, "blockExoticSubdeps: false\n").unwrap();
+    let output = sandbox.flowpm(&["install"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let lockfile = std::fs::read_to_string(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    let commit = "ce42e603079653bc4d63a5fa02a75dccd4b09b2e";
+    for expected in [
+        "      exo-parent:\n        specifier: ^1.0.0\n        version: 1.0.0(deep-18@1.0.0)(r-core@1.1.0)\n",
+        "  multi@git+git://git.fixture.invalid/multi.git#{commit}:\n    resolution: {commit: {commit}, repo: git://git.fixture.invalid/multi.git, type: git}\n    version: 1.2.0\n    peerDependencies:\n      deep-18: ^1.0.0\n",
+        "  r-caret@{host}r-caret/-/r-caret-2.1.0.tgz:\n    resolution: {integrity: sha512-KhaAGLsuPLj9FZmstW/33Bqf+9Y9qdOUfZSVDN0DEGdzkm1OMLsG7QM1Xe+inDyQt5SXjAO4uP3aJnk0xGnRYw==, tarball: {host}r-caret/-/r-caret-2.1.0.tgz}\n    version: 2.1.0\n",
+        "  exo-other@1.0.0:\n    dependencies:\n      r-lib: {host}r-lib/-/r-lib-1.2.0.tgz\n\n",
+        "  exo-parent@1.0.0(deep-18@1.0.0)(r-core@1.1.0):\n    dependencies:\n      aliased: r-caret@{host}r-caret/-/r-caret-2.1.0.tgz\n      multi: git+git://git.fixture.invalid/multi.git#{commit}(deep-18@1.0.0)\n      r-lib: {host}r-lib/-/r-lib-1.2.0.tgz\n      r-tp-a: {host}r-tp-a/-/r-tp-a-1.0.0.tgz(r-core@1.1.0)\n    transitivePeerDependencies:\n      - deep-18\n      - r-core\n",
+        "  r-tp-a@{host}r-tp-a/-/r-tp-a-1.0.0.tgz(r-core@1.1.0):\n    dependencies:\n      r-tp-b: 1.0.0(r-core@1.1.0)\n",
+    ] {
+        let expected = expected
+            .replace("{host}", &host)
+            .replace("{commit}", commit);
+        assert!(
+            lockfile.contains(&expected),
+            "{expected}\nnot in:\n{lockfile}"
+        );
+    }
+    assert!(!lockfile.contains("nope"), "{lockfile}");
+    let modules = sandbox.project().join("node_modules/.pnpm");
+    let parent_modules = modules.join("exo-parent@1.0.0_deep-18@1.0.0_r-core@1.1.0/node_modules");
+    for (alias, name) in [
+        ("aliased", "r-caret"),
+        ("multi", "multi"),
+        ("r-lib", "r-lib"),
+    ] {
+        let manifest = std::fs::read_to_string(parent_modules.join(alias).join("package.json"))
+            .unwrap_or_else(|error| panic!("{alias}: {error}"));
+        assert!(manifest.contains(&format!("\"{name}\"")), "{manifest}");
+    }
+    // Each tarball downloaded once (the install takes resolution's bytes), the failed one once.
+    let downloads = other.tarball_requests();
+    assert_eq!(downloads, 4, "{:?}", other.request_counts());
+    // Locked: another dependency added, nothing is asked of the other host again, and the
+    // lockfile installs frozen into an empty node_modules.
+    replace_in(
+        &sandbox.project().join("package.json"),
+        r#""r-core":"^1""#,
+        r#""r-core":"^1","left-pad-lite":"^2""#,
+    );
+    let output = sandbox.flowpm(&["install"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(other.tarball_requests(), downloads);
+    let relocked = std::fs::read_to_string(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+    assert!(relocked.contains(&format!(
+        "  multi@git+git://git.fixture.invalid/multi.git#{commit}:"
+    )));
+    std::fs::remove_dir_all(sandbox.project().join("node_modules")).unwrap();
+    sandbox.install(&[]);
+    assert!(parent_modules.join("multi/package.json").is_file());
+}

@@ -111,6 +111,9 @@ pub enum Demand {
     /// The packument again, from the registry: the cached copy is stale for some range.
     Refresh(String),
     Picked(NodeId),
+    /// A tarball URL or git repository to read (download or clone) for a package's dependency;
+    /// answered with [`GraphBuilder::on_exotic`].
+    Exotic(String),
 }
 
 #[derive(Debug)]
@@ -139,7 +142,7 @@ pub struct ResolveOptions {
     /// tests that resolve registry packages only).
     pub root: Option<std::path::PathBuf>,
     /// `blockExoticSubdeps: false` in pnpm-workspace.yaml: packages may depend on tarball URLs
-    /// and git repositories (which flowpm cannot resolve yet: only the error differs).
+    /// and git repositories.
     pub allow_exotic_subdeps: bool,
 }
 
@@ -156,6 +159,9 @@ enum Wanted {
         version: String,
         manifest: Arc<VersionManifest>,
     },
+    /// A package's dependency on a tarball URL or git repository (`blockExoticSubdeps: false`):
+    /// read by the driver ([`Demand::Exotic`]), keyed by the spec.
+    Exotic(String),
 }
 
 #[derive(Debug, Clone)]
@@ -216,6 +222,8 @@ pub struct GraphBuilder<'a> {
     options: ResolveOptions,
     by_key: HashMap<(String, String), NodeId>,
     packuments: HashMap<String, PackumentState>,
+    /// Packages' tarball-URL and git dependencies, by spec.
+    exotics: HashMap<String, ExoticState>,
     groups: Vec<Group>,
     /// Per project, what its direct dependencies' children see (auto-installed peers too).
     root_scopes: Vec<Option<Arc<Scope>>>,
@@ -230,6 +238,13 @@ pub struct GraphBuilder<'a> {
 enum PackumentState {
     Loading(Vec<Request>),
     Ready(Arc<Packument>),
+    Failed(String),
+}
+
+enum ExoticState {
+    Loading(Vec<Request>),
+    /// Its depPath version (the URL, `git+<repo>#<commit>`) and manifest.
+    Ready(String, Arc<VersionManifest>),
     Failed(String),
 }
 
@@ -261,6 +276,7 @@ impl<'a> GraphBuilder<'a> {
             options,
             by_key: HashMap::default(),
             packuments: HashMap::default(),
+            exotics: HashMap::default(),
             groups: Vec::new(),
             root_scopes: Vec::new(),
             root_groups: HashMap::default(),
@@ -390,6 +406,33 @@ impl<'a> GraphBuilder<'a> {
             .packuments
             .values()
             .any(|state| matches!(state, PackumentState::Loading(_)))
+            && !self
+                .exotics
+                .values()
+                .any(|state| matches!(state, ExoticState::Loading(_)))
+    }
+
+    /// Feeds the package a [`Demand::Exotic`] named (or why it could not be read).
+    pub fn on_exotic(
+        &mut self,
+        spec: &str,
+        result: Result<Local, String>,
+        demands: &mut Vec<Demand>,
+    ) -> Result<(), ResolveFailure> {
+        let waiting = match self.exotics.get_mut(spec) {
+            Some(ExoticState::Loading(waiting)) => std::mem::take(waiting),
+            _ => Vec::new(),
+        };
+        let state = match result {
+            Ok(Local::Package { version, manifest }) => ExoticState::Ready(version, manifest),
+            Ok(Local::Link(_)) => ExoticState::Failed("a link is not a package".to_owned()),
+            Err(message) => ExoticState::Failed(message),
+        };
+        self.exotics.insert(spec.to_owned(), state);
+        for request in waiting {
+            self.resolve(request, demands)?;
+        }
+        Ok(())
     }
 
     /// Feeds a packument (or why it could not be had) and continues as far as possible.
@@ -478,6 +521,32 @@ impl<'a> GraphBuilder<'a> {
             let node = self.node(&request.name, &version, manifest, &request, true);
             return self.settle(request, Some(node), demands);
         }
+        if let Wanted::Exotic(spec) = &request.wanted {
+            return match self.exotics.get_mut(spec) {
+                // Named by its package.json, as a direct tarball or git dependency is.
+                Some(ExoticState::Ready(version, manifest)) => {
+                    let (version, manifest) = (version.clone(), manifest.clone());
+                    let name = manifest.name.clone();
+                    let node = self.node(&name, &version, manifest, &request, true);
+                    self.settle(request, Some(node), demands)
+                }
+                Some(ExoticState::Loading(waiting)) => {
+                    waiting.push(request);
+                    Ok(())
+                }
+                Some(ExoticState::Failed(message)) => {
+                    let message = message.clone();
+                    self.fail(request, &message, demands)
+                }
+                None => {
+                    demands.push(Demand::Exotic(spec.clone()));
+                    let spec = spec.clone();
+                    self.exotics
+                        .insert(spec, ExoticState::Loading(vec![request]));
+                    Ok(())
+                }
+            };
+        }
         if let Wanted::Locked(version) = &request.wanted
             && let Some(node) = self.node_from_lockfile(&request.name, version, &request)
         {
@@ -511,7 +580,9 @@ impl<'a> GraphBuilder<'a> {
         let spec = match &request.wanted {
             Wanted::Locked(version) => VersionSpec::Exact(version.clone()),
             Wanted::Spec(spec) => spec.clone(),
-            Wanted::Local { .. } => unreachable!("local packages are settled above"),
+            Wanted::Local { .. } | Wanted::Exotic(_) => {
+                unreachable!("local and exotic packages are settled above")
+            }
             Wanted::AllOf(ranges) => {
                 let locked = self.locked_for_ranges(&request.name, ranges);
                 let ranges: Vec<Range> =
@@ -728,25 +799,45 @@ impl<'a> GraphBuilder<'a> {
         }
         let mut requests = Vec::new();
         for (alias, spec, optional) in self.children_of(node) {
-            match parse_specifier(&alias, &spec, &self.options.registries) {
-                Ok((name, wanted)) => requests.push((alias, name, spec, wanted, optional)),
-                Err(why) => {
-                    // pnpm 12 refuses these even as optional dependencies (observed).
-                    let refused =
-                        refused_subdependency(&spec, node, self.options.allow_exotic_subdeps);
-                    if optional && refused.is_none() {
-                        // An optional dependency flowpm cannot resolve is skipped, as pnpm does.
+            let why = match parse_specifier(&alias, &spec, &self.options.registries) {
+                Ok((name, wanted)) => {
+                    requests.push((alias, name, spec, wanted, optional));
+                    continue;
+                }
+                Err(why) => why,
+            };
+            // pnpm 12 refuses these even as optional dependencies (observed).
+            let refused = match subdependency_kind(&spec) {
+                Some(Subdependency::Local) if !node.version.starts_with("file:") => Some(format!(
+                    "a local dependency is not allowed in the non-local package `{}@{}` \
+                     (pnpm refuses it too: ERR_PNPM_LOCAL_SUBDEP_NOT_ALLOWED)",
+                    node.name, node.version
+                )),
+                Some(Subdependency::Exotic { via, target }) => {
+                    if self.options.allow_exotic_subdeps {
+                        let wanted = Wanted::Exotic(target.to_owned());
+                        requests.push((alias.clone(), alias, spec, wanted, optional));
                         continue;
                     }
-                    return Err(ResolveFailure {
-                        message: format!(
-                            "`{alias}@{spec}` (needed by {}): {}",
-                            self.chain(Some(id)),
-                            refused.unwrap_or(why)
-                        ),
-                    });
+                    Some(format!(
+                        "an exotic dependency (resolved via {via}) is not allowed in \
+                         subdependencies while `blockExoticSubdeps` is on, pnpm 12's default \
+                         (pnpm refuses it too: ERR_PNPM_EXOTIC_SUBDEP)"
+                    ))
                 }
+                _ => None,
+            };
+            if optional && refused.is_none() {
+                // An optional dependency flowpm cannot resolve is skipped, as pnpm does.
+                continue;
             }
+            return Err(ResolveFailure {
+                message: format!(
+                    "`{alias}@{spec}` (needed by {}): {}",
+                    self.chain(Some(id)),
+                    refused.unwrap_or(why)
+                ),
+            });
         }
         Ok(requests)
     }
@@ -1086,30 +1177,28 @@ fn parse_specifier(
     Ok((name, Wanted::Spec(spec)))
 }
 
-/// Why pnpm 12 refuses `spec`, a dependency of `parent` that is no registry version, if it
-/// does: a local one (`file:`, `link:`, a path, `git+file:`) outside a local package always,
-/// with ERR_PNPM_LOCAL_SUBDEP_NOT_ALLOWED; a tarball URL or git repository under
-/// `blockExoticSubdeps` (its default), with ERR_PNPM_EXOTIC_SUBDEP, and flowpm without it.
-fn refused_subdependency(spec: &str, parent: &Node, allow_exotic: bool) -> Option<String> {
+/// A package's dependency that is no registry version, as pnpm 12 tells them apart.
+enum Subdependency<'s> {
+    /// `file:`, `link:`, a path, `git+file:`: refused outside a local package
+    /// (ERR_PNPM_LOCAL_SUBDEP_NOT_ALLOWED).
+    Local,
+    /// A tarball URL or git repository (`via` is pnpm's word for it), `target` the spec without
+    /// an `npm:` alias: refused under `blockExoticSubdeps` (its default,
+    /// ERR_PNPM_EXOTIC_SUBDEP), resolved without it.
+    Exotic { via: &'static str, target: &'s str },
+}
+
+fn subdependency_kind(spec: &str) -> Option<Subdependency<'_>> {
     // An alias's target: `npm:<name>@<spec>`.
     let spec = match spec.strip_prefix("npm:") {
-        Some(target) => match target.get(1..).and_then(|rest| rest.find('@')) {
-            Some(at) => &target[at + 2..],
-            None => return None,
-        },
+        Some(target) => &target[target.get(1..)?.find('@')? + 2..],
         None => spec,
     };
     let local = ["file:", "link:", "git+file:", "./", "../", "/", "~/"]
         .iter()
         .any(|prefix| spec.starts_with(prefix));
     if local {
-        return (!parent.version.starts_with("file:")).then(|| {
-            format!(
-                "a local dependency is not allowed in the non-local package `{}@{}` \
-                 (pnpm refuses it too: ERR_PNPM_LOCAL_SUBDEP_NOT_ALLOWED)",
-                parent.name, parent.version
-            )
-        });
+        return Some(Subdependency::Local);
     }
     let via = if spec.starts_with("http:") || spec.starts_with("https:") {
         "url"
@@ -1125,19 +1214,7 @@ fn refused_subdependency(spec: &str, parent: &Node, allow_exotic: bool) -> Optio
     } else {
         return None;
     };
-    Some(if allow_exotic {
-        // pnpm installs it then; skipping it, even as optional, would differ silently.
-        format!(
-            "a subdependency resolved via {via} is allowed by `blockExoticSubdeps: false`, \
-             but flowpm does not resolve those yet"
-        )
-    } else {
-        format!(
-            "an exotic dependency (resolved via {via}) is not allowed in subdependencies while \
-             `blockExoticSubdeps` is on, pnpm 12's default (pnpm refuses it too: \
-             ERR_PNPM_EXOTIC_SUBDEP)"
-        )
-    })
+    Some(Subdependency::Exotic { via, target: spec })
 }
 
 /// `<registry><name>/-/<basename>-<version>.tgz` on one of `registries` -> (name, version).

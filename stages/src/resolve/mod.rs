@@ -98,10 +98,12 @@ pub fn resolve(
     let mut attempted_peers = HashSet::new();
     loop {
         loop {
+            let mut exotic = Vec::new();
             for demand in demands.drain(..) {
                 match demand {
                     Demand::Packument(name) => source.request(&name),
                     Demand::Refresh(name) => source.refresh(&name),
+                    Demand::Exotic(spec) => exotic.push(spec),
                     Demand::Picked(_) => {}
                 }
             }
@@ -109,6 +111,14 @@ pub fn resolve(
                 source.picked(node);
             }
             announced = builder.nodes.len();
+            // Rare (`blockExoticSubdeps: false`): read here, while packuments keep arriving.
+            if !exotic.is_empty() {
+                for spec in exotic {
+                    let result = read_exotic(&spec, source);
+                    builder.on_exotic(&spec, result, &mut demands)?;
+                }
+                continue;
+            }
             if builder.is_done() {
                 break;
             }
@@ -157,6 +167,17 @@ pub fn resolve(
                 packages: builder.nodes.len(),
             });
         }
+    }
+}
+
+/// A package's dependency on a tarball URL or git repository, downloaded or cloned.
+fn read_exotic(spec: &str, source: &mut dyn PackumentSource) -> Result<local::Local, String> {
+    if spec.starts_with("http:") || spec.starts_with("https:") {
+        return local::remote(spec, &source.tarball(spec)?);
+    }
+    match crate::git::parse(spec) {
+        Some(parsed) => source.git(&parsed?),
+        None => Err("not a git repository flowpm can read".to_owned()),
     }
 }
 

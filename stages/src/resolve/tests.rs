@@ -218,13 +218,6 @@ fn exotic_and_local_subdependencies_are_refused_as_pnpm_refuses_them() {
             "ERR_PNPM_LOCAL_SUBDEP_NOT_ALLOWED",
             true,
         ),
-        ("dependencies", url, "`blockExoticSubdeps: false`", true),
-        (
-            "optionalDependencies",
-            "git://git.example/dep",
-            "`blockExoticSubdeps: false`",
-            true,
-        ),
     ];
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("package.json");
@@ -262,6 +255,23 @@ fn exotic_and_local_subdependencies_are_refused_as_pnpm_refuses_them() {
             failure.message
         );
     }
+    // Allowed, the URL is downloaded (here, refused by the source), and a git repository cloned.
+    let failure = resolve_parent("dependencies", url, true).err().unwrap();
+    assert!(
+        failure.message.starts_with(&format!(
+            "{url} cannot be downloaded here (needed by the project > parent@1.0.0 as `dep@{url}`)"
+        )),
+        "{}",
+        failure.message
+    );
+    let failure = resolve_parent("dependencies", "git+file:///nonexistent/flowpm-repo", true);
+    assert!(
+        failure
+            .err()
+            .unwrap()
+            .message
+            .contains("ERR_PNPM_LOCAL_SUBDEP_NOT_ALLOWED")
+    );
     // Not exotic, though flowpm cannot resolve them: optional ones are still skipped.
     for spec in [
         "npm:@scope/dep@workspace:*",
