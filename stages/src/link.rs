@@ -269,6 +269,7 @@ impl<'a> Layout<'a> {
                     .dependencies
                     .iter()
                     .map(|(alias, _)| alias.as_str())
+                    .chain(snapshot.links.iter().map(|(alias, _)| alias.as_str()))
                     .collect();
                 wanted.insert(&snapshot.name);
                 prune_links(&self.snapshot_modules_dir(snapshot), &wanted)?;
@@ -282,6 +283,16 @@ impl<'a> Layout<'a> {
                 }
                 let child = &self.plan.snapshots[*child];
                 store.symlink(&format!("{modules}/{alias}"), child, &snapshot.name)?;
+                context.record_item(0);
+            }
+            // A `file:` package's `link:` dependencies: paths from the lockfile's directory.
+            for (alias, path) in &snapshot.links {
+                let modules_dir = self.snapshot_modules_dir(snapshot);
+                if let Some(scope) = scope_of(alias) {
+                    mkdir(modules_dir.join(scope))?;
+                }
+                let target = normalize(&self.project_dir.join(path));
+                link(&modules_dir.join(alias), &target, alias)?;
                 context.record_item(0);
             }
         }

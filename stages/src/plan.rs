@@ -55,6 +55,10 @@ pub struct SnapshotPlan {
     pub git: Option<crate::git::GitSource>,
     /// Dependencies as (alias, index into [`InstallPlan::snapshots`]).
     pub dependencies: Vec<(String, usize)>,
+    /// `link:<path>` dependencies (of a `file:` package) as (alias, path from the lockfile's
+    /// directory): symlinks to directories of the project.
+    #[serde(default)]
+    pub links: Vec<(String, String)>,
     pub has_bin: bool,
     pub optional: bool,
     /// Names this package declares as peer dependencies.
@@ -512,6 +516,7 @@ impl PlanBuilder<'_> {
             let dep_path = self.plan.snapshots[index].dep_path.clone();
             let snapshot = &self.lockfile.snapshots[&dep_path];
             let mut dependencies = Vec::new();
+            let mut links = Vec::new();
             for (alias, reference) in snapshot
                 .dependencies
                 .iter()
@@ -519,6 +524,9 @@ impl PlanBuilder<'_> {
             {
                 validate_package_name(alias)?;
                 let Some(child) = reference_to_dep_path(alias, reference) else {
+                    if let Some(path) = reference.strip_prefix("link:") {
+                        links.push((alias.clone(), path.to_owned()));
+                    }
                     continue;
                 };
                 let known = self.index.contains_key(&child);
@@ -530,6 +538,7 @@ impl PlanBuilder<'_> {
                 }
             }
             self.plan.snapshots[index].dependencies = dependencies;
+            self.plan.snapshots[index].links = links;
         }
         Ok(root)
     }
@@ -604,6 +613,7 @@ impl PlanBuilder<'_> {
             directory,
             git,
             dependencies: Vec::new(),
+            links: Vec::new(),
             has_bin: package.has_bin,
             optional: snapshot.optional,
             peer_names: package.peer_dependencies.keys().cloned().collect(),
@@ -666,6 +676,7 @@ mod tests {
             directory: None,
             git: None,
             dependencies: Vec::new(),
+            links: Vec::new(),
             has_bin: false,
             optional: false,
             peer_names: Vec::new(),

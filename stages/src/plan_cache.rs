@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::plan::{InstallPlan, PlanOptions};
 
 /// Bumped whenever the plan's shape or meaning changes.
-const FORMAT: &str = "flowpm-plan-6";
+const FORMAT: &str = "flowpm-plan-7";
 
 /// `manifests`: the root's package.json, then for each workspace project its id and its
 /// package.json (each part is length-prefixed, so their boundaries count).

@@ -12,6 +12,17 @@ fn local_dependencies_install_and_resolve_as_pnpm_does() {
     assert_resolves_as_pnpm("local-deps");
 }
 
+/// A `file:` directory's own local dependencies are read from its directory, as pnpm 12.26
+/// reads them (`local-nested`, RESOLVE-ORACLE.md §13): `file:` directories and tarballs
+/// become packages keyed by their paths from the root, nested ones too; `link:` and bare
+/// directory paths become `link:<path from the root>` in its snapshot, symlinks in its
+/// `node_modules`; an optional one that is missing is left out. Before, flowpm refused to
+/// resolve them, and left the `link:` ones of pnpm's lockfile out of the tree.
+#[test]
+fn local_dependencies_of_local_packages_resolve_as_pnpm_does() {
+    assert_resolves_as_pnpm("local-nested");
+}
+
 #[test]
 fn pnpm_records_where_directories_were_imported() {
     let sandbox = Sandbox::new("local-deps");

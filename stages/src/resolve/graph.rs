@@ -37,6 +37,9 @@ pub struct Node {
     pub manifest: Arc<VersionManifest>,
     /// Filled when the node is expanded; `None` for an optional dependency that failed.
     pub children: Vec<Option<Edge>>,
+    /// A `file:` directory's `link:` dependencies: (alias, path from the lockfile's directory,
+    /// optional).
+    pub links: Vec<(String, String, bool)>,
     pub expanded: bool,
     /// Who first needed it, for error messages.
     pub needed_by: Option<NodeId>,
@@ -765,9 +768,10 @@ impl<'a> GraphBuilder<'a> {
                 continue;
             }
             self.nodes[member].expanded = true;
-            let requests = self.child_requests_of(member)?;
+            let (requests, links) = self.child_requests_of(member)?;
             let child_group = self.new_group(scope.clone());
             self.nodes[member].children = vec![None; requests.len()];
+            self.nodes[member].links = links;
             let requests = requests
                 .into_iter()
                 .enumerate()
@@ -788,16 +792,24 @@ impl<'a> GraphBuilder<'a> {
         Ok(())
     }
 
+    /// A node's dependencies to resolve, and its `link:` dependencies (of a `file:` directory).
     #[allow(clippy::type_complexity)]
     fn child_requests_of(
-        &self,
+        &mut self,
         id: NodeId,
-    ) -> Result<Vec<(String, String, String, Wanted, bool)>, ResolveFailure> {
+    ) -> Result<
+        (
+            Vec<(String, String, String, Wanted, bool)>,
+            Vec<(String, String, bool)>,
+        ),
+        ResolveFailure,
+    > {
         let node = &self.nodes[id];
         if let Some(locked) = self.locked_children(node) {
-            return Ok(locked);
+            return Ok((locked, Vec::new()));
         }
         let mut requests = Vec::new();
+        let mut links = Vec::new();
         for (alias, spec, optional) in self.children_of(node) {
             let why = match parse_specifier(&alias, &spec, &self.options.registries) {
                 Ok((name, wanted)) => {
@@ -806,6 +818,35 @@ impl<'a> GraphBuilder<'a> {
                 }
                 Err(why) => why,
             };
+            // A `file:` directory's own local dependencies, from its directory (pnpm 12).
+            if let (Some(Subdependency::Local), Some(directory)) =
+                (subdependency_kind(&spec), node.directory())
+            {
+                let local = self.local_child(directory, &spec);
+                match local {
+                    Ok(Local::Package { version, manifest }) => {
+                        let name = manifest.name.clone();
+                        let wanted = Wanted::Local { version, manifest };
+                        requests.push((alias, name, spec, wanted, optional));
+                    }
+                    Ok(Local::Link(path)) => links.push((alias, path, optional)),
+                    Err(why) if optional => {
+                        let chain = self.chain(Some(id));
+                        self.warnings.push(format!(
+                            "skipping optional dependency `{alias}` ({chain}): {why}"
+                        ));
+                    }
+                    Err(why) => {
+                        return Err(ResolveFailure {
+                            message: format!(
+                                "`{alias}@{spec}` (needed by {}): {why}",
+                                self.chain(Some(id))
+                            ),
+                        });
+                    }
+                }
+                continue;
+            }
             // pnpm 12 refuses these even as optional dependencies (observed).
             let refused = match subdependency_kind(&spec) {
                 Some(Subdependency::Local) if !node.version.starts_with("file:") => Some(format!(
@@ -839,7 +880,28 @@ impl<'a> GraphBuilder<'a> {
                 ),
             });
         }
-        Ok(requests)
+        Ok((requests, links))
+    }
+
+    /// A local dependency of the `file:` directory `directory` (a path from the workspace
+    /// root), read from disk relative to it; a `link:` becomes a path from the root, as pnpm
+    /// writes it.
+    fn local_child(&self, directory: &str, spec: &str) -> Result<Local, String> {
+        let root = self
+            .options
+            .root
+            .as_deref()
+            .ok_or("local dependencies need the project's directory")?;
+        let local = super::local::classify(spec, root, directory)
+            .unwrap_or_else(|| Err("not a local path".to_owned()))?;
+        Ok(match local {
+            Local::Link(path) => {
+                let target = crate::link::normalize(&root.join(directory).join(path));
+                let relative = crate::link::relative_path(&crate::link::normalize(root), &target);
+                Local::Link(relative.to_string_lossy().into_owned())
+            }
+            package => package,
+        })
     }
 
     /// A package's dependencies as `(alias, spec, optional)`, overridden.
@@ -884,6 +946,7 @@ impl<'a> GraphBuilder<'a> {
             version: version.to_owned(),
             manifest,
             children: Vec::new(),
+            links: Vec::new(),
             expanded: false,
             needed_by: match request.slot {
                 Slot::Child(parent, _) => Some(parent),

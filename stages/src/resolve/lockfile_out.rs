@@ -73,11 +73,23 @@ pub fn build_lockfile(
                 })
                 .collect()
         };
+        let (mut dependencies, mut optional_dependencies) = (
+            references(&snapshot.dependencies),
+            references(&snapshot.optional_dependencies),
+        );
+        for (alias, path, optional) in &node.links {
+            let group = if *optional {
+                &mut optional_dependencies
+            } else {
+                &mut dependencies
+            };
+            group.insert(alias.clone(), format!("link:{path}"));
+        }
         snapshots.insert(
             key.clone(),
             SnapshotEntry {
-                dependencies: references(&snapshot.dependencies),
-                optional_dependencies: references(&snapshot.optional_dependencies),
+                dependencies,
+                optional_dependencies,
                 transitive_peer_dependencies: snapshot.transitive_peers.iter().cloned().collect(),
                 optional: !required.contains(key.as_str()),
             },

@@ -528,6 +528,7 @@ mod tests {
                     .collect(),
                 ..VersionManifest::default()
             }),
+            links: Vec::new(),
             children: children
                 .iter()
                 .map(|(node, alias)| {
