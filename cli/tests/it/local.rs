@@ -16,8 +16,9 @@ fn local_dependencies_install_and_resolve_as_pnpm_does() {
 /// reads them (`local-nested`, RESOLVE-ORACLE.md §13): `file:` directories and tarballs
 /// become packages keyed by their paths from the root, nested ones too; `link:` and bare
 /// directory paths become `link:<path from the root>` in its snapshot, symlinks in its
-/// `node_modules`; an optional one that is missing is left out. Before, flowpm refused to
-/// resolve them, and left the `link:` ones of pnpm's lockfile out of the tree.
+/// `node_modules`; an optional one that is missing is left out. A `file:` tarball's are read
+/// from the project's directory. Before, flowpm refused to resolve them, and left the `link:`
+/// ones of pnpm's lockfile out of the tree.
 #[test]
 fn local_dependencies_of_local_packages_resolve_as_pnpm_does() {
     assert_resolves_as_pnpm("local-nested");

@@ -818,11 +818,12 @@ impl<'a> GraphBuilder<'a> {
                 }
                 Err(why) => why,
             };
-            // A `file:` directory's own local dependencies, from its directory (pnpm 12).
-            if let (Some(Subdependency::Local), Some(directory)) =
-                (subdependency_kind(&spec), node.directory())
+            // A `file:` package's own local dependencies, from its directory, or for a
+            // tarball from the directory of the project that depends on it (pnpm 12).
+            if let (Some(Subdependency::Local), Some(base)) =
+                (subdependency_kind(&spec), self.local_base(id))
             {
-                let local = self.local_child(directory, &spec);
+                let local = self.local_child(base, &spec);
                 match local {
                     Ok(Local::Package { version, manifest }) => {
                         let name = manifest.name.clone();
@@ -883,9 +884,28 @@ impl<'a> GraphBuilder<'a> {
         Ok((requests, links))
     }
 
-    /// A local dependency of the `file:` directory `directory` (a path from the workspace
-    /// root), read from disk relative to it; a `link:` becomes a path from the root, as pnpm
-    /// writes it.
+    /// Where the local dependencies of a `file:` package are read from, as a path from the
+    /// root: a directory's own path; for a tarball, the directory of the project whose
+    /// dependency brought it in (observed: `../x` in a tarball that `packages/p` depends on
+    /// is `packages/x`). `None` for other packages.
+    fn local_base(&self, id: NodeId) -> Option<&str> {
+        let node = &self.nodes[id];
+        if let Some(directory) = node.directory() {
+            return Some(directory);
+        }
+        if !node.version.starts_with("file:") {
+            return None;
+        }
+        let mut top = id;
+        while let Some(parent) = self.nodes[top].needed_by {
+            top = parent;
+        }
+        let direct = self.direct.iter().find(|d| d.node == Some(top))?;
+        self.projects.get(direct.project).map(String::as_str)
+    }
+
+    /// A local dependency read relative to `directory` (a path from the workspace root); a
+    /// `link:` becomes a path from the root, as pnpm writes it.
     fn local_child(&self, directory: &str, spec: &str) -> Result<Local, String> {
         let root = self
             .options
