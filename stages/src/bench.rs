@@ -284,6 +284,7 @@ pub fn bench_fetch(
             platform: Platform::host(),
             virtual_store_dir_max_length: VIRTUAL_STORE_DIR_MAX_LENGTH,
             hoisting: Default::default(),
+            patches: Default::default(),
         },
     )?;
     let units = crate::install::group_units(&plan)?;

@@ -165,6 +165,7 @@ pub fn install(
         platform: Platform::host(),
         virtual_store_dir_max_length: VIRTUAL_STORE_DIR_MAX_LENGTH,
         hoisting: settings.hoisting.clone(),
+        patches: settings.patched_dependencies.clone(),
     };
     let workspace_projects: Vec<WorkspaceProject> = members
         .iter()
@@ -233,7 +234,14 @@ pub fn install(
                         }
                     });
                     let checked = checked
-                        .and_then(|()| check_local_packages(&lockfile, &project_dir, &rules));
+                        .and_then(|()| check_local_packages(&lockfile, &project_dir, &rules))
+                        .and_then(|()| {
+                            crate::patch::check_lockfile(
+                                &lockfile,
+                                &plan_options.patches,
+                                &project_dir,
+                            )
+                        });
                     match checked {
                         Ok(()) => {
                             let mut plan = plan(&lockfile, &plan_options)?;
@@ -730,6 +738,8 @@ pub(crate) fn resolve_project(
         catalogs: rules.catalogs.clone(),
         root: Some(rules.root.clone()),
         allow_exotic_subdeps: rules.allow_exotic_subdeps,
+        patches: rules.patches.clone(),
+        allow_unused_patches: rules.allow_unused_patches,
     };
     let cache_mode = if options.offline {
         CacheMode::Offline
@@ -773,6 +783,9 @@ pub(crate) struct Rules {
     pub minimum_release_age: Option<u64>,
     pub minimum_release_age_exclude: Vec<String>,
     pub allow_exotic_subdeps: bool,
+    /// `patchedDependencies`: key -> the sha256 of its patch file ([`crate::patch::hash`]).
+    pub patches: std::collections::BTreeMap<String, String>,
+    pub allow_unused_patches: bool,
     /// The workspace root (the lockfile's directory): local dependencies are read from here.
     pub root: PathBuf,
 }
@@ -790,7 +803,19 @@ pub(crate) fn parse_rules(
             message,
         }
     })?;
+    let patches = settings
+        .patched_dependencies
+        .iter()
+        .map(|(key, path)| {
+            Ok((
+                key.clone(),
+                crate::patch::hash(&crate::patch::read(root, path)?),
+            ))
+        })
+        .collect::<Result<_, InstallError>>()?;
     Ok(Rules {
+        patches,
+        allow_unused_patches: settings.allow_unused_patches,
         overrides,
         package_extensions: settings.package_extensions,
         catalogs: settings.catalogs,

@@ -49,6 +49,7 @@ pub mod overrides;
 pub mod package_extensions;
 pub mod packlist;
 pub mod packument;
+pub mod patch;
 pub mod plan;
 mod plan_cache;
 pub mod platform;

@@ -793,6 +793,7 @@ snapshots:
             platform: crate::platform::Platform::host(),
             virtual_store_dir_max_length: 120,
             hoisting: Default::default(),
+            patches: Default::default(),
         };
         let plan = crate::plan::plan(&lockfile, &options).unwrap();
         let built = ["top", "leaf", "x", "y", "solo"];

@@ -669,6 +669,19 @@ impl<'a> Importer<'a> {
             path: path.to_path_buf(),
             source,
         };
+        let patch_error = |why: String| {
+            let path = snapshot
+                .patch
+                .as_ref()
+                .map_or("", |plan| plan.path.as_str());
+            InstallError::InvalidFile {
+                path: self.layout.project_dir.join(path),
+                message: format!(
+                    "this patch does not apply to `{}`: {why}",
+                    snapshot.dep_path
+                ),
+            }
+        };
         prepare_package_dir(&package_dir)
             .map_err(|(action, e)| io_error(action, &package_dir, e))?;
         let dir = rustix::fs::open(
@@ -678,20 +691,98 @@ impl<'a> Importer<'a> {
         )
         .map_err(|e| io_error("open directory", &package_dir, e.into()))?;
         let mut made_dirs: HashSet<&str> = HashSet::new();
+        let patch = match &snapshot.patch {
+            Some(plan) => Some(Patched::read(self.layout, snapshot, plan)?),
+            None => None,
+        };
         for file in &files.files {
             if let Some((parent, _)) = file.path.rsplit_once('/') {
                 make_parents(&dir, parent, &mut made_dirs).map_err(|e| {
                     io_error("create directory", &package_dir.join(parent), e.into())
                 })?;
             }
-            self.import_file(&dir, file, files.requires_build)
-                .map_err(|e| io_error("import file", &package_dir.join(&file.path), e.into()))?;
+            if let Some(change) = patch.as_ref().and_then(|patch| patch.change(&file.path)) {
+                let bytes = self.patched_file(file, change).map_err(&patch_error)?;
+                let executable = change.executable.unwrap_or(file.is_executable());
+                if let Some(bytes) = bytes {
+                    write_new(&dir, &file.path, &bytes, executable).map_err(|e| {
+                        io_error("write patched file", &package_dir.join(&file.path), e)
+                    })?;
+                }
+            } else {
+                self.import_file(&dir, file, files.requires_build)
+                    .map_err(|e| {
+                        io_error("import file", &package_dir.join(&file.path), e.into())
+                    })?;
+            }
             self.bytes_imported.fetch_add(file.size, Ordering::Relaxed);
+        }
+        if let Some(patch) = &patch {
+            // Files the patch creates; one it changes must be in the package.
+            for change in &patch.files {
+                let present = files.files.iter().any(|file| file.path == change.path);
+                match (&change.change, present) {
+                    (crate::patch::Change::Create(hunks), false) => {
+                        let bytes = crate::patch::apply(None, hunks)
+                            .map_err(|why| patch_error(format!("{}: {why}", change.path)))?;
+                        if let Some((parent, _)) = change.path.rsplit_once('/') {
+                            make_parents(&dir, parent, &mut made_dirs).map_err(|e| {
+                                io_error("create directory", &package_dir.join(parent), e.into())
+                            })?;
+                        }
+                        write_new(&dir, &change.path, &bytes, change.executable == Some(true))
+                            .map_err(|e| {
+                                io_error("write patched file", &package_dir.join(&change.path), e)
+                            })?;
+                    }
+                    (_, true) => {}
+                    (_, false) => {
+                        return Err(patch_error(format!(
+                            "it changes `{}`, which the package does not have",
+                            change.path
+                        )));
+                    }
+                }
+            }
         }
         self.files_imported
             .fetch_add(files.files.len() as u64, Ordering::Relaxed);
         self.reporter.on_imported(&snapshot.name);
         Ok(())
+    }
+
+    /// A file of the package as `change` leaves it: `None` when it deletes it.
+    fn patched_file(
+        &self,
+        file: &FileEntry,
+        change: &crate::patch::FilePatch,
+    ) -> Result<Option<Vec<u8>>, String> {
+        let hunks = match &change.change {
+            crate::patch::Change::Delete => return Ok(None),
+            crate::patch::Change::Modify(hunks) => hunks,
+            crate::patch::Change::Create(_) => {
+                return Err(format!("it creates `{}`, which the package has", file.path));
+            }
+        };
+        let name = Cas::relative_path(&file.hash, file.is_executable());
+        let read = || -> rustix::io::Result<Vec<u8>> {
+            let shard = self.cas.shard_fd(&file.hash)?;
+            let fd = rustix::fs::openat(
+                shard,
+                name.file_name(),
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut bytes)
+                .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
+            Ok(bytes)
+        };
+        let original =
+            read().map_err(|e| format!("reading `{}` from the store: {e}", file.path))?;
+        crate::patch::apply(Some(&original), hunks)
+            .map(Some)
+            .map_err(|why| format!("{}: {why}", file.path))
     }
 
     /// Imports one file; `private` (a package whose build scripts may rewrite its files) gets
@@ -815,6 +906,49 @@ impl<'a> Importer<'a> {
         )?;
         Ok((source, target))
     }
+}
+
+/// A package's patch, read and checked against the hash its depPath names.
+struct Patched {
+    files: Vec<crate::patch::FilePatch>,
+}
+
+impl Patched {
+    fn read(
+        layout: &Layout<'_>,
+        snapshot: &SnapshotPlan,
+        plan: &crate::plan::PatchPlan,
+    ) -> Result<Self, InstallError> {
+        let text = crate::patch::read(&layout.project_dir, &plan.path)?;
+        let invalid = |message: String| InstallError::InvalidFile {
+            path: layout.project_dir.join(&plan.path),
+            message,
+        };
+        if crate::patch::hash(&text) != plan.hash {
+            return Err(invalid(format!(
+                "this patch is not the one `{}` in the lockfile names (its hash changed)",
+                snapshot.dep_path
+            )));
+        }
+        let files = crate::patch::parse(&text).map_err(invalid)?;
+        Ok(Patched { files })
+    }
+
+    fn change(&self, path: &str) -> Option<&crate::patch::FilePatch> {
+        self.files.iter().find(|file| file.path == path)
+    }
+}
+
+/// Writes a file of the package's own (a patched one: never a link into the store).
+fn write_new(dir: &OwnedFd, path: &str, bytes: &[u8], executable: bool) -> std::io::Result<()> {
+    let mode = if executable { 0o755 } else { 0o644 };
+    let fd = rustix::fs::openat(
+        dir,
+        path,
+        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::from_raw_mode(mode),
+    )?;
+    std::io::Write::write_all(&mut std::fs::File::from(fd), bytes)
 }
 
 /// Makes `dir` an empty directory but for `node_modules/.bin` (the shims of the package's

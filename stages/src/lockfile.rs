@@ -28,6 +28,9 @@ pub struct Lockfile {
     pub overrides: Vec<(String, String)>,
     #[serde(default)]
     pub package_extensions_checksum: Option<String>,
+    /// `name@version` (or `name`) -> the sha256 of its patch file ([`crate::patch::hash`]).
+    #[serde(default)]
+    pub patched_dependencies: BTreeMap<String, String>,
     #[serde(default)]
     pub pnpmfile_checksum: Option<String>,
     #[serde(default)]

@@ -77,16 +77,23 @@ pub fn to_yaml(lockfile: &Lockfile) -> String {
             .map(|(k, v)| (k.as_str(), v.as_str()));
         write_map(&mut out, 1, pairs);
     }
-    for (key, value) in [
-        (
-            "packageExtensionsChecksum",
-            &lockfile.package_extensions_checksum,
-        ),
-        ("pnpmfileChecksum", &lockfile.pnpmfile_checksum),
-    ] {
-        if let Some(value) = value {
-            let _ = writeln!(out, "\n{key}: {}", scalar(value, Context::Block));
-        }
+    if let Some(value) = &lockfile.package_extensions_checksum {
+        let _ = writeln!(
+            out,
+            "\npackageExtensionsChecksum: {}",
+            scalar(value, Context::Block)
+        );
+    }
+    if !lockfile.patched_dependencies.is_empty() {
+        out.push_str("\npatchedDependencies:\n");
+        let pairs = lockfile
+            .patched_dependencies
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()));
+        write_map(&mut out, 1, pairs);
+    }
+    if let Some(value) = &lockfile.pnpmfile_checksum {
+        let _ = writeln!(out, "\npnpmfileChecksum: {}", scalar(value, Context::Block));
     }
     write_section(&mut out, "importers", &lockfile.importers, write_importer);
     write_section(&mut out, "packages", &lockfile.packages, write_package);

@@ -55,6 +55,9 @@ pub struct SnapshotPlan {
     pub git: Option<crate::git::GitSource>,
     /// Dependencies as (alias, index into [`InstallPlan::snapshots`]).
     pub dependencies: Vec<(String, usize)>,
+    /// The patch applied to its files (`(patch_hash=…)` in its depPath).
+    #[serde(default)]
+    pub patch: Option<PatchPlan>,
     /// `link:<path>` dependencies (of a `file:` package) as (alias, path from the lockfile's
     /// directory): symlinks to directories of the project.
     #[serde(default)]
@@ -87,6 +90,15 @@ impl SnapshotPlan {
         )
         .unwrap_or_else(|| format!("{}@{}", self.name, self.version))
     }
+}
+
+/// A `patchedDependencies` patch of one package.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PatchPlan {
+    /// The sha256 its depPath names.
+    pub hash: String,
+    /// The patch file, from the lockfile's directory.
+    pub path: String,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -127,10 +139,12 @@ pub struct WorkspaceProject {
 }
 
 impl InstallPlan {
-    /// Whether a snapshot comes from the project itself (a `file:` directory or tarball).
+    /// Whether a snapshot comes from the project itself (a `file:` directory or tarball), or
+    /// is patched by a file of the project: such plans are checked afresh by every install.
     pub fn has_local_packages(&self) -> bool {
         self.snapshots.iter().any(|snapshot| {
             snapshot.directory.is_some()
+                || snapshot.patch.is_some()
                 || snapshot
                     .tarball
                     .as_deref()
@@ -188,6 +202,8 @@ pub struct PlanOptions {
     pub virtual_store_dir_max_length: usize,
     /// `publicHoistPattern` and `hoistPattern` of pnpm-workspace.yaml.
     pub hoisting: HoistPatterns,
+    /// `patchedDependencies` of pnpm-workspace.yaml: key -> patch file.
+    pub patches: BTreeMap<String, String>,
 }
 
 /// Checks that the lockfile's importer matches `package.json` exactly (pnpm's frozen check):
@@ -589,6 +605,25 @@ impl PlanBuilder<'_> {
                 }));
             }
         };
+        let patch = match patch_hash(dep_path) {
+            None => None,
+            Some(hash) => {
+                let path = [format!("{name}@{key_version}"), name.clone()]
+                    .iter()
+                    .find_map(|key| self.options.patches.get(key))
+                    .ok_or_else(|| {
+                        unsupported(
+                            "it is patched, but pnpm-workspace.yaml has no `patchedDependencies` \
+                             entry for it"
+                                .to_owned(),
+                        )
+                    })?;
+                Some(PatchPlan {
+                    hash: hash.to_owned(),
+                    path: path.clone(),
+                })
+            }
+        };
         let supported = self.options.platform.supports(
             package.os.as_deref(),
             package.cpu.as_deref(),
@@ -614,6 +649,7 @@ impl PlanBuilder<'_> {
             git,
             dependencies: Vec::new(),
             links: Vec::new(),
+            patch,
             has_bin: package.has_bin,
             optional: snapshot.optional,
             peer_names: package.peer_dependencies.keys().cloned().collect(),
@@ -621,6 +657,12 @@ impl PlanBuilder<'_> {
         self.index.insert(dep_path.to_owned(), Some(index));
         Ok(Some(index))
     }
+}
+
+/// The `patch_hash` a depPath names (`a@1.0.0(patch_hash=<hex>)(peer@2.0.0)`).
+pub fn patch_hash(dep_path: &str) -> Option<&str> {
+    let rest = &dep_path[dep_path.find("(patch_hash=")? + "(patch_hash=".len()..];
+    rest.split_once(')').map(|(hash, _)| hash)
 }
 
 /// Rejects names that could escape `node_modules` or are not valid npm names, before any
@@ -677,6 +719,7 @@ mod tests {
             git: None,
             dependencies: Vec::new(),
             links: Vec::new(),
+            patch: None,
             has_bin: false,
             optional: false,
             peer_names: Vec::new(),
@@ -745,6 +788,7 @@ snapshots:
             },
             virtual_store_dir_max_length: 120,
             hoisting: Default::default(),
+            patches: Default::default(),
         }
     }
 

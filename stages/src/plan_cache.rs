@@ -26,13 +26,14 @@ pub fn key(manifests: &[&[u8]], lockfile: &[u8], options: &PlanOptions) -> Strin
     }
     let platform = &options.platform;
     let settings = format!(
-        "{}|{}|{}|{:?}|{}|{:?}|{}",
+        "{}|{}|{}|{:?}|{}|{:?}|{:?}|{}",
         options.production_only,
         platform.os,
         platform.cpu,
         platform.libc,
         options.virtual_store_dir_max_length,
         options.hoisting,
+        options.patches,
         env!("CARGO_PKG_VERSION")
     );
     hasher.update(settings.as_bytes());

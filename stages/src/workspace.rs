@@ -69,6 +69,14 @@ struct WorkspaceFile {
     minimum_release_age_exclude: Vec<String>,
     #[serde(default, rename = "blockExoticSubdeps")]
     block_exotic_subdeps: Option<bool>,
+    #[serde(
+        default,
+        rename = "patchedDependencies",
+        deserialize_with = "null_is_empty"
+    )]
+    patched_dependencies: std::collections::BTreeMap<String, String>,
+    #[serde(default, rename = "allowUnusedPatches")]
+    allow_unused_patches: bool,
     /// Any linker but `isolated` is refused; the hoisting settings are read by `hoisting`.
     #[serde(default, rename = "nodeLinker")]
     node_linker: Option<String>,
@@ -122,6 +130,10 @@ pub struct Settings {
     pub allow_exotic_subdeps: bool,
     /// `publicHoistPattern`, `shamefullyHoist`, `hoistPattern` and `hoist`.
     pub hoisting: HoistPatterns,
+    /// `patchedDependencies`: `name@version` (or `name`) -> patch file, from the root.
+    pub patched_dependencies: std::collections::BTreeMap<String, String>,
+    /// `allowUnusedPatches`: a patch that matches no package is not an error.
+    pub allow_unused_patches: bool,
 }
 
 impl WorkspaceFile {
@@ -191,6 +203,8 @@ impl WorkspaceFile {
             minimum_release_age_exclude: std::mem::take(&mut self.minimum_release_age_exclude),
             allow_exotic_subdeps: self.block_exotic_subdeps == Some(false),
             hoisting: self.hoisting(),
+            patched_dependencies: std::mem::take(&mut self.patched_dependencies),
+            allow_unused_patches: self.allow_unused_patches,
         })
     }
 }

@@ -11,6 +11,7 @@ mod install;
 mod local;
 mod malformed;
 mod overrides;
+mod patches;
 mod proxy;
 mod reliability;
 mod resolve;

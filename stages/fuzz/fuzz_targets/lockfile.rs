@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
         platform: Platform { os: "linux".into(), cpu: "x64".into(), libc: Some("glibc".into()) },
         virtual_store_dir_max_length: 120,
         hoisting: Default::default(),
+        patches: Default::default(),
     };
     if let Ok(plan) = plan(&lockfile, &options) {
         for snapshot in &plan.snapshots {

@@ -40,12 +40,23 @@ pub struct Node {
     /// A `file:` directory's `link:` dependencies: (alias, path from the lockfile's directory,
     /// optional).
     pub links: Vec<(String, String, bool)>,
+    /// The hash of the patch applied to it (`patchedDependencies`).
+    pub patch: Option<String>,
     pub expanded: bool,
     /// Who first needed it, for error messages.
     pub needed_by: Option<NodeId>,
 }
 
 impl Node {
+    /// `name@version`, with `(patch_hash=…)` for a patched package: how every snapshot key
+    /// of it begins, before any peer suffix (pnpm 12).
+    pub fn base_key(&self) -> String {
+        match &self.patch {
+            Some(hash) => format!("{}@{}(patch_hash={hash})", self.name, self.version),
+            None => format!("{}@{}", self.name, self.version),
+        }
+    }
+
     /// A `file:` directory's path (a package read from disk without a tarball).
     pub fn directory(&self) -> Option<&str> {
         self.version
@@ -147,6 +158,10 @@ pub struct ResolveOptions {
     /// `blockExoticSubdeps: false` in pnpm-workspace.yaml: packages may depend on tarball URLs
     /// and git repositories.
     pub allow_exotic_subdeps: bool,
+    /// `patchedDependencies`: `name@version` or `name` -> the sha256 of the patch.
+    pub patches: std::collections::BTreeMap<String, String>,
+    /// `allowUnusedPatches`: else a patch no package uses fails resolution, as in pnpm.
+    pub allow_unused_patches: bool,
 }
 
 /// What a request resolves against.
@@ -967,6 +982,7 @@ impl<'a> GraphBuilder<'a> {
             manifest,
             children: Vec::new(),
             links: Vec::new(),
+            patch: self.patch_of(name, version),
             expanded: false,
             needed_by: match request.slot {
                 Slot::Child(parent, _) => Some(parent),
@@ -975,6 +991,18 @@ impl<'a> GraphBuilder<'a> {
         });
         self.by_key.insert(key, id);
         id
+    }
+
+    /// The hash of the patch for `name@version`, keyed by exactly that or by the bare name.
+    fn patch_of(&self, name: &str, version: &str) -> Option<String> {
+        if self.options.patches.is_empty() {
+            return None;
+        }
+        let patches = &self.options.patches;
+        patches
+            .get(&format!("{name}@{version}"))
+            .or_else(|| patches.get(name))
+            .cloned()
     }
 
     // --- the old lockfile ---------------------------------------------------------------

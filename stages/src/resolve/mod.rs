@@ -149,6 +149,7 @@ pub fn resolve(
             }
         }
         if !added {
+            check_patches_used(&builder.nodes, options)?;
             let lockfile = lockfile_out::build_lockfile(
                 &builder.nodes,
                 &builder.projects,
@@ -159,6 +160,7 @@ pub fn resolve(
             let lockfile = Lockfile {
                 overrides: options.overrides.pairs.clone(),
                 package_extensions_checksum: options.package_extensions.checksum.clone(),
+                patched_dependencies: options.patches.clone(),
                 ..lockfile
             };
             return Ok(Resolved {
@@ -168,6 +170,40 @@ pub fn resolve(
             });
         }
     }
+}
+
+/// pnpm's ERR_PNPM_UNUSED_PATCH: every configured patch must apply to some package (by its
+/// exact `name@version` key, else its bare name), unless `allowUnusedPatches`.
+fn check_patches_used(nodes: &[Node], options: &ResolveOptions) -> Result<(), ResolveFailure> {
+    let patches = &options.patches;
+    if patches.is_empty() || options.allow_unused_patches {
+        return Ok(());
+    }
+    let mut used = HashSet::new();
+    for node in nodes.iter().filter(|node| node.patch.is_some()) {
+        let exact = format!("{}@{}", node.name, node.version);
+        used.insert(if patches.contains_key(&exact) {
+            exact
+        } else {
+            node.name.clone()
+        });
+    }
+    let unused: Vec<&str> = patches
+        .keys()
+        .filter(|key| !used.contains(*key))
+        .map(String::as_str)
+        .collect();
+    if unused.is_empty() {
+        return Ok(());
+    }
+    Err(ResolveFailure {
+        message: format!(
+            "these patches (`patchedDependencies`) match no package: {}; remove them, fix \
+             their keys, or set `allowUnusedPatches: true` (pnpm fails too: \
+             ERR_PNPM_UNUSED_PATCH)",
+            unused.join(", ")
+        ),
+    })
 }
 
 /// A package's dependency on a tarball URL or git repository, downloaded or cloned.

@@ -208,7 +208,7 @@ impl<'g> Resolver<'g> {
         // pnpm writes both sides of such a cycle without suffix.
         if !self.looking_up.insert(id) {
             return Rc::new(Instance {
-                key: format!("{}@{}", node.name, node.version),
+                key: node.base_key(),
                 outside: BTreeMap::new(),
                 cycles: BTreeSet::from([id]),
             });
@@ -228,8 +228,7 @@ impl<'g> Resolver<'g> {
                     // bare name everywhere, from outside the cycle too (RESOLVE-ORACLE §15).
                     is_bare = self.cyclic(entry_frame).contains(&entry);
                     if peer.cycles.contains(&id) {
-                        let entry = &self.nodes[entry];
-                        Some(format!("{}@{}", entry.name, entry.version))
+                        Some(self.nodes[entry].base_key())
                     } else {
                         Some(peer.key.clone())
                     }
@@ -285,7 +284,7 @@ impl<'g> Resolver<'g> {
             })
             .collect();
         suffix.sort();
-        let mut key = format!("{}@{}", node.name, node.version);
+        let mut key = node.base_key();
         let joined = suffix.join(")(");
         if !suffix.is_empty() {
             // pnpm's `peersSuffixMaxLength` (1000): longer suffixes become a hash, which also
@@ -439,7 +438,7 @@ impl<'g> Resolver<'g> {
             self.any_key
                 .get(&id)
                 .cloned()
-                .unwrap_or_else(|| format!("{}@{}", node.name, node.version)),
+                .unwrap_or_else(|| node.base_key()),
         )
     }
 }
@@ -529,6 +528,7 @@ mod tests {
                 ..VersionManifest::default()
             }),
             links: Vec::new(),
+            patch: None,
             children: children
                 .iter()
                 .map(|(node, alias)| {
