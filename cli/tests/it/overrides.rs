@@ -159,3 +159,55 @@ fn an_override_referring_to_no_root_dependency_is_named() {
         "{error}"
     );
 }
+
+/// Overrides rewrite packages' peer ranges too, as pnpm 12.26 does (RESOLVE-ORACLE §9; each
+/// case observed for `r-tp-b`, whose peer is `r-core: ^1.0.0`): the lockfile's
+/// `peerDependencies` and the auto-installed peer follow the rule; a range rule the peer's
+/// range is outside of leaves it; `-` drops the peer.
+#[test]
+fn overrides_apply_to_peer_ranges_as_pnpm_applies_them() {
+    let cases = [
+        ("r-core: 1.0.0", Some("1.0.0"), "1.0.0(r-core@1.0.0)"),
+        (
+            "'r-tp-b>r-core': 1.1.0",
+            Some("1.1.0"),
+            "1.0.0(r-core@1.1.0)",
+        ),
+        ("'r-core@^1': 1.0.0", Some("1.0.0"), "1.0.0(r-core@1.0.0)"),
+        ("'r-core@^2': 2.0.0", Some("^1.0.0"), "1.0.0(r-core@1.1.0)"),
+        ("r-core: ^1.1.0", Some("^1.1.0"), "1.0.0(r-core@1.1.0)"),
+        ("r-core: '-'", None, "1.0.0\n"),
+    ];
+    for (rule, peer_range, version) in cases {
+        let sandbox = Sandbox::new("resolve-overrides");
+        std::fs::remove_file(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+        std::fs::write(
+            sandbox.project().join("package.json"),
+            r#"{"name":"app","version":"1.0.0","dependencies":{"r-tp-b":"1.0.0"}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            sandbox.project().join("pnpm-workspace.yaml"),
+            format!("overrides:\n  {rule}\n"),
+        )
+        .unwrap();
+        let output = sandbox.flowpm(&["install"]);
+        assert!(output.status.success(), "{rule}: {}", text(&output));
+        let lockfile = std::fs::read_to_string(sandbox.project().join("pnpm-lock.yaml")).unwrap();
+        assert!(
+            lockfile.contains(&format!(
+                "      r-tp-b:\n        specifier: 1.0.0\n        version: {version}"
+            )),
+            "{rule}:\n{lockfile}"
+        );
+        let entry = lockfile.split("\n  r-tp-b@1.0.0:\n").nth(1).unwrap();
+        let entry = entry.split("\n\n").next().unwrap();
+        match peer_range {
+            Some(range) => assert!(
+                entry.contains(&format!("    peerDependencies:\n      r-core: {range}")),
+                "{rule}:\n{lockfile}"
+            ),
+            None => assert!(!entry.contains("peerDependencies"), "{rule}:\n{lockfile}"),
+        }
+    }
+}

@@ -975,6 +975,10 @@ impl<'a> GraphBuilder<'a> {
             .then(|| self.options.package_extensions.extend(&manifest))
             .flatten();
         let manifest = extended.map_or(manifest, Arc::new);
+        let manifest = match extend {
+            true => self.override_peers(name, version, manifest),
+            false => manifest,
+        };
         let id = self.nodes.len();
         self.nodes.push(Node {
             name: name.to_owned(),
@@ -991,6 +995,51 @@ impl<'a> GraphBuilder<'a> {
         });
         self.by_key.insert(key, id);
         id
+    }
+
+    /// The package's peer ranges as `overrides` rewrite them (pnpm 12, RESOLVE-ORACLE §9): a
+    /// rule for the peer's name (under this parent, or for a range the peer's covers) replaces
+    /// the range, `-` drops the peer; an `npm:` alias leaves the range as it is.
+    fn override_peers(
+        &self,
+        name: &str,
+        version: &str,
+        manifest: Arc<VersionManifest>,
+    ) -> Arc<VersionManifest> {
+        if self.options.overrides.is_empty() || manifest.peer_dependencies.is_empty() {
+            return manifest;
+        }
+        let overrides = &self.options.overrides;
+        let parent = Some((name, version));
+        let changed = manifest.peer_dependencies.iter().any(|(peer, range)| {
+            match overrides.apply(parent, peer, range) {
+                None => true,
+                Some(new) => *new != **range && !new.starts_with("npm:"),
+            }
+        });
+        if !changed {
+            return manifest;
+        }
+        let mut rewritten = (*manifest).clone();
+        rewritten.peer_dependencies.retain_mut(|(peer, range)| {
+            let new = overrides
+                .apply(parent, peer, range)
+                .map(std::borrow::Cow::into_owned);
+            match new {
+                None => false,
+                Some(new) => {
+                    if !new.starts_with("npm:") {
+                        *range = new;
+                    }
+                    true
+                }
+            }
+        });
+        let peers = &rewritten.peer_dependencies;
+        rewritten
+            .optional_peers
+            .retain(|optional| peers.iter().any(|(peer, _)| peer == optional));
+        Arc::new(rewritten)
     }
 
     /// The hash of the patch for `name@version`, keyed by exactly that or by the bare name.
