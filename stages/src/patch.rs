@@ -21,6 +21,37 @@ pub fn hash(text: &str) -> String {
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// Which `patchedDependencies` key applies to `name@version`, as pnpm 12 chooses: the exact
+/// `name@version`, else the one version range (`name@^1`) that the version satisfies, else the
+/// bare `name`. Two satisfied ranges are an error (pnpm's ERR_PNPM_PATCH_KEY_CONFLICT).
+pub fn matching_key<'p, V>(
+    patches: &'p BTreeMap<String, V>,
+    name: &str,
+    version: &str,
+) -> Result<Option<(&'p String, &'p V)>, String> {
+    if let Some(found) = patches.get_key_value(&format!("{name}@{version}")) {
+        return Ok(Some(found));
+    }
+    let parsed = nodejs_semver::Version::parse(version).ok();
+    let prefix = format!("{name}@");
+    let mut ranges = patches
+        .range(prefix.clone()..)
+        .take_while(|(key, _)| key.starts_with(&prefix))
+        .filter(|(key, _)| {
+            let range = nodejs_semver::Range::parse(&key[prefix.len()..]);
+            matches!((&parsed, range), (Some(v), Ok(range)) if range.satisfies(v))
+        });
+    match (ranges.next(), ranges.next()) {
+        (Some(found), None) => Ok(Some(found)),
+        (Some((first, _)), Some((second, _))) => Err(format!(
+            "cannot choose between the `patchedDependencies` keys `{first}` and `{second}` for \
+             `{name}@{version}`; add the exact `{name}@{version}` (pnpm fails too: \
+             ERR_PNPM_PATCH_KEY_CONFLICT)"
+        )),
+        (None, _) => Ok(patches.get_key_value(name)),
+    }
+}
+
 /// Fails with [`InstallError::LockfileOutdated`] unless the lockfile's `patchedDependencies`
 /// are the configured patches, each with the hash of its file as it is now (pnpm's check).
 /// A patch file that cannot be read fails the install whatever the lockfile says.
@@ -347,6 +378,35 @@ index 3234fe11816d0061383047829cc25cb07d019394..5025f5562f7f6feeaef843eb2abb3ce7
         assert_eq!(
             String::from_utf8(apply(Some(original.as_bytes()), hunks).unwrap()).unwrap(),
             "0\na\nb\nC\nd\ne\nf\ng\nh\ni\nj"
+        );
+    }
+
+    /// pnpm 12.26, observed: `left-pad-lite@^2` patches 2.0.0 and wins over a bare
+    /// `left-pad-lite` (then unused); `^2` and `2.x` together are a conflict.
+    #[test]
+    fn keys_match_exact_then_range_then_name() {
+        let patches: BTreeMap<String, u8> = [
+            ("lp@2.0.0", 1),
+            ("lp@^2", 2),
+            ("lp", 3),
+            ("@s/p@~1.2", 4),
+            ("@s/p@>=1", 5),
+            ("lpx@^2", 6),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let value =
+            |name, version| matching_key(&patches, name, version).map(|m| m.map(|(_, v)| *v));
+        assert_eq!(value("lp", "2.0.0"), Ok(Some(1)));
+        assert_eq!(value("lp", "2.1.0"), Ok(Some(2)));
+        assert_eq!(value("lp", "3.0.0"), Ok(Some(3)));
+        assert_eq!(value("lpx", "1.0.0"), Ok(None));
+        assert_eq!(value("@s/p", "2.0.0"), Ok(Some(5)));
+        let conflict = value("@s/p", "1.2.3").unwrap_err();
+        assert!(
+            conflict.contains("ERR_PNPM_PATCH_KEY_CONFLICT"),
+            "{conflict}"
         );
     }
 

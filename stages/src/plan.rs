@@ -608,16 +608,17 @@ impl PlanBuilder<'_> {
         let patch = match patch_hash(dep_path) {
             None => None,
             Some(hash) => {
-                let path = [format!("{name}@{key_version}"), name.clone()]
-                    .iter()
-                    .find_map(|key| self.options.patches.get(key))
-                    .ok_or_else(|| {
-                        unsupported(
-                            "it is patched, but pnpm-workspace.yaml has no `patchedDependencies` \
-                             entry for it"
-                                .to_owned(),
-                        )
-                    })?;
+                // As resolution matched it: by the depPath's version.
+                let (_, path) =
+                    crate::patch::matching_key(&self.options.patches, &name, key_version)
+                        .map_err(unsupported)?
+                        .ok_or_else(|| {
+                            unsupported(
+                                "it is patched, but pnpm-workspace.yaml has no \
+                                 `patchedDependencies` entry for it"
+                                    .to_owned(),
+                            )
+                        })?;
                 Some(PatchPlan {
                     hash: hash.to_owned(),
                     path: path.clone(),

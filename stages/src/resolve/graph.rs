@@ -1042,16 +1042,14 @@ impl<'a> GraphBuilder<'a> {
         Arc::new(rewritten)
     }
 
-    /// The hash of the patch for `name@version`, keyed by exactly that or by the bare name.
+    /// The hash of the patch for `name@version` ([`crate::patch::matching_key`]; a conflict
+    /// fails resolution once the graph is built).
     fn patch_of(&self, name: &str, version: &str) -> Option<String> {
         if self.options.patches.is_empty() {
             return None;
         }
-        let patches = &self.options.patches;
-        patches
-            .get(&format!("{name}@{version}"))
-            .or_else(|| patches.get(name))
-            .cloned()
+        let found = crate::patch::matching_key(&self.options.patches, name, version);
+        found.ok().flatten().map(|(_, hash)| hash.clone())
     }
 
     // --- the old lockfile ---------------------------------------------------------------

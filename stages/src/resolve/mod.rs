@@ -172,28 +172,30 @@ pub fn resolve(
     }
 }
 
-/// pnpm's ERR_PNPM_UNUSED_PATCH: every configured patch must apply to some package (by its
-/// exact `name@version` key, else its bare name), unless `allowUnusedPatches`.
+/// pnpm's ERR_PNPM_UNUSED_PATCH: every configured patch must apply to some package
+/// ([`crate::patch::matching_key`], whose conflicts fail here too), unless
+/// `allowUnusedPatches`.
 fn check_patches_used(nodes: &[Node], options: &ResolveOptions) -> Result<(), ResolveFailure> {
     let patches = &options.patches;
-    if patches.is_empty() || options.allow_unused_patches {
+    if patches.is_empty() {
         return Ok(());
     }
     let mut used = HashSet::new();
-    for node in nodes.iter().filter(|node| node.patch.is_some()) {
-        let exact = format!("{}@{}", node.name, node.version);
-        used.insert(if patches.contains_key(&exact) {
-            exact
-        } else {
-            node.name.clone()
-        });
+    for node in nodes {
+        match crate::patch::matching_key(patches, &node.name, &node.version) {
+            Ok(Some((key, _))) => {
+                used.insert(key.as_str());
+            }
+            Ok(None) => {}
+            Err(message) => return Err(ResolveFailure { message }),
+        }
     }
     let unused: Vec<&str> = patches
         .keys()
-        .filter(|key| !used.contains(*key))
         .map(String::as_str)
+        .filter(|key| !used.contains(key))
         .collect();
-    if unused.is_empty() {
+    if unused.is_empty() || options.allow_unused_patches {
         return Ok(());
     }
     Err(ResolveFailure {
