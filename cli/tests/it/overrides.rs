@@ -163,7 +163,8 @@ fn an_override_referring_to_no_root_dependency_is_named() {
 /// Overrides rewrite packages' peer ranges too, as pnpm 12.26 does (RESOLVE-ORACLE §9; each
 /// case observed for `r-tp-b`, whose peer is `r-core: ^1.0.0`): the lockfile's
 /// `peerDependencies` and the auto-installed peer follow the rule; a range rule the peer's
-/// range is outside of leaves it; `-` drops the peer.
+/// range is outside of leaves it; `-` drops the peer; an `npm:` alias leaves the range and
+/// makes the auto-installed peer the alias.
 #[test]
 fn overrides_apply_to_peer_ranges_as_pnpm_applies_them() {
     let cases = [
@@ -177,6 +178,8 @@ fn overrides_apply_to_peer_ranges_as_pnpm_applies_them() {
         ("'r-core@^2': 2.0.0", Some("^1.0.0"), "1.0.0(r-core@1.1.0)"),
         ("r-core: ^1.1.0", Some("^1.1.0"), "1.0.0(r-core@1.1.0)"),
         ("r-core: '-'", None, "1.0.0\n"),
+        // The range stays; the auto-installed peer is the alias, named by its package.
+        ("r-core: npm:r-lib@^1", Some("^1.0.0"), "1.0.0(r-lib@1.2.0)"),
     ];
     for (rule, peer_range, version) in cases {
         let sandbox = Sandbox::new("resolve-overrides");

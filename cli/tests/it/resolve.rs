@@ -834,3 +834,26 @@ packages:
         "{error}"
     );
 }
+
+/// A peer met by an `npm:` alias is named in the peer suffix by the package it is, as pnpm
+/// 12.26 wrote it (`1.0.0(r-lib@1.2.0)` for `r-core: npm:r-lib@^1`; RESOLVE-ORACLE §4);
+/// flowpm wrote `(r-core@1.2.0)` before, a key pnpm's lockfile never has.
+#[test]
+fn a_peer_met_by_an_alias_is_named_by_its_package() {
+    let sandbox = with_manifest(
+        r#"{"name":"app","version":"1.0.0","dependencies":{"r-tp-b":"1.0.0","r-core":"npm:r-lib@^1"}}"#,
+    );
+    run_ok(&sandbox, &["install"]);
+    let written = lockfile(&sandbox);
+    for expected in [
+        "      r-core:\n        specifier: npm:r-lib@^1\n        version: r-lib@1.2.0\n",
+        "      r-tp-b:\n        specifier: 1.0.0\n        version: 1.0.0(r-lib@1.2.0)\n",
+        "  r-tp-b@1.0.0(r-lib@1.2.0):\n    dependencies:\n      r-core: r-lib@1.2.0\n",
+    ] {
+        assert!(written.contains(expected), "{expected}\nnot in:\n{written}");
+    }
+    let link = sandbox
+        .project()
+        .join("node_modules/.pnpm/r-tp-b@1.0.0_r-lib@1.2.0/node_modules/r-core");
+    assert!(link.join("package.json").is_file(), "{}", link.display());
+}

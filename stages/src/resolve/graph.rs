@@ -406,13 +406,25 @@ impl<'a> GraphBuilder<'a> {
                 name: name.clone(),
                 node: None,
             });
+            // An override making the peer an `npm:` alias installs the alias, as pnpm 12 does
+            // (RESOLVE-ORACLE §9); other overrides are in the peer ranges already.
+            let alias_target = ranges.first().and_then(|range| {
+                let target = self.options.overrides.apply(None, &name, range)?;
+                target.starts_with("npm:").then(|| target.into_owned())
+            });
+            let (real, wanted) = match alias_target
+                .and_then(|target| parse_specifier(&name, &target, &self.options.registries).ok())
+            {
+                Some((real, wanted)) => (real, wanted),
+                None => (name.clone(), Wanted::AllOf(ranges)),
+            };
             requests.push(Request {
                 slot: Slot::Hidden(index),
                 group,
-                alias: name.clone(),
-                name,
+                alias: name,
+                name: real,
                 spec_text: who,
-                wanted: Wanted::AllOf(ranges),
+                wanted,
                 optional: true,
             });
         }

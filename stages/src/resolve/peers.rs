@@ -264,23 +264,19 @@ impl<'g> Resolver<'g> {
                 cycles: instance.cycles.union(&cycles).copied().collect(),
             });
         }
-        // pnpm sorts the `name@version` strings, so `react-dom@…` precedes `react@…`.
-        let mut suffix: Vec<String> = needed
+        // pnpm sorts the `name@version` strings, so `react-dom@…` precedes `react@…`. A peer
+        // met by an alias (`react: npm:@preact/compat@…`) is named by the package it is, as
+        // pnpm 12 names it (RESOLVE-ORACLE §4).
+        let mut suffix: Vec<String> = found
             .iter()
-            .zip(&found)
             .zip(&bare)
-            .filter_map(|((name, peer_key), &is_bare)| {
-                let peer_key = peer_key.as_ref()?;
-                let version = peer_key
-                    .get(1..)
-                    .and_then(|rest| rest.find('@'))
-                    .map_or(peer_key.as_str(), |at| &peer_key[at + 2..]);
-                let version = if is_bare {
-                    crate::lockfile::package_key(version)
+            .filter_map(|(peer_key, &is_bare)| {
+                let peer_key = peer_key.as_deref()?;
+                Some(if is_bare {
+                    crate::lockfile::package_key(peer_key).to_owned()
                 } else {
-                    version
-                };
-                Some(format!("{name}@{version}"))
+                    peer_key.to_owned()
+                })
             })
             .collect();
         suffix.sort();
