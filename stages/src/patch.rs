@@ -3,9 +3,9 @@
 //! the sha256 of its text (`(patch_hash=<hex>)` in the package's depPath, and the top-level
 //! `patchedDependencies` map), so a changed patch file makes the lockfile outdated.
 //!
-//! Hunks must apply exactly (context and removed lines as written, at the stated line or
-//! anywhere else in the file), as pnpm's applier requires: a patch that does not fit the
-//! package fails the install naming the file and the hunk.
+//! Hunks must apply exactly (context and removed lines as written), at the stated line or,
+//! as `patch` does, where they fit nearest to it: a patch that does not fit the package fails
+//! the install naming the file and the hunk, as pnpm's does.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -276,11 +276,13 @@ pub fn apply(original: Option<&[u8]>, hunks: &[Hunk]) -> Result<Vec<u8>, String>
         let fits = |at: usize| {
             at + old.len() <= lines.len() && lines[at..at + old.len()].iter().eq(old.iter())
         };
+        // Where the hunk says, else where its lines are nearest to that (as `patch` does).
         let at = if fits(stated) {
             stated
         } else {
             (0..=lines.len().saturating_sub(old.len()))
-                .find(|&at| fits(at))
+                .filter(|&at| fits(at))
+                .min_by_key(|&at| at.abs_diff(stated))
                 .ok_or_else(|| {
                     format!(
                         "hunk {} (at line {}) does not match the file",
@@ -378,6 +380,16 @@ index 3234fe11816d0061383047829cc25cb07d019394..5025f5562f7f6feeaef843eb2abb3ce7
         assert_eq!(
             String::from_utf8(apply(Some(original.as_bytes()), hunks).unwrap()).unwrap(),
             "0\na\nb\nC\nd\ne\nf\ng\nh\ni\nj"
+        );
+        // The same context twice: the place nearest the stated line (6) is patched.
+        let near = "diff --git a/f b/f\n--- a/f\n+++ b/f\n@@ -6,3 +6,3 @@\n b\n-c\n+C\n d\n";
+        let Change::Modify(hunks) = &parse(near).unwrap().remove(0).change else {
+            panic!()
+        };
+        let twice = "b\nc\nd\nx\ny\nz\nb\nc\nd\n";
+        assert_eq!(
+            String::from_utf8(apply(Some(twice.as_bytes()), hunks).unwrap()).unwrap(),
+            "b\nc\nd\nx\ny\nz\nb\nC\nd\n"
         );
     }
 
