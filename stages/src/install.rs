@@ -238,8 +238,8 @@ pub fn install(
                         .and_then(|()| {
                             crate::patch::check_lockfile(
                                 &lockfile,
+                                &rules.patches,
                                 &plan_options.patches,
-                                &project_dir,
                             )
                         });
                     match checked {

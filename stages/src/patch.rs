@@ -54,22 +54,22 @@ pub fn matching_key<'p, V>(
 
 /// Fails with [`InstallError::LockfileOutdated`] unless the lockfile's `patchedDependencies`
 /// are the configured patches, each with the hash of its file as it is now (pnpm's check).
-/// A patch file that cannot be read fails the install whatever the lockfile says.
+/// `hashes` are the files' hashes (key -> hash, read once by the caller), `paths` the files.
 pub(crate) fn check_lockfile(
     lockfile: &Lockfile,
-    patches: &BTreeMap<String, String>,
-    root: &Path,
+    hashes: &BTreeMap<String, String>,
+    paths: &BTreeMap<String, String>,
 ) -> Result<(), InstallError> {
     let outdated = |reason: String| Err(InstallError::LockfileOutdated { reason });
-    for (key, path) in patches {
-        let text = read(root, path)?;
+    for (key, hash) in hashes {
         match lockfile.patched_dependencies.get(key) {
             None => {
                 return outdated(format!(
                     "`{key}` is patched but the lockfile has no patch for it"
                 ));
             }
-            Some(locked) if *locked != hash(&text) => {
+            Some(locked) if locked != hash => {
+                let path = paths.get(key).map_or("", String::as_str);
                 return outdated(format!("the patch of `{key}` ({path}) changed"));
             }
             Some(_) => {}
@@ -78,7 +78,7 @@ pub(crate) fn check_lockfile(
     if let Some(key) = lockfile
         .patched_dependencies
         .keys()
-        .find(|key| !patches.contains_key(*key))
+        .find(|key| !hashes.contains_key(*key))
     {
         return outdated(format!(
             "`{key}` is patched in the lockfile but no longer configured"
