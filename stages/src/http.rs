@@ -174,8 +174,8 @@ impl HttpClient {
 /// The answer to a conditional GET of a registry document.
 pub enum Document {
     NotModified,
+    /// The body is in the caller's buffer.
     Body {
-        body: Vec<u8>,
         etag: Option<String>,
         last_modified: Option<String>,
         /// Served as an abbreviated packument (`application/vnd.npm.install-v1+json`).
@@ -195,6 +195,7 @@ impl HttpClient {
         accept: &str,
         etag: Option<&str>,
         last_modified: Option<&str>,
+        body: &mut Vec<u8>,
     ) -> Result<Document, HttpFailure> {
         // Packuments are JSON that gzip shrinks ~8x (next's 20 MB document to ~2 MB), and the
         // npm registry compresses when asked, as npm and pnpm ask.
@@ -256,9 +257,12 @@ impl HttpClient {
         let expected = length
             .unwrap_or(0)
             .saturating_mul(if gzip { 10 } else { 1 });
-        // Ordinary pages, not transparent huge ones: measured here, a huge page's first touch
-        // took ~6 ms and they cost p0 3% of its CPU (PERF.md, session 21).
-        let mut body = Vec::with_capacity(expected.min(MAX_DOCUMENT_BYTES) as usize);
+        // The caller's buffer, reused from document to document: its pages are touched once
+        // (first touches were 6% of a cold resolution's CPU), and they are ordinary pages,
+        // not transparent huge ones: measured here, a huge page's first touch took ~6 ms and
+        // they cost p0 3% of its CPU (PERF.md, session 21).
+        body.clear();
+        body.reserve(expected.min(MAX_DOCUMENT_BYTES) as usize);
         let mut reader = response
             .into_body()
             .into_with_config()
@@ -268,8 +272,8 @@ impl HttpClient {
             // The same cap on what it inflates to: a gzip bomb is refused, not buffered.
             true => flate2::read::MultiGzDecoder::new(reader)
                 .take(MAX_DOCUMENT_BYTES + 1)
-                .read_to_end(&mut body),
-            false => reader.read_to_end(&mut body),
+                .read_to_end(body),
+            false => reader.read_to_end(body),
         };
         let failure = |message: String| HttpFailure {
             message,
@@ -283,12 +287,7 @@ impl HttpClient {
                 ..failure(format!("inflates to over {MAX_DOCUMENT_BYTES} bytes"))
             });
         }
-        // The packument keeps this buffer through resolution: not the guess's spare room.
-        if gzip && body.capacity() > body.len() + body.len() / 4 {
-            body.shrink_to_fit();
-        }
         Ok(Document::Body {
-            body,
             etag,
             last_modified,
             abbreviated,

@@ -104,34 +104,67 @@ impl VersionManifest {
 pub struct PackumentError(pub String);
 
 impl Packument {
-    pub fn parse(body: Vec<u8>) -> Result<Self, PackumentError> {
-        let raw: RawPackument<'_> =
-            serde_json::from_slice(&body).map_err(|error| PackumentError(error.to_string()))?;
-        let time: crate::fast_hash::FastMap<&str, i64> = raw
-            .time
+    /// Parses a registry document and keeps a compact copy of it: the top-level fields read
+    /// here and, of each version, only the fields [`RawVersion`] reads (`dist` cut to its
+    /// tarball and hashes). A full document is mostly what installs never read (realworld's
+    /// 145 MB of packuments keep ~25 MB: no `scripts`, `devDependencies`, `contributors`,
+    /// signatures), and the copy is what stays in memory and goes to the metadata cache.
+    /// Compacting a compact document changes nothing.
+    pub fn parse(body: &[u8]) -> Result<Self, PackumentError> {
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        let raw = serde::de::DeserializeSeed::deserialize(
+            TopLevel { size: body.len() },
+            &mut deserializer,
+        )
+        .and_then(|raw| deserializer.end().map(|()| raw))
+        .map_err(|error| PackumentError(error.to_string()))?;
+        let time_pairs: Pairs<'_> = typed(raw.time);
+        let time: crate::fast_hash::FastMap<&str, i64> = time_pairs
             .0
             .iter()
             .filter_map(|(key, value)| Some((key.as_ref(), parse_iso_time(value)?)))
             .collect();
-        let name = raw.name.0.as_deref().unwrap_or_default().to_owned();
-        let modified = raw.modified.0.as_deref().and_then(parse_iso_time);
+        let name = typed::<MaybeStr<'_>>(raw.name)
+            .0
+            .as_deref()
+            .unwrap_or_default()
+            .to_owned();
+        let modified = typed::<MaybeStr<'_>>(raw.modified)
+            .0
+            .as_deref()
+            .and_then(parse_iso_time);
         // Abbreviated whatever its media type says: a `modified` and no `time` map.
-        let abbreviated = raw.time.0.is_empty() && modified.is_some();
-        let base = body.as_ptr() as usize;
-        let span = |text: &str| {
-            let start = text.as_ptr() as usize - base;
-            start..start + text.len()
-        };
-        let mut versions = Vec::with_capacity(raw.versions.0.len());
-        for (key, value) in &raw.versions.0 {
-            // Unparsable versions (ancient packages) can never match a range: skip them.
-            let Ok(version) = Version::parse(key.as_ref()) else {
-                continue;
-            };
+        let abbreviated = time_pairs.0.is_empty() && modified.is_some();
+        let dist_tags = typed::<Pairs<'_>>(raw.dist_tags)
+            .0
+            .iter()
+            .map(|(tag, value)| (tag.to_string(), value.to_string()))
+            .collect();
+
+        // The versions came first; the other kept fields follow them.
+        let mut compact = raw.text;
+        let top = [
+            ("name", raw.name),
+            ("dist-tags", raw.dist_tags),
+            ("modified", raw.modified),
+            ("time", raw.time),
+        ];
+        for (key, value) in top {
+            if let Some(value) = value {
+                compact.push(b',');
+                write_key(&mut compact, &Cow::Borrowed(key));
+                compact.extend_from_slice(value.get().as_bytes());
+            }
+        }
+        compact.push(b'}');
+        compact.shrink_to_fit();
+
+        let mut versions = Vec::with_capacity(raw.entries.len());
+        for (key, version, span) in raw.entries {
             versions.push(PublishedVersion {
                 published: time.get(key.as_ref()).copied(),
                 deprecated: std::sync::OnceLock::new(),
-                span: span(value.get()),
+                span,
                 manifest: std::sync::OnceLock::new(),
                 version,
             });
@@ -145,13 +178,6 @@ impl Packument {
             }
             same
         });
-        let dist_tags = raw
-            .dist_tags
-            .0
-            .iter()
-            .map(|(tag, value)| (tag.to_string(), value.to_string()))
-            .collect();
-        drop(raw);
         Ok(Packument {
             name,
             dist_tags,
@@ -159,7 +185,7 @@ impl Packument {
             unrevalidated: false,
             modified,
             abbreviated,
-            body,
+            body: compact,
         })
     }
 
@@ -195,7 +221,7 @@ impl Packument {
         })
     }
 
-    /// The document as received (written to the metadata cache).
+    /// The compact document (written to the metadata cache).
     pub fn body(&self) -> &[u8] {
         &self.body
     }
@@ -365,24 +391,260 @@ pub fn parse_iso_time(text: &str) -> Option<i64> {
     Some(days * 86_400 + hour * 3600 + minute * 60 + second)
 }
 
-#[derive(Deserialize)]
+/// A packument's top level: the fields kept, unparsed, and `versions` compacted as it is read
+/// into `text`, which starts the compact document (`{"versions":{..}`; the rest is appended).
 struct RawPackument<'a> {
-    #[serde(borrow, default)]
-    name: MaybeStr<'a>,
-    #[serde(borrow, default, rename = "dist-tags")]
-    dist_tags: Pairs<'a>,
-    #[serde(borrow, default)]
-    versions: RawEntries<'a>,
-    #[serde(borrow, default)]
-    time: Pairs<'a>,
-    #[serde(borrow, default)]
-    modified: MaybeStr<'a>,
+    name: Option<&'a serde_json::value::RawValue>,
+    dist_tags: Option<&'a serde_json::value::RawValue>,
+    time: Option<&'a serde_json::value::RawValue>,
+    modified: Option<&'a serde_json::value::RawValue>,
+    text: Vec<u8>,
+    /// Each parsable version's key, and its span in `text`, in document order.
+    entries: Vec<(Cow<'a, str>, Version, std::ops::Range<usize>)>,
 }
 
-/// An object's entries in document order, values unparsed. (A `HashMap` here hashed every
-/// version key of every packument with SipHash, only to be iterated once.)
-#[derive(Default)]
-struct RawEntries<'a>(Vec<(Cow<'a, str>, &'a serde_json::value::RawValue)>);
+/// Reads a [`RawPackument`] from a document of `size` bytes.
+struct TopLevel {
+    size: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for TopLevel {
+    type Value = RawPackument<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopLevel {
+    type Value = RawPackument<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a packument object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        // Room for the whole document: only the pages written are ever touched, and the
+        // text never moves while it grows.
+        let mut text = Vec::with_capacity(self.size + 32);
+        text.extend_from_slice(b"{\"versions\":");
+        let mut raw = RawPackument {
+            name: None,
+            dist_tags: None,
+            time: None,
+            modified: None,
+            text,
+            entries: Vec::new(),
+        };
+        let mut versions = false;
+        while let Some(key) = map.next_key::<MaybeStr<'de>>()? {
+            let slot = match key.0.as_deref() {
+                Some("name") => &mut raw.name,
+                Some("dist-tags") => &mut raw.dist_tags,
+                Some("time") => &mut raw.time,
+                Some("modified") => &mut raw.modified,
+                Some("versions") => {
+                    if std::mem::replace(&mut versions, true) {
+                        return Err(A::Error::duplicate_field("versions"));
+                    }
+                    map.next_value_seed(VersionsSeed {
+                        text: &mut raw.text,
+                        entries: &mut raw.entries,
+                    })?;
+                    continue;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            if slot.is_some() {
+                return Err(A::Error::custom(format!(
+                    "duplicate field `{}`",
+                    key.0.unwrap_or_default()
+                )));
+            }
+            *slot = map.next_value::<Option<&'de serde_json::value::RawValue>>()?;
+        }
+        if !versions {
+            raw.text.extend_from_slice(b"{}");
+        }
+        Ok(raw)
+    }
+}
+
+/// The fields of a version's manifest that [`RawVersion`] reads (`dist` is cut to its own).
+fn is_version_field(key: &str) -> bool {
+    matches!(
+        key,
+        "dependencies"
+            | "optionalDependencies"
+            | "peerDependencies"
+            | "peerDependenciesMeta"
+            | "engines"
+            | "os"
+            | "cpu"
+            | "libc"
+            | "deprecated"
+            | "bin"
+            | "directories"
+            | "bundleDependencies"
+            | "bundledDependencies"
+    )
+}
+
+/// The fields of `dist` that [`RawDist`] reads.
+fn is_dist_field(key: &str) -> bool {
+    matches!(key, "tarball" | "integrity" | "shasum")
+}
+
+/// A kept top-level value read as `T` (its default when absent).
+fn typed<'a, T: Deserialize<'a> + Default>(raw: Option<&'a serde_json::value::RawValue>) -> T {
+    raw.and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .unwrap_or_default()
+}
+
+/// `"key":`, escaped as JSON needs. A key borrowed from the document had no escapes, so its
+/// text is already a valid JSON string's.
+#[allow(clippy::ptr_arg)] // Borrowed or owned is what says whether to escape.
+fn write_key(out: &mut Vec<u8>, key: &Cow<'_, str>) {
+    match key {
+        Cow::Borrowed(key) => {
+            out.push(b'"');
+            out.extend_from_slice(key.as_bytes());
+            out.push(b'"');
+        }
+        // Writing a `str` to a `Vec` cannot fail.
+        Cow::Owned(key) => drop(serde_json::to_writer(&mut *out, key)),
+    }
+    out.push(b':');
+}
+
+/// Writes the `versions` object to `text`, each version cut to the fields
+/// [`is_version_field`] names, and notes each parsable version's span in it.
+struct VersionsSeed<'t, 'a> {
+    text: &'t mut Vec<u8>,
+    entries: &'t mut Vec<(Cow<'a, str>, Version, std::ops::Range<usize>)>,
+}
+
+impl<'de: 'a, 'a> serde::de::DeserializeSeed<'de> for VersionsSeed<'_, 'a> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de: 'a, 'a> Visitor<'de> for VersionsSeed<'_, 'a> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a map")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.entries.reserve(map.size_hint().unwrap_or(0));
+        self.text.push(b'{');
+        let mut first = true;
+        while let Some(key) = map.next_key::<MaybeStr<'a>>()? {
+            // Unparsable versions (ancient packages) can never match a range: dropped.
+            let version = key.0.as_deref().and_then(|key| Version::parse(key).ok());
+            let (Some(key), Some(version)) = (key.0, version) else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            if !std::mem::replace(&mut first, false) {
+                self.text.push(b',');
+            }
+            write_key(self.text, &key);
+            let start = self.text.len();
+            map.next_value_seed(Kept {
+                version: true,
+                out: &mut *self.text,
+            })?;
+            let span = start..self.text.len();
+            self.entries.push((key, version, span));
+        }
+        self.text.push(b'}');
+        Ok(())
+    }
+}
+
+/// Writes an object's listed fields (and `dist`'s, when listed among a version's) to `out` as
+/// an object, values as they are in the document. Any other value becomes `{}`, which the
+/// readers take as they took the value itself: as no fields.
+struct Kept<'o> {
+    /// A version's manifest, else its `dist`.
+    version: bool,
+    out: &'o mut Vec<u8>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Kept<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Kept<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.out.push(b'{');
+        let mut first = true;
+        while let Some(key) = map.next_key::<MaybeStr<'de>>()? {
+            let Some(key) = key.0 else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            let dist = self.version && key == "dist";
+            let kept = match self.version {
+                true => dist || is_version_field(&key),
+                false => is_dist_field(&key),
+            };
+            if !kept {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            if !first {
+                self.out.push(b',');
+            }
+            first = false;
+            write_key(self.out, &key);
+            if dist {
+                map.next_value_seed(Kept {
+                    version: false,
+                    out: &mut *self.out,
+                })?;
+            } else {
+                let value = map.next_value::<&'de serde_json::value::RawValue>()?;
+                self.out.extend_from_slice(value.get().as_bytes());
+            }
+        }
+        self.out.push(b'}');
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        self.visit_unit()
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        self.visit_unit()
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.visit_unit()
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        self.visit_unit()
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        self.visit_unit()
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        self.visit_unit()
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.out.extend_from_slice(b"{}");
+        Ok(())
+    }
+}
 
 #[derive(Deserialize)]
 struct DeprecationOnly<'a> {
@@ -560,26 +822,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
             ignore_scalars!(Pairs<'a>, Pairs::default());
         }
         deserializer.deserialize_any(V(std::marker::PhantomData))
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for RawEntries<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = RawEntries<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a map")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some(entry) = map.next_entry()? {
-                    entries.push(entry);
-                }
-                Ok(RawEntries(entries))
-            }
-        }
-        deserializer.deserialize_map(V(std::marker::PhantomData))
     }
 }
 
@@ -801,7 +1043,7 @@ mod tests {
             "name": "p", "dist-tags": {"latest": latest, "next": "3.0.0-rc.1"}, "versions": versions,
             "time": {"created": "2020-01-01T00:00:00.000Z", "unpublished": {"time": "x"}}
         });
-        Packument::parse(body.to_string().into_bytes()).unwrap()
+        Packument::parse(body.to_string().as_bytes()).unwrap()
     }
 
     fn pick(p: &Packument, spec: &str) -> Option<String> {
@@ -854,7 +1096,7 @@ mod tests {
             "versions":{"1.0.0":{"dist":{"tarball":"first"}},"1.1.0":{"deprecated":"use 2"},
                 "1.0.0":{"dist":{"tarball":"second"}},"1.2.0":{"deprecated":""}},
             "time":{"created":"2019-01-01T00:00:00.000Z","1.0.0":"1970-01-02T00:00:01.000Z"}}"#;
-        let p = Packument::parse(body.to_vec()).unwrap();
+        let p = Packument::parse(body).unwrap();
         let listed: Vec<_> = p.versions.iter().map(|v| v.version.to_string()).collect();
         assert_eq!(listed, ["1.0.0", "1.1.0", "1.2.0"]);
         // A key given twice: the last one counts, as in a map.
@@ -886,7 +1128,7 @@ mod tests {
             "versions":{"1.0.0":{},"1.1.0":{},"2.0.0":{},"3.0.0-rc.1":{}},
             "time":{"1.0.0":"1970-01-01T00:00:10.000Z","1.1.0":"1970-01-01T00:00:20.000Z",
                 "2.0.0":"1970-01-01T01:00:00.000Z","3.0.0-rc.1":"1970-01-01T02:00:00.000Z"}}"#;
-        let p = Packument::parse(body.to_vec()).unwrap();
+        let p = Packument::parse(body).unwrap();
         let pick_aged = |spec: &str, cutoff: i64, exclude: &[String]| {
             let release_age = ReleaseAge::new(Some(cutoff), exclude).unwrap();
             let options = PickOptions {
@@ -910,12 +1152,79 @@ mod tests {
         );
     }
 
+    /// The compact copy reads as the document did, without the fields nothing reads, and
+    /// compacting it again changes nothing.
+    #[test]
+    fn keeps_a_compact_document_that_reads_the_same() {
+        let body = br#"{"_id":"c","name":"c","readme":"long text","dist-tags":{"latest":"1.0.0"},
+            "versions":{"1.0.0":{"name":"c","version":"1.0.0","scripts":{"postinstall":"x"},
+                "devDependencies":{"d":"1"},"dependencies":{"a":"^1","a\"b":"2"},
+                "peerDependencies":{"p":"2"},"peerDependenciesMeta":{"p":{"optional":true}},
+                "dist":{"tarball":"t.tgz","integrity":"sha512-x","signatures":[{"sig":"s"}],
+                    "fileCount":3},"engines":{"node":">=18"},"os":["linux"],"cpu":"x64",
+                "bin":{"c":"c.js"},"deprecated":"old","description":"says \"deprecated\""},
+              "1.0.1-\u0062eta":{"dependencies":{"o":"1"},"optionalDependencies":{"q":"1"},"bundleDependencies":true,
+                "directories":{"bin":"b"},"libc":["glibc"],"dist":"odd"},
+              "not a version":{"dependencies":{}},
+              "2.0.0":["odd"]},
+            "time":{"1.0.0":"2020-01-01T00:00:00.000Z"},"users":{"x":true}}"#;
+        let p = Packument::parse(body).unwrap();
+        let text = std::str::from_utf8(p.body()).unwrap();
+        for gone in [
+            "readme",
+            "scripts",
+            "devDependencies",
+            "signatures",
+            "fileCount",
+            "description",
+            "users",
+            "_id",
+            "not a version",
+        ] {
+            assert!(!text.contains(gone), "{gone} kept in {text}");
+        }
+        let again = Packument::parse(p.body()).unwrap();
+        assert_eq!(again.body(), p.body());
+        assert_eq!(again.dist_tags, p.dist_tags);
+        assert_eq!(p.name, "c");
+
+        // Each manifest as read from the original version object.
+        let original: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let listed: Vec<_> = p.versions.iter().map(|v| v.version.to_string()).collect();
+        assert_eq!(listed, ["1.0.0", "1.0.1-beta", "2.0.0"]);
+        for (published, reread) in p.versions.iter().zip(&again.versions) {
+            let key = published.version.to_string();
+            let text = original["versions"][&key].to_string();
+            let raw: RawVersion<'_> = serde_json::from_str(&text).unwrap_or_default();
+            let expected = raw.to_manifest("c", &published.version.to_string());
+            assert_eq!(
+                format!("{:?}", p.manifest(published)),
+                format!("{expected:?}")
+            );
+            assert_eq!(
+                format!("{:?}", again.manifest(reread)),
+                format!("{expected:?}")
+            );
+            assert_eq!(p.is_deprecated(published), key == "1.0.0");
+            assert_eq!(published.published, reread.published);
+        }
+        let manifest = p.manifest(&p.versions[0]);
+        assert_eq!(manifest.tarball.as_deref(), Some("t.tgz"));
+        assert_eq!(manifest.dependencies.len(), 2);
+        assert_eq!(manifest.optional_peers, ["p"]);
+        assert!(manifest.has_bin);
+        assert_eq!(p.versions[0].published, Some(1_577_836_800));
+        let beta = p.manifest(&p.versions[1]);
+        assert_eq!(beta.bundled_dependencies, ["o"]);
+        assert!(beta.has_bin && beta.tarball.is_none());
+    }
+
     #[test]
     fn parses_lenient_fields_and_times() {
         let body = br#"{"name":"old","versions":{"0.1.0":{"engines":["node >=0.4"],"os":"linux",
             "dependencies":{"a":"1","b":{"bad":1}},"deprecated":false,"bin":"x.js",
             "peerDependenciesMeta":{"p":{"optional":true}},"dist":{"shasum":"0123456789abcdef0123456789abcdef01234567"}}}}"#;
-        let p = Packument::parse(body.to_vec()).unwrap();
+        let p = Packument::parse(body).unwrap();
         let manifest = p.manifest(&p.versions[0]);
         assert!(manifest.engines.is_empty());
         assert_eq!(manifest.os.as_deref(), Some(&["linux".to_owned()][..]));
@@ -935,6 +1244,6 @@ mod tests {
             parse_iso_time("2020-01-01T00:00:00.000Z"),
             Some(1_577_836_800)
         );
-        assert!(Packument::parse(b"{\"versions\": [".to_vec()).is_err());
+        assert!(Packument::parse(b"{\"versions\": [").is_err());
     }
 }

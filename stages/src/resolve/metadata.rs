@@ -109,8 +109,15 @@ impl MetadataFetcher<'_> {
     /// As pnpm 12 does it: the abbreviated document, then, when `minimumReleaseAge` applies and
     /// it was modified since the cutoff, the full one, whose `time` says which versions are old
     /// enough. A registry that answers with the full document is asked once.
-    pub fn load(&self, context: &StageContext, request: &PackumentRequest) -> Loaded {
-        let (result, bytes, entry) = self.load_kind(context, request, Kind::Abbreviated);
+    ///
+    /// `buffer` holds each document while it is parsed (the caller's, reused).
+    pub fn load(
+        &self,
+        context: &StageContext,
+        request: &PackumentRequest,
+        buffer: &mut Vec<u8>,
+    ) -> Loaded {
+        let (result, bytes, entry) = self.load_kind(context, request, Kind::Abbreviated, buffer);
         let abbreviated = match &result {
             Ok(packument)
                 if packument.needs_publish_times(self.release_age.cutoff_for(&request.0)) =>
@@ -126,7 +133,7 @@ impl MetadataFetcher<'_> {
                 let _ = write_cache(path, entry, abbreviated.body(), &mut compressor);
             }
         }
-        let (full, full_bytes, full_entry) = self.load_kind(context, request, Kind::Full);
+        let (full, full_bytes, full_entry) = self.load_kind(context, request, Kind::Full, buffer);
         match full {
             // Offline without a full copy: the versions' ages are unknown, all count as old.
             Err(_) if self.mode == CacheMode::Offline => {
@@ -146,19 +153,20 @@ impl MetadataFetcher<'_> {
         context: &StageContext,
         (name, refresh): &PackumentRequest,
         kind: Kind,
+        buffer: &mut Vec<u8>,
     ) -> Loaded {
         let mode = match self.mode {
             CacheMode::PreferOffline if *refresh => CacheMode::Revalidate,
             mode => mode,
         };
         let path = self.cache_path(name, kind);
-        let cached = read_cache(&path);
+        let cached = read_cache(&path, buffer);
         let url = match self.url(name) {
             Ok(url) => url,
             Err(error) => return (Err(error), 0, None),
         };
         // `unrevalidated`: served from the cache without asking the registry.
-        let parse = |body: Vec<u8>, abbreviated: bool, unrevalidated: bool| {
+        let parse = |body: &[u8], abbreviated: bool, unrevalidated: bool| {
             Packument::parse(body)
                 .map(|mut packument| {
                     packument.unrevalidated = unrevalidated;
@@ -170,7 +178,8 @@ impl MetadataFetcher<'_> {
         let (etag, last_modified) = match cached {
             Some(entry) if mode != CacheMode::Revalidate => {
                 let unrevalidated = mode == CacheMode::PreferOffline;
-                return (parse(entry.body, entry.abbreviated, unrevalidated), 0, None);
+                let body = &buffer[entry.body_start..];
+                return (parse(body, entry.abbreviated, unrevalidated), 0, None);
             }
             None if mode == CacheMode::Offline => {
                 return (
@@ -193,10 +202,26 @@ impl MetadataFetcher<'_> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match client.get_document(&url, accept, etag.as_deref(), last_modified.as_deref()) {
+            // A 304 needs the cached body: the response goes to a buffer of its own then.
+            let mut own = Vec::new();
+            let target = match cached {
+                Some(_) => &mut own,
+                None => &mut *buffer,
+            };
+            let answer = client.get_document(
+                &url,
+                accept,
+                etag.as_deref(),
+                last_modified.as_deref(),
+                target,
+            );
+            match answer {
                 Ok(Document::NotModified) => {
                     return match cached {
-                        Some(entry) => (parse(entry.body, entry.abbreviated, false), 0, None),
+                        Some(entry) => {
+                            let body = &buffer[entry.body_start..];
+                            (parse(body, entry.abbreviated, false), 0, None)
+                        }
                         None => (
                             Err(format!(
                                 "{url} answered 304 Not Modified to a plain request"
@@ -207,18 +232,18 @@ impl MetadataFetcher<'_> {
                     };
                 }
                 Ok(Document::Body {
-                    body,
                     etag,
                     last_modified,
                     abbreviated,
                 }) => {
+                    let body = if cached.is_some() { &own } else { &*buffer };
                     let bytes = body.len() as u64;
                     let parsed = parse(body, abbreviated, false);
                     let entry = parsed.is_ok().then_some(CacheEntry {
                         etag,
                         last_modified,
                         abbreviated,
-                        body: Vec::new(),
+                        body_start: 0,
                     });
                     return (parsed, bytes, entry.map(|entry| (path, entry)));
                 }
@@ -260,8 +285,9 @@ pub fn run_metadata_worker(
     // One compression context per thread: creating one per packument costs more than
     // compressing a small one.
     let mut compressor = zstd::bulk::Compressor::new(CACHE_LEVEL).ok();
+    let mut buffer = Vec::new();
     while let Some(request) = context.recv(input) {
-        let (result, bytes, cache) = metadata.load(context, &request);
+        let (result, bytes, cache) = metadata.load(context, &request, &mut buffer);
         let name = request.0;
         context.record_item(bytes);
         let packument = result.as_ref().ok().cloned();
@@ -284,29 +310,30 @@ pub struct CacheEntry {
     last_modified: Option<String>,
     /// The body is an abbreviated packument.
     abbreviated: bool,
-    body: Vec<u8>,
+    /// Where the body starts in the buffer it was read into.
+    body_start: usize,
 }
 
 /// Format: zstd of `{"etag":..,"last_modified":..,"abbreviated":..}\n<packument JSON>` (one or
 /// more frames; no `abbreviated`: a full document).
-fn read_cache(path: &Path) -> Option<CacheEntry> {
+/// Decompressed into `data`.
+fn read_cache(path: &Path, data: &mut Vec<u8>) -> Option<CacheEntry> {
     let file = std::fs::File::open(path).ok()?;
-    let mut data = Vec::new();
+    data.clear();
     zstd::stream::read::Decoder::new(file)
         .ok()?
-        .read_to_end(&mut data)
+        .read_to_end(data)
         .ok()?;
     let newline = data.iter().position(|&b| b == b'\n')?;
     let header: serde_json::Value = serde_json::from_slice(&data[..newline]).ok()?;
     let text = |key: &str| header.get(key).and_then(|v| v.as_str()).map(str::to_owned);
     let (etag, last_modified) = (text("etag"), text("last_modified"));
     let abbreviated = header.get("abbreviated") == Some(&serde_json::Value::Bool(true));
-    data.drain(..=newline);
     Some(CacheEntry {
         etag,
         last_modified,
         abbreviated,
-        body: data,
+        body_start: newline + 1,
     })
 }
 
@@ -363,17 +390,18 @@ mod tests {
             etag: Some("\"abc\"".into()),
             last_modified: None,
             abbreviated: true,
-            body: Vec::new(),
+            body_start: 0,
         };
         let mut compressor = zstd::bulk::Compressor::new(CACHE_LEVEL).unwrap();
         write_cache(&path, &entry, b"{\"name\":\"@s/x\"}", &mut compressor).unwrap();
-        let read = read_cache(&path).unwrap();
+        let mut data = Vec::new();
+        let read = read_cache(&path, &mut data).unwrap();
         assert_eq!(read.etag.as_deref(), Some("\"abc\""));
         assert_eq!(read.last_modified, None);
         assert!(read.abbreviated);
-        assert_eq!(read.body, b"{\"name\":\"@s/x\"}");
+        assert_eq!(&data[read.body_start..], b"{\"name\":\"@s/x\"}");
         // A torn or foreign file is a miss, not an error.
         std::fs::write(&path, b"garbage").unwrap();
-        assert!(read_cache(&path).is_none());
+        assert!(read_cache(&path, &mut data).is_none());
     }
 }

@@ -34,7 +34,7 @@ impl PackumentSource for FixtureSource {
             .join(&name)
             .join("packument.json");
         let result = match std::fs::read_to_string(&path) {
-            Ok(text) => Packument::parse(text.replace("{{REGISTRY}}", REGISTRY).into_bytes())
+            Ok(text) => Packument::parse(text.replace("{{REGISTRY}}", REGISTRY).as_bytes())
                 .map(Arc::new)
                 .map_err(|e| e.0),
             Err(_) => Err("HTTP 404 Not Found".to_owned()),
@@ -162,7 +162,7 @@ impl PackumentSource for MemorySource {
     fn next(&mut self) -> Option<(String, Result<Arc<Packument>, String>)> {
         let name = self.queue.pop_front()?;
         let result = match self.packuments.get(&name) {
-            Some(text) => Packument::parse(text.clone().into_bytes())
+            Some(text) => Packument::parse(text.as_bytes())
                 .map(Arc::new)
                 .map_err(|e| e.0),
             None => Err("HTTP 404 Not Found".to_owned()),
