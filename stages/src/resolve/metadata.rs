@@ -31,9 +31,9 @@ pub type PackumentResult = (String, Result<Arc<Packument>, String>);
 /// (the cached copy had no version for a range).
 pub type PackumentRequest = (String, bool);
 
-/// zstd's fast level 3 (-3): realworld's 965 packuments (145 MB) compress 8.9x at ~2 GB/s and
-/// decompress at ~6.9 GB/s, against level 1's 12.3x at ~1.2 and ~3.5 GB/s. A cold resolution
-/// is CPU-bound, so the cache takes 16 MB instead of 12 for half the compression CPU (PERF.md).
+/// zstd's fast level 3 (-3). The cache holds compact documents ([`Packument::body`]):
+/// realworld's 36.7 MB compress 2.8x at ~1 GB/s (level 1: 3.9x at ~0.5 GB/s). A cold resolution
+/// is CPU-bound, so the cache takes 13 MB instead of 9.5 for half the compression CPU (PERF.md).
 const CACHE_LEVEL: i32 = -3;
 
 /// A packument (or why not), the bytes downloaded for it, and the cache entry to write.
