@@ -8,7 +8,7 @@ seconds=${1:-30}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # cargo fuzz passes nightly-only flags; the machines have one stable toolchain.
 export RUSTC_BOOTSTRAP=1
-for target in lockfile tarball; do
+for target in lockfile tarball packument; do
   corpus=$(mktemp -d)
   cp fuzz/seeds/"$target"/* "$corpus"/
   cargo fuzz run --sanitizer none "$target" "$corpus" -- -max_total_time="$seconds" 2>&1 | tail -n 1

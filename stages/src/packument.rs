@@ -99,6 +99,16 @@ impl VersionManifest {
     }
 }
 
+impl VersionManifest {
+    /// One version's object of a registry document, read as [`Packument::manifest`] reads the
+    /// compact copy (the `packument` fuzz target compares the two).
+    #[doc(hidden)]
+    pub fn from_version_json(text: &[u8], name: &str, version: &str) -> Self {
+        let raw: RawVersion<'_> = serde_json::from_slice(text).unwrap_or_default();
+        raw.to_manifest(name, version)
+    }
+}
+
 /// Why a packument could not be used.
 #[derive(Debug)]
 pub struct PackumentError(pub String);
@@ -205,8 +215,9 @@ impl Packument {
             .get_or_init(|| {
                 let text = &self.body[published.span.clone()];
                 let version = published.version.to_string();
-                let raw: RawVersion<'_> = serde_json::from_slice(text).unwrap_or_default();
-                Arc::new(raw.to_manifest(&self.name, &version))
+                Arc::new(VersionManifest::from_version_json(
+                    text, &self.name, &version,
+                ))
             })
             .clone()
     }
