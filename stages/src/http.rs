@@ -257,10 +257,10 @@ impl HttpClient {
         let expected = length
             .unwrap_or(0)
             .saturating_mul(if gzip { 10 } else { 1 });
-        // The caller's buffer, reused from document to document: its pages are touched once
-        // (first touches were 6% of a cold resolution's CPU), and they are ordinary pages,
-        // not transparent huge ones: measured here, a huge page's first touch took ~6 ms and
-        // they cost p0 3% of its CPU (PERF.md, session 21).
+        // The caller's buffer, reused from document to document, so its pages fault once per
+        // thread rather than once per document (page faults were ~6% of p0's CPU). Ordinary
+        // pages, not transparent huge ones: measured here, a huge page's first touch took ~6 ms
+        // and they cost p0 3% of its CPU (PERF.md, session 21).
         body.clear();
         body.reserve(expected.min(MAX_DOCUMENT_BYTES) as usize);
         let mut reader = response
