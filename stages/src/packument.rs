@@ -119,13 +119,26 @@ impl Packument {
     /// signatures), and the copy is what stays in memory and goes to the metadata cache.
     /// Compacting a compact document changes nothing.
     pub fn parse(body: &[u8]) -> Result<Self, PackumentError> {
+        Self::read(body, true)
+    }
+
+    /// Parses a document [`Packument::parse`] compacted (the metadata cache's) and keeps it
+    /// as it is: one pass that only notes where each version is, instead of rewriting them.
+    /// Any other document reads the same too, only kept whole.
+    pub fn parse_compacted(body: &[u8]) -> Result<Self, PackumentError> {
+        Self::read(body, false)
+    }
+
+    fn read(body: &[u8], compact: bool) -> Result<Self, PackumentError> {
         let mut deserializer = serde_json::Deserializer::from_slice(body);
-        let raw = serde::de::DeserializeSeed::deserialize(
-            TopLevel { size: body.len() },
-            &mut deserializer,
-        )
-        .and_then(|raw| deserializer.end().map(|()| raw))
-        .map_err(|error| PackumentError(error.to_string()))?;
+        let seed = TopLevel {
+            size: body.len(),
+            // Spans into `body` itself when it is kept as it is.
+            base: (!compact).then_some(body.as_ptr() as usize),
+        };
+        let raw = serde::de::DeserializeSeed::deserialize(seed, &mut deserializer)
+            .and_then(|raw| deserializer.end().map(|()| raw))
+            .map_err(|error| PackumentError(error.to_string()))?;
         let time_pairs: Pairs<'_> = typed(raw.time);
         let time: crate::fast_hash::FastMap<&str, i64> = time_pairs
             .0
@@ -149,23 +162,30 @@ impl Packument {
             .map(|(tag, value)| (tag.to_string(), value.to_string()))
             .collect();
 
-        // The versions came first; the other kept fields follow them.
-        let mut compact = raw.text;
-        let top = [
-            ("name", raw.name),
-            ("dist-tags", raw.dist_tags),
-            ("modified", raw.modified),
-            ("time", raw.time),
-        ];
-        for (key, value) in top {
-            if let Some(value) = value {
-                compact.push(b',');
-                write_key(&mut compact, &Cow::Borrowed(key));
-                compact.extend_from_slice(value.get().as_bytes());
+        let compact = match raw.text.is_empty() {
+            // Kept as it is (the spans are into `body`).
+            true => body.to_vec(),
+            // The versions came first; the other kept fields follow them.
+            false => {
+                let mut compact = raw.text;
+                let top = [
+                    ("name", raw.name),
+                    ("dist-tags", raw.dist_tags),
+                    ("modified", raw.modified),
+                    ("time", raw.time),
+                ];
+                for (key, value) in top {
+                    if let Some(value) = value {
+                        compact.push(b',');
+                        write_key(&mut compact, &Cow::Borrowed(key));
+                        compact.extend_from_slice(value.get().as_bytes());
+                    }
+                }
+                compact.push(b'}');
+                compact.shrink_to_fit();
+                compact
             }
-        }
-        compact.push(b'}');
-        compact.shrink_to_fit();
+        };
 
         let mut versions = Vec::with_capacity(raw.entries.len());
         for (key, version, span) in raw.entries {
@@ -415,6 +435,9 @@ struct RawPackument<'a> {
 /// Reads a [`RawPackument`] from a document of `size` bytes.
 struct TopLevel {
     size: usize,
+    /// Where the document starts, when it is kept as it is: versions are not rewritten then,
+    /// only their spans in it noted.
+    base: Option<usize>,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for TopLevel {
@@ -433,8 +456,11 @@ impl<'de> Visitor<'de> for TopLevel {
         use serde::de::Error;
         // Room for the whole document: only the pages written are ever touched, and the
         // text never moves while it grows.
-        let mut text = Vec::with_capacity(self.size + 32);
-        text.extend_from_slice(b"{\"versions\":");
+        let mut text = Vec::new();
+        if self.base.is_none() {
+            text.reserve(self.size + 32);
+            text.extend_from_slice(b"{\"versions\":");
+        }
         let mut raw = RawPackument {
             name: None,
             dist_tags: None,
@@ -457,6 +483,7 @@ impl<'de> Visitor<'de> for TopLevel {
                     map.next_value_seed(VersionsSeed {
                         text: &mut raw.text,
                         entries: &mut raw.entries,
+                        base: self.base,
                     })?;
                     continue;
                 }
@@ -473,7 +500,7 @@ impl<'de> Visitor<'de> for TopLevel {
             }
             *slot = map.next_value::<Option<&'de serde_json::value::RawValue>>()?;
         }
-        if !versions {
+        if !versions && self.base.is_none() {
             raw.text.extend_from_slice(b"{}");
         }
         Ok(raw)
@@ -532,6 +559,8 @@ fn write_key(out: &mut Vec<u8>, key: &Cow<'_, str>) {
 struct VersionsSeed<'t, 'a> {
     text: &'t mut Vec<u8>,
     entries: &'t mut Vec<(Cow<'a, str>, Version, std::ops::Range<usize>)>,
+    /// Set: nothing is written, spans are into the document that starts here.
+    base: Option<usize>,
 }
 
 impl<'de: 'a, 'a> serde::de::DeserializeSeed<'de> for VersionsSeed<'_, 'a> {
@@ -548,6 +577,18 @@ impl<'de: 'a, 'a> Visitor<'de> for VersionsSeed<'_, 'a> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         self.entries.reserve(map.size_hint().unwrap_or(0));
+        if let Some(base) = self.base {
+            while let Some(key) = map.next_key::<MaybeStr<'a>>()? {
+                let value = map.next_value::<&'de serde_json::value::RawValue>()?;
+                let version = key.0.as_deref().and_then(|key| Version::parse(key).ok());
+                if let (Some(key), Some(version)) = (key.0, version) {
+                    let start = value.get().as_ptr() as usize - base;
+                    let span = start..start + value.get().len();
+                    self.entries.push((key, version, span));
+                }
+            }
+            return Ok(());
+        }
         self.text.push(b'{');
         let mut first = true;
         while let Some(key) = map.next_key::<MaybeStr<'a>>()? {
@@ -1195,13 +1236,18 @@ mod tests {
         let again = Packument::parse(p.body()).unwrap();
         assert_eq!(again.body(), p.body());
         assert_eq!(again.dist_tags, p.dist_tags);
+        // As the metadata cache reads it back: kept as it is.
+        let cached = Packument::parse_compacted(p.body()).unwrap();
+        assert_eq!(cached.body(), p.body());
+        assert_eq!(cached.modified, p.modified);
         assert_eq!(p.name, "c");
 
         // Each manifest as read from the original version object.
         let original: serde_json::Value = serde_json::from_slice(body).unwrap();
         let listed: Vec<_> = p.versions.iter().map(|v| v.version.to_string()).collect();
         assert_eq!(listed, ["1.0.0", "1.0.1-beta", "2.0.0"]);
-        for (published, reread) in p.versions.iter().zip(&again.versions) {
+        let reread = again.versions.iter().zip(&cached.versions);
+        for (published, (reread, from_cache)) in p.versions.iter().zip(reread) {
             let key = published.version.to_string();
             let text = original["versions"][&key].to_string();
             let raw: RawVersion<'_> = serde_json::from_str(&text).unwrap_or_default();
@@ -1214,6 +1260,10 @@ mod tests {
                 format!("{:?}", again.manifest(reread)),
                 format!("{expected:?}")
             );
+            let cached_manifest = cached.manifest(from_cache);
+            assert_eq!(format!("{cached_manifest:?}"), format!("{expected:?}"));
+            assert_eq!(cached.is_deprecated(from_cache), key == "1.0.0");
+            assert_eq!(from_cache.published, published.published);
             assert_eq!(p.is_deprecated(published), key == "1.0.0");
             assert_eq!(published.published, reread.published);
         }

@@ -166,8 +166,13 @@ impl MetadataFetcher<'_> {
             Err(error) => return (Err(error), 0, None),
         };
         // `unrevalidated`: served from the cache without asking the registry.
-        let parse = |body: &[u8], abbreviated: bool, unrevalidated: bool| {
-            Packument::parse(body)
+        // A cached document was compacted when it was written: read as it is.
+        let parse = |body: &[u8], compacted: bool, abbreviated: bool, unrevalidated: bool| {
+            let parsed = match compacted {
+                true => Packument::parse_compacted(body),
+                false => Packument::parse(body),
+            };
+            parsed
                 .map(|mut packument| {
                     packument.unrevalidated = unrevalidated;
                     packument.abbreviated |= abbreviated;
@@ -179,7 +184,8 @@ impl MetadataFetcher<'_> {
             Some(entry) if mode != CacheMode::Revalidate => {
                 let unrevalidated = mode == CacheMode::PreferOffline;
                 let body = &buffer[entry.body_start..];
-                return (parse(body, entry.abbreviated, unrevalidated), 0, None);
+                let parsed = parse(body, entry.compacted, entry.abbreviated, unrevalidated);
+                return (parsed, 0, None);
             }
             None if mode == CacheMode::Offline => {
                 return (
@@ -220,7 +226,11 @@ impl MetadataFetcher<'_> {
                     return match cached {
                         Some(entry) => {
                             let body = &buffer[entry.body_start..];
-                            (parse(body, entry.abbreviated, false), 0, None)
+                            (
+                                parse(body, entry.compacted, entry.abbreviated, false),
+                                0,
+                                None,
+                            )
                         }
                         None => (
                             Err(format!(
@@ -238,11 +248,12 @@ impl MetadataFetcher<'_> {
                 }) => {
                     let body = if cached.is_some() { &own } else { &*buffer };
                     let bytes = body.len() as u64;
-                    let parsed = parse(body, abbreviated, false);
+                    let parsed = parse(body, false, abbreviated, false);
                     let entry = parsed.is_ok().then_some(CacheEntry {
                         etag,
                         last_modified,
                         abbreviated,
+                        compacted: true,
                         body_start: 0,
                     });
                     return (parsed, bytes, entry.map(|entry| (path, entry)));
@@ -310,12 +321,15 @@ pub struct CacheEntry {
     last_modified: Option<String>,
     /// The body is an abbreviated packument.
     abbreviated: bool,
+    /// The body is [`Packument::body`], compacted (caches written before that hold the
+    /// document as it came).
+    compacted: bool,
     /// Where the body starts in the buffer it was read into.
     body_start: usize,
 }
 
-/// Format: zstd of `{"etag":..,"last_modified":..,"abbreviated":..}\n<packument JSON>` (one or
-/// more frames; no `abbreviated`: a full document).
+/// Format: zstd of `{"etag":..,"last_modified":..,"abbreviated":..,"compacted":..}\n<packument
+/// JSON>` (one or more frames; no `abbreviated`: a full document; no `compacted`: as it came).
 /// Decompressed into `data`.
 fn read_cache(path: &Path, data: &mut Vec<u8>) -> Option<CacheEntry> {
     let file = std::fs::File::open(path).ok()?;
@@ -328,11 +342,13 @@ fn read_cache(path: &Path, data: &mut Vec<u8>) -> Option<CacheEntry> {
     let header: serde_json::Value = serde_json::from_slice(&data[..newline]).ok()?;
     let text = |key: &str| header.get(key).and_then(|v| v.as_str()).map(str::to_owned);
     let (etag, last_modified) = (text("etag"), text("last_modified"));
-    let abbreviated = header.get("abbreviated") == Some(&serde_json::Value::Bool(true));
+    let flag = |key: &str| header.get(key) == Some(&serde_json::Value::Bool(true));
+    let (abbreviated, compacted) = (flag("abbreviated"), flag("compacted"));
     Some(CacheEntry {
         etag,
         last_modified,
         abbreviated,
+        compacted,
         body_start: newline + 1,
     })
 }
@@ -351,6 +367,7 @@ fn write_cache(
         "etag": entry.etag,
         "last_modified": entry.last_modified,
         "abbreviated": entry.abbreviated,
+        "compacted": entry.compacted,
     });
     let mut compressed = compressor.compress(format!("{header}\n").as_bytes())?;
     compressed.extend_from_slice(&compressor.compress(body)?);
@@ -390,6 +407,7 @@ mod tests {
             etag: Some("\"abc\"".into()),
             last_modified: None,
             abbreviated: true,
+            compacted: true,
             body_start: 0,
         };
         let mut compressor = zstd::bulk::Compressor::new(CACHE_LEVEL).unwrap();
@@ -398,7 +416,7 @@ mod tests {
         let read = read_cache(&path, &mut data).unwrap();
         assert_eq!(read.etag.as_deref(), Some("\"abc\""));
         assert_eq!(read.last_modified, None);
-        assert!(read.abbreviated);
+        assert!(read.abbreviated && read.compacted);
         assert_eq!(&data[read.body_start..], b"{\"name\":\"@s/x\"}");
         // A torn or foreign file is a miss, not an error.
         std::fs::write(&path, b"garbage").unwrap();
