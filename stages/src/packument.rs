@@ -102,7 +102,11 @@ impl VersionManifest {
     /// compact copy (the `packument` fuzz target compares the two).
     #[doc(hidden)]
     pub fn from_version_json(text: &[u8], name: &str, version: &str) -> Self {
-        let raw: RawVersion<'_> = serde_json::from_slice(text).unwrap_or_default();
+        // Only an object has fields (serde would read an array's items as the fields, in order).
+        let raw: RawVersion<'_> = match text.trim_ascii_start().first() {
+            Some(b'{') => serde_json::from_slice(text).unwrap_or_default(),
+            _ => RawVersion::default(),
+        };
         raw.to_manifest(name, version)
     }
 }
@@ -1216,7 +1220,7 @@ mod tests {
               "1.0.1-\u0062eta":{"dependencies":{"o":"1"},"optionalDependencies":{"q":"1"},"bundleDependencies":true,
                 "directories":{"bin":"b"},"libc":["glibc"],"dist":"odd"},
               "not a version":{"dependencies":{}},
-              "2.0.0":["odd"]},
+              "2.0.0":[{"x":"1"}]},
             "time":{"1.0.0":"2020-01-01T00:00:00.000Z"},"users":{"x":true}}"#;
         let p = Packument::parse(body).unwrap();
         let text = std::str::from_utf8(p.body()).unwrap();
@@ -1250,8 +1254,8 @@ mod tests {
         for (published, (reread, from_cache)) in p.versions.iter().zip(reread) {
             let key = published.version.to_string();
             let text = original["versions"][&key].to_string();
-            let raw: RawVersion<'_> = serde_json::from_str(&text).unwrap_or_default();
-            let expected = raw.to_manifest("c", &published.version.to_string());
+            let version = published.version.to_string();
+            let expected = VersionManifest::from_version_json(text.as_bytes(), "c", &version);
             assert_eq!(
                 format!("{:?}", p.manifest(published)),
                 format!("{expected:?}")
@@ -1276,6 +1280,8 @@ mod tests {
         let beta = p.manifest(&p.versions[1]);
         assert_eq!(beta.bundled_dependencies, ["o"]);
         assert!(beta.has_bin && beta.tarball.is_none());
+        // A version that is not an object has no fields, whichever way it is read.
+        assert!(p.manifest(&p.versions[2]).dependencies.is_empty());
     }
 
     #[test]
