@@ -6,7 +6,7 @@
 //! escapes and skips every field not listed here, so the cost is one pass over the bytes.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use nodejs_semver::{Range, Version};
@@ -716,7 +716,8 @@ struct RawVersion<'a> {
     #[serde(borrow, default)]
     peer_dependencies: Pairs<'a>,
     #[serde(borrow, default)]
-    peer_dependencies_meta: Loose<HashMap<Cow<'a, str>, Loose<PeerMeta>>>,
+    // Ordered, so that peers named only here are added in the same order every run.
+    peer_dependencies_meta: Loose<BTreeMap<Cow<'a, str>, Loose<PeerMeta>>>,
     #[serde(borrow, default)]
     dist: Loose<RawDist<'a>>,
     #[serde(borrow, default)]
