@@ -581,20 +581,10 @@ impl<'de: 'a, 'a> Visitor<'de> for VersionsSeed<'_, 'a> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         self.entries.reserve(map.size_hint().unwrap_or(0));
-        if let Some(base) = self.base {
-            while let Some(key) = map.next_key::<MaybeStr<'a>>()? {
-                let value = map.next_value::<&'de serde_json::value::RawValue>()?;
-                let version = key.0.as_deref().and_then(|key| Version::parse(key).ok());
-                if let (Some(key), Some(version)) = (key.0, version) {
-                    let start = value.get().as_ptr() as usize - base;
-                    let span = start..start + value.get().len();
-                    self.entries.push((key, version, span));
-                }
-            }
-            return Ok(());
+        let write = self.base.is_none();
+        if write {
+            self.text.push(b'{');
         }
-        self.text.push(b'{');
-        let mut first = true;
         while let Some(key) = map.next_key::<MaybeStr<'a>>()? {
             // Unparsable versions (ancient packages) can never match a range: dropped.
             let version = key.0.as_deref().and_then(|key| Version::parse(key).ok());
@@ -602,19 +592,30 @@ impl<'de: 'a, 'a> Visitor<'de> for VersionsSeed<'_, 'a> {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
-            if !std::mem::replace(&mut first, false) {
-                self.text.push(b',');
-            }
-            write_key(self.text, &key);
-            let start = self.text.len();
-            map.next_value_seed(Kept {
-                version: true,
-                out: &mut *self.text,
-            })?;
-            let span = start..self.text.len();
+            let span = match self.base {
+                Some(base) => {
+                    let value = map.next_value::<&'de serde_json::value::RawValue>()?.get();
+                    let start = value.as_ptr() as usize - base;
+                    start..start + value.len()
+                }
+                None => {
+                    if !self.entries.is_empty() {
+                        self.text.push(b',');
+                    }
+                    write_key(self.text, &key);
+                    let start = self.text.len();
+                    map.next_value_seed(Kept {
+                        version: true,
+                        out: &mut *self.text,
+                    })?;
+                    start..self.text.len()
+                }
+            };
             self.entries.push((key, version, span));
         }
-        self.text.push(b'}');
+        if write {
+            self.text.push(b'}');
+        }
         Ok(())
     }
 }
